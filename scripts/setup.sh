@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian machine (as root) for ferry: the Debian packages ferry drives, then npm ci and the build.
+# Sourced by demo.sh and test.sh; safe to run again.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian package -> a command it provides, to tell whether it is installed already.
+declare -A PACKAGES=(
+  [ostree]=ostree
+  [u-boot-tools]=mkenvimage
+  [libubootenv-tool]=fw_setenv
+  [grub-common]=grub-editenv
+  [busybox-static]=/bin/busybox
+  [docker.io]=dockerd
+  [docker-compose]=docker-compose
+  [skopeo]=skopeo
+  [runc]=runc
+)
+
+missing=()
+for package in "${!PACKAGES[@]}"; do
+  probe=${PACKAGES[$package]}
+  if [[ $probe == /* ]]; then
+    [[ -x $probe ]] || missing+=("$package")
+  else
+    command -v "$probe" >/dev/null 2>&1 || missing+=("$package")
+  fi
+done
+# busybox-static must be the static build: the simulated rootfs has no libc to link against.
+if [[ -x /bin/busybox ]] && ! dpkg -s busybox-static >/dev/null 2>&1; then missing+=(busybox-static); fi
+
+if ((${#missing[@]} > 0)); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "ferry setup: missing Debian packages: ${missing[*]}; run as root, or install them first" >&2
+    exit 1
+  fi
+  echo "ferry setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -d node_modules ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+npm run --silent build

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set-up, then the whole test suite on node's built-in test runner, with the real ostree and bootloader tools.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh
+exec node --test --test-concurrency=1 --test-reporter=spec "dist/test/**/*.test.js"

@@ -1,0 +1,122 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { FerryError, describeCause } from '../errors.js';
+import { OstreeRepo } from '../ostree/ostree-repo.js';
+import type { FactoryRepo } from '../repo/factory-repo.js';
+import { isEmptyOrMissingDir } from '../util/atomic-file.js';
+import { BUNDLE_TARGETS_FILE, signBundleTargets, type BundleType } from '../tuf/bundle-targets.js';
+import { expiresInDays, parseExpires } from '../tuf/expires.js';
+import { serializeMetadata } from '../tuf/sign-metadata.js';
+import { discardScratch, verifyBundleMetadata } from '../tuf/verify-metadata.js';
+import { bundleLayout } from './bundle-dir.js';
+
+export interface ExportOptions {
+  readonly targetName: string;
+  readonly destination: string;
+  readonly tag: string;
+  readonly type: BundleType;
+  readonly expiresInDays: number;
+  readonly now?: Date;
+}
+
+export interface ExportResult {
+  readonly target: string;
+  readonly commit: string;
+  readonly expires: string;
+  readonly destination: string;
+  readonly rootVersions: number;
+}
+
+/**
+ * `export`: writes the bundle layout of reference §1 for one target. All checks that can refuse run before the first
+ * byte is written; the finished bundle is then verified the way a device would, from 1.root.json.
+ */
+export async function exportBundle(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
+  const now = options.now ?? new Date();
+  if (!Number.isInteger(options.expiresInDays) || options.expiresInDays < 1) {
+    throw new FerryError('USAGE', `--expires-in-days must be a whole number of days, at least 1 (got ${options.expiresInDays})`);
+  }
+  const targets = await repo.targets();
+  const entry = targets[options.targetName];
+  if (entry === undefined) {
+    const known = Object.keys(targets);
+    throw new FerryError('TARGET_UNKNOWN', `the repository has no target "${options.targetName}" (it has: ${known.join(', ') || 'none'})`);
+  }
+  const tags = (entry.custom?.['tags'] as string[] | undefined) ?? [];
+  if (!tags.includes(options.tag)) {
+    throw new FerryError('TAG_NOT_ON_TARGET', `target "${options.targetName}" does not carry tag "${options.tag}" (it has: ${tags.join(', ') || 'none'})`);
+  }
+  const expires = expiresInDays(now, options.expiresInDays);
+  const root = await repo.readRole('root');
+  const rootExpires = parseExpires(root.signed['expires']);
+  if (rootExpires === undefined || rootExpires.getTime() < new Date(expires).getTime()) {
+    throw new FerryError(
+      'EXPIRY_TOO_LATE',
+      `the bundle would expire at ${expires}, after root.json version ${String(root.signed['version'])} (expires ${String(root.signed['expires'])}); choose fewer --expires-in-days`,
+    );
+  }
+  if (!(await isEmptyOrMissingDir(options.destination))) {
+    throw new FerryError('DESTINATION_NOT_EMPTY', `${options.destination} is not empty; export into a new or empty directory`);
+  }
+  const commit = entry.hashes['sha256'] ?? '';
+  if (!(await repo.ostree.hasCommitObject(commit))) {
+    throw new FerryError('REPO_INVALID', `the factory OSTree repo lacks commit ${commit} of target "${options.targetName}"`);
+  }
+
+  const bundle = bundleLayout(options.destination);
+  await fs.mkdir(bundle.tufDir, { recursive: true });
+  try {
+    const rootFiles = await repo.rootFiles();
+    for (const file of rootFiles) await fs.copyFile(file, path.join(bundle.tufDir, path.basename(file)));
+    const published = await repo.publishTargets(targets, expires);
+    await fs.writeFile(path.join(bundle.tufDir, 'targets.json'), serializeMetadata(published.targets));
+    await fs.writeFile(path.join(bundle.tufDir, 'snapshot.json'), serializeMetadata(published.snapshot));
+    await fs.writeFile(path.join(bundle.tufDir, 'timestamp.json'), serializeMetadata(published.timestamp));
+
+    const settings = await repo.settings();
+    const bundleVersion = settings.bundleVersion + 1;
+    await repo.saveSettings({ ...settings, bundleVersion });
+    const bundleTargets = signBundleTargets(
+      { _type: 'bundle', expires, version: bundleVersion, 'x-ferry-bundle': { type: options.type, tag: options.tag, targets: [options.targetName] } },
+      await repo.keys.load('targets'),
+    );
+    await fs.writeFile(path.join(bundle.tufDir, BUNDLE_TARGETS_FILE), serializeMetadata(bundleTargets));
+
+    await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
+    await bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false });
+    await bundle.ostreeRepo.setRef(options.targetName, commit);
+
+    await verifyExport(repo, options.destination, options.targetName, commit, now);
+    return { target: options.targetName, commit, expires, destination: options.destination, rootVersions: rootFiles.length };
+  } catch (error) {
+    // Leave no half-written bundle behind for someone to carry to a device.
+    await removeContents(options.destination);
+    if (error instanceof FerryError) throw error;
+    throw new FerryError('INTERNAL_ERROR', `export failed: ${describeCause(error)}`, { cause: error });
+  }
+}
+
+async function removeContents(dir: string): Promise<void> {
+  for (const name of await fs.readdir(dir).catch(() => [] as string[])) await fs.rm(path.join(dir, name), { recursive: true, force: true });
+}
+
+/** Verifies the written bundle as a fresh device would: from 1.root.json, through tuf-js, then every OSTree object. */
+async function verifyExport(repo: FactoryRepo, destination: string, targetName: string, commit: string, now: Date): Promise<void> {
+  const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-export-verify-'));
+  try {
+    const firstRoot = (await repo.rootFiles())[0]!;
+    await fs.copyFile(firstRoot, path.join(trustedDir, 'root.json'));
+    const bundle = bundleLayout(destination);
+    const verified = await verifyBundleMetadata({ trustedDir, bundleTufDir: bundle.tufDir, now });
+    await discardScratch(verified);
+    const target = verified.targets.find((candidate) => candidate.name === targetName);
+    if (target === undefined || target.commit !== commit) throw new Error(`target "${targetName}" is not verifiable in the written metadata`);
+    if (!(await bundle.ostreeRepo.hasCommitObject(commit))) throw new Error(`ostree_repo/ lacks commit ${commit}`);
+    await bundle.ostreeRepo.fsck();
+  } catch (error) {
+    throw new FerryError('EXPORT_VERIFY_FAILED', `the written bundle failed verification: ${describeCause(error)}`, { cause: error });
+  } finally {
+    await fs.rm(trustedDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,5 @@
+#!/usr/bin/env node
+import { processIo } from './output.js';
+import { run } from './program.js';
+
+process.exitCode = await run('ferry', process.argv.slice(2), processIo);

@@ -1,0 +1,74 @@
+import { promises as fs } from 'node:fs';
+import { runTool } from '../util/tool.js';
+import type { BootloaderConfig } from './config.js';
+
+/**
+ * The bootloader's environment, read and written only through the bootloader's own tools (fw_printenv/fw_setenv
+ * for U-Boot), so a file-backed env in the simulator and the real flash on hardware take the same code path.
+ */
+export interface BootloaderEnv {
+  readonly description: string;
+  read(): Promise<Record<string, string>>;
+  /** Sets (string) or deletes (null) several variables in one write. */
+  update(changes: Record<string, string | null>): Promise<void>;
+}
+
+export class UbootEnv implements BootloaderEnv {
+  constructor(readonly fwEnvConfig: string) {}
+
+  get description(): string {
+    return `U-Boot env (${this.fwEnvConfig})`;
+  }
+
+  async read(): Promise<Record<string, string>> {
+    const out = await runTool('fw_printenv', ['-c', this.fwEnvConfig]);
+    const vars: Record<string, string> = {};
+    for (const line of out.split('\n')) {
+      const eq = line.indexOf('=');
+      if (eq > 0) vars[line.slice(0, eq)] = line.slice(eq + 1);
+    }
+    return vars;
+  }
+
+  async update(changes: Record<string, string | null>): Promise<void> {
+    // Script mode (-s -) applies every change in a single write of the environment.
+    const script = Object.entries(changes)
+      .map(([name, value]) => (value === null ? name : `${name} ${value}`))
+      .join('\n');
+    await runTool('fw_setenv', ['-c', this.fwEnvConfig, '-s', '-'], { input: `${script}\n`, stdin: undefined });
+  }
+
+  /** The env file(s) named by fw_env.config: what a test hashes as "the bootloader state". */
+  async envFiles(): Promise<string[]> {
+    const config = await fs.readFile(this.fwEnvConfig, 'utf8');
+    return config
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#'))
+      .map((line) => line.split(/\s+/)[0]!);
+  }
+}
+
+export function bootloaderEnvFor(config: BootloaderConfig): BootloaderEnv {
+  switch (config.kind) {
+    case 'uboot':
+      return new UbootEnv(config.fwEnvConfig);
+    case 'grub':
+      throw new Error('the GRUB backend is not available yet');
+  }
+}
+
+/** The variables ferry reads, with the meaning U-Boot gives them (reference §8). */
+export interface BootFlags {
+  readonly upgradeAvailable: boolean;
+  readonly bootcount: number;
+  readonly bootUpgradeAvailable: boolean;
+}
+
+export function bootFlagsOf(vars: Record<string, string>): BootFlags {
+  return {
+    upgradeAvailable: vars['upgrade_available'] === '1',
+    bootcount: Number.parseInt(vars['bootcount'] ?? '0', 10) || 0,
+    bootUpgradeAvailable: vars['bootupgrade_available'] === '1',
+  };
+}

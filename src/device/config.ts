@@ -1,0 +1,146 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { FerryError, describeCause } from '../errors.js';
+
+/**
+ * The device configuration, from sota.toml-compatible TOML. The keys aktualizr-lite knows keep their names
+ * ([provision], [pacman], [storage], [bootloader]); ferry's own keys live under [ferry].
+ */
+export interface DeviceConfig {
+  readonly hardwareId: string;
+  readonly tags: readonly string[];
+  readonly os: string;
+  readonly sysroot: string;
+  readonly storagePath: string;
+  readonly bootloader: BootloaderConfig;
+  /** A volatile directory (tmpfs on hardware): the reboot sentinel and per-boot facts live here. */
+  readonly rebootSentinelDir: string;
+  readonly rebootSentinelName: string;
+  /** Where the booted kernel's command line is read from. */
+  readonly cmdlineFile: string;
+  /** A production device accepts only "prod" bundles; any other accepts only "ci" bundles. */
+  readonly production: boolean;
+  /** The files the configuration was read from, in order. */
+  readonly sources: readonly string[];
+}
+
+export type BootloaderConfig =
+  | { readonly kind: 'uboot'; readonly fwEnvConfig: string }
+  | { readonly kind: 'grub'; readonly grubEnvFile: string };
+
+/** Where aktualizr-lite looks when no --config is given; later entries override earlier ones. */
+export const DEFAULT_CONFIG_LOCATIONS = ['/usr/lib/sota/conf.d', '/var/sota/sota.toml', '/etc/sota/conf.d'] as const;
+
+type Table = Record<string, unknown>;
+
+function invalid(message: string, cause?: unknown): FerryError {
+  return new FerryError('CONFIG_INVALID', message, cause === undefined ? {} : { cause });
+}
+
+async function tomlFilesAt(location: string, explicit: boolean): Promise<string[]> {
+  let stat;
+  try {
+    stat = await fs.stat(location);
+  } catch (error) {
+    if (explicit) throw invalid(`config ${location}: ${describeCause(error)}`, error);
+    return [];
+  }
+  if (stat.isFile()) return [location];
+  const names = (await fs.readdir(location)).filter((name) => name.endsWith('.toml')).sort();
+  return names.map((name) => path.join(location, name));
+}
+
+function mergeInto(target: Table, source: Table): void {
+  for (const [key, value] of Object.entries(source)) {
+    const existing = target[key];
+    if (typeof value === 'object' && value !== null && !Array.isArray(value) && typeof existing === 'object' && existing !== null && !Array.isArray(existing)) {
+      mergeInto(existing as Table, value as Table);
+    } else {
+      target[key] = value;
+    }
+  }
+}
+
+function section(merged: Table, name: string): Table {
+  const value = merged[name];
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw invalid(`[${name}] must be a table`);
+  return value as Table;
+}
+
+function optionalString(table: Table, sectionName: string, key: string, fallback: string): string;
+function optionalString(table: Table, sectionName: string, key: string, fallback?: undefined): string | undefined;
+function optionalString(table: Table, sectionName: string, key: string, fallback?: string): string | undefined {
+  const value = table[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string' || value === '') throw invalid(`[${sectionName}] ${key} must be a non-empty string`);
+  return value;
+}
+
+/** aktualizr writes tags as one comma-separated string; a TOML array is accepted too. */
+function tagsFrom(value: unknown): string[] {
+  if (value === undefined) return [];
+  if (typeof value === 'string') return value.split(',').map((tag) => tag.trim()).filter((tag) => tag !== '');
+  if (Array.isArray(value) && value.every((tag) => typeof tag === 'string')) return value.map((tag) => tag.trim()).filter((tag) => tag !== '');
+  throw invalid('[pacman] tags must be a comma-separated string or an array of strings');
+}
+
+export function configFromTables(tables: readonly Table[], sources: readonly string[]): DeviceConfig {
+  const merged: Table = {};
+  for (const table of tables) mergeInto(merged, structuredClone(table));
+  const provision = section(merged, 'provision');
+  const pacman = section(merged, 'pacman');
+  const storage = section(merged, 'storage');
+  const bootloader = section(merged, 'bootloader');
+  const ferry = section(merged, 'ferry');
+
+  const hardwareId = optionalString(provision, 'provision', 'primary_ecu_hardware_id');
+  if (hardwareId === undefined) throw invalid('[provision] primary_ecu_hardware_id is required');
+
+  const rollbackMode = optionalString(bootloader, 'bootloader', 'rollback_mode', 'uboot_masked');
+  let bootloaderConfig: BootloaderConfig;
+  if (rollbackMode === 'uboot_masked' || rollbackMode === 'uboot') {
+    bootloaderConfig = { kind: 'uboot', fwEnvConfig: optionalString(bootloader, 'bootloader', 'fw_env_config', '/etc/fw_env.config') };
+  } else if (rollbackMode === 'grub') {
+    bootloaderConfig = { kind: 'grub', grubEnvFile: optionalString(bootloader, 'bootloader', 'grub_env_file', '/boot/grub/grubenv') };
+  } else {
+    throw invalid(`[bootloader] rollback_mode ${JSON.stringify(rollbackMode)} is not one of "uboot_masked", "grub"`);
+  }
+
+  const production = ferry['production'] ?? false;
+  if (typeof production !== 'boolean') throw invalid('[ferry] production must be true or false');
+
+  return {
+    hardwareId,
+    tags: tagsFrom(pacman['tags']),
+    os: optionalString(pacman, 'pacman', 'os', 'lmp'),
+    sysroot: optionalString(pacman, 'pacman', 'sysroot', '/sysroot'),
+    storagePath: optionalString(storage, 'storage', 'path', '/var/sota'),
+    bootloader: bootloaderConfig,
+    rebootSentinelDir: optionalString(bootloader, 'bootloader', 'reboot_sentinel_dir', '/var/run/aktualizr-session'),
+    rebootSentinelName: optionalString(bootloader, 'bootloader', 'reboot_sentinel_name', 'need_reboot'),
+    cmdlineFile: optionalString(ferry, 'ferry', 'cmdline_file', '/proc/cmdline'),
+    production,
+    sources,
+  };
+}
+
+/** Reads the configuration from the given files or directories, or from aktualizr-lite's default locations. */
+export async function loadDeviceConfig(locations: readonly string[] = []): Promise<DeviceConfig> {
+  const explicit = locations.length > 0;
+  const files: string[] = [];
+  for (const location of explicit ? locations : DEFAULT_CONFIG_LOCATIONS) files.push(...(await tomlFilesAt(location, explicit)));
+  if (files.length === 0) {
+    throw invalid(explicit ? `no .toml files in ${locations.join(', ')}` : `no configuration found in ${DEFAULT_CONFIG_LOCATIONS.join(', ')}`);
+  }
+  const tables: Table[] = [];
+  for (const file of files) {
+    try {
+      tables.push(parseToml(await fs.readFile(file, 'utf8')) as Table);
+    } catch (error) {
+      throw invalid(`config ${file}: ${describeCause(error)}`, error);
+    }
+  }
+  return configFromTables(tables, files);
+}

@@ -1,0 +1,41 @@
+import { promises as fs } from 'node:fs';
+import { Sysroot } from '../ostree/sysroot.js';
+import { pathExists } from '../util/atomic-file.js';
+import { bootloaderEnvFor, type BootloaderEnv } from './bootloader-env.js';
+import { readBootedDeployment, type BootedDeployment } from './booted-deployment.js';
+import type { DeviceConfig } from './config.js';
+import { devicePaths, type DevicePaths } from './paths.js';
+import { StatusFile } from './status-file.js';
+
+/** The adapters a lifecycle command works through. Tests build the same thing around a simulated device. */
+export interface Device {
+  readonly config: DeviceConfig;
+  readonly paths: DevicePaths;
+  readonly sysroot: Sysroot;
+  readonly env: BootloaderEnv;
+  readonly statusFile: StatusFile;
+}
+
+export function openDevice(config: DeviceConfig): Device {
+  const paths = devicePaths(config);
+  return {
+    config,
+    paths,
+    sysroot: new Sysroot(config.sysroot, config.os),
+    env: bootloaderEnvFor(config.bootloader),
+    statusFile: new StatusFile(paths.statusFile),
+  };
+}
+
+export function readBooted(device: Device): Promise<BootedDeployment> {
+  return readBootedDeployment({ cmdlineFile: device.config.cmdlineFile, sysroot: device.config.sysroot, volatileDir: device.paths.volatileDir });
+}
+
+export function rebootSentinelPresent(device: Device): Promise<boolean> {
+  return pathExists(device.paths.rebootSentinel);
+}
+
+export async function writeRebootSentinel(device: Device): Promise<void> {
+  await fs.mkdir(device.paths.volatileDir, { recursive: true });
+  await fs.writeFile(device.paths.rebootSentinel, `${new Date().toISOString()}\n`);
+}

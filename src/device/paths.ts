@@ -1,0 +1,20 @@
+import path from 'node:path';
+import type { DeviceConfig } from './config.js';
+
+/** Where ferry keeps its files on the device, all derived from the configuration. */
+export interface DevicePaths {
+  readonly trustedMetadataDir: string;
+  readonly statusFile: string;
+  readonly rebootSentinel: string;
+  readonly volatileDir: string;
+}
+
+export function devicePaths(config: DeviceConfig): DevicePaths {
+  const ferryDir = path.join(config.storagePath, 'ferry');
+  return {
+    trustedMetadataDir: path.join(ferryDir, 'tuf'),
+    statusFile: path.join(ferryDir, 'status.json'),
+    rebootSentinel: path.join(config.rebootSentinelDir, config.rebootSentinelName),
+    volatileDir: config.rebootSentinelDir,
+  };
+}

@@ -1,0 +1,88 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../util/atomic-file.js';
+
+/** Update states as Pantavisor names them (reference §4). */
+export type UpdateState = 'IDLE' | 'QUEUED' | 'INPROGRESS' | 'TESTING' | 'DONE' | 'UPDATED' | 'WONTGO' | 'ERROR';
+
+export interface TargetRef {
+  readonly name: string;
+  readonly version: string;
+  readonly commit: string;
+}
+
+export interface PendingUpdate {
+  readonly target: TargetRef;
+  /** What ran before the install: the rollback point if the new target fails. */
+  readonly previous: TargetRef | null;
+  readonly installedAt: string;
+}
+
+export interface HistoryEntry {
+  readonly at: string;
+  readonly command: string;
+  readonly state: UpdateState;
+  readonly outcome: string;
+  readonly exitCode: number;
+  readonly target?: string;
+  readonly message: string;
+}
+
+export interface DeviceStatus {
+  readonly schema: 1;
+  readonly state: UpdateState;
+  readonly reason: string;
+  readonly current: TargetRef | null;
+  readonly pending: PendingUpdate | null;
+  readonly rollback: TargetRef | null;
+  readonly failedTargets: ReadonlyArray<{ readonly target: TargetRef; readonly at: string; readonly reason: string }>;
+  readonly lastError: { readonly outcome: string; readonly exitCode: number; readonly message: string; readonly at: string } | null;
+  readonly history: readonly HistoryEntry[];
+}
+
+export const HISTORY_LIMIT = 200;
+
+export function emptyStatus(): DeviceStatus {
+  return { schema: 1, state: 'IDLE', reason: 'no update has run yet', current: null, pending: null, rollback: null, failedTargets: [], lastError: null, history: [] };
+}
+
+export function appendHistory(status: DeviceStatus, entry: HistoryEntry): readonly HistoryEntry[] {
+  return [...status.history, entry].slice(-HISTORY_LIMIT);
+}
+
+function looksLikeStatus(value: unknown): value is DeviceStatus {
+  const candidate = value as Partial<DeviceStatus> | null;
+  return typeof candidate === 'object' && candidate !== null && candidate.schema === 1 && typeof candidate.state === 'string' && Array.isArray(candidate.history) && Array.isArray(candidate.failedTargets);
+}
+
+/**
+ * The status record: the one file that a refusal may change. An unreadable record is moved aside to `.broken`,
+ * never trusted and never deleted, and ferry carries on from an empty one.
+ */
+export class StatusFile {
+  constructor(readonly file: string) {}
+
+  async load(): Promise<{ status: DeviceStatus; recovered?: string }> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { status: emptyStatus() };
+      throw error;
+    }
+    try {
+      const parsed: unknown = JSON.parse(text);
+      if (looksLikeStatus(parsed)) return { status: parsed };
+    } catch {
+      // Falls through to the recovery below.
+    }
+    const aside = `${this.file}.broken`;
+    await fs.rename(this.file, aside);
+    return { status: emptyStatus(), recovered: `the status file was unreadable and was moved to ${aside}` };
+  }
+
+  async save(status: DeviceStatus): Promise<void> {
+    await fs.mkdir(path.dirname(this.file), { recursive: true });
+    await writeFileAtomic(this.file, `${JSON.stringify(status, null, 2)}\n`);
+  }
+}

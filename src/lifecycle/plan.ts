@@ -1,0 +1,88 @@
+import { FerryError } from '../errors.js';
+import type { BootFlags } from '../device/bootloader-env.js';
+import type { DeviceStatus, TargetRef } from '../device/status-file.js';
+import { compareVersions, type Target } from '../tuf/target.js';
+
+/**
+ * The planner: from (device status, booted deployment, bootloader flags, verified choice) to one decision. Pure, with
+ * no I/O, so that every transition can be tested as a table; the lifecycle modules then carry the decision out.
+ */
+
+export interface BootedFacts {
+  readonly commit: string;
+}
+
+export type InstallDecision =
+  | { readonly action: 'refuse'; readonly error: FerryError }
+  | { readonly action: 'already-installed'; readonly target: TargetRef }
+  | { readonly action: 'stage'; readonly target: TargetRef; readonly previous: TargetRef | null };
+
+export function refOf(target: Target | TargetRef): TargetRef {
+  return { name: target.name, version: target.version, commit: target.commit };
+}
+
+/** What the device runs now, as far as ferry can name it. */
+export function currentTargetOf(status: DeviceStatus, booted: BootedFacts, known: readonly Target[]): TargetRef | null {
+  for (const candidate of [status.current, status.pending?.target, status.rollback, status.pending?.previous]) {
+    if (candidate && candidate.commit === booted.commit) return candidate;
+  }
+  const match = known.find((target) => target.commit === booted.commit);
+  return match === undefined ? null : refOf(match);
+}
+
+export function planInstall(input: {
+  readonly status: DeviceStatus;
+  readonly booted: BootedFacts;
+  readonly flags: BootFlags;
+  readonly selected: Target;
+  readonly known: readonly Target[];
+  readonly force: boolean;
+}): InstallDecision {
+  const { status, booted, flags, selected } = input;
+  if (flags.bootUpgradeAvailable) {
+    return { action: 'refuse', error: new FerryError('BOOT_FIRMWARE_REBOOT_FIRST', 'a boot firmware update is waiting for a reboot (bootupgrade_available=1): reboot, then install again') };
+  }
+  if (status.pending !== null) {
+    return { action: 'refuse', error: new FerryError('INSTALL_PENDING', `target "${status.pending.target.name}" is installed and waits for a reboot and \`run\``) };
+  }
+  const current = currentTargetOf(status, booted, input.known);
+  if (booted.commit === selected.commit) return { action: 'already-installed', target: current ?? refOf(selected) };
+  if (current !== null && !input.force && compareVersions(selected.version, current.version) < 0) {
+    return {
+      action: 'refuse',
+      error: new FerryError('DOWNGRADE_REFUSED', `target "${selected.name}" (version ${selected.version}) is older than the running "${current.name}" (version ${current.version}); use --force to downgrade`),
+    };
+  }
+  return { action: 'stage', target: refOf(selected), previous: current ?? { name: 'unknown', version: '0', commit: booted.commit } };
+}
+
+export type RunDecision =
+  | { readonly action: 'nothing-pending' }
+  | { readonly action: 'reboot-first'; readonly target: TargetRef }
+  | { readonly action: 'commit'; readonly target: TargetRef; readonly previous: TargetRef | null; readonly bootFirmwareUpdated: boolean }
+  | { readonly action: 'rolled-back'; readonly failed: TargetRef; readonly running: TargetRef | null }
+  | { readonly action: 'refuse'; readonly error: FerryError };
+
+export function planRun(input: {
+  readonly status: DeviceStatus;
+  readonly rebootSentinelPresent: boolean;
+  readonly booted: BootedFacts;
+  readonly flags: BootFlags;
+}): RunDecision {
+  const { status, booted } = input;
+  const pending = status.pending;
+  if (pending === null) return { action: 'nothing-pending' };
+  // The sentinel lives in a tmpfs: while it is there, this is still the boot in which install ran. Reading the
+  // booted deployment now would mistake "not rebooted yet" for "rolled back".
+  if (input.rebootSentinelPresent) return { action: 'reboot-first', target: pending.target };
+  if (booted.commit === pending.target.commit) {
+    return { action: 'commit', target: pending.target, previous: pending.previous, bootFirmwareUpdated: input.flags.bootUpgradeAvailable };
+  }
+  if (pending.previous !== null && booted.commit === pending.previous.commit) {
+    return { action: 'rolled-back', failed: pending.target, running: pending.previous };
+  }
+  return {
+    action: 'refuse',
+    error: new FerryError('DEVICE_STATE_UNREADABLE', `booted commit ${booted.commit} is neither the pending target "${pending.target.name}" nor the previous one`),
+  };
+}

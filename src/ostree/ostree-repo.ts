@@ -1,0 +1,67 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { runTool } from '../util/tool.js';
+
+export const COMMIT_CHECKSUM = /^[0-9a-f]{64}$/;
+
+/** A thin adapter over the `ostree` CLI for one repository. */
+export class OstreeRepo {
+  constructor(readonly path: string) {}
+
+  private run(args: readonly string[]): Promise<string> {
+    return runTool('ostree', [`--repo=${this.path}`, ...args]);
+  }
+
+  static async create(repoPath: string, mode: 'archive' | 'bare' | 'bare-user'): Promise<OstreeRepo> {
+    await fs.mkdir(repoPath, { recursive: true });
+    await runTool('ostree', [`--repo=${repoPath}`, 'init', `--mode=${mode}`]);
+    return new OstreeRepo(repoPath);
+  }
+
+  /** True when the commit object itself is present. Its tree may still be incomplete: pull --untrusted finds that. */
+  async hasCommitObject(commit: string): Promise<boolean> {
+    if (!COMMIT_CHECKSUM.test(commit)) return false;
+    try {
+      const stat = await fs.stat(path.join(this.path, 'objects', commit.slice(0, 2), `${commit.slice(2)}.commit`));
+      return stat.isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  async resolve(refOrCommit: string): Promise<string> {
+    return (await this.run(['rev-parse', refOrCommit])).trim();
+  }
+
+  /**
+   * Copies `refOrCommit` and everything it reaches from `source`. With `untrusted`, ostree re-checksums every object,
+   * which is what media from a USB stick deserves.
+   */
+  async pullLocal(source: string, refOrCommit: string, options: { untrusted: boolean }): Promise<void> {
+    const args = ['pull-local'];
+    if (options.untrusted) args.push('--untrusted');
+    await this.run([...args, source, refOrCommit]);
+  }
+
+  async fsck(): Promise<void> {
+    await this.run(['fsck', '--quiet']);
+  }
+
+  async setRef(ref: string, commit: string): Promise<void> {
+    await this.run(['refs', '--create', ref, commit, '--force']);
+  }
+
+  async commitTree(options: { tree: string; branch: string; subject: string }): Promise<string> {
+    const out = await this.run(['commit', `--branch=${options.branch}`, `--tree=dir=${options.tree}`, `--subject=${options.subject}`]);
+    return out.trim();
+  }
+
+  async readMode(): Promise<string | undefined> {
+    try {
+      const config = await fs.readFile(path.join(this.path, 'config'), 'utf8');
+      return /^\s*mode\s*=\s*(\S+)/m.exec(config)?.[1];
+    } catch {
+      return undefined;
+    }
+  }
+}

@@ -1,0 +1,158 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { FerryError, describeCause } from '../errors.js';
+import { OstreeRepo } from '../ostree/ostree-repo.js';
+import { isEmptyOrMissingDir, readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
+import { expiresInDays } from '../tuf/expires.js';
+import { ROLE_NAMES, serializeMetadata, signRole, type RoleName } from '../tuf/sign-metadata.js';
+import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
+import { KeyStore } from './keystore.js';
+
+/**
+ * The release engineer's factory repository, a plain directory:
+ *   ferry-repo.json   format and counters
+ *   keys/<role>/      private keys (0600)
+ *   tuf/              N.root.json for every root version, and the current targets, snapshot and timestamp
+ *   ostree_repo/      an archive-mode OSTree repo with every target's commit
+ *   apps/             compose apps, content-addressed
+ */
+export interface RepoSettings {
+  readonly format: 1;
+  /** The version of the last bundle-targets.json this repository signed. */
+  readonly bundleVersion: number;
+}
+
+type SignedDocument = { signed: Record<string, unknown>; signatures: unknown[] };
+
+export const SPEC_VERSION = '1.0.31';
+const SETTINGS_FILE = 'ferry-repo.json';
+
+export class FactoryRepo {
+  readonly keys: KeyStore;
+  readonly ostree: OstreeRepo;
+
+  constructor(readonly dir: string) {
+    this.keys = new KeyStore(path.join(dir, 'keys'));
+    this.ostree = new OstreeRepo(path.join(dir, 'ostree_repo'));
+  }
+
+  get tufDir(): string {
+    return path.join(this.dir, 'tuf');
+  }
+
+  get appsDir(): string {
+    return path.join(this.dir, 'apps');
+  }
+
+  async settings(): Promise<RepoSettings> {
+    return JSON.parse(await fs.readFile(path.join(this.dir, SETTINGS_FILE), 'utf8')) as RepoSettings;
+  }
+
+  async saveSettings(settings: RepoSettings): Promise<void> {
+    await writeFileAtomic(path.join(this.dir, SETTINGS_FILE), `${JSON.stringify(settings, null, 2)}\n`);
+  }
+
+  async readRole(role: RoleName): Promise<SignedDocument> {
+    const name = role === 'root' ? `${await this.rootVersion()}.root.json` : `${role}.json`;
+    return JSON.parse((await readSmallFile(path.join(this.tufDir, name), METADATA_MAX_BYTES)).toString('utf8')) as SignedDocument;
+  }
+
+  /** Every root version this repository has signed, oldest first. */
+  async rootFiles(): Promise<string[]> {
+    const names = (await fs.readdir(this.tufDir)).filter((name) => /^\d+\.root\.json$/.test(name));
+    return names.sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10)).map((name) => path.join(this.tufDir, name));
+  }
+
+  async rootVersion(): Promise<number> {
+    const files = await this.rootFiles();
+    if (files.length === 0) throw new FerryError('REPO_INVALID', `${this.tufDir} holds no N.root.json`);
+    return Number.parseInt(path.basename(files[files.length - 1]!), 10);
+  }
+
+  async writeRole(role: RoleName, document: Record<string, unknown>): Promise<void> {
+    const version = (document['signed'] as { version: number }).version;
+    const name = role === 'root' ? `${version}.root.json` : `${role}.json`;
+    await writeFileAtomic(path.join(this.tufDir, name), serializeMetadata(document));
+  }
+
+  /**
+   * Signs `targetsSigned` as the next targets version, then a snapshot and a timestamp that point at it, all with
+   * the given expiry. Versions only ever grow, so every device sees each publication as new.
+   */
+  async publishTargets(targets: Record<string, unknown>, expires: string): Promise<{ targets: Record<string, unknown>; snapshot: Record<string, unknown>; timestamp: Record<string, unknown> }> {
+    const [oldTargets, oldSnapshot, oldTimestamp] = await Promise.all([this.readRole('targets'), this.readRole('snapshot'), this.readRole('timestamp')]);
+    const targetsVersion = (oldTargets.signed['version'] as number) + 1;
+    const snapshotVersion = (oldSnapshot.signed['version'] as number) + 1;
+    const timestampVersion = (oldTimestamp.signed['version'] as number) + 1;
+    const signedTargets = signRole('targets', { ...oldTargets.signed, targets, version: targetsVersion, expires }, await this.keys.load('targets'));
+    const snapshot = signRole(
+      'snapshot',
+      { _type: 'snapshot', spec_version: SPEC_VERSION, version: snapshotVersion, expires, meta: { 'targets.json': { version: targetsVersion } } },
+      await this.keys.load('snapshot'),
+    );
+    const timestamp = signRole(
+      'timestamp',
+      { _type: 'timestamp', spec_version: SPEC_VERSION, version: timestampVersion, expires, meta: { 'snapshot.json': { version: snapshotVersion } } },
+      await this.keys.load('timestamp'),
+    );
+    // Written leaf first: a reader that sees the new timestamp finds the snapshot and targets it names.
+    await this.writeRole('targets', signedTargets);
+    await this.writeRole('snapshot', snapshot);
+    await this.writeRole('timestamp', timestamp);
+    return { targets: signedTargets, snapshot, timestamp };
+  }
+
+  async targets(): Promise<Record<string, { hashes: Record<string, string>; length: number; custom?: Record<string, unknown> }>> {
+    return (await this.readRole('targets')).signed['targets'] as Record<string, { hashes: Record<string, string>; length: number; custom?: Record<string, unknown> }>;
+  }
+}
+
+export async function openFactoryRepo(dir: string): Promise<FactoryRepo> {
+  const repo = new FactoryRepo(dir);
+  try {
+    const settings = await repo.settings();
+    if (settings.format !== 1) throw new Error(`unknown format ${String(settings.format)}`);
+    await fs.access(repo.tufDir);
+  } catch (error) {
+    throw new FerryError('REPO_INVALID', `${dir} is not a ferry factory repository: ${describeCause(error)}`, { cause: error });
+  }
+  return repo;
+}
+
+export interface InitOptions {
+  readonly rootExpiresInDays: number;
+  readonly now?: Date;
+}
+
+/** Creates the four roles (one ed25519 key each), 1.root.json, empty targets, the OSTree repo and apps/. */
+export async function initFactoryRepo(dir: string, options: InitOptions): Promise<FactoryRepo> {
+  if (!(await isEmptyOrMissingDir(dir))) throw new FerryError('REPO_EXISTS', `${dir} is not empty`);
+  const now = options.now ?? new Date();
+  const repo = new FactoryRepo(dir);
+  await fs.mkdir(repo.tufDir, { recursive: true });
+  await fs.mkdir(repo.appsDir, { recursive: true });
+
+  const keys = Object.fromEntries(await Promise.all(ROLE_NAMES.map(async (role) => [role, await repo.keys.create(role)] as const)));
+  const rootExpires = expiresInDays(now, options.rootExpiresInDays);
+  const root = signRole(
+    'root',
+    {
+      _type: 'root',
+      spec_version: SPEC_VERSION,
+      version: 1,
+      expires: rootExpires,
+      consistent_snapshot: false,
+      keys: Object.fromEntries(ROLE_NAMES.map((role) => [keys[role]!.keyId, keys[role]!.publicKey])),
+      roles: Object.fromEntries(ROLE_NAMES.map((role) => [role, { keyids: [keys[role]!.keyId], threshold: 1 }])),
+    },
+    [keys['root']!],
+  );
+  await repo.writeRole('root', root);
+  const expires = expiresInDays(now, Math.min(365, options.rootExpiresInDays));
+  await repo.writeRole('targets', signRole('targets', { _type: 'targets', spec_version: SPEC_VERSION, version: 1, expires, targets: {} }, [keys['targets']!]));
+  await repo.writeRole('snapshot', signRole('snapshot', { _type: 'snapshot', spec_version: SPEC_VERSION, version: 1, expires, meta: { 'targets.json': { version: 1 } } }, [keys['snapshot']!]));
+  await repo.writeRole('timestamp', signRole('timestamp', { _type: 'timestamp', spec_version: SPEC_VERSION, version: 1, expires, meta: { 'snapshot.json': { version: 1 } } }, [keys['timestamp']!]));
+  await OstreeRepo.create(repo.ostree.path, 'archive');
+  await repo.saveSettings({ format: 1, bundleVersion: 0 });
+  return repo;
+}

@@ -1,0 +1,69 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { FerryError } from '../errors.js';
+import type { BootloaderEnv } from '../device/bootloader-env.js';
+import { ostreeArgOf } from '../device/booted-deployment.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+import { readBootEntries, type BootEntry } from './boot-entries.js';
+import { BOOT_FAILS_MARKER } from './rootfs.js';
+
+export interface SimulatedBoot {
+  readonly entry: BootEntry;
+  readonly fellBack: boolean;
+  /** Each boot attempt, including the ones the watchdog reset. */
+  readonly attempts: ReadonlyArray<{ readonly entry: string; readonly bootcount: number; readonly booted: boolean }>;
+}
+
+/**
+ * What U-Boot does at power-on, and nothing more. With `upgrade_available=1` it counts the boot in `bootcount`
+ * (as bootcount_env does); once `bootcount > bootlimit` it runs altbootcmd, which boots the rollback entry and sets
+ * `rollback=1`. Otherwise it boots the default entry. A rootfs that carries the boot-fails marker never reaches
+ * userspace, so the watchdog resets the board and U-Boot runs again.
+ *
+ * The kernel command line of the chosen entry is written to the cmdline file, and the volatile directory (a tmpfs
+ * on hardware) is emptied, as a real reboot would.
+ */
+export async function simulateReboot(options: {
+  sysroot: string;
+  env: BootloaderEnv;
+  cmdlineFile: string;
+  volatileDir: string;
+}): Promise<SimulatedBoot> {
+  const attempts: Array<{ entry: string; bootcount: number; booted: boolean }> = [];
+  await fs.rm(options.volatileDir, { recursive: true, force: true });
+  await fs.mkdir(options.volatileDir, { recursive: true });
+
+  const maxAttempts = 16;
+  for (let attempt = 0; attempt < maxAttempts; attempt++) {
+    const vars = await options.env.read();
+    const upgradeAvailable = vars['upgrade_available'] === '1';
+    const bootlimit = Number.parseInt(vars['bootlimit'] ?? '3', 10);
+    let bootcount = Number.parseInt(vars['bootcount'] ?? '0', 10) || 0;
+    if (upgradeAvailable) {
+      bootcount += 1;
+      await options.env.update({ bootcount: String(bootcount) });
+    }
+    const entries = await readBootEntries(options.sysroot);
+    const fallBack = upgradeAvailable && bootcount > bootlimit;
+    const entry = fallBack ? entries[1] : entries[0];
+    if (entry === undefined) {
+      throw new FerryError('SIM_DEVICE_BRICKED', fallBack ? 'U-Boot fell back, but there is no rollback entry to boot' : 'no boot entry to boot');
+    }
+    if (fallBack && vars['rollback'] !== '1') await options.env.update({ rollback: '1' });
+
+    const booted = !(await bootFails(options.sysroot, entry));
+    attempts.push({ entry: entry.title, bootcount, booted });
+    if (booted) {
+      await writeFileAtomic(options.cmdlineFile, `console=ttyS0,115200 root=/dev/mmcblk0p2 rootwait ${entry.options}\n`);
+      return { entry, fellBack: fallBack, attempts };
+    }
+  }
+  throw new FerryError('SIM_DEVICE_BRICKED', `no deployment booted in ${maxAttempts} attempts (${attempts.map((a) => a.entry).join(', ')})`);
+}
+
+async function bootFails(sysroot: string, entry: BootEntry): Promise<boolean> {
+  const ostreeArg = ostreeArgOf(entry.options);
+  if (ostreeArg === undefined) return true;
+  const deployment = await fs.realpath(path.join(sysroot, ostreeArg));
+  return fs.access(path.join(deployment, BOOT_FAILS_MARKER)).then(() => true, () => false);
+}

@@ -1,0 +1,121 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { FerryError } from '../errors.js';
+import { UbootEnv } from '../device/bootloader-env.js';
+import { loadDeviceConfig, type DeviceConfig } from '../device/config.js';
+import { devicePaths } from '../device/paths.js';
+import { StatusFile, emptyStatus } from '../device/status-file.js';
+import { Sysroot } from '../ostree/sysroot.js';
+import type { FactoryRepo } from '../repo/factory-repo.js';
+import { isEmptyOrMissingDir } from '../util/atomic-file.js';
+import { runTool } from '../util/tool.js';
+import { simulateReboot, type SimulatedBoot } from './bootloader-model.js';
+
+/**
+ * A simulated device is a directory that holds what a board would:
+ *   sysroot/                 a real OSTree sysroot (ostree admin init-fs / os-init / deploy)
+ *   boot-env/uboot.env       a real U-Boot env image (mkenvimage), used through fw_setenv/fw_printenv
+ *   etc/fw_env.config        points the env tools at that file
+ *   etc/sota/conf.d/         the device configuration
+ *   proc/cmdline             the booted kernel's command line
+ *   run/aktualizr-session/   the volatile directory (emptied by every simulated reboot)
+ *   var/sota/                storage: trusted metadata and the status record
+ */
+export interface SimDeviceOptions {
+  readonly target: string;
+  readonly hardwareId?: string | undefined;
+  readonly tags?: readonly string[] | undefined;
+  readonly os?: string;
+  readonly bootlimit?: number;
+  readonly production?: boolean;
+}
+
+export function simConfigDir(deviceDir: string): string {
+  return path.join(deviceDir, 'etc', 'sota', 'conf.d');
+}
+
+export async function createSimDevice(deviceDir: string, repo: FactoryRepo, options: SimDeviceOptions): Promise<DeviceConfig> {
+  const root = path.resolve(deviceDir);
+  if (!(await isEmptyOrMissingDir(root))) throw new FerryError('DESTINATION_NOT_EMPTY', `${root} is not empty`);
+  const targets = await repo.targets();
+  const entry = targets[options.target];
+  if (entry === undefined) throw new FerryError('TARGET_UNKNOWN', `the repository has no target "${options.target}" (it has: ${Object.keys(targets).join(', ') || 'none'})`);
+  const commit = entry.hashes['sha256']!;
+  const custom = entry.custom ?? {};
+  const hardwareId = options.hardwareId ?? (custom['hardwareIds'] as string[] | undefined)?.[0];
+  if (hardwareId === undefined) throw new FerryError('USAGE', `target "${options.target}" names no hardware id; give --hardware-id`);
+  const tags = options.tags ?? (custom['tags'] as string[] | undefined) ?? [];
+  const os = options.os ?? 'lmp';
+
+  const sysroot = new Sysroot(path.join(root, 'sysroot'), os);
+  await sysroot.initialize();
+  await sysroot.repo.pullLocal(repo.ostree.path, commit, { untrusted: true });
+  await sysroot.deploy(commit);
+
+  const envDir = path.join(root, 'boot-env');
+  await fs.mkdir(envDir, { recursive: true });
+  const envText = path.join(envDir, 'uboot.env.txt');
+  await fs.writeFile(envText, `bootlimit=${options.bootlimit ?? 3}\nbootcount=0\nupgrade_available=0\nbootupgrade_available=0\nrollback=0\n`);
+  const envImage = path.join(envDir, 'uboot.env');
+  await runTool('mkenvimage', ['-s', '0x4000', '-o', envImage, envText]);
+  await fs.rm(envText);
+  await fs.mkdir(path.join(root, 'etc'), { recursive: true });
+  const fwEnvConfig = path.join(root, 'etc', 'fw_env.config');
+  await fs.writeFile(fwEnvConfig, `# device   offset   size\n${envImage} 0x0 0x4000\n`);
+
+  const configDir = simConfigDir(root);
+  await fs.mkdir(configDir, { recursive: true });
+  const toml = [
+    '# A ferry simulated device. Keys follow aktualizr-lite\'s sota.toml; [ferry] holds ferry\'s own.',
+    '[provision]',
+    `primary_ecu_hardware_id = ${JSON.stringify(hardwareId)}`,
+    '',
+    '[pacman]',
+    'type = "ostree"',
+    `os = ${JSON.stringify(os)}`,
+    `sysroot = ${JSON.stringify(sysroot.path)}`,
+    `tags = ${JSON.stringify(tags.join(','))}`,
+    '',
+    '[storage]',
+    `path = ${JSON.stringify(path.join(root, 'var', 'sota'))}`,
+    '',
+    '[bootloader]',
+    'rollback_mode = "uboot_masked"',
+    `fw_env_config = ${JSON.stringify(fwEnvConfig)}`,
+    `reboot_sentinel_dir = ${JSON.stringify(path.join(root, 'run', 'aktualizr-session'))}`,
+    'reboot_sentinel_name = "need_reboot"',
+    '',
+    '[ferry]',
+    `cmdline_file = ${JSON.stringify(path.join(root, 'proc', 'cmdline'))}`,
+    `production = ${options.production ? 'true' : 'false'}`,
+    '',
+  ].join('\n');
+  await fs.writeFile(path.join(configDir, '50-ferry-sim.toml'), toml);
+  const config = await loadDeviceConfig([configDir]);
+  const paths = devicePaths(config);
+
+  await fs.mkdir(paths.trustedMetadataDir, { recursive: true });
+  const rootFiles = await repo.rootFiles();
+  await fs.copyFile(rootFiles[rootFiles.length - 1]!, path.join(paths.trustedMetadataDir, 'root.json'));
+  await new StatusFile(paths.statusFile).save({
+    ...emptyStatus(),
+    state: 'DONE',
+    reason: 'provisioned by ferry sim create',
+    current: { name: options.target, version: String(custom['version'] ?? '0'), commit },
+  });
+
+  await fs.mkdir(path.dirname(config.cmdlineFile), { recursive: true });
+  await rebootSimDevice(root);
+  return config;
+}
+
+export async function rebootSimDevice(deviceDir: string): Promise<SimulatedBoot> {
+  const config = await loadDeviceConfig([simConfigDir(path.resolve(deviceDir))]);
+  if (config.bootloader.kind !== 'uboot') throw new FerryError('CONFIG_INVALID', 'the simulator models U-Boot only');
+  return simulateReboot({
+    sysroot: config.sysroot,
+    env: new UbootEnv(config.bootloader.fwEnvConfig),
+    cmdlineFile: config.cmdlineFile,
+    volatileDir: config.rebootSentinelDir,
+  });
+}
