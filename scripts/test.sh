@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-exec node --test --test-concurrency=1 --test-reporter=spec "dist/test/**/*.test.js"
+mapfile -t files < <(find dist/test -name '*.test.js' | sort)
+exec node --test --test-reporter=spec "${files[@]}"

@@ -31,11 +31,17 @@ export class UbootEnv implements BootloaderEnv {
   }
 
   async update(changes: Record<string, string | null>): Promise<void> {
-    // Script mode (-s -) applies every change in a single write of the environment.
+    // Script mode (-s -) applies every change in one write of the environment. libubootenv 0.3 reads
+    // "name=value" lines, and "name=" deletes; it skips lines it does not understand without an error,
+    // so the result is read back and checked.
     const script = Object.entries(changes)
-      .map(([name, value]) => (value === null ? name : `${name} ${value}`))
+      .map(([name, value]) => `${name}=${value ?? ''}`)
       .join('\n');
-    await runTool('fw_setenv', ['-c', this.fwEnvConfig, '-s', '-'], { input: `${script}\n`, stdin: undefined });
+    await runTool('fw_setenv', ['-c', this.fwEnvConfig, '-s', '-'], { input: `${script}\n` });
+    const written = await this.read();
+    for (const [name, value] of Object.entries(changes)) {
+      if ((written[name] ?? null) !== value) throw new Error(`fw_setenv did not set ${name}=${value ?? '(deleted)'} in ${this.fwEnvConfig}`);
+    }
   }
 
   /** The env file(s) named by fw_env.config: what a test hashes as "the bootloader state". */

@@ -5,7 +5,8 @@ import { execa, type Options } from 'execa';
  * so a tool's chatter cannot corrupt `--json` output, and a failure carries the tool's own stderr as its message.
  */
 export async function runTool(file: string, args: readonly string[], options: Options = {}): Promise<string> {
-  const result = await execa(file, args, { stdin: 'ignore', ...options, reject: false, encoding: 'utf8' });
+  const stdin = options.input === undefined ? { stdin: 'ignore' as const } : {};
+  const result = await execa(file, args, { ...stdin, ...options, reject: false, encoding: 'utf8' });
   if (result.failed) {
     const stderr = typeof result.stderr === 'string' ? result.stderr.trim() : '';
     const reason = stderr !== '' ? stderr : result.shortMessage;

@@ -1,0 +1,185 @@
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { akliteOffline, cli } from '../support/cli.js';
+import { buildFactory, exportTo, OTHER_HARDWARE_ID, type TestFactory } from '../support/factory.js';
+import { makeDevice, type TestDevice } from '../support/sim-device.js';
+import { flipSignatureBit, pastDate, resignBundleRole } from '../support/tamper.js';
+
+let factory: TestFactory;
+let bundleV2: string;
+
+before(async () => {
+  factory = await buildFactory();
+  bundleV2 = await exportTo(factory, factory.v2);
+});
+
+async function status(device: TestDevice): Promise<Record<string, any>> {
+  const result = await cli('status', '--config', device.configDir, '--json');
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout);
+}
+
+/** Asserts that a refused install exits with `code`, says why in one stderr line, and leaves the device untouched. */
+async function assertRefused(device: TestDevice, bundle: string, code: number, reason: RegExp): Promise<void> {
+  const before = await device.fingerprint();
+  const result = await cli('install', '--config', device.configDir, '--src-dir', bundle);
+  assert.equal(result.code, code, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+  const lines = result.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got: ${result.stderr}`);
+  assert.match(lines[0]!, reason);
+  assert.equal(await device.fingerprint(), before, 'the device changed after a refusal');
+  const recorded = await status(device);
+  assert.equal(recorded['state'], 'WONTGO');
+  assert.equal(recorded['lastError'].exitCode, code);
+  assert.equal(recorded['pending'], null);
+}
+
+describe('install, reboot, run on a simulated device (real ostree and fw_setenv)', () => {
+  test('happy path: install 100, run before reboot 100, reboot, run 0, status shows v2 booted', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const install = await cli('install', '--config', device.configDir, '--src-dir', bundleV2);
+    assert.equal(install.code, 100, install.stderr);
+    assert.match(install.stdout, /reboot/);
+
+    const env = await device.device.env.read();
+    assert.equal(env['upgrade_available'], '1');
+    assert.equal(env['bootcount'], '0');
+    const deployments = await device.device.sysroot.deployments();
+    assert.equal(deployments[0]!.commit, factory.commits[factory.v2]);
+    assert.equal(deployments[1]!.commit, factory.commits[factory.v1]);
+
+    const pending = await status(device);
+    assert.equal(pending['pending'].target.name, factory.v2);
+    assert.equal(pending['booted'].target, factory.v1);
+
+    const beforeReboot = await device.fingerprint();
+    const early = await cli('run', '--config', device.configDir);
+    assert.equal(early.code, 100);
+    assert.match(early.stdout, /reboot/);
+    assert.equal(await device.fingerprint(), beforeReboot, 'run before the reboot must change nothing');
+
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 0, run.stderr);
+
+    const done = await status(device);
+    assert.equal(done['booted'].target, factory.v2);
+    assert.equal(done['booted'].commit, factory.commits[factory.v2]);
+    assert.equal(done['state'], 'DONE');
+    assert.equal(done['pending'], null);
+    assert.equal(done['current'].name, factory.v2);
+    assert.equal(done['rollback'].name, factory.v1);
+    const after = await device.device.env.read();
+    assert.equal(after['upgrade_available'], '0');
+
+    const again = await cli('run', '--config', device.configDir);
+    assert.equal(again.code, 0);
+    assert.match(again.stdout, /nothing/);
+  });
+
+  test('the same bundle on a device that already runs its target exits 0 and installs nothing', async () => {
+    const device = await makeDevice(factory, factory.v2);
+    const before = await device.fingerprint();
+    const result = await cli('install', '--config', device.configDir, '--src-dir', bundleV2);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /already runs/);
+    assert.equal(await device.fingerprint(), before);
+  });
+
+  test('aklite-offline install and run behave the same', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    assert.equal((await akliteOffline('install', '--config', device.configDir, '--src-dir', bundleV2)).code, 100);
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    assert.equal((await akliteOffline('run', '--config', device.configDir)).code, 0);
+    assert.equal((await status(device))['booted'].target, factory.v2);
+  });
+
+  test('wrong hardware id: 7, device unchanged', async () => {
+    const device = await makeDevice(factory, factory.v1, { hardwareId: OTHER_HARDWARE_ID });
+    await assertRefused(device, bundleV2, 7, /hardware id "other-board"/);
+  });
+
+  test('wrong tag: 15, device unchanged', async () => {
+    const device = await makeDevice(factory, factory.v1, { tags: ['devel'] });
+    await assertRefused(device, bundleV2, 15, /tag "main".*"devel"/);
+  });
+
+  test('a production device refuses a ci bundle: 15, device unchanged', async () => {
+    const device = await makeDevice(factory, factory.v1, { production: true });
+    await assertRefused(device, bundleV2, 15, /"ci" bundle/);
+  });
+
+  for (const role of ['timestamp', 'snapshot', 'targets'] as const) {
+    test(`expired ${role}.json: 12, device unchanged`, async () => {
+      const bundle = await exportTo(factory, factory.v2);
+      await resignBundleRole(factory.repo, bundle, role, (signed) => ({ ...signed, expires: pastDate(1) }));
+      const device = await makeDevice(factory, factory.v1);
+      await assertRefused(device, bundle, 12, /expired/);
+    });
+  }
+
+  test('a bit flipped in a signature: 11, device unchanged', async () => {
+    const bundle = await exportTo(factory, factory.v2);
+    await flipSignatureBit(bundle, 'targets.json');
+    const device = await makeDevice(factory, factory.v1);
+    await assertRefused(device, bundle, 11, /signature|threshold/i);
+  });
+
+  test('the commit missing from ostree_repo/: 8, device unchanged', async () => {
+    const bundle = await exportTo(factory, factory.v2);
+    const commit = factory.commits[factory.v2]!;
+    await fs.rm(path.join(bundle, 'ostree_repo', 'objects', commit.slice(0, 2), `${commit.slice(2)}.commit`));
+    const device = await makeDevice(factory, factory.v1);
+    await assertRefused(device, bundle, 8, new RegExp(`lacks commit ${commit}`));
+  });
+
+  test('a --src-dir that is not a bundle: 13, device unchanged', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    await assertRefused(device, path.join(factory.dir, 'no-such-bundle'), 13, /cannot open the bundle/);
+  });
+
+  test('a rootfs that does not boot: U-Boot falls back, run exits 99 and records the target as failed', async () => {
+    const bundle = await exportTo(factory, factory.v3BootFails);
+    const device = await makeDevice(factory, factory.v2);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundle)).code, 100);
+    const reboot = await cli('sim', 'reboot', device.dir, );
+    assert.equal(reboot.code, 0, reboot.stderr);
+    assert.match(reboot.stdout, /fell back/);
+    const env = await device.device.env.read();
+    assert.equal(env['bootcount'], '4', 'U-Boot counted bootlimit+1 boots before falling back');
+
+    const run = await cli('run', '--config', device.configDir, '--json');
+    assert.equal(run.code, 99, run.stderr);
+    const report = JSON.parse(run.stdout);
+    assert.equal(report.exitCode, 99);
+    assert.equal(report.failed.name, factory.v3BootFails);
+
+    const after = await status(device);
+    assert.equal(after['booted'].target, factory.v2);
+    assert.equal(after['state'], 'ERROR');
+    assert.equal(after['pending'], null);
+    assert.deepEqual(after['failedTargets'].map((entry: any) => entry.target.name), [factory.v3BootFails]);
+    const deployments = await device.device.sysroot.deployments();
+    assert.deepEqual(deployments.map((deployment) => deployment.commit), [factory.commits[factory.v2]]);
+    const cleared = await device.device.env.read();
+    assert.equal(cleared['upgrade_available'], '0');
+    assert.equal(cleared['bootcount'], '0');
+
+    // The device keeps booting the good deployment afterwards.
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    assert.equal((await status(device))['booted'].target, factory.v2);
+  });
+
+  test('--json on a refusal carries the same reason and code', async () => {
+    const device = await makeDevice(factory, factory.v1, { hardwareId: OTHER_HARDWARE_ID });
+    const result = await cli('install', '--config', device.configDir, '--src-dir', bundleV2, '--json');
+    assert.equal(result.code, 7);
+    const report = JSON.parse(result.stdout);
+    assert.equal(report.exitCode, 7);
+    assert.equal(report.outcome, 'WRONG_HARDWARE_ID');
+    assert.match(report.message, /other-board/);
+    assert.equal(result.stderr.trim(), `ferry: ${report.message}`);
+  });
+});

@@ -1,0 +1,39 @@
+import path from 'node:path';
+import { loadDeviceConfig, type DeviceConfig } from '../../src/device/config.js';
+import { openDevice, type Device } from '../../src/device/device.js';
+import { createSimDevice, simConfigDir, type SimDeviceOptions } from '../../src/sim/sim-device.js';
+import type { TestFactory } from './factory.js';
+import { tempDir } from './factory.js';
+import { hashTree } from './tree-hash.js';
+
+export interface TestDevice {
+  readonly dir: string;
+  readonly configDir: string;
+  readonly config: DeviceConfig;
+  readonly device: Device;
+  /**
+   * Hashes everything that makes up the device: sysroot (refs, objects, deployments, boot entries), bootloader env,
+   * storage (trusted metadata), cmdline and the volatile directory. Left out: the status record, which a refusal may
+   * change, and the per-boot cache of the booted deployment.
+   */
+  fingerprint(): Promise<string>;
+}
+
+export async function makeDevice(factory: TestFactory, target: string, options: Partial<SimDeviceOptions> = {}): Promise<TestDevice> {
+  const dir = path.join(await tempDir('device'), 'device');
+  await createSimDevice(dir, factory.repo, { target, ...options });
+  return openTestDevice(dir);
+}
+
+export async function openTestDevice(dir: string): Promise<TestDevice> {
+  const configDir = simConfigDir(dir);
+  const config = await loadDeviceConfig([configDir]);
+  const device = openDevice(config);
+  return {
+    dir,
+    configDir,
+    config,
+    device,
+    fingerprint: () => hashTree(dir, [path.relative(dir, device.paths.statusFile), path.join('run', 'aktualizr-session', 'ferry-booted.json')]),
+  };
+}
