@@ -164,7 +164,8 @@ export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport
     .action(async (deviceDir: string) => {
       const boot = await rebootSimDevice(deviceDir);
       const tries = boot.attempts.map((attempt) => `${attempt.entry}${attempt.booted ? '' : ' (did not boot)'}`).join(' -> ');
-      setReport({ outcome: 'OK', message: `booted ${boot.entry.title}${boot.fellBack ? ' (U-Boot fell back to the rollback entry)' : ''} [${tries}]`, data: { boot } }, false);
+      const fallback = boot.fellBack ? '; U-Boot fell back to the rollback entry' : '';
+      setReport({ outcome: 'OK', message: `boot attempts: ${tries}; booted ${boot.entry.title}${fallback}`, data: { boot } }, false);
     });
   sim
     .command('rootfs')
