@@ -5,7 +5,8 @@ import { before, describe, test } from 'node:test';
 import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, exportTo, OTHER_HARDWARE_ID, type TestFactory } from '../support/factory.js';
 import { makeDevice, type TestDevice } from '../support/sim-device.js';
-import { flipSignatureBit, pastDate, resignBundleRole } from '../support/tamper.js';
+import { buildFactory as buildAnotherFactory } from '../support/factory.js';
+import { flipSignatureBit, pastDate, resignBundleRole, rotateRootKey } from '../support/tamper.js';
 
 let factory: TestFactory;
 let bundleV2: string;
@@ -181,5 +182,28 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     assert.equal(report.outcome, 'WRONG_HARDWARE_ID');
     assert.match(report.message, /other-board/);
     assert.equal(result.stderr.trim(), `ferry: ${report.message}`);
+  });
+
+  test('the device walks the root chain from the root it trusts, and trusts the newest root after the install', async () => {
+    const rotated = await buildAnotherFactory();
+    const device = await makeDevice(rotated, rotated.v1);
+    assert.equal(await rotateRootKey(rotated.repo), 2);
+    const bundle = await exportTo(rotated, rotated.v2);
+    assert.deepEqual((await fs.readdir(path.join(bundle, 'tuf'))).filter((name) => name.endsWith('.root.json')).sort(), ['1.root.json', '2.root.json']);
+    const result = await cli('install', '--config', device.configDir, '--src-dir', bundle);
+    assert.equal(result.code, 100, result.stderr);
+    const trusted = JSON.parse(await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'));
+    assert.equal(trusted.signed.version, 2);
+  });
+
+  test('a refused bundle with a newer root leaves the trusted root.json as it was (tuf-js works on a scratch copy)', async () => {
+    const rotated = await buildAnotherFactory();
+    const device = await makeDevice(rotated, rotated.v1);
+    await rotateRootKey(rotated.repo);
+    const bundle = await exportTo(rotated, rotated.v2);
+    await resignBundleRole(rotated.repo, bundle, 'timestamp', (signed) => ({ ...signed, expires: pastDate(1) }));
+    await assertRefused(device, bundle, 12, /timestamp\.json.*expired/);
+    const trusted = JSON.parse(await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'));
+    assert.equal(trusted.signed.version, 1);
   });
 });

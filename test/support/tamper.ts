@@ -29,3 +29,24 @@ export async function flipSignatureBit(bundleDir: string, file: string): Promise
 export function pastDate(daysAgo: number): string {
   return new Date(Date.now() - daysAgo * 86_400_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
+
+/**
+ * Rotates the root key: writes (N+1).root.json with a new root key, signed by both the old and the new one, as a
+ * root rotation must be. The new private key replaces the old one in the factory's key store.
+ */
+export async function rotateRootKey(repo: FactoryRepo): Promise<number> {
+  const { generateSigningKey } = await import('../../src/tuf/keys.js');
+  const current = await repo.readRole('root');
+  const [oldKey] = await repo.keys.load('root');
+  const { key: newKey, privatePem } = generateSigningKey();
+  const signed = structuredClone(current.signed) as { version: number; keys: Json; roles: Record<string, { keyids: string[] }> };
+  signed.version += 1;
+  signed.keys[newKey.keyId] = newKey.publicKey;
+  delete signed.keys[oldKey!.keyId];
+  signed.roles['root']!.keyids = [newKey.keyId];
+  await repo.writeRole('root', signRole('root', signed as unknown as Json, [oldKey!, newKey]));
+  const roleDir = path.join(repo.keys.dir, 'root');
+  await fs.rm(path.join(roleDir, `${oldKey!.keyId}.pem`));
+  await fs.writeFile(path.join(roleDir, `${newKey.keyId}.pem`), privatePem, { mode: 0o600 });
+  return signed.version;
+}
