@@ -15,6 +15,7 @@ declare -A PACKAGES=(
   [docker-compose]=docker-compose
   [skopeo]=skopeo
   [runc]=runc
+  [time]=/usr/bin/time
 )
 
 missing=()
