@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { FerryError } from '../errors.js';
@@ -14,6 +15,8 @@ import { initFactoryRepo, openFactoryRepo } from '../repo/factory-repo.js';
 import { commitSimRootfs } from '../sim/rootfs.js';
 import { createSimDevice, rebootSimDevice } from '../sim/sim-device.js';
 import { emitReport, type Io } from './output.js';
+
+const { version: VERSION } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
@@ -43,6 +46,12 @@ function exitCodeTable(commands: readonly string[]): string {
 export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport: (report: CommandReport, json: boolean) => void): Command {
   const program = new Command(name);
   program
+    .description(
+      name === 'ferry'
+        ? 'move signed OSTree updates across an air gap: export bundles on a workstation, install them on devices'
+        : 'aktualizr-lite offline compatible commands: install an update from a bundle, then run it after the reboot',
+    )
+    .version(VERSION)
     .exitOverride()
     .configureOutput({ writeOut: (text) => io.stdout(text), writeErr: (text) => io.stderr(text) })
     .showHelpAfterError('(see --help)');

@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import { FerryError } from '../errors.js';
 import { runTool } from '../util/tool.js';
 import type { BootloaderConfig } from './config.js';
 
@@ -60,7 +61,7 @@ export function bootloaderEnvFor(config: BootloaderConfig): BootloaderEnv {
     case 'uboot':
       return new UbootEnv(config.fwEnvConfig);
     case 'grub':
-      throw new Error('the GRUB backend is not available yet');
+      throw new FerryError('CONFIG_INVALID', '[bootloader] rollback_mode "grub" is not supported yet; use "uboot_masked"');
   }
 }
 

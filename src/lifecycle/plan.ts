@@ -66,7 +66,8 @@ export type RunDecision =
 export function planRun(input: {
   readonly status: DeviceStatus;
   readonly rebootSentinelPresent: boolean;
-  readonly booted: BootedFacts;
+  /** Not read (null) while the sentinel is present: the boot entries changed since this boot began. */
+  readonly booted: BootedFacts | null;
   readonly flags: BootFlags;
 }): RunDecision {
   const { status, booted } = input;
@@ -75,6 +76,9 @@ export function planRun(input: {
   // The sentinel lives in a tmpfs: while it is there, this is still the boot in which install ran. Reading the
   // booted deployment now would mistake "not rebooted yet" for "rolled back".
   if (input.rebootSentinelPresent) return { action: 'reboot-first', target: pending.target };
+  if (booted === null) {
+    return { action: 'refuse', error: new FerryError('DEVICE_STATE_UNREADABLE', 'the booted deployment is unknown') };
+  }
   if (booted.commit === pending.target.commit) {
     return { action: 'commit', target: pending.target, previous: pending.previous, bootFirmwareUpdated: input.flags.bootUpgradeAvailable };
   }

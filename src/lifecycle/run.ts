@@ -12,10 +12,11 @@ export async function runPending(device: Device): Promise<CommandReport> {
     return { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
   }
   try {
+    const sentinel = await rebootSentinelPresent(device);
     const decision = planRun({
       status,
-      rebootSentinelPresent: await rebootSentinelPresent(device),
-      booted: await readBooted(device),
+      rebootSentinelPresent: sentinel,
+      booted: sentinel ? null : await readBooted(device),
       flags: await readBootFlags(device),
     });
     switch (decision.action) {
