@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -205,5 +206,26 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     await assertRefused(device, bundle, 12, /timestamp\.json.*expired/);
     const trusted = JSON.parse(await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'));
     assert.equal(trusted.signed.version, 1);
+  });
+
+  test('a bundle on a read-only mount installs (the stick is never written)', async (t) => {
+    const mountPoint = path.join(path.dirname(bundleV2), 'read-only');
+    await fs.mkdir(mountPoint, { recursive: true });
+    const bind = spawnSync('mount', ['--bind', bundleV2, mountPoint]);
+    if (bind.status !== 0) {
+      // Mounting needs root and a mount namespace that allows it; CI has both, so there it must work.
+      assert.notEqual(process.env['CI'], 'true', `mount failed in CI: ${bind.stderr}`);
+      t.skip('mount is not permitted here');
+      return;
+    }
+    try {
+      assert.equal(spawnSync('mount', ['-o', 'remount,ro,bind', mountPoint]).status, 0);
+      await assert.rejects(fs.writeFile(path.join(mountPoint, 'probe'), 'x'), /EROFS/);
+      const device = await makeDevice(factory, factory.v1);
+      const result = await cli('install', '--config', device.configDir, '--src-dir', mountPoint);
+      assert.equal(result.code, 100, result.stderr);
+    } finally {
+      spawnSync('umount', [mountPoint]);
+    }
   });
 });
