@@ -30,7 +30,8 @@ function measure(command: string, args: string[]): Sample {
   const result = spawnSync('/usr/bin/time', ['-f', '%e %M', command, ...args], { encoding: 'utf8' });
   const last = result.stderr.trim().split('\n').pop() ?? '';
   const [seconds, rss] = last.split(' ').map(Number);
-  if (result.status !== 0 && result.status !== 100) throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
+  if (result.status !== 0 && result.status !== 100)
+    throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
   return { seconds: seconds!, maxRssKb: rss! };
 }
 
@@ -61,16 +62,35 @@ async function main(): Promise<void> {
     // Version 2 carries a payload of incompressible files, so the copy dominates.
     const payload = path.join(work, 'payload');
     await fs.mkdir(path.join(payload, 'usr/share/bench'), { recursive: true });
-    for (let i = 0; i < PAYLOAD_FILES; i++) await fs.writeFile(path.join(payload, 'usr/share/bench', `f${i}`), randomBytes(FILE_BYTES));
+    for (let i = 0; i < PAYLOAD_FILES; i++)
+      await fs.writeFile(path.join(payload, 'usr/share/bench', `f${i}`), randomBytes(FILE_BYTES));
     const v2Tree = path.join(work, 'v2');
     spawnSync('ostree', [`--repo=${build}`, 'checkout', '-U', 'bench/v1', v2Tree], { stdio: 'inherit' });
     spawnSync('cp', ['-a', `${payload}/.`, v2Tree], { stdio: 'inherit' });
-    spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v2', `--tree=dir=${v2Tree}`, '-s', 'v2'], { stdio: 'ignore' });
+    spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v2', `--tree=dir=${v2Tree}`, '-s', 'v2'], {
+      stdio: 'ignore',
+    });
 
     const repo = await initFactoryRepo(path.join(work, 'factory'), { rootExpiresInDays: 365 });
-    await addTarget(repo, { name: 'bench', version: '1', hardwareIds: ['bench'], tags: ['main'], ref: 'bench/v1', ostreeRepo: build });
-    const v2 = await addTarget(repo, { name: 'bench', version: '2', hardwareIds: ['bench'], tags: ['main'], ref: 'bench/v2', ostreeRepo: build });
-    console.log(`payload: ${PAYLOAD_FILES} files, ${((PAYLOAD_FILES * FILE_BYTES) / 1048576).toFixed(0)} MiB; ${RUNS} runs each, medians`);
+    await addTarget(repo, {
+      name: 'bench',
+      version: '1',
+      hardwareIds: ['bench'],
+      tags: ['main'],
+      ref: 'bench/v1',
+      ostreeRepo: build,
+    });
+    const v2 = await addTarget(repo, {
+      name: 'bench',
+      version: '2',
+      hardwareIds: ['bench'],
+      tags: ['main'],
+      ref: 'bench/v2',
+      ostreeRepo: build,
+    });
+    console.log(
+      `payload: ${PAYLOAD_FILES} files, ${((PAYLOAD_FILES * FILE_BYTES) / 1048576).toFixed(0)} MiB; ${RUNS} runs each, medians`,
+    );
 
     const exportFerry: Sample[] = [];
     const exportBase: Sample[] = [];
@@ -82,7 +102,11 @@ async function main(): Promise<void> {
       await fs.mkdir(dir);
       bundle = path.join(dir, 'bundle');
       exportFerry.push(measure('node', [ferryCli, 'export', '--repo', repo.dir, v2.name, bundle, '--tag', 'main']));
-      exportBase.push(sh(`ostree init --mode=archive --repo=${dir}/base-repo && ostree --repo=${dir}/base-repo pull-local ${repo.ostree.path} ${v2.commit}`));
+      exportBase.push(
+        sh(
+          `ostree init --mode=archive --repo=${dir}/base-repo && ostree --repo=${dir}/base-repo pull-local ${repo.ostree.path} ${v2.commit}`,
+        ),
+      );
 
       const device = path.join(dir, 'device');
       await createSimDevice(device, repo, { target: 'bench-1' });
@@ -90,7 +114,11 @@ async function main(): Promise<void> {
       const baseDevice = path.join(dir, 'base-device');
       await createSimDevice(baseDevice, repo, { target: 'bench-1' });
       const sysroot = path.join(baseDevice, 'sysroot');
-      installBase.push(sh(`ostree --repo=${sysroot}/ostree/repo pull-local --untrusted ${bundle}/ostree_repo ${v2.commit} && ostree admin --sysroot=${sysroot} deploy --os=lmp ${v2.commit}`));
+      installBase.push(
+        sh(
+          `ostree --repo=${sysroot}/ostree/repo pull-local --untrusted ${bundle}/ostree_repo ${v2.commit} && ostree admin --sysroot=${sysroot} deploy --os=lmp ${v2.commit}`,
+        ),
+      );
     }
     report('export', 'ostree pull-local archive->archive', median(exportFerry), median(exportBase));
     report('install', 'ostree pull-local --untrusted + admin deploy', median(installFerry), median(installBase));

@@ -25,7 +25,9 @@ export async function openBundleDir(root: string): Promise<BundleDir> {
   try {
     stat = await fs.stat(root);
   } catch (error) {
-    throw new FerryError('BUNDLE_UNREADABLE', `cannot open the bundle ${root}: ${describeCause(error)}`, { cause: error });
+    throw new FerryError('BUNDLE_UNREADABLE', `cannot open the bundle ${root}: ${describeCause(error)}`, {
+      cause: error,
+    });
   }
   if (!stat.isDirectory()) throw new FerryError('BUNDLE_UNREADABLE', `${root} is not a bundle directory`);
   const layout = bundleLayout(root);

@@ -35,17 +35,26 @@ export interface ExportResult {
 export async function exportBundle(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
   const now = options.now ?? new Date();
   if (!Number.isInteger(options.expiresInDays) || options.expiresInDays < 1) {
-    throw new FerryError('USAGE', `--expires-in-days must be a whole number of days, at least 1 (got ${options.expiresInDays})`);
+    throw new FerryError(
+      'USAGE',
+      `--expires-in-days must be a whole number of days, at least 1 (got ${options.expiresInDays})`,
+    );
   }
   const targets = await repo.targets();
   const entry = targets[options.targetName];
   if (entry === undefined) {
     const known = Object.keys(targets);
-    throw new FerryError('TARGET_UNKNOWN', `the repository has no target "${options.targetName}" (it has: ${known.join(', ') || 'none'})`);
+    throw new FerryError(
+      'TARGET_UNKNOWN',
+      `the repository has no target "${options.targetName}" (it has: ${known.join(', ') || 'none'})`,
+    );
   }
   const tags = (entry.custom?.['tags'] as string[] | undefined) ?? [];
   if (!tags.includes(options.tag)) {
-    throw new FerryError('TAG_NOT_ON_TARGET', `target "${options.targetName}" does not carry tag "${options.tag}" (it has: ${tags.join(', ') || 'none'})`);
+    throw new FerryError(
+      'TAG_NOT_ON_TARGET',
+      `target "${options.targetName}" does not carry tag "${options.tag}" (it has: ${tags.join(', ') || 'none'})`,
+    );
   }
   const expires = expiresInDays(now, options.expiresInDays);
   const root = await repo.readRole('root');
@@ -57,11 +66,17 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
     );
   }
   if (!(await isEmptyOrMissingDir(options.destination))) {
-    throw new FerryError('DESTINATION_NOT_EMPTY', `${options.destination} is not empty; export into a new or empty directory`);
+    throw new FerryError(
+      'DESTINATION_NOT_EMPTY',
+      `${options.destination} is not empty; export into a new or empty directory`,
+    );
   }
   const commit = entry.hashes['sha256'] ?? '';
   if (!(await repo.ostree.hasCommitObject(commit))) {
-    throw new FerryError('REPO_INVALID', `the factory OSTree repo lacks commit ${commit} of target "${options.targetName}"`);
+    throw new FerryError(
+      'REPO_INVALID',
+      `the factory OSTree repo lacks commit ${commit} of target "${options.targetName}"`,
+    );
   }
 
   const bundle = bundleLayout(options.destination);
@@ -78,7 +93,12 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
     const bundleVersion = settings.bundleVersion + 1;
     await repo.saveSettings({ ...settings, bundleVersion });
     const bundleTargets = signBundleTargets(
-      { _type: 'bundle', expires, version: bundleVersion, 'x-ferry-bundle': { type: options.type, tag: options.tag, targets: [options.targetName] } },
+      {
+        _type: 'bundle',
+        expires,
+        version: bundleVersion,
+        'x-ferry-bundle': { type: options.type, tag: options.tag, targets: [options.targetName] },
+      },
       await repo.keys.load('targets'),
     );
     await fs.writeFile(path.join(bundle.tufDir, BUNDLE_TARGETS_FILE), serializeMetadata(bundleTargets));
@@ -88,7 +108,13 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
     await bundle.ostreeRepo.setRef(options.targetName, commit);
 
     await verifyExport(repo, options.destination, options.targetName, commit, now);
-    return { target: options.targetName, commit, expires, destination: options.destination, rootVersions: rootFiles.length };
+    return {
+      target: options.targetName,
+      commit,
+      expires,
+      destination: options.destination,
+      rootVersions: rootFiles.length,
+    };
   } catch (error) {
     // Leave no half-written bundle behind for someone to carry to a device.
     await removeContents(options.destination);
@@ -98,11 +124,18 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
 }
 
 async function removeContents(dir: string): Promise<void> {
-  for (const name of await fs.readdir(dir).catch(() => [] as string[])) await fs.rm(path.join(dir, name), { recursive: true, force: true });
+  for (const name of await fs.readdir(dir).catch(() => [] as string[]))
+    await fs.rm(path.join(dir, name), { recursive: true, force: true });
 }
 
 /** Verifies the written bundle as a fresh device would: from 1.root.json, through tuf-js, then every OSTree object. */
-async function verifyExport(repo: FactoryRepo, destination: string, targetName: string, commit: string, now: Date): Promise<void> {
+async function verifyExport(
+  repo: FactoryRepo,
+  destination: string,
+  targetName: string,
+  commit: string,
+  now: Date,
+): Promise<void> {
   const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-export-verify-'));
   try {
     const firstRoot = (await repo.rootFiles())[0]!;
@@ -111,11 +144,14 @@ async function verifyExport(repo: FactoryRepo, destination: string, targetName: 
     const verified = await verifyBundleMetadata({ trustedDir, bundleTufDir: bundle.tufDir, now });
     await discardScratch(verified);
     const target = verified.targets.find((candidate) => candidate.name === targetName);
-    if (target === undefined || target.commit !== commit) throw new Error(`target "${targetName}" is not verifiable in the written metadata`);
+    if (target === undefined || target.commit !== commit)
+      throw new Error(`target "${targetName}" is not verifiable in the written metadata`);
     if (!(await bundle.ostreeRepo.hasCommitObject(commit))) throw new Error(`ostree_repo/ lacks commit ${commit}`);
     await bundle.ostreeRepo.fsck();
   } catch (error) {
-    throw new FerryError('EXPORT_VERIFY_FAILED', `the written bundle failed verification: ${describeCause(error)}`, { cause: error });
+    throw new FerryError('EXPORT_VERIFY_FAILED', `the written bundle failed verification: ${describeCause(error)}`, {
+      cause: error,
+    });
   } finally {
     await fs.rm(trustedDir, { recursive: true, force: true });
   }

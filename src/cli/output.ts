@@ -20,11 +20,12 @@ export function emitReport(io: Io, program: string, report: CommandReport, json:
   const info = OUTCOMES[report.outcome];
   const failed = info.kind === 'failure';
   if (json) {
-    io.stdout(`${JSON.stringify({ outcome: report.outcome, exitCode: info.exitCode, meaning: info.meaning, next: info.next, message: report.message, ...(report.data ?? {}) }, null, 2)}\n`);
+    io.stdout(
+      `${JSON.stringify({ outcome: report.outcome, exitCode: info.exitCode, meaning: info.meaning, next: info.next, message: report.message, ...(report.data ?? {}) }, null, 2)}\n`,
+    );
   } else if (!failed) {
     io.stdout(`${report.message}\n`);
   }
   if (failed) io.stderr(`${program}: ${oneLine(report.message)}\n`);
   return info.exitCode;
 }
-

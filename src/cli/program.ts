@@ -22,7 +22,8 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 
 function positiveInteger(name: string) {
   return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < 1) throw new FerryError('USAGE', `${name} must be a whole number, at least 1 (got "${value}")`);
+    if (!/^\d+$/.test(value) || Number(value) < 1)
+      throw new FerryError('USAGE', `${name} must be a whole number, at least 1 (got "${value}")`);
     return Number(value);
   };
 }
@@ -34,7 +35,9 @@ interface DeviceCommandOptions {
 
 function exitCodeTable(commands: readonly string[]): string {
   const rows = Object.values(OUTCOMES)
-    .filter((info) => (info.commands as readonly string[]).some((command) => command === '*' || commands.includes(command)))
+    .filter((info) =>
+      (info.commands as readonly string[]).some((command) => command === '*' || commands.includes(command)),
+    )
     .map((info) => `  ${String(info.exitCode).padStart(3)}  ${info.meaning}`);
   return `\nExit codes:\n${[...new Set(rows)].join('\n')}\n`;
 }
@@ -43,7 +46,11 @@ function exitCodeTable(commands: readonly string[]): string {
  * Builds the command line. Each action only computes a CommandReport; printing it and choosing the exit code
  * happen once, in run(), and only the entry point calls process.exit.
  */
-export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport: (report: CommandReport, json: boolean) => void): Command {
+export function buildProgram(
+  name: 'ferry' | 'aklite-offline',
+  io: Io,
+  setReport: (report: CommandReport, json: boolean) => void,
+): Command {
   const program = new Command(name);
   program
     .description(
@@ -52,13 +59,19 @@ export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport
         : 'aktualizr-lite offline compatible commands: install an update from a bundle, then run it after the reboot',
     )
     .version(VERSION)
+    // `target add --version N` is the target version: the program's own --version counts only before a command.
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeOut: (text) => io.stdout(text), writeErr: (text) => io.stderr(text) })
     .showHelpAfterError('(see --help)');
 
   const deviceOptions = (command: Command): Command =>
     command
-      .option('-c, --config <file|dir>', 'configuration file or directory (repeatable; default: the sota.toml locations aktualizr-lite reads)', collect)
+      .option(
+        '-c, --config <file|dir>',
+        'configuration file or directory (repeatable; default: the sota.toml locations aktualizr-lite reads)',
+        collect,
+      )
       .option('--json', 'print the result as one JSON object');
 
   const device = async (options: DeviceCommandOptions) => openDevice(await loadDeviceConfig(options.config ?? []));
@@ -73,10 +86,19 @@ export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport
   )
     .addHelpText('after', exitCodeTable(['install']))
     .action(async (options: DeviceCommandOptions & { srcDir: string; target?: string; force?: boolean }) => {
-      setReport(await installFromBundle(await device(options), { srcDir: path.resolve(options.srcDir), targetName: options.target, force: options.force ?? false }), options.json ?? false);
+      setReport(
+        await installFromBundle(await device(options), {
+          srcDir: path.resolve(options.srcDir),
+          targetName: options.target,
+          force: options.force ?? false,
+        }),
+        options.json ?? false,
+      );
     });
 
-  deviceOptions(program.command('run').description('after the reboot, finish the pending update, or record its rollback'))
+  deviceOptions(
+    program.command('run').description('after the reboot, finish the pending update, or record its rollback'),
+  )
     .addHelpText('after', exitCodeTable(['run']))
     .action(async (options: DeviceCommandOptions) => {
       setReport(await runPending(await device(options)), options.json ?? false);
@@ -84,17 +106,21 @@ export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport
 
   if (name === 'aklite-offline') return program;
 
-  deviceOptions(program.command('status').description('show the booted and pending targets, the update state and the last error')).action(
-    async (options: DeviceCommandOptions) => {
-      setReport(await deviceStatus(await device(options)), options.json ?? false);
-    },
-  );
+  deviceOptions(
+    program.command('status').description('show the booted and pending targets, the update state and the last error'),
+  ).action(async (options: DeviceCommandOptions) => {
+    setReport(await deviceStatus(await device(options)), options.json ?? false);
+  });
 
   const repo = program.command('repo').description('the factory repository on the workstation');
   repo
     .command('init <dir>')
     .description('create the four TUF roles (ed25519), 1.root.json, an archive OSTree repo and apps/')
-    .addOption(new Option('--root-expires-in-days <n>', 'how long root.json stays valid').default(365).argParser(positiveInteger('--root-expires-in-days')))
+    .addOption(
+      new Option('--root-expires-in-days <n>', 'how long root.json stays valid')
+        .default(365)
+        .argParser(positiveInteger('--root-expires-in-days')),
+    )
     .action(async (dir: string, options: { rootExpiresInDays: number }) => {
       await initFactoryRepo(path.resolve(dir), { rootExpiresInDays: options.rootExpiresInDays });
       setReport({ outcome: 'OK', message: `created factory repository ${path.resolve(dir)}` }, false);
@@ -112,21 +138,38 @@ export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport
     .option('--commit <sha>', 'the OSTree commit')
     .option('--ref <ref>', 'an OSTree ref that names the commit')
     .option('--ostree-repo <dir>', 'copy the commit from this OSTree repo into the factory repo')
-    .action(async (options: { repo: string; name: string; version: string; hardwareId: string[]; tag: string[]; commit?: string; ref?: string; ostreeRepo?: string }) => {
-      const result = await addTarget(await openFactoryRepo(path.resolve(options.repo)), {
-        name: options.name,
-        version: options.version,
-        hardwareIds: options.hardwareId,
-        tags: options.tag,
-        commit: options.commit,
-        ref: options.ref,
-        ostreeRepo: options.ostreeRepo === undefined ? undefined : path.resolve(options.ostreeRepo),
-      });
-      setReport(
-        { outcome: 'OK', message: result.unchanged ? `target ${result.name} already recorded (commit ${result.commit})` : `added target ${result.name} (commit ${result.commit})`, data: result },
-        false,
-      );
-    });
+    .action(
+      async (options: {
+        repo: string;
+        name: string;
+        version: string;
+        hardwareId: string[];
+        tag: string[];
+        commit?: string;
+        ref?: string;
+        ostreeRepo?: string;
+      }) => {
+        const result = await addTarget(await openFactoryRepo(path.resolve(options.repo)), {
+          name: options.name,
+          version: options.version,
+          hardwareIds: options.hardwareId,
+          tags: options.tag,
+          commit: options.commit,
+          ref: options.ref,
+          ostreeRepo: options.ostreeRepo === undefined ? undefined : path.resolve(options.ostreeRepo),
+        });
+        setReport(
+          {
+            outcome: 'OK',
+            message: result.unchanged
+              ? `target ${result.name} already recorded (commit ${result.commit})`
+              : `added target ${result.name} (commit ${result.commit})`,
+            data: result,
+          },
+          false,
+        );
+      },
+    );
 
   program
     .command('export <target> <dst>')
@@ -134,18 +177,35 @@ export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport
     .requiredOption('--repo <dir>', 'the factory repository')
     .requiredOption('--tag <tag>', 'the tag the bundle is for; the target must carry it')
     .option('--prod', 'a production bundle (only production devices take it)')
-    .addOption(new Option('--expires-in-days <n>', 'days until the bundle metadata expires').default(30).argParser(positiveInteger('--expires-in-days')))
+    .addOption(
+      new Option('--expires-in-days <n>', 'days until the bundle metadata expires')
+        .default(30)
+        .argParser(positiveInteger('--expires-in-days')),
+    )
     .addHelpText('after', exitCodeTable(['export']))
-    .action(async (targetName: string, dst: string, options: { repo: string; tag: string; prod?: boolean; expiresInDays: number }) => {
-      const result = await exportBundle(await openFactoryRepo(path.resolve(options.repo)), {
-        targetName,
-        destination: path.resolve(dst),
-        tag: options.tag,
-        type: options.prod ? 'prod' : 'ci',
-        expiresInDays: options.expiresInDays,
-      });
-      setReport({ outcome: 'OK', message: `exported ${result.target} to ${result.destination} (expires ${result.expires}); verified`, data: { ...result } }, false);
-    });
+    .action(
+      async (
+        targetName: string,
+        dst: string,
+        options: { repo: string; tag: string; prod?: boolean; expiresInDays: number },
+      ) => {
+        const result = await exportBundle(await openFactoryRepo(path.resolve(options.repo)), {
+          targetName,
+          destination: path.resolve(dst),
+          tag: options.tag,
+          type: options.prod ? 'prod' : 'ci',
+          expiresInDays: options.expiresInDays,
+        });
+        setReport(
+          {
+            outcome: 'OK',
+            message: `exported ${result.target} to ${result.destination} (expires ${result.expires}); verified`,
+            data: { ...result },
+          },
+          false,
+        );
+      },
+    );
 
   const sim = program.command('sim').description('a simulated device, to try ferry without hardware');
   sim
@@ -156,25 +216,52 @@ export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport
     .option('--hardware-id <id>', "the device's hardware id (default: the target's first)")
     .option('--tag <tag>', "a tag the device follows (repeatable; default: the target's tags)", collect)
     .option('--prod', 'a production device (takes only production bundles)')
-    .addOption(new Option('--bootlimit <n>', 'boots U-Boot tries a new rootfs before it falls back').default(3).argParser(positiveInteger('--bootlimit')))
-    .action(async (deviceDir: string, options: { repo: string; target: string; hardwareId?: string; tag?: string[]; prod?: boolean; bootlimit: number }) => {
-      const config = await createSimDevice(deviceDir, await openFactoryRepo(path.resolve(options.repo)), {
-        target: options.target,
-        hardwareId: options.hardwareId,
-        tags: options.tag,
-        bootlimit: options.bootlimit,
-        production: options.prod ?? false,
-      });
-      setReport({ outcome: 'OK', message: `created a simulated device in ${path.resolve(deviceDir)} running ${options.target}; config: ${config.sources.join(', ')}` }, false);
-    });
+    .addOption(
+      new Option('--bootlimit <n>', 'boots U-Boot tries a new rootfs before it falls back')
+        .default(3)
+        .argParser(positiveInteger('--bootlimit')),
+    )
+    .action(
+      async (
+        deviceDir: string,
+        options: {
+          repo: string;
+          target: string;
+          hardwareId?: string;
+          tag?: string[];
+          prod?: boolean;
+          bootlimit: number;
+        },
+      ) => {
+        const config = await createSimDevice(deviceDir, await openFactoryRepo(path.resolve(options.repo)), {
+          target: options.target,
+          hardwareId: options.hardwareId,
+          tags: options.tag,
+          bootlimit: options.bootlimit,
+          production: options.prod ?? false,
+        });
+        setReport(
+          {
+            outcome: 'OK',
+            message: `created a simulated device in ${path.resolve(deviceDir)} running ${options.target}; config: ${config.sources.join(', ')}`,
+          },
+          false,
+        );
+      },
+    );
   sim
     .command('reboot <device-dir>')
     .description('reboot the simulated device the way U-Boot would (boot counting, fallback, watchdog)')
     .action(async (deviceDir: string) => {
       const boot = await rebootSimDevice(deviceDir);
-      const tries = boot.attempts.map((attempt) => `${attempt.entry}${attempt.booted ? '' : ' (did not boot)'}`).join(' -> ');
+      const tries = boot.attempts
+        .map((attempt) => `${attempt.entry}${attempt.booted ? '' : ' (did not boot)'}`)
+        .join(' -> ');
       const fallback = boot.fellBack ? '; U-Boot fell back to the rollback entry' : '';
-      setReport({ outcome: 'OK', message: `boot attempts: ${tries}; booted ${boot.entry.title}${fallback}`, data: { boot } }, false);
+      setReport(
+        { outcome: 'OK', message: `boot attempts: ${tries}; booted ${boot.entry.title}${fallback}`, data: { boot } },
+        false,
+      );
     });
   sim
     .command('rootfs')
@@ -184,7 +271,12 @@ export function buildProgram(name: 'ferry' | 'aklite-offline', io: Io, setReport
     .requiredOption('--version <n>', 'the version written into os-release')
     .option('--boot-fails', 'mark the rootfs so that it never boots in the simulator')
     .action(async (options: { ostreeRepo: string; branch: string; version: string; bootFails?: boolean }) => {
-      const commit = await commitSimRootfs({ repo: path.resolve(options.ostreeRepo), branch: options.branch, version: options.version, bootFails: options.bootFails ?? false });
+      const commit = await commitSimRootfs({
+        repo: path.resolve(options.ostreeRepo),
+        branch: options.branch,
+        version: options.version,
+        bootFails: options.bootFails ?? false,
+      });
       setReport({ outcome: 'OK', message: commit, data: { commit } }, false);
     });
 
@@ -202,7 +294,8 @@ export async function run(name: 'ferry' | 'aklite-offline', argv: readonly strin
     await program.parseAsync([...argv], { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0) return 0;
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0)
+        return 0;
       return OUTCOMES.USAGE.exitCode;
     }
     return emitReport(io, name, errorReport(error), wantsJson);

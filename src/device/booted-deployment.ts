@@ -35,11 +35,18 @@ export async function readBootedDeployment(options: {
   try {
     cmdline = await fs.readFile(options.cmdlineFile, 'utf8');
   } catch (error) {
-    throw new FerryError('DEVICE_STATE_UNREADABLE', `cannot read the kernel command line ${options.cmdlineFile}: ${describeCause(error)}`, { cause: error });
+    throw new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `cannot read the kernel command line ${options.cmdlineFile}: ${describeCause(error)}`,
+      { cause: error },
+    );
   }
   const ostreeArg = ostreeArgOf(cmdline);
   if (ostreeArg === undefined) {
-    throw new FerryError('DEVICE_STATE_UNREADABLE', `${options.cmdlineFile} has no ostree= argument: this is not an OSTree boot`);
+    throw new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `${options.cmdlineFile} has no ostree= argument: this is not an OSTree boot`,
+    );
   }
 
   const cacheFile = path.join(options.volatileDir, CACHE_NAME);
@@ -54,11 +61,18 @@ export async function readBootedDeployment(options: {
   try {
     resolved = await fs.realpath(path.join(options.sysroot, ostreeArg));
   } catch (error) {
-    throw new FerryError('DEVICE_STATE_UNREADABLE', `the booted deployment ${ostreeArg} does not resolve under ${options.sysroot}: ${describeCause(error)}`, { cause: error });
+    throw new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `the booted deployment ${ostreeArg} does not resolve under ${options.sysroot}: ${describeCause(error)}`,
+      { cause: error },
+    );
   }
   const match = /^([0-9a-f]{64})\.(\d+)$/.exec(path.basename(resolved));
   if (match === null) {
-    throw new FerryError('DEVICE_STATE_UNREADABLE', `the booted deployment ${ostreeArg} points at ${resolved}, not a deployment`);
+    throw new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `the booted deployment ${ostreeArg} points at ${resolved}, not a deployment`,
+    );
   }
   const booted: BootedDeployment = { ostreeArg, commit: match[1]!, serial: Number(match[2]) };
   await fs.mkdir(options.volatileDir, { recursive: true });

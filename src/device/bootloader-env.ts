@@ -41,7 +41,8 @@ export class UbootEnv implements BootloaderEnv {
     await runTool('fw_setenv', ['-c', this.fwEnvConfig, '-s', '-'], { input: `${script}\n` });
     const written = await this.read();
     for (const [name, value] of Object.entries(changes)) {
-      if ((written[name] ?? null) !== value) throw new Error(`fw_setenv did not set ${name}=${value ?? '(deleted)'} in ${this.fwEnvConfig}`);
+      if ((written[name] ?? null) !== value)
+        throw new Error(`fw_setenv did not set ${name}=${value ?? '(deleted)'} in ${this.fwEnvConfig}`);
     }
   }
 
@@ -61,7 +62,10 @@ export function bootloaderEnvFor(config: BootloaderConfig): BootloaderEnv {
     case 'uboot':
       return new UbootEnv(config.fwEnvConfig);
     case 'grub':
-      throw new FerryError('CONFIG_INVALID', '[bootloader] rollback_mode "grub" is not supported yet; use "uboot_masked"');
+      throw new FerryError(
+        'CONFIG_INVALID',
+        '[bootloader] rollback_mode "grub" is not supported yet; use "uboot_masked"',
+      );
   }
 }
 

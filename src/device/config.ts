@@ -26,8 +26,7 @@ export interface DeviceConfig {
 }
 
 export type BootloaderConfig =
-  | { readonly kind: 'uboot'; readonly fwEnvConfig: string }
-  | { readonly kind: 'grub'; readonly grubEnvFile: string };
+  { readonly kind: 'uboot'; readonly fwEnvConfig: string } | { readonly kind: 'grub'; readonly grubEnvFile: string };
 
 /** Where aktualizr-lite looks when no --config is given; later entries override earlier ones. */
 export const DEFAULT_CONFIG_LOCATIONS = ['/usr/lib/sota/conf.d', '/var/sota/sota.toml', '/etc/sota/conf.d'] as const;
@@ -54,7 +53,14 @@ async function tomlFilesAt(location: string, explicit: boolean): Promise<string[
 function mergeInto(target: Table, source: Table): void {
   for (const [key, value] of Object.entries(source)) {
     const existing = target[key];
-    if (typeof value === 'object' && value !== null && !Array.isArray(value) && typeof existing === 'object' && existing !== null && !Array.isArray(existing)) {
+    if (
+      typeof value === 'object' &&
+      value !== null &&
+      !Array.isArray(value) &&
+      typeof existing === 'object' &&
+      existing !== null &&
+      !Array.isArray(existing)
+    ) {
       mergeInto(existing as Table, value as Table);
     } else {
       target[key] = value;
@@ -81,8 +87,13 @@ function optionalString(table: Table, sectionName: string, key: string, fallback
 /** aktualizr writes tags as one comma-separated string; a TOML array is accepted too. */
 function tagsFrom(value: unknown): string[] {
   if (value === undefined) return [];
-  if (typeof value === 'string') return value.split(',').map((tag) => tag.trim()).filter((tag) => tag !== '');
-  if (Array.isArray(value) && value.every((tag) => typeof tag === 'string')) return value.map((tag) => tag.trim()).filter((tag) => tag !== '');
+  if (typeof value === 'string')
+    return value
+      .split(',')
+      .map((tag) => tag.trim())
+      .filter((tag) => tag !== '');
+  if (Array.isArray(value) && value.every((tag) => typeof tag === 'string'))
+    return value.map((tag) => tag.trim()).filter((tag) => tag !== '');
   throw invalid('[pacman] tags must be a comma-separated string or an array of strings');
 }
 
@@ -101,9 +112,15 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
   const rollbackMode = optionalString(bootloader, 'bootloader', 'rollback_mode', 'uboot_masked');
   let bootloaderConfig: BootloaderConfig;
   if (rollbackMode === 'uboot_masked' || rollbackMode === 'uboot') {
-    bootloaderConfig = { kind: 'uboot', fwEnvConfig: optionalString(bootloader, 'bootloader', 'fw_env_config', '/etc/fw_env.config') };
+    bootloaderConfig = {
+      kind: 'uboot',
+      fwEnvConfig: optionalString(bootloader, 'bootloader', 'fw_env_config', '/etc/fw_env.config'),
+    };
   } else if (rollbackMode === 'grub') {
-    bootloaderConfig = { kind: 'grub', grubEnvFile: optionalString(bootloader, 'bootloader', 'grub_env_file', '/boot/grub/grubenv') };
+    bootloaderConfig = {
+      kind: 'grub',
+      grubEnvFile: optionalString(bootloader, 'bootloader', 'grub_env_file', '/boot/grub/grubenv'),
+    };
   } else {
     throw invalid(`[bootloader] rollback_mode ${JSON.stringify(rollbackMode)} is not one of "uboot_masked", "grub"`);
   }
@@ -130,9 +147,14 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
 export async function loadDeviceConfig(locations: readonly string[] = []): Promise<DeviceConfig> {
   const explicit = locations.length > 0;
   const files: string[] = [];
-  for (const location of explicit ? locations : DEFAULT_CONFIG_LOCATIONS) files.push(...(await tomlFilesAt(location, explicit)));
+  for (const location of explicit ? locations : DEFAULT_CONFIG_LOCATIONS)
+    files.push(...(await tomlFilesAt(location, explicit)));
   if (files.length === 0) {
-    throw invalid(explicit ? `no .toml files in ${locations.join(', ')}` : `no configuration found in ${DEFAULT_CONFIG_LOCATIONS.join(', ')}`);
+    throw invalid(
+      explicit
+        ? `no .toml files in ${locations.join(', ')}`
+        : `no configuration found in ${DEFAULT_CONFIG_LOCATIONS.join(', ')}`,
+    );
   }
   const tables: Table[] = [];
   for (const file of files) {

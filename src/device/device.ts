@@ -28,7 +28,11 @@ export function openDevice(config: DeviceConfig): Device {
 }
 
 export function readBooted(device: Device): Promise<BootedDeployment> {
-  return readBootedDeployment({ cmdlineFile: device.config.cmdlineFile, sysroot: device.config.sysroot, volatileDir: device.paths.volatileDir });
+  return readBootedDeployment({
+    cmdlineFile: device.config.cmdlineFile,
+    sysroot: device.config.sysroot,
+    volatileDir: device.paths.volatileDir,
+  });
 }
 
 export function rebootSentinelPresent(device: Device): Promise<boolean> {

@@ -36,14 +36,29 @@ export interface DeviceStatus {
   readonly pending: PendingUpdate | null;
   readonly rollback: TargetRef | null;
   readonly failedTargets: ReadonlyArray<{ readonly target: TargetRef; readonly at: string; readonly reason: string }>;
-  readonly lastError: { readonly outcome: string; readonly exitCode: number; readonly message: string; readonly at: string } | null;
+  readonly lastError: {
+    readonly outcome: string;
+    readonly exitCode: number;
+    readonly message: string;
+    readonly at: string;
+  } | null;
   readonly history: readonly HistoryEntry[];
 }
 
 export const HISTORY_LIMIT = 200;
 
 export function emptyStatus(): DeviceStatus {
-  return { schema: 1, state: 'IDLE', reason: 'no update has run yet', current: null, pending: null, rollback: null, failedTargets: [], lastError: null, history: [] };
+  return {
+    schema: 1,
+    state: 'IDLE',
+    reason: 'no update has run yet',
+    current: null,
+    pending: null,
+    rollback: null,
+    failedTargets: [],
+    lastError: null,
+    history: [],
+  };
 }
 
 export function appendHistory(status: DeviceStatus, entry: HistoryEntry): readonly HistoryEntry[] {
@@ -52,7 +67,14 @@ export function appendHistory(status: DeviceStatus, entry: HistoryEntry): readon
 
 function looksLikeStatus(value: unknown): value is DeviceStatus {
   const candidate = value as Partial<DeviceStatus> | null;
-  return typeof candidate === 'object' && candidate !== null && candidate.schema === 1 && typeof candidate.state === 'string' && Array.isArray(candidate.history) && Array.isArray(candidate.failedTargets);
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    candidate.schema === 1 &&
+    typeof candidate.state === 'string' &&
+    Array.isArray(candidate.history) &&
+    Array.isArray(candidate.failedTargets)
+  );
 }
 
 /**

@@ -4,7 +4,12 @@ import { bootFlagsOf, type BootFlags } from '../device/bootloader-env.js';
 import { readBooted, writeRebootSentinel, type Device } from '../device/device.js';
 import type { DeviceStatus, TargetRef } from '../device/status-file.js';
 import { ToolError } from '../util/tool.js';
-import { discardScratch, promoteTrustedMetadata, verifyBundleMetadata, type VerifiedMetadata } from '../tuf/verify-metadata.js';
+import {
+  discardScratch,
+  promoteTrustedMetadata,
+  verifyBundleMetadata,
+  type VerifiedMetadata,
+} from '../tuf/verify-metadata.js';
 import { planInstall } from './plan.js';
 import { errorReport, recordOutcome, type CommandReport } from './report.js';
 import { selectTarget } from './select-target.js';
@@ -20,7 +25,11 @@ export async function readBootFlags(device: Device): Promise<BootFlags> {
   try {
     return bootFlagsOf(await device.env.read());
   } catch (error) {
-    throw new FerryError('DEVICE_STATE_UNREADABLE', `cannot read the ${device.env.description}: ${describeCause(error)}`, { cause: error });
+    throw new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `cannot read the ${device.env.description}: ${describeCause(error)}`,
+      { cause: error },
+    );
   }
 }
 
@@ -45,10 +54,20 @@ export async function installFromBundle(device: Device, options: InstallOptions)
       targets: verified.targets,
       unusable: verified.unusable,
       facts: device.config,
-      commitsInBundle: await commitsPresent(bundle, verified.targets.map((target) => target.commit)),
+      commitsInBundle: await commitsPresent(
+        bundle,
+        verified.targets.map((target) => target.commit),
+      ),
       requestedName: options.targetName,
     });
-    const decision = planInstall({ status, booted, flags, selected, known: verified.targets, force: options.force ?? false });
+    const decision = planInstall({
+      status,
+      booted,
+      flags,
+      selected,
+      known: verified.targets,
+      force: options.force ?? false,
+    });
     switch (decision.action) {
       case 'refuse':
         throw decision.error;
@@ -58,7 +77,12 @@ export async function installFromBundle(device: Device, options: InstallOptions)
           message: `the device already runs target "${decision.target.name}" (version ${decision.target.version}); nothing to install`,
           data: { target: decision.target },
         };
-        await recordOutcome(device, status, { command: 'install', state: status.state === 'IDLE' ? 'DONE' : status.state, report, target: decision.target.name });
+        await recordOutcome(device, status, {
+          command: 'install',
+          state: status.state === 'IDLE' ? 'DONE' : status.state,
+          report,
+          target: decision.target.name,
+        });
         return report;
       }
     }
@@ -75,12 +99,22 @@ export async function installFromBundle(device: Device, options: InstallOptions)
 function pullFailure(target: TargetRef, error: unknown): FerryError {
   const text = error instanceof ToolError ? error.stderr : describeCause(error);
   if (/corrupted|checksum|invalid/i.test(text)) {
-    return new FerryError('CONTENT_VERIFICATION_FAILED', `ostree_repo/: content of target "${target.name}" failed verification: ${describeCause(error)}`, { cause: error });
+    return new FerryError(
+      'CONTENT_VERIFICATION_FAILED',
+      `ostree_repo/: content of target "${target.name}" failed verification: ${describeCause(error)}`,
+      { cause: error },
+    );
   }
   if (/no such|not found|missing/i.test(text)) {
-    return new FerryError('CONTENT_MISSING', `ostree_repo/: content of target "${target.name}" is incomplete: ${describeCause(error)}`, { cause: error });
+    return new FerryError(
+      'CONTENT_MISSING',
+      `ostree_repo/: content of target "${target.name}" is incomplete: ${describeCause(error)}`,
+      { cause: error },
+    );
   }
-  return new FerryError('STAGING_FAILED', `pulling target "${target.name}" failed: ${describeCause(error)}`, { cause: error });
+  return new FerryError('STAGING_FAILED', `pulling target "${target.name}" failed: ${describeCause(error)}`, {
+    cause: error,
+  });
 }
 
 async function stage(
@@ -98,7 +132,10 @@ async function stage(
     throw pullFailure(target, error);
   }
   if (!(await repo.hasCommitObject(target.commit)) || (await repo.resolve(target.commit)) !== target.commit) {
-    throw new FerryError('CONTENT_VERIFICATION_FAILED', `after the pull, the device repo does not hold commit ${target.commit} of target "${target.name}"`);
+    throw new FerryError(
+      'CONTENT_VERIFICATION_FAILED',
+      `after the pull, the device repo does not hold commit ${target.commit} of target "${target.name}"`,
+    );
   }
 
   await promoteTrustedMetadata(verified, device.paths.trustedMetadataDir);
@@ -106,7 +143,12 @@ async function stage(
   let current = await recordOutcome(
     device,
     status,
-    { command: 'install', state: 'INPROGRESS', report: { outcome: 'REBOOT_REQUIRED', message: `staging target "${target.name}"` }, target: target.name },
+    {
+      command: 'install',
+      state: 'INPROGRESS',
+      report: { outcome: 'REBOOT_REQUIRED', message: `staging target "${target.name}"` },
+      target: target.name,
+    },
     { pending: { target, previous, installedAt: new Date().toISOString() } },
   );
   try {
@@ -114,8 +156,17 @@ async function stage(
     await device.env.update({ upgrade_available: '1', bootcount: '0' });
     await writeRebootSentinel(device);
   } catch (error) {
-    const report = errorReport(new FerryError('STAGING_FAILED', `deploying target "${target.name}" failed: ${describeCause(error)}`, { cause: error }));
-    current = await recordOutcome(device, current, { command: 'install', state: 'ERROR', report, target: target.name }, { pending: null });
+    const report = errorReport(
+      new FerryError('STAGING_FAILED', `deploying target "${target.name}" failed: ${describeCause(error)}`, {
+        cause: error,
+      }),
+    );
+    current = await recordOutcome(
+      device,
+      current,
+      { command: 'install', state: 'ERROR', report, target: target.name },
+      { pending: null },
+    );
     return report;
   }
   const report: CommandReport = {
@@ -126,4 +177,3 @@ async function stage(
   await recordOutcome(device, current, { command: 'install', state: 'INPROGRESS', report, target: target.name });
   return report;
 }
-

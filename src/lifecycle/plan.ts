@@ -40,26 +40,50 @@ export function planInstall(input: {
 }): InstallDecision {
   const { status, booted, flags, selected } = input;
   if (flags.bootUpgradeAvailable) {
-    return { action: 'refuse', error: new FerryError('BOOT_FIRMWARE_REBOOT_FIRST', 'a boot firmware update is waiting for a reboot (bootupgrade_available=1): reboot, then install again') };
+    return {
+      action: 'refuse',
+      error: new FerryError(
+        'BOOT_FIRMWARE_REBOOT_FIRST',
+        'a boot firmware update is waiting for a reboot (bootupgrade_available=1): reboot, then install again',
+      ),
+    };
   }
   if (status.pending !== null) {
-    return { action: 'refuse', error: new FerryError('INSTALL_PENDING', `target "${status.pending.target.name}" is installed and waits for a reboot and \`run\``) };
+    return {
+      action: 'refuse',
+      error: new FerryError(
+        'INSTALL_PENDING',
+        `target "${status.pending.target.name}" is installed and waits for a reboot and \`run\``,
+      ),
+    };
   }
   const current = currentTargetOf(status, booted, input.known);
   if (booted.commit === selected.commit) return { action: 'already-installed', target: current ?? refOf(selected) };
   if (current !== null && !input.force && compareVersions(selected.version, current.version) < 0) {
     return {
       action: 'refuse',
-      error: new FerryError('DOWNGRADE_REFUSED', `target "${selected.name}" (version ${selected.version}) is older than the running "${current.name}" (version ${current.version}); use --force to downgrade`),
+      error: new FerryError(
+        'DOWNGRADE_REFUSED',
+        `target "${selected.name}" (version ${selected.version}) is older than the running "${current.name}" (version ${current.version}); use --force to downgrade`,
+      ),
     };
   }
-  return { action: 'stage', target: refOf(selected), previous: current ?? { name: 'unknown', version: '0', commit: booted.commit } };
+  return {
+    action: 'stage',
+    target: refOf(selected),
+    previous: current ?? { name: 'unknown', version: '0', commit: booted.commit },
+  };
 }
 
 export type RunDecision =
   | { readonly action: 'nothing-pending' }
   | { readonly action: 'reboot-first'; readonly target: TargetRef }
-  | { readonly action: 'commit'; readonly target: TargetRef; readonly previous: TargetRef | null; readonly bootFirmwareUpdated: boolean }
+  | {
+      readonly action: 'commit';
+      readonly target: TargetRef;
+      readonly previous: TargetRef | null;
+      readonly bootFirmwareUpdated: boolean;
+    }
   | { readonly action: 'rolled-back'; readonly failed: TargetRef; readonly running: TargetRef | null }
   | { readonly action: 'refuse'; readonly error: FerryError };
 
@@ -80,13 +104,21 @@ export function planRun(input: {
     return { action: 'refuse', error: new FerryError('DEVICE_STATE_UNREADABLE', 'the booted deployment is unknown') };
   }
   if (booted.commit === pending.target.commit) {
-    return { action: 'commit', target: pending.target, previous: pending.previous, bootFirmwareUpdated: input.flags.bootUpgradeAvailable };
+    return {
+      action: 'commit',
+      target: pending.target,
+      previous: pending.previous,
+      bootFirmwareUpdated: input.flags.bootUpgradeAvailable,
+    };
   }
   if (pending.previous !== null && booted.commit === pending.previous.commit) {
     return { action: 'rolled-back', failed: pending.target, running: pending.previous };
   }
   return {
     action: 'refuse',
-    error: new FerryError('DEVICE_STATE_UNREADABLE', `booted commit ${booted.commit} is neither the pending target "${pending.target.name}" nor the previous one`),
+    error: new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `booted commit ${booted.commit} is neither the pending target "${pending.target.name}" nor the previous one`,
+    ),
   };
 }

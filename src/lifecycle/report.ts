@@ -11,7 +11,8 @@ export interface CommandReport {
 }
 
 export function errorReport(error: unknown): CommandReport {
-  if (error instanceof FerryError) return { outcome: error.outcome, message: error.message, ...(error.detail ? { data: error.detail } : {}) };
+  if (error instanceof FerryError)
+    return { outcome: error.outcome, message: error.message, ...(error.detail ? { data: error.detail } : {}) };
   return { outcome: 'INTERNAL_ERROR', message: describeCause(error) };
 }
 
@@ -33,7 +34,9 @@ export async function recordOutcome(
     ...changes,
     state: entry.state,
     reason: entry.report.message,
-    lastError: failed ? { outcome: entry.report.outcome, exitCode, message: entry.report.message, at } : (changes.lastError ?? status.lastError),
+    lastError: failed
+      ? { outcome: entry.report.outcome, exitCode, message: entry.report.message, at }
+      : (changes.lastError ?? status.lastError),
     history: appendHistory(status, {
       at,
       command: entry.command,

@@ -24,7 +24,10 @@ export async function runPending(device: Device): Promise<CommandReport> {
         return { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
       case 'reboot-first':
         // Nothing is written: the operator only has to reboot.
-        return { outcome: 'REBOOT_NOT_DONE_YET', message: `target "${decision.target.name}" is installed but the device has not rebooted yet: reboot, then run \`run\`` };
+        return {
+          outcome: 'REBOOT_NOT_DONE_YET',
+          message: `target "${decision.target.name}" is installed but the device has not rebooted yet: reboot, then run \`run\``,
+        };
       case 'refuse':
         throw decision.error;
       case 'commit':
@@ -39,16 +42,39 @@ export async function runPending(device: Device): Promise<CommandReport> {
   }
 }
 
-async function commit(device: Device, status: DeviceStatus, target: TargetRef, previous: TargetRef | null, bootFirmwareUpdated: boolean): Promise<CommandReport> {
+async function commit(
+  device: Device,
+  status: DeviceStatus,
+  target: TargetRef,
+  previous: TargetRef | null,
+  bootFirmwareUpdated: boolean,
+): Promise<CommandReport> {
   try {
     await device.env.update({ upgrade_available: '0', bootcount: '0' });
   } catch (error) {
-    throw new FerryError('DEVICE_STATE_UNREADABLE', `cannot clear upgrade_available in the ${device.env.description}: ${describeCause(error)}`, { cause: error });
+    throw new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `cannot clear upgrade_available in the ${device.env.description}: ${describeCause(error)}`,
+      { cause: error },
+    );
   }
   const report: CommandReport = bootFirmwareUpdated
-    ? { outcome: 'UPDATE_SUCCEEDED_BOOT_FIRMWARE', message: `update to "${target.name}" (version ${target.version}) succeeded; the boot firmware was updated too: an optional reboot confirms it`, data: { target } }
-    : { outcome: 'UPDATE_SUCCEEDED', message: `update to "${target.name}" (version ${target.version}) succeeded`, data: { target } };
-  await recordOutcome(device, status, { command: 'run', state: 'DONE', report, target: target.name }, { current: target, rollback: previous, pending: null });
+    ? {
+        outcome: 'UPDATE_SUCCEEDED_BOOT_FIRMWARE',
+        message: `update to "${target.name}" (version ${target.version}) succeeded; the boot firmware was updated too: an optional reboot confirms it`,
+        data: { target },
+      }
+    : {
+        outcome: 'UPDATE_SUCCEEDED',
+        message: `update to "${target.name}" (version ${target.version}) succeeded`,
+        data: { target },
+      };
+  await recordOutcome(
+    device,
+    status,
+    { command: 'run', state: 'DONE', report, target: target.name },
+    { current: target, rollback: previous, pending: null },
+  );
   return report;
 }
 
@@ -56,7 +82,12 @@ async function commit(device: Device, status: DeviceStatus, target: TargetRef, p
  * The bootloader fell back to the previous deployment. The failed deployment is removed so that the running one is
  * the default again, the boot counters are cleared, and the target is remembered as failed.
  */
-async function recordRollback(device: Device, status: DeviceStatus, failed: TargetRef, running: TargetRef | null): Promise<CommandReport> {
+async function recordRollback(
+  device: Device,
+  status: DeviceStatus,
+  failed: TargetRef,
+  running: TargetRef | null,
+): Promise<CommandReport> {
   const deployments = await device.sysroot.deployments();
   const failedDeployment = deployments.find((deployment) => deployment.commit === failed.commit);
   if (failedDeployment !== undefined) await device.sysroot.undeploy(failedDeployment.index);
@@ -71,7 +102,14 @@ async function recordRollback(device: Device, status: DeviceStatus, failed: Targ
     device,
     status,
     { command: 'run', state: 'ERROR', report, target: failed.name },
-    { pending: null, current: running ?? status.current, failedTargets: [...status.failedTargets, { target: failed, at, reason: 'the new rootfs did not boot; the bootloader rolled back' }] },
+    {
+      pending: null,
+      current: running ?? status.current,
+      failedTargets: [
+        ...status.failedTargets,
+        { target: failed, at, reason: 'the new rootfs did not boot; the bootloader rolled back' },
+      ],
+    },
   );
   return report;
 }

@@ -27,17 +27,26 @@ export function selectTarget(input: SelectionInput): Target {
   const { bundle, facts } = input;
   const wantedType = facts.production ? 'prod' : 'ci';
   if (bundle.type !== wantedType) {
-    throw new FerryError('BUNDLE_METADATA_INVALID', `bundle-targets.json: this is a "${bundle.type}" bundle; this ${facts.production ? 'production' : 'non-production'} device takes only "${wantedType}" bundles`);
+    throw new FerryError(
+      'BUNDLE_METADATA_INVALID',
+      `bundle-targets.json: this is a "${bundle.type}" bundle; this ${facts.production ? 'production' : 'non-production'} device takes only "${wantedType}" bundles`,
+    );
   }
   if (facts.tags.length > 0 && !facts.tags.includes(bundle.tag)) {
-    throw new FerryError('BUNDLE_METADATA_INVALID', `bundle-targets.json: the bundle is for tag "${bundle.tag}"; this device follows ${facts.tags.map((tag) => `"${tag}"`).join(', ')}`);
+    throw new FerryError(
+      'BUNDLE_METADATA_INVALID',
+      `bundle-targets.json: the bundle is for tag "${bundle.tag}"; this device follows ${facts.tags.map((tag) => `"${tag}"`).join(', ')}`,
+    );
   }
 
   let candidates = [...input.targets];
   if (input.requestedName !== undefined) {
     candidates = candidates.filter((target) => target.name === input.requestedName);
     if (candidates.length === 0) {
-      throw new FerryError('TARGET_NOT_IN_BUNDLE', `target "${input.requestedName}" is not in this bundle (it carries: ${bundle.targets.join(', ') || 'nothing'})`);
+      throw new FerryError(
+        'TARGET_NOT_IN_BUNDLE',
+        `target "${input.requestedName}" is not in this bundle (it carries: ${bundle.targets.join(', ') || 'nothing'})`,
+      );
     }
   }
   if (candidates.length === 0) {
@@ -48,12 +57,21 @@ export function selectTarget(input: SelectionInput): Target {
   const forHardware = candidates.filter((target) => target.hardwareIds.includes(facts.hardwareId));
   if (forHardware.length === 0) {
     const offered = [...new Set(candidates.flatMap((target) => target.hardwareIds))];
-    throw new FerryError('WRONG_HARDWARE_ID', `no target in the bundle is for hardware id "${facts.hardwareId}" (the bundle is for: ${offered.join(', ') || 'none'})`);
+    throw new FerryError(
+      'WRONG_HARDWARE_ID',
+      `no target in the bundle is for hardware id "${facts.hardwareId}" (the bundle is for: ${offered.join(', ') || 'none'})`,
+    );
   }
 
-  const forTags = facts.tags.length === 0 ? forHardware : forHardware.filter((target) => target.tags.some((tag) => facts.tags.includes(tag)));
+  const forTags =
+    facts.tags.length === 0
+      ? forHardware
+      : forHardware.filter((target) => target.tags.some((tag) => facts.tags.includes(tag)));
   if (forTags.length === 0) {
-    throw new FerryError('NO_MATCHING_TARGET', `no target for hardware id "${facts.hardwareId}" carries the tag(s) ${facts.tags.map((tag) => `"${tag}"`).join(', ')}`);
+    throw new FerryError(
+      'NO_MATCHING_TARGET',
+      `no target for hardware id "${facts.hardwareId}" carries the tag(s) ${facts.tags.map((tag) => `"${tag}"`).join(', ')}`,
+    );
   }
 
   const withContent = forTags.filter((target) => input.commitsInBundle.has(target.commit));

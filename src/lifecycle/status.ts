@@ -27,7 +27,10 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     history: status.history,
     ...(recovered ? { recovered } : {}),
   };
-  const bootedText = 'error' in booted ? `unknown (${booted.error})` : `${booted.target ?? 'unknown target'} (${booted.commit.slice(0, 12)})`;
+  const bootedText =
+    'error' in booted
+      ? `unknown (${booted.error})`
+      : `${booted.target ?? 'unknown target'} (${booted.commit.slice(0, 12)})`;
   const lines = [
     `booted:  ${bootedText}`,
     `pending: ${status.pending ? `${status.pending.target.name} (version ${status.pending.target.version})${data.rebootPending ? ', waiting for a reboot' : ', waiting for run'}` : 'none'}`,

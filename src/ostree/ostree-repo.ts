@@ -52,7 +52,12 @@ export class OstreeRepo {
   }
 
   async commitTree(options: { tree: string; branch: string; subject: string }): Promise<string> {
-    const out = await this.run(['commit', `--branch=${options.branch}`, `--tree=dir=${options.tree}`, `--subject=${options.subject}`]);
+    const out = await this.run([
+      'commit',
+      `--branch=${options.branch}`,
+      `--tree=dir=${options.tree}`,
+      `--subject=${options.subject}`,
+    ]);
     return out.trim();
   }
 

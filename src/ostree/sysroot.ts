@@ -53,6 +53,13 @@ export class Sysroot {
   }
 
   deploymentDir(deployment: Pick<Deployment, 'os' | 'commit' | 'serial'>): string {
-    return path.join(this.path, 'ostree', 'deploy', deployment.os, 'deploy', `${deployment.commit}.${deployment.serial}`);
+    return path.join(
+      this.path,
+      'ostree',
+      'deploy',
+      deployment.os,
+      'deploy',
+      `${deployment.commit}.${deployment.serial}`,
+    );
   }
 }

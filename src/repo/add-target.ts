@@ -31,7 +31,9 @@ async function resolveCommit(repo: FactoryRepo, spec: TargetSpec): Promise<strin
   try {
     commit = await source.resolve(wanted);
   } catch (error) {
-    throw new FerryError('COMMIT_UNKNOWN', `${wanted} is not in ${source.path}: ${describeCause(error)}`, { cause: error });
+    throw new FerryError('COMMIT_UNKNOWN', `${wanted} is not in ${source.path}: ${describeCause(error)}`, {
+      cause: error,
+    });
   }
   if (!COMMIT_CHECKSUM.test(commit) || !(await source.hasCommitObject(commit))) {
     throw new FerryError('COMMIT_UNKNOWN', `commit ${commit} is not in ${source.path}`);
@@ -40,19 +42,27 @@ async function resolveCommit(repo: FactoryRepo, spec: TargetSpec): Promise<strin
     try {
       await repo.ostree.pullLocal(source.path, commit, { untrusted: false });
     } catch (error) {
-      throw new FerryError('COMMIT_UNKNOWN', `copying ${commit} from ${source.path} failed: ${describeCause(error)}`, { cause: error });
+      throw new FerryError('COMMIT_UNKNOWN', `copying ${commit} from ${source.path} failed: ${describeCause(error)}`, {
+        cause: error,
+      });
     }
   }
   return commit;
 }
 
 /** Records an OSTree target and publishes new targets, snapshot and timestamp versions. */
-export async function addTarget(repo: FactoryRepo, spec: TargetSpec): Promise<{ name: string; commit: string; unchanged: boolean }> {
-  if (!/^\d+$/.test(spec.version)) throw new FerryError('USAGE', `--version must be a decimal number, not "${spec.version}"`);
-  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(spec.name)) throw new FerryError('USAGE', `--name "${spec.name}" may hold only letters, digits and . _ + -`);
+export async function addTarget(
+  repo: FactoryRepo,
+  spec: TargetSpec,
+): Promise<{ name: string; commit: string; unchanged: boolean }> {
+  if (!/^\d+$/.test(spec.version))
+    throw new FerryError('USAGE', `--version must be a decimal number, not "${spec.version}"`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(spec.name))
+    throw new FerryError('USAGE', `--name "${spec.name}" may hold only letters, digits and . _ + -`);
   if (spec.hardwareIds.length === 0) throw new FerryError('USAGE', 'give at least one --hardware-id');
   if (spec.tags.length === 0) throw new FerryError('USAGE', 'give at least one --tag');
-  if ((spec.commit === undefined) === (spec.ref === undefined)) throw new FerryError('USAGE', 'give exactly one of --commit and --ref');
+  if ((spec.commit === undefined) === (spec.ref === undefined))
+    throw new FerryError('USAGE', 'give exactly one of --commit and --ref');
 
   const commit = await resolveCommit(repo, spec);
   const name = targetNameOf(spec.name, spec.version);
@@ -79,7 +89,8 @@ export async function addTarget(repo: FactoryRepo, spec: TargetSpec): Promise<{ 
   const now = spec.now ?? new Date();
   const rootExpires = parseExpires((await repo.readRole('root')).signed['expires']);
   let expires = expiresInDays(now, FACTORY_TARGETS_DAYS);
-  if (rootExpires !== undefined && rootExpires.getTime() < new Date(expires).getTime()) expires = formatExpires(rootExpires);
+  if (rootExpires !== undefined && rootExpires.getTime() < new Date(expires).getTime())
+    expires = formatExpires(rootExpires);
   await repo.publishTargets({ ...targets, [name]: entry }, expires);
   return { name, commit, unchanged: false };
 }

@@ -54,13 +54,17 @@ export class FactoryRepo {
 
   async readRole(role: RoleName): Promise<SignedDocument> {
     const name = role === 'root' ? `${await this.rootVersion()}.root.json` : `${role}.json`;
-    return JSON.parse((await readSmallFile(path.join(this.tufDir, name), METADATA_MAX_BYTES)).toString('utf8')) as SignedDocument;
+    return JSON.parse(
+      (await readSmallFile(path.join(this.tufDir, name), METADATA_MAX_BYTES)).toString('utf8'),
+    ) as SignedDocument;
   }
 
   /** Every root version this repository has signed, oldest first. */
   async rootFiles(): Promise<string[]> {
     const names = (await fs.readdir(this.tufDir)).filter((name) => /^\d+\.root\.json$/.test(name));
-    return names.sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10)).map((name) => path.join(this.tufDir, name));
+    return names
+      .sort((a, b) => Number.parseInt(a, 10) - Number.parseInt(b, 10))
+      .map((name) => path.join(this.tufDir, name));
   }
 
   async rootVersion(): Promise<number> {
@@ -79,20 +83,47 @@ export class FactoryRepo {
    * Signs `targetsSigned` as the next targets version, then a snapshot and a timestamp that point at it, all with
    * the given expiry. Versions only ever grow, so every device sees each publication as new.
    */
-  async publishTargets(targets: Record<string, unknown>, expires: string): Promise<{ targets: Record<string, unknown>; snapshot: Record<string, unknown>; timestamp: Record<string, unknown> }> {
-    const [oldTargets, oldSnapshot, oldTimestamp] = await Promise.all([this.readRole('targets'), this.readRole('snapshot'), this.readRole('timestamp')]);
+  async publishTargets(
+    targets: Record<string, unknown>,
+    expires: string,
+  ): Promise<{
+    targets: Record<string, unknown>;
+    snapshot: Record<string, unknown>;
+    timestamp: Record<string, unknown>;
+  }> {
+    const [oldTargets, oldSnapshot, oldTimestamp] = await Promise.all([
+      this.readRole('targets'),
+      this.readRole('snapshot'),
+      this.readRole('timestamp'),
+    ]);
     const targetsVersion = (oldTargets.signed['version'] as number) + 1;
     const snapshotVersion = (oldSnapshot.signed['version'] as number) + 1;
     const timestampVersion = (oldTimestamp.signed['version'] as number) + 1;
-    const signedTargets = signRole('targets', { ...oldTargets.signed, targets, version: targetsVersion, expires }, await this.keys.load('targets'));
+    const signedTargets = signRole(
+      'targets',
+      { ...oldTargets.signed, targets, version: targetsVersion, expires },
+      await this.keys.load('targets'),
+    );
     const snapshot = signRole(
       'snapshot',
-      { _type: 'snapshot', spec_version: SPEC_VERSION, version: snapshotVersion, expires, meta: { 'targets.json': { version: targetsVersion } } },
+      {
+        _type: 'snapshot',
+        spec_version: SPEC_VERSION,
+        version: snapshotVersion,
+        expires,
+        meta: { 'targets.json': { version: targetsVersion } },
+      },
       await this.keys.load('snapshot'),
     );
     const timestamp = signRole(
       'timestamp',
-      { _type: 'timestamp', spec_version: SPEC_VERSION, version: timestampVersion, expires, meta: { 'snapshot.json': { version: snapshotVersion } } },
+      {
+        _type: 'timestamp',
+        spec_version: SPEC_VERSION,
+        version: timestampVersion,
+        expires,
+        meta: { 'snapshot.json': { version: snapshotVersion } },
+      },
       await this.keys.load('timestamp'),
     );
     // Written leaf first: a reader that sees the new timestamp finds the snapshot and targets it names.
@@ -102,8 +133,13 @@ export class FactoryRepo {
     return { targets: signedTargets, snapshot, timestamp };
   }
 
-  async targets(): Promise<Record<string, { hashes: Record<string, string>; length: number; custom?: Record<string, unknown> }>> {
-    return (await this.readRole('targets')).signed['targets'] as Record<string, { hashes: Record<string, string>; length: number; custom?: Record<string, unknown> }>;
+  async targets(): Promise<
+    Record<string, { hashes: Record<string, string>; length: number; custom?: Record<string, unknown> }>
+  > {
+    return (await this.readRole('targets')).signed['targets'] as Record<
+      string,
+      { hashes: Record<string, string>; length: number; custom?: Record<string, unknown> }
+    >;
   }
 }
 
@@ -114,7 +150,9 @@ export async function openFactoryRepo(dir: string): Promise<FactoryRepo> {
     if (settings.format !== 1) throw new Error(`unknown format ${String(settings.format)}`);
     await fs.access(repo.tufDir);
   } catch (error) {
-    throw new FerryError('REPO_INVALID', `${dir} is not a ferry factory repository: ${describeCause(error)}`, { cause: error });
+    throw new FerryError('REPO_INVALID', `${dir} is not a ferry factory repository: ${describeCause(error)}`, {
+      cause: error,
+    });
   }
   return repo;
 }
@@ -132,7 +170,9 @@ export async function initFactoryRepo(dir: string, options: InitOptions): Promis
   await fs.mkdir(repo.tufDir, { recursive: true });
   await fs.mkdir(repo.appsDir, { recursive: true });
 
-  const keys = Object.fromEntries(await Promise.all(ROLE_NAMES.map(async (role) => [role, await repo.keys.create(role)] as const)));
+  const keys = Object.fromEntries(
+    await Promise.all(ROLE_NAMES.map(async (role) => [role, await repo.keys.create(role)] as const)),
+  );
   const rootExpires = expiresInDays(now, options.rootExpiresInDays);
   const root = signRole(
     'root',
@@ -149,9 +189,34 @@ export async function initFactoryRepo(dir: string, options: InitOptions): Promis
   );
   await repo.writeRole('root', root);
   const expires = expiresInDays(now, Math.min(365, options.rootExpiresInDays));
-  await repo.writeRole('targets', signRole('targets', { _type: 'targets', spec_version: SPEC_VERSION, version: 1, expires, targets: {} }, [keys['targets']!]));
-  await repo.writeRole('snapshot', signRole('snapshot', { _type: 'snapshot', spec_version: SPEC_VERSION, version: 1, expires, meta: { 'targets.json': { version: 1 } } }, [keys['snapshot']!]));
-  await repo.writeRole('timestamp', signRole('timestamp', { _type: 'timestamp', spec_version: SPEC_VERSION, version: 1, expires, meta: { 'snapshot.json': { version: 1 } } }, [keys['timestamp']!]));
+  await repo.writeRole(
+    'targets',
+    signRole('targets', { _type: 'targets', spec_version: SPEC_VERSION, version: 1, expires, targets: {} }, [
+      keys['targets']!,
+    ]),
+  );
+  await repo.writeRole(
+    'snapshot',
+    signRole(
+      'snapshot',
+      { _type: 'snapshot', spec_version: SPEC_VERSION, version: 1, expires, meta: { 'targets.json': { version: 1 } } },
+      [keys['snapshot']!],
+    ),
+  );
+  await repo.writeRole(
+    'timestamp',
+    signRole(
+      'timestamp',
+      {
+        _type: 'timestamp',
+        spec_version: SPEC_VERSION,
+        version: 1,
+        expires,
+        meta: { 'snapshot.json': { version: 1 } },
+      },
+      [keys['timestamp']!],
+    ),
+  );
   await OstreeRepo.create(repo.ostree.path, 'archive');
   await repo.saveSettings({ format: 1, bundleVersion: 0 });
   return repo;

@@ -27,12 +27,18 @@ export class KeyStore {
     try {
       names = (await fs.readdir(roleDir)).filter((name) => name.endsWith('.pem')).sort();
     } catch (error) {
-      throw new FerryError('REPO_INVALID', `cannot read the ${role} keys in ${roleDir}: ${describeCause(error)}`, { cause: error });
+      throw new FerryError('REPO_INVALID', `cannot read the ${role} keys in ${roleDir}: ${describeCause(error)}`, {
+        cause: error,
+      });
     }
     const keys: SigningKey[] = [];
     for (const name of names) {
       const key = signingKeyFromPem(await fs.readFile(path.join(roleDir, name), 'utf8'));
-      if (`${key.keyId}.pem` !== name) throw new FerryError('REPO_INVALID', `${path.join(roleDir, name)} holds key ${key.keyId}, not the one its name says`);
+      if (`${key.keyId}.pem` !== name)
+        throw new FerryError(
+          'REPO_INVALID',
+          `${path.join(roleDir, name)} holds key ${key.keyId}, not the one its name says`,
+        );
       keys.push(key);
     }
     if (keys.length === 0) throw new FerryError('REPO_INVALID', `no ${role} keys in ${roleDir}`);

@@ -15,13 +15,20 @@ export function parseBootEntry(file: string, text: string): BootEntry {
     const match = /^(\S+)\s+(.*)$/.exec(line.trim());
     if (match) fields.set(match[1]!, match[2]!);
   }
-  return { file, title: fields.get('title') ?? file, version: Number.parseInt(fields.get('version') ?? '0', 10), options: fields.get('options') ?? '' };
+  return {
+    file,
+    title: fields.get('title') ?? file,
+    version: Number.parseInt(fields.get('version') ?? '0', 10),
+    options: fields.get('options') ?? '',
+  };
 }
 
 /** Entries in the order a bootloader offers them: highest version first, so [0] is the default, [1] the rollback. */
 export async function readBootEntries(sysroot: string): Promise<BootEntry[]> {
   const dir = path.join(sysroot, 'boot', 'loader', 'entries');
   const names = (await fs.readdir(dir)).filter((name) => name.endsWith('.conf'));
-  const entries = await Promise.all(names.map(async (name) => parseBootEntry(name, await fs.readFile(path.join(dir, name), 'utf8'))));
+  const entries = await Promise.all(
+    names.map(async (name) => parseBootEntry(name, await fs.readFile(path.join(dir, name), 'utf8'))),
+  );
   return entries.sort((a, b) => b.version - a.version);
 }

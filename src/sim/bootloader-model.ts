@@ -47,23 +47,35 @@ export async function simulateReboot(options: {
     const fallBack = upgradeAvailable && bootcount > bootlimit;
     const entry = fallBack ? entries[1] : entries[0];
     if (entry === undefined) {
-      throw new FerryError('SIM_DEVICE_BRICKED', fallBack ? 'U-Boot fell back, but there is no rollback entry to boot' : 'no boot entry to boot');
+      throw new FerryError(
+        'SIM_DEVICE_BRICKED',
+        fallBack ? 'U-Boot fell back, but there is no rollback entry to boot' : 'no boot entry to boot',
+      );
     }
     if (fallBack && vars['rollback'] !== '1') await options.env.update({ rollback: '1' });
 
     const booted = !(await bootFails(options.sysroot, entry));
     attempts.push({ entry: entry.title, bootcount, booted });
     if (booted) {
-      await writeFileAtomic(options.cmdlineFile, `console=ttyS0,115200 root=/dev/mmcblk0p2 rootwait ${entry.options}\n`);
+      await writeFileAtomic(
+        options.cmdlineFile,
+        `console=ttyS0,115200 root=/dev/mmcblk0p2 rootwait ${entry.options}\n`,
+      );
       return { entry, fellBack: fallBack, attempts };
     }
   }
-  throw new FerryError('SIM_DEVICE_BRICKED', `no deployment booted in ${maxAttempts} attempts (${attempts.map((a) => a.entry).join(', ')})`);
+  throw new FerryError(
+    'SIM_DEVICE_BRICKED',
+    `no deployment booted in ${maxAttempts} attempts (${attempts.map((a) => a.entry).join(', ')})`,
+  );
 }
 
 async function bootFails(sysroot: string, entry: BootEntry): Promise<boolean> {
   const ostreeArg = ostreeArgOf(entry.options);
   if (ostreeArg === undefined) return true;
   const deployment = await fs.realpath(path.join(sysroot, ostreeArg));
-  return fs.access(path.join(deployment, BOOT_FAILS_MARKER)).then(() => true, () => false);
+  return fs.access(path.join(deployment, BOOT_FAILS_MARKER)).then(
+    () => true,
+    () => false,
+  );
 }

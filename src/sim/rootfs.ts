@@ -29,7 +29,8 @@ export async function commitSimRootfs(options: SimRootfsOptions): Promise<string
     await fs.mkdir(path.join(tree, 'usr/etc'), { recursive: true });
     await fs.copyFile(options.busybox ?? BUSYBOX, path.join(tree, 'usr/bin/busybox'));
     await fs.chmod(path.join(tree, 'usr/bin/busybox'), 0o755);
-    for (const applet of ['sh', 'ls', 'cat', 'echo', 'sleep']) await fs.symlink('busybox', path.join(tree, 'usr/bin', applet));
+    for (const applet of ['sh', 'ls', 'cat', 'echo', 'sleep'])
+      await fs.symlink('busybox', path.join(tree, 'usr/bin', applet));
     await fs.symlink('usr/bin', path.join(tree, 'bin'));
     await fs.writeFile(path.join(modules, 'vmlinuz'), `ferry simulated kernel ${kernelVersion}\n`);
     await fs.writeFile(path.join(modules, 'initramfs.img'), `ferry simulated initramfs ${kernelVersion}\n`);
@@ -42,7 +43,10 @@ export async function commitSimRootfs(options: SimRootfsOptions): Promise<string
       await fs.mkdir(path.dirname(path.join(tree, BOOT_FAILS_MARKER)), { recursive: true });
       await fs.writeFile(path.join(tree, BOOT_FAILS_MARKER), 'this rootfs panics at boot\n');
     }
-    const repo = (await fs.stat(path.join(options.repo, 'objects')).then(() => true, () => false))
+    const repo = (await fs.stat(path.join(options.repo, 'objects')).then(
+      () => true,
+      () => false,
+    ))
       ? new OstreeRepo(options.repo)
       : await OstreeRepo.create(options.repo, 'archive');
     return await repo.commitTree({ tree, branch: options.branch, subject: `ferry sim rootfs ${options.version}` });

@@ -34,16 +34,25 @@ export function simConfigDir(deviceDir: string): string {
   return path.join(deviceDir, 'etc', 'sota', 'conf.d');
 }
 
-export async function createSimDevice(deviceDir: string, repo: FactoryRepo, options: SimDeviceOptions): Promise<DeviceConfig> {
+export async function createSimDevice(
+  deviceDir: string,
+  repo: FactoryRepo,
+  options: SimDeviceOptions,
+): Promise<DeviceConfig> {
   const root = path.resolve(deviceDir);
   if (!(await isEmptyOrMissingDir(root))) throw new FerryError('DESTINATION_NOT_EMPTY', `${root} is not empty`);
   const targets = await repo.targets();
   const entry = targets[options.target];
-  if (entry === undefined) throw new FerryError('TARGET_UNKNOWN', `the repository has no target "${options.target}" (it has: ${Object.keys(targets).join(', ') || 'none'})`);
+  if (entry === undefined)
+    throw new FerryError(
+      'TARGET_UNKNOWN',
+      `the repository has no target "${options.target}" (it has: ${Object.keys(targets).join(', ') || 'none'})`,
+    );
   const commit = entry.hashes['sha256']!;
   const custom = entry.custom ?? {};
   const hardwareId = options.hardwareId ?? (custom['hardwareIds'] as string[] | undefined)?.[0];
-  if (hardwareId === undefined) throw new FerryError('USAGE', `target "${options.target}" names no hardware id; give --hardware-id`);
+  if (hardwareId === undefined)
+    throw new FerryError('USAGE', `target "${options.target}" names no hardware id; give --hardware-id`);
   const tags = options.tags ?? (custom['tags'] as string[] | undefined) ?? [];
   const os = options.os ?? 'lmp';
 
@@ -55,7 +64,10 @@ export async function createSimDevice(deviceDir: string, repo: FactoryRepo, opti
   const envDir = path.join(root, 'boot-env');
   await fs.mkdir(envDir, { recursive: true });
   const envText = path.join(envDir, 'uboot.env.txt');
-  await fs.writeFile(envText, `bootlimit=${options.bootlimit ?? 3}\nbootcount=0\nupgrade_available=0\nbootupgrade_available=0\nrollback=0\n`);
+  await fs.writeFile(
+    envText,
+    `bootlimit=${options.bootlimit ?? 3}\nbootcount=0\nupgrade_available=0\nbootupgrade_available=0\nrollback=0\n`,
+  );
   const envImage = path.join(envDir, 'uboot.env');
   await runTool('mkenvimage', ['-s', '0x4000', '-o', envImage, envText]);
   await fs.rm(envText);
@@ -66,7 +78,7 @@ export async function createSimDevice(deviceDir: string, repo: FactoryRepo, opti
   const configDir = simConfigDir(root);
   await fs.mkdir(configDir, { recursive: true });
   const toml = [
-    '# A ferry simulated device. Keys follow aktualizr-lite\'s sota.toml; [ferry] holds ferry\'s own.',
+    "# A ferry simulated device. Keys follow aktualizr-lite's sota.toml; [ferry] holds ferry's own.",
     '[provision]',
     `primary_ecu_hardware_id = ${JSON.stringify(hardwareId)}`,
     '',

@@ -48,7 +48,8 @@ export function verifyBundleTargets(json: unknown, root: Root, now: Date): Bundl
   if (body._type !== 'bundle') throw malformed(`_type is ${JSON.stringify(body._type)}, expected "bundle"`);
   const expires = parseExpires(body.expires);
   if (expires === undefined) throw malformed(`expires ${JSON.stringify(body.expires)} is not YYYY-MM-DDTHH:MM:SSZ`);
-  if (!Number.isSafeInteger(body.version) || (body.version as number) < 1) throw malformed('version must be a positive integer');
+  if (!Number.isSafeInteger(body.version) || (body.version as number) < 1)
+    throw malformed('version must be a positive integer');
   const info = body['x-ferry-bundle'];
   if (
     typeof info !== 'object' ||

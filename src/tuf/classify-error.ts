@@ -9,11 +9,28 @@ import { FerryError, describeCause } from '../errors.js';
 const RULES: ReadonlyArray<{ pattern: RegExp; outcome: FerryError['outcome']; check: string }> = [
   { pattern: /ExpiredMetadataError|is expired/, outcome: 'METADATA_EXPIRED', check: 'expired' },
   { pattern: /DownloadHTTPError|not found in the bundle/, outcome: 'METADATA_NOT_FOUND', check: 'missing' },
-  { pattern: /signed by \d+\/\d+ keys|UnsignedMetadataError|signature/i, outcome: 'SECURITY_ERROR', check: 'signature check failed' },
-  { pattern: /BadVersionError|EqualVersionError|version .* (is )?less than|does not match snapshot|doesn't match timestamp|Expected version/i, outcome: 'SECURITY_ERROR', check: 'version check failed' },
+  {
+    pattern: /signed by \d+\/\d+ keys|UnsignedMetadataError|signature/i,
+    outcome: 'SECURITY_ERROR',
+    check: 'signature check failed',
+  },
+  {
+    pattern:
+      /BadVersionError|EqualVersionError|version .* (is )?less than|does not match snapshot|doesn't match timestamp|Expected version/i,
+    outcome: 'SECURITY_ERROR',
+    check: 'version check failed',
+  },
   { pattern: /LengthOrHashMismatchError/, outcome: 'SECURITY_ERROR', check: 'hash check failed' },
-  { pattern: /DownloadLengthMismatchError|exceeds \d+ bytes|more than the \d+ bytes/, outcome: 'METADATA_MALFORMED', check: 'too large' },
-  { pattern: /SyntaxError|ValueError|TypeError|JSON|is not defined|must be/, outcome: 'METADATA_MALFORMED', check: 'malformed' },
+  {
+    pattern: /DownloadLengthMismatchError|exceeds \d+ bytes|more than the \d+ bytes/,
+    outcome: 'METADATA_MALFORMED',
+    check: 'too large',
+  },
+  {
+    pattern: /SyntaxError|ValueError|TypeError|JSON|is not defined|must be/,
+    outcome: 'METADATA_MALFORMED',
+    check: 'malformed',
+  },
   { pattern: /RepositoryError|Expected '|Missing/, outcome: 'SECURITY_ERROR', check: 'metadata check failed' },
 ];
 
@@ -33,7 +50,12 @@ export function classifyTufError(error: unknown): FerryError {
   if (error instanceof FerryError) return error;
   const name = error instanceof Error ? error.name : '';
   const text = describeCause(error);
-  const rule = RULES.find((candidate) => candidate.pattern.test(`${name}: ${text}`)) ?? { outcome: 'SECURITY_ERROR' as const, check: 'metadata check failed' };
+  const rule = RULES.find((candidate) => candidate.pattern.test(`${name}: ${text}`)) ?? {
+    outcome: 'SECURITY_ERROR' as const,
+    check: 'metadata check failed',
+  };
   const file = fileOf(text);
-  return new FerryError(rule.outcome, `${file ? `tuf/${file}: ` : ''}${rule.check}: ${innerMessage(text)}`, { cause: error });
+  return new FerryError(rule.outcome, `${file ? `tuf/${file}: ` : ''}${rule.check}: ${innerMessage(text)}`, {
+    cause: error,
+  });
 }

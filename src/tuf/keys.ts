@@ -32,10 +32,17 @@ export function keyIdOf(key: TufPublicKey): string {
 
 function publicKeyOf(privateKey: KeyObject): TufPublicKey {
   const der = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
-  if (der.length !== ED25519_SPKI_PREFIX.length + 32 || !der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) {
+  if (
+    der.length !== ED25519_SPKI_PREFIX.length + 32 ||
+    !der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)
+  ) {
     throw new Error('not an ed25519 key');
   }
-  return { keytype: 'ed25519', scheme: 'ed25519', keyval: { public: der.subarray(ED25519_SPKI_PREFIX.length).toString('hex') } };
+  return {
+    keytype: 'ed25519',
+    scheme: 'ed25519',
+    keyval: { public: der.subarray(ED25519_SPKI_PREFIX.length).toString('hex') },
+  };
 }
 
 function signingKeyFrom(privateKey: KeyObject): SigningKey {

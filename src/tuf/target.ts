@@ -24,12 +24,14 @@ export function targetFromMetadata(
   custom: Record<string, unknown>,
 ): Target | { invalid: string } {
   const commit = hashes['sha256'];
-  if (typeof commit !== 'string' || !COMMIT.test(commit)) return { invalid: `${name}: hashes.sha256 is not an OSTree commit checksum` };
+  if (typeof commit !== 'string' || !COMMIT.test(commit))
+    return { invalid: `${name}: hashes.sha256 is not an OSTree commit checksum` };
   if (custom['targetFormat'] !== undefined && custom['targetFormat'] !== 'OSTREE') {
     return { invalid: `${name}: targetFormat is ${String(custom['targetFormat'])}, not OSTREE` };
   }
   const version = custom['version'];
-  if (typeof version !== 'string' || !/^\d+$/.test(version)) return { invalid: `${name}: custom.version must be a decimal number` };
+  if (typeof version !== 'string' || !/^\d+$/.test(version))
+    return { invalid: `${name}: custom.version must be a decimal number` };
   return { name, commit, version, hardwareIds: stringList(custom['hardwareIds']), tags: stringList(custom['tags']) };
 }
 

@@ -46,7 +46,10 @@ async function precheckBundleFiles(tufDir: string): Promise<void> {
     }
     const expires = (json as { signed?: { expires?: unknown } } | null)?.signed?.expires;
     if (parseExpires(expires) === undefined) {
-      throw new FerryError('METADATA_MALFORMED', `tuf/${name}: expires ${JSON.stringify(expires)} is not YYYY-MM-DDTHH:MM:SSZ`);
+      throw new FerryError(
+        'METADATA_MALFORMED',
+        `tuf/${name}: expires ${JSON.stringify(expires)} is not YYYY-MM-DDTHH:MM:SSZ`,
+      );
     }
   }
 }
@@ -75,9 +78,13 @@ export async function verifyBundleMetadata(options: {
         await fs.copyFile(path.join(options.trustedDir, name), path.join(scratchDir, name));
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || name === 'root.json') {
-          throw new FerryError('DEVICE_STATE_UNREADABLE', `trusted metadata: cannot read ${name}: ${describeCause(error)}`, {
-            cause: error,
-          });
+          throw new FerryError(
+            'DEVICE_STATE_UNREADABLE',
+            `trusted metadata: cannot read ${name}: ${describeCause(error)}`,
+            {
+              cause: error,
+            },
+          );
         }
       }
     }
@@ -87,10 +94,17 @@ export async function verifyBundleMetadata(options: {
         metadataDir: scratchDir,
         metadataBaseUrl: BUNDLE_METADATA_URL,
         fetcher: new BundleFetcher(options.bundleTufDir),
-        config: { rootMaxLength: METADATA_MAX_BYTES, timestampMaxLength: METADATA_MAX_BYTES, snapshotMaxLength: METADATA_MAX_BYTES, targetsMaxLength: METADATA_MAX_BYTES },
+        config: {
+          rootMaxLength: METADATA_MAX_BYTES,
+          timestampMaxLength: METADATA_MAX_BYTES,
+          snapshotMaxLength: METADATA_MAX_BYTES,
+          targetsMaxLength: METADATA_MAX_BYTES,
+        },
       });
     } catch (error) {
-      throw new FerryError('DEVICE_STATE_UNREADABLE', `the trusted root.json is not valid: ${describeCause(error)}`, { cause: error });
+      throw new FerryError('DEVICE_STATE_UNREADABLE', `the trusted root.json is not valid: ${describeCause(error)}`, {
+        cause: error,
+      });
     }
     try {
       await updater.refresh();
@@ -98,7 +112,10 @@ export async function verifyBundleMetadata(options: {
       throw classifyTufError(error);
     }
 
-    const root = Metadata.fromJSON(MetadataKind.Root, (await readJson(path.join(scratchDir, 'root.json'))) as never) as Metadata<Root>;
+    const root = Metadata.fromJSON(
+      MetadataKind.Root,
+      (await readJson(path.join(scratchDir, 'root.json'))) as never,
+    ) as Metadata<Root>;
     let bundleJson: unknown;
     try {
       bundleJson = await readJson(path.join(options.bundleTufDir, BUNDLE_TARGETS_FILE));
@@ -106,7 +123,9 @@ export async function verifyBundleMetadata(options: {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new FerryError('METADATA_NOT_FOUND', `tuf/${BUNDLE_TARGETS_FILE} is missing from the bundle`);
       }
-      throw new FerryError('METADATA_MALFORMED', `tuf/${BUNDLE_TARGETS_FILE}: ${describeCause(error)}`, { cause: error });
+      throw new FerryError('METADATA_MALFORMED', `tuf/${BUNDLE_TARGETS_FILE}: ${describeCause(error)}`, {
+        cause: error,
+      });
     }
     const bundle = verifyBundleTargets(bundleJson, root.signed, now);
 

@@ -17,15 +17,34 @@ const readJson = async (file: string): Promise<any> => JSON.parse(await fs.readF
 describe('ferry export', () => {
   test('writes tuf/ and ostree_repo/ in the fioctl layout, expiring in N days, with a signed bundle-targets.json', async () => {
     const dst = path.join(await tempDir('export'), 'stick');
-    const result = await cli('export', '--repo', factory.repo.dir, factory.v2, dst, '--tag', 'main', '--expires-in-days', '7');
+    const result = await cli(
+      'export',
+      '--repo',
+      factory.repo.dir,
+      factory.v2,
+      dst,
+      '--tag',
+      'main',
+      '--expires-in-days',
+      '7',
+    );
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /verified/);
-    assert.deepEqual((await fs.readdir(path.join(dst, 'tuf'))).sort(), ['1.root.json', 'bundle-targets.json', 'snapshot.json', 'targets.json', 'timestamp.json']);
+    assert.deepEqual((await fs.readdir(path.join(dst, 'tuf'))).sort(), [
+      '1.root.json',
+      'bundle-targets.json',
+      'snapshot.json',
+      'targets.json',
+      'timestamp.json',
+    ]);
     const sevenDays = Date.now() + 7 * 86_400_000;
     for (const role of ['timestamp', 'snapshot', 'targets', 'bundle-targets']) {
       const document = await readJson(path.join(dst, 'tuf', `${role}.json`));
       assert.match(document.signed.expires, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
-      assert.ok(Math.abs(new Date(document.signed.expires).getTime() - sevenDays) < 120_000, `${role} expires in 7 days`);
+      assert.ok(
+        Math.abs(new Date(document.signed.expires).getTime() - sevenDays) < 120_000,
+        `${role} expires in 7 days`,
+      );
       assert.ok(document.signatures.length >= 1);
     }
     const bundleTargets = await readJson(path.join(dst, 'tuf', 'bundle-targets.json'));
@@ -42,16 +61,38 @@ describe('ferry export', () => {
     const second = await exportTo(factory, factory.v2, { type: 'prod' });
     const [a, b] = await Promise.all([first, second].map((dir) => readJson(path.join(dir, 'tuf', 'timestamp.json'))));
     assert.ok(b.signed.version > a.signed.version);
-    const [ta, tb] = await Promise.all([first, second].map((dir) => readJson(path.join(dir, 'tuf', 'bundle-targets.json'))));
+    const [ta, tb] = await Promise.all(
+      [first, second].map((dir) => readJson(path.join(dir, 'tuf', 'bundle-targets.json'))),
+    );
     assert.ok(tb.signed.version > ta.signed.version);
     assert.equal(tb.signed['x-ferry-bundle'].type, 'prod');
   });
 
   const refusals: Array<[string, (dst: string) => string[], number, RegExp]> = [
-    ['an unknown target', (dst) => ['export', '--repo', '', 'sim-lmp-99', dst, '--tag', 'main'], 42, /no target "sim-lmp-99"/],
-    ['a tag the target lacks', (dst) => ['export', '--repo', '', 'sim-lmp-2', dst, '--tag', 'devel'], 43, /does not carry tag "devel"/],
-    ['an expiry later than root.json', (dst) => ['export', '--repo', '', 'sim-lmp-2', dst, '--tag', 'main', '--expires-in-days', '200'], 44, /after root\.json/],
-    ['zero days', (dst) => ['export', '--repo', '', 'sim-lmp-2', dst, '--tag', 'main', '--expires-in-days', '0'], 2, /at least 1/],
+    [
+      'an unknown target',
+      (dst) => ['export', '--repo', '', 'sim-lmp-99', dst, '--tag', 'main'],
+      42,
+      /no target "sim-lmp-99"/,
+    ],
+    [
+      'a tag the target lacks',
+      (dst) => ['export', '--repo', '', 'sim-lmp-2', dst, '--tag', 'devel'],
+      43,
+      /does not carry tag "devel"/,
+    ],
+    [
+      'an expiry later than root.json',
+      (dst) => ['export', '--repo', '', 'sim-lmp-2', dst, '--tag', 'main', '--expires-in-days', '200'],
+      44,
+      /after root\.json/,
+    ],
+    [
+      'zero days',
+      (dst) => ['export', '--repo', '', 'sim-lmp-2', dst, '--tag', 'main', '--expires-in-days', '0'],
+      2,
+      /at least 1/,
+    ],
   ];
   for (const [name, args, code, reason] of refusals) {
     test(`refuses ${name} (${code}), writing nothing`, async () => {

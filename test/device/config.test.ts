@@ -42,7 +42,11 @@ describe('device configuration (sota.toml keys)', () => {
 
   test('a conf.d directory is read in name order, later files overriding earlier keys', async () => {
     const dir = await tempDir('config');
-    await write(dir, 'conf.d/10-base.toml', '[provision]\nprimary_ecu_hardware_id = "rpi4"\n[pacman]\ntags = "main, devel"\nos = "lmp"\n');
+    await write(
+      dir,
+      'conf.d/10-base.toml',
+      '[provision]\nprimary_ecu_hardware_id = "rpi4"\n[pacman]\ntags = "main, devel"\nos = "lmp"\n',
+    );
     await write(dir, 'conf.d/20-site.toml', '[pacman]\nos = "other"\n[ferry]\ncmdline_file = "/tmp/cmdline"\n');
     await write(dir, 'conf.d/README', 'not toml, ignored');
     const config = await loadDeviceConfig([path.join(dir, 'conf.d')]);
@@ -54,18 +58,44 @@ describe('device configuration (sota.toml keys)', () => {
 
   test('tags may also be a TOML array', async () => {
     const dir = await tempDir('config');
-    const file = await write(dir, 'a.toml', '[provision]\nprimary_ecu_hardware_id = "x"\n[pacman]\ntags = ["main", "qa"]\n');
+    const file = await write(
+      dir,
+      'a.toml',
+      '[provision]\nprimary_ecu_hardware_id = "x"\n[pacman]\ntags = ["main", "qa"]\n',
+    );
     assert.deepEqual((await loadDeviceConfig([file])).tags, ['main', 'qa']);
   });
 
   test('every bad input is a CONFIG_INVALID refusal that names the problem', async () => {
     const dir = await tempDir('config');
     assert.match(await refusal([path.join(dir, 'missing.toml')]), /missing\.toml/);
-    assert.match(await refusal([await write(dir, 'no-hwid.toml', '[pacman]\nos = "lmp"\n')]), /primary_ecu_hardware_id is required/);
+    assert.match(
+      await refusal([await write(dir, 'no-hwid.toml', '[pacman]\nos = "lmp"\n')]),
+      /primary_ecu_hardware_id is required/,
+    );
     assert.match(await refusal([await write(dir, 'broken.toml', '[provision\n')]), /broken\.toml/);
-    assert.match(await refusal([await write(dir, 'mode.toml', '[provision]\nprimary_ecu_hardware_id = "x"\n[bootloader]\nrollback_mode = "lilo"\n')]), /rollback_mode/);
-    assert.match(await refusal([await write(dir, 'tags.toml', '[provision]\nprimary_ecu_hardware_id = "x"\n[pacman]\ntags = 3\n')]), /tags/);
-    assert.match(await refusal([await write(dir, 'prod.toml', '[provision]\nprimary_ecu_hardware_id = "x"\n[ferry]\nproduction = "yes"\n')]), /production/);
+    assert.match(
+      await refusal([
+        await write(
+          dir,
+          'mode.toml',
+          '[provision]\nprimary_ecu_hardware_id = "x"\n[bootloader]\nrollback_mode = "lilo"\n',
+        ),
+      ]),
+      /rollback_mode/,
+    );
+    assert.match(
+      await refusal([
+        await write(dir, 'tags.toml', '[provision]\nprimary_ecu_hardware_id = "x"\n[pacman]\ntags = 3\n'),
+      ]),
+      /tags/,
+    );
+    assert.match(
+      await refusal([
+        await write(dir, 'prod.toml', '[provision]\nprimary_ecu_hardware_id = "x"\n[ferry]\nproduction = "yes"\n'),
+      ]),
+      /production/,
+    );
     const empty = path.join(dir, 'empty');
     await fs.mkdir(empty);
     assert.match(await refusal([empty]), /no \.toml files/);

@@ -9,7 +9,12 @@ describe('status record', () => {
   test('save then load returns the same record, and leaves no temp file behind', async () => {
     const dir = await tempDir('status');
     const file = new StatusFile(path.join(dir, 'ferry', 'status.json'));
-    const record = { ...emptyStatus(), state: 'DONE' as const, reason: 'ok', current: { name: 'a-1', version: '1', commit: 'c'.repeat(64) } };
+    const record = {
+      ...emptyStatus(),
+      state: 'DONE' as const,
+      reason: 'ok',
+      current: { name: 'a-1', version: '1', commit: 'c'.repeat(64) },
+    };
     await file.save(record);
     assert.deepEqual((await file.load()).status, record);
     assert.deepEqual(await fs.readdir(path.join(dir, 'ferry')), ['status.json']);

@@ -146,7 +146,7 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     const bundle = await exportTo(factory, factory.v3BootFails);
     const device = await makeDevice(factory, factory.v2);
     assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundle)).code, 100);
-    const reboot = await cli('sim', 'reboot', device.dir, );
+    const reboot = await cli('sim', 'reboot', device.dir);
     assert.equal(reboot.code, 0, reboot.stderr);
     assert.match(reboot.stdout, /fell back/);
     const env = await device.device.env.read();
@@ -162,9 +162,15 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     assert.equal(after['booted'].target, factory.v2);
     assert.equal(after['state'], 'ERROR');
     assert.equal(after['pending'], null);
-    assert.deepEqual(after['failedTargets'].map((entry: any) => entry.target.name), [factory.v3BootFails]);
+    assert.deepEqual(
+      after['failedTargets'].map((entry: any) => entry.target.name),
+      [factory.v3BootFails],
+    );
     const deployments = await device.device.sysroot.deployments();
-    assert.deepEqual(deployments.map((deployment) => deployment.commit), [factory.commits[factory.v2]]);
+    assert.deepEqual(
+      deployments.map((deployment) => deployment.commit),
+      [factory.commits[factory.v2]],
+    );
     const cleared = await device.device.env.read();
     assert.equal(cleared['upgrade_available'], '0');
     assert.equal(cleared['bootcount'], '0');
@@ -190,10 +196,15 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     const device = await makeDevice(rotated, rotated.v1);
     assert.equal(await rotateRootKey(rotated.repo), 2);
     const bundle = await exportTo(rotated, rotated.v2);
-    assert.deepEqual((await fs.readdir(path.join(bundle, 'tuf'))).filter((name) => name.endsWith('.root.json')).sort(), ['1.root.json', '2.root.json']);
+    assert.deepEqual(
+      (await fs.readdir(path.join(bundle, 'tuf'))).filter((name) => name.endsWith('.root.json')).sort(),
+      ['1.root.json', '2.root.json'],
+    );
     const result = await cli('install', '--config', device.configDir, '--src-dir', bundle);
     assert.equal(result.code, 100, result.stderr);
-    const trusted = JSON.parse(await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'));
+    const trusted = JSON.parse(
+      await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'),
+    );
     assert.equal(trusted.signed.version, 2);
   });
 
@@ -204,7 +215,9 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     const bundle = await exportTo(rotated, rotated.v2);
     await resignBundleRole(rotated.repo, bundle, 'timestamp', (signed) => ({ ...signed, expires: pastDate(1) }));
     await assertRefused(device, bundle, 12, /timestamp\.json.*expired/);
-    const trusted = JSON.parse(await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'));
+    const trusted = JSON.parse(
+      await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'),
+    );
     assert.equal(trusted.signed.version, 1);
   });
 

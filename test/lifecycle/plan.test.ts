@@ -5,13 +5,26 @@ import { emptyStatus, type DeviceStatus, type TargetRef } from '../../src/device
 import { planInstall, planRun } from '../../src/lifecycle/plan.js';
 import type { Target } from '../../src/tuf/target.js';
 
-const ref = (name: string, version: string, n: number): TargetRef => ({ name, version, commit: n.toString(16).padStart(64, '0') });
+const ref = (name: string, version: string, n: number): TargetRef => ({
+  name,
+  version,
+  commit: n.toString(16).padStart(64, '0'),
+});
 const v1 = ref('os-1', '1', 1);
 const v2 = ref('os-2', '2', 2);
 const asTarget = (target: TargetRef): Target => ({ ...target, hardwareIds: ['board'], tags: ['main'] });
-const flags = (overrides: Partial<BootFlags> = {}): BootFlags => ({ upgradeAvailable: false, bootcount: 0, bootUpgradeAvailable: false, ...overrides });
+const flags = (overrides: Partial<BootFlags> = {}): BootFlags => ({
+  upgradeAvailable: false,
+  bootcount: 0,
+  bootUpgradeAvailable: false,
+  ...overrides,
+});
 const runningV1: DeviceStatus = { ...emptyStatus(), state: 'DONE', current: v1 };
-const pendingV2: DeviceStatus = { ...runningV1, state: 'INPROGRESS', pending: { target: v2, previous: v1, installedAt: '2026-11-23T00:00:00Z' } };
+const pendingV2: DeviceStatus = {
+  ...runningV1,
+  state: 'INPROGRESS',
+  pending: { target: v2, previous: v1, installedAt: '2026-11-23T00:00:00Z' },
+};
 
 function describeDecision(decision: { action: string; error?: { outcome: string } }): string {
   return decision.action === 'refuse' ? `refuse ${decision.error!.outcome}` : decision.action;
@@ -19,19 +32,71 @@ function describeDecision(decision: { action: string; error?: { outcome: string 
 
 describe('install planner', () => {
   const cases: Array<[string, Parameters<typeof planInstall>[0], string]> = [
-    ['a newer target on a running device', { status: runningV1, booted: v1, flags: flags(), selected: asTarget(v2), known: [], force: false }, 'stage'],
-    ['the target the device already boots', { status: runningV1, booted: v1, flags: flags(), selected: asTarget(v1), known: [], force: false }, 'already-installed'],
-    ['an older target', { status: { ...runningV1, current: v2 }, booted: v2, flags: flags(), selected: asTarget(v1), known: [], force: false }, 'refuse DOWNGRADE_REFUSED'],
-    ['an older target with --force', { status: { ...runningV1, current: v2 }, booted: v2, flags: flags(), selected: asTarget(v1), known: [], force: true }, 'stage'],
-    ['an install already pending', { status: pendingV2, booted: v1, flags: flags(), selected: asTarget(v2), known: [], force: false }, 'refuse INSTALL_PENDING'],
-    ['a boot firmware update waits for a reboot', { status: runningV1, booted: v1, flags: flags({ bootUpgradeAvailable: true }), selected: asTarget(v2), known: [], force: false }, 'refuse BOOT_FIRMWARE_REBOOT_FIRST'],
+    [
+      'a newer target on a running device',
+      { status: runningV1, booted: v1, flags: flags(), selected: asTarget(v2), known: [], force: false },
+      'stage',
+    ],
+    [
+      'the target the device already boots',
+      { status: runningV1, booted: v1, flags: flags(), selected: asTarget(v1), known: [], force: false },
+      'already-installed',
+    ],
+    [
+      'an older target',
+      {
+        status: { ...runningV1, current: v2 },
+        booted: v2,
+        flags: flags(),
+        selected: asTarget(v1),
+        known: [],
+        force: false,
+      },
+      'refuse DOWNGRADE_REFUSED',
+    ],
+    [
+      'an older target with --force',
+      {
+        status: { ...runningV1, current: v2 },
+        booted: v2,
+        flags: flags(),
+        selected: asTarget(v1),
+        known: [],
+        force: true,
+      },
+      'stage',
+    ],
+    [
+      'an install already pending',
+      { status: pendingV2, booted: v1, flags: flags(), selected: asTarget(v2), known: [], force: false },
+      'refuse INSTALL_PENDING',
+    ],
+    [
+      'a boot firmware update waits for a reboot',
+      {
+        status: runningV1,
+        booted: v1,
+        flags: flags({ bootUpgradeAvailable: true }),
+        selected: asTarget(v2),
+        known: [],
+        force: false,
+      },
+      'refuse BOOT_FIRMWARE_REBOOT_FIRST',
+    ],
   ];
   for (const [name, input, expected] of cases) {
     test(`${name}: ${expected}`, () => assert.equal(describeDecision(planInstall(input)), expected));
   }
 
   test('the previous target is what the device boots, so a rollback knows where to go', () => {
-    const decision = planInstall({ status: runningV1, booted: v1, flags: flags(), selected: asTarget(v2), known: [], force: false });
+    const decision = planInstall({
+      status: runningV1,
+      booted: v1,
+      flags: flags(),
+      selected: asTarget(v2),
+      known: [],
+      force: false,
+    });
     assert.equal(decision.action, 'stage');
     assert.deepEqual(decision.action === 'stage' && decision.previous, v1);
   });
@@ -39,18 +104,53 @@ describe('install planner', () => {
 
 describe('run planner', () => {
   const cases: Array<[string, Parameters<typeof planRun>[0], string]> = [
-    ['nothing pending', { status: runningV1, rebootSentinelPresent: false, booted: v1, flags: flags() }, 'nothing-pending'],
-    ['before the reboot (sentinel present), even though v1 is booted', { status: pendingV2, rebootSentinelPresent: true, booted: v1, flags: flags({ upgradeAvailable: true }) }, 'reboot-first'],
-    ['booted on the new target', { status: pendingV2, rebootSentinelPresent: false, booted: v2, flags: flags({ upgradeAvailable: true, bootcount: 1 }) }, 'commit'],
-    ['booted on the previous target after the reboot', { status: pendingV2, rebootSentinelPresent: false, booted: v1, flags: flags({ upgradeAvailable: true, bootcount: 4 }) }, 'rolled-back'],
-    ['booted on something else', { status: pendingV2, rebootSentinelPresent: false, booted: ref('x', '9', 9), flags: flags() }, 'refuse DEVICE_STATE_UNREADABLE'],
+    [
+      'nothing pending',
+      { status: runningV1, rebootSentinelPresent: false, booted: v1, flags: flags() },
+      'nothing-pending',
+    ],
+    [
+      'before the reboot (sentinel present), even though v1 is booted',
+      { status: pendingV2, rebootSentinelPresent: true, booted: v1, flags: flags({ upgradeAvailable: true }) },
+      'reboot-first',
+    ],
+    [
+      'booted on the new target',
+      {
+        status: pendingV2,
+        rebootSentinelPresent: false,
+        booted: v2,
+        flags: flags({ upgradeAvailable: true, bootcount: 1 }),
+      },
+      'commit',
+    ],
+    [
+      'booted on the previous target after the reboot',
+      {
+        status: pendingV2,
+        rebootSentinelPresent: false,
+        booted: v1,
+        flags: flags({ upgradeAvailable: true, bootcount: 4 }),
+      },
+      'rolled-back',
+    ],
+    [
+      'booted on something else',
+      { status: pendingV2, rebootSentinelPresent: false, booted: ref('x', '9', 9), flags: flags() },
+      'refuse DEVICE_STATE_UNREADABLE',
+    ],
   ];
   for (const [name, input, expected] of cases) {
     test(`${name}: ${expected}`, () => assert.equal(describeDecision(planRun(input)), expected));
   }
 
   test('a commit reports a boot firmware update when bootupgrade_available=1', () => {
-    const decision = planRun({ status: pendingV2, rebootSentinelPresent: false, booted: v2, flags: flags({ bootUpgradeAvailable: true }) });
+    const decision = planRun({
+      status: pendingV2,
+      rebootSentinelPresent: false,
+      booted: v2,
+      flags: flags({ bootUpgradeAvailable: true }),
+    });
     assert.equal(decision.action === 'commit' && decision.bootFirmwareUpdated, true);
   });
 });

@@ -46,7 +46,9 @@ describe('ferry repo init', () => {
 describe('ferry target add', () => {
   test('records the target as Foundries does and re-signs targets, snapshot and timestamp with matching versions', async () => {
     const tuf = path.join(factory.repo.dir, 'tuf');
-    const [targets, snapshot, timestamp] = await Promise.all(['targets', 'snapshot', 'timestamp'].map((role) => readJson(path.join(tuf, `${role}.json`))));
+    const [targets, snapshot, timestamp] = await Promise.all(
+      ['targets', 'snapshot', 'timestamp'].map((role) => readJson(path.join(tuf, `${role}.json`))),
+    );
     const entry = targets.signed.targets[factory.v2];
     assert.deepEqual(entry.hashes, { sha256: factory.commits[factory.v2] });
     assert.equal(entry.length, 0);
@@ -61,17 +63,58 @@ describe('ferry target add', () => {
 
   test('adding the same target again changes nothing; other content under the same name is refused (47)', async () => {
     const before = await hashTree(factory.repo.dir);
-    const same = await cli('target', 'add', '--repo', factory.repo.dir, '--name', 'sim-lmp', '--version', '1', '--hardware-id', 'ferry-sim', '--tag', 'main', '--commit', factory.commits[factory.v1]!);
+    const same = await cli(
+      'target',
+      'add',
+      '--repo',
+      factory.repo.dir,
+      '--name',
+      'sim-lmp',
+      '--version',
+      '1',
+      '--hardware-id',
+      'ferry-sim',
+      '--tag',
+      'main',
+      '--commit',
+      factory.commits[factory.v1]!,
+    );
     assert.equal(same.code, 0, same.stderr);
     assert.match(same.stdout, /already recorded/);
     assert.equal(await hashTree(factory.repo.dir), before);
-    const other = await cli('target', 'add', '--repo', factory.repo.dir, '--name', 'sim-lmp', '--version', '1', '--hardware-id', 'ferry-sim', '--tag', 'main', '--commit', factory.commits[factory.v2]!);
+    const other = await cli(
+      'target',
+      'add',
+      '--repo',
+      factory.repo.dir,
+      '--name',
+      'sim-lmp',
+      '--version',
+      '1',
+      '--hardware-id',
+      'ferry-sim',
+      '--tag',
+      'main',
+      '--commit',
+      factory.commits[factory.v2]!,
+    );
     assert.equal(other.code, 47);
     assert.equal(await hashTree(factory.repo.dir), before);
   });
 
   test('refuses an unknown commit (46), a bad version and missing options (2), a missing repo (40)', async () => {
-    const base = ['target', 'add', '--repo', factory.repo.dir, '--name', 'sim-lmp', '--hardware-id', 'ferry-sim', '--tag', 'main'];
+    const base = [
+      'target',
+      'add',
+      '--repo',
+      factory.repo.dir,
+      '--name',
+      'sim-lmp',
+      '--hardware-id',
+      'ferry-sim',
+      '--tag',
+      'main',
+    ];
     assert.equal((await cli(...base, '--version', '9', '--commit', 'f'.repeat(64))).code, 46);
     assert.equal((await cli(...base, '--version', '9', '--ref', 'no/such/ref')).code, 46);
     const badVersion = await cli(...base, '--version', 'v9', '--ref', 'x');
@@ -79,7 +122,22 @@ describe('ferry target add', () => {
     assert.match(badVersion.stderr, /--version must be a decimal number/);
     assert.equal((await cli(...base, '--version', '9')).code, 2);
     assert.equal((await cli('target', 'add', '--repo', factory.repo.dir)).code, 2);
-    const noRepo = await cli('target', 'add', '--repo', path.join(factory.dir, 'nope'), '--name', 'a', '--version', '1', '--hardware-id', 'h', '--tag', 't', '--ref', 'r');
+    const noRepo = await cli(
+      'target',
+      'add',
+      '--repo',
+      path.join(factory.dir, 'nope'),
+      '--name',
+      'a',
+      '--version',
+      '1',
+      '--hardware-id',
+      'h',
+      '--tag',
+      't',
+      '--ref',
+      'r',
+    );
     assert.equal(noRepo.code, 40);
     assert.match(noRepo.stderr, /not a ferry factory repository/);
   });

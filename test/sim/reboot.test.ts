@@ -36,7 +36,11 @@ describe('ferry sim (the simulated U-Boot)', () => {
     assert.equal(env['bootcount'], '2');
     assert.equal(env['rollback'], '1');
     const entries = await readBootEntries(device.config.sysroot);
-    assert.equal(ostreeArgOf(await fs.readFile(device.config.cmdlineFile, 'utf8')), ostreeArgOf(entries[1]!.options), 'the rollback entry booted');
+    assert.equal(
+      ostreeArgOf(await fs.readFile(device.config.cmdlineFile, 'utf8')),
+      ostreeArgOf(entries[1]!.options),
+      'the rollback entry booted',
+    );
   });
 
   test('a good new deployment boots at the first try, counted once', async () => {
@@ -56,7 +60,10 @@ describe('ferry sim (the simulated U-Boot)', () => {
 
   test('sim create refuses an unknown target (42) and a non-empty directory (45)', async () => {
     const dir = await tempDir('device');
-    assert.equal((await cli('sim', 'create', path.join(dir, 'a'), '--repo', factory.repo.dir, '--target', 'nope-1')).code, 42);
+    assert.equal(
+      (await cli('sim', 'create', path.join(dir, 'a'), '--repo', factory.repo.dir, '--target', 'nope-1')).code,
+      42,
+    );
     await fs.writeFile(path.join(dir, 'file'), 'x');
     assert.equal((await cli('sim', 'create', dir, '--repo', factory.repo.dir, '--target', factory.v1)).code, 45);
   });

@@ -55,7 +55,14 @@ export async function buildFactory(options: { rootExpiresInDays?: number } = {})
   const commits: Record<string, string> = {};
   const add = async (version: string, hardwareId: string, bootFails = false, tags = [TAG]): Promise<string> => {
     await commitSimRootfs({ repo: build, branch: `test/v${version}`, version, bootFails });
-    const result = await addTarget(repo, { name: 'sim-lmp', version, hardwareIds: [hardwareId], tags, ref: `test/v${version}`, ostreeRepo: build });
+    const result = await addTarget(repo, {
+      name: 'sim-lmp',
+      version,
+      hardwareIds: [hardwareId],
+      tags,
+      ref: `test/v${version}`,
+      ostreeRepo: build,
+    });
     commits[result.name] = result.commit;
     return result.name;
   };
@@ -66,7 +73,11 @@ export async function buildFactory(options: { rootExpiresInDays?: number } = {})
   return { dir, repo, v1, v2, v3BootFails, otherBoard, commits };
 }
 
-export async function exportTo(factory: TestFactory, targetName: string, options: Partial<Omit<ExportOptions, 'targetName'>> = {}): Promise<string> {
+export async function exportTo(
+  factory: TestFactory,
+  targetName: string,
+  options: Partial<Omit<ExportOptions, 'targetName'>> = {},
+): Promise<string> {
   const destination = options.destination ?? path.join(await tempDir('bundle'), 'bundle');
   await exportBundle(factory.repo, { targetName, destination, tag: TAG, type: 'ci', expiresInDays: 30, ...options });
   return destination;

@@ -19,7 +19,11 @@ export interface TestDevice {
   fingerprint(): Promise<string>;
 }
 
-export async function makeDevice(factory: TestFactory, target: string, options: Partial<SimDeviceOptions> = {}): Promise<TestDevice> {
+export async function makeDevice(
+  factory: TestFactory,
+  target: string,
+  options: Partial<SimDeviceOptions> = {},
+): Promise<TestDevice> {
   const dir = path.join(await tempDir('device'), 'device');
   await createSimDevice(dir, factory.repo, { target, ...options });
   return openTestDevice(dir);
@@ -34,6 +38,10 @@ export async function openTestDevice(dir: string): Promise<TestDevice> {
     configDir,
     config,
     device,
-    fingerprint: () => hashTree(dir, [path.relative(dir, device.paths.statusFile), path.join('run', 'aktualizr-session', 'ferry-booted.json')]),
+    fingerprint: () =>
+      hashTree(dir, [
+        path.relative(dir, device.paths.statusFile),
+        path.join('run', 'aktualizr-session', 'ferry-booted.json'),
+      ]),
   };
 }

@@ -5,12 +5,20 @@ import { serializeMetadata, signRole, type RoleName } from '../../src/tuf/sign-m
 
 type Json = Record<string, unknown>;
 
-export async function readBundleJson(bundleDir: string, file: string): Promise<{ signed: Json; signatures: Array<{ keyid: string; sig: string }> }> {
+export async function readBundleJson(
+  bundleDir: string,
+  file: string,
+): Promise<{ signed: Json; signatures: Array<{ keyid: string; sig: string }> }> {
   return JSON.parse(await fs.readFile(path.join(bundleDir, 'tuf', file), 'utf8'));
 }
 
 /** Changes a role's signed part in a bundle and signs it again with the factory's real keys: valid signatures, new content. */
-export async function resignBundleRole(repo: FactoryRepo, bundleDir: string, role: Exclude<RoleName, 'root'>, mutate: (signed: Json) => Json): Promise<void> {
+export async function resignBundleRole(
+  repo: FactoryRepo,
+  bundleDir: string,
+  role: Exclude<RoleName, 'root'>,
+  mutate: (signed: Json) => Json,
+): Promise<void> {
   const document = await readBundleJson(bundleDir, `${role}.json`);
   const signed = signRole(role, mutate(document.signed), await repo.keys.load(role));
   await fs.writeFile(path.join(bundleDir, 'tuf', `${role}.json`), serializeMetadata(signed));
@@ -39,7 +47,11 @@ export async function rotateRootKey(repo: FactoryRepo): Promise<number> {
   const current = await repo.readRole('root');
   const [oldKey] = await repo.keys.load('root');
   const { key: newKey, privatePem } = generateSigningKey();
-  const signed = structuredClone(current.signed) as { version: number; keys: Json; roles: Record<string, { keyids: string[] }> };
+  const signed = structuredClone(current.signed) as {
+    version: number;
+    keys: Json;
+    roles: Record<string, { keyids: string[] }>;
+  };
   signed.version += 1;
   signed.keys[newKey.keyId] = newKey.publicKey;
   delete signed.keys[oldKey!.keyId];

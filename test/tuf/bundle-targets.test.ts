@@ -32,7 +32,11 @@ const signed = (overrides: Partial<BundleTargetsSigned> = {}): BundleTargetsSign
 });
 
 const now = new Date('2026-11-23T00:00:00Z');
-const [a, b, other] = [generateSigningKey().key, generateSigningKey().key, generateSigningKey().key] as [SigningKey, SigningKey, SigningKey];
+const [a, b, other] = [generateSigningKey().key, generateSigningKey().key, generateSigningKey().key] as [
+  SigningKey,
+  SigningKey,
+  SigningKey,
+];
 
 function outcomeOf(run: () => unknown): string {
   try {
@@ -52,23 +56,41 @@ describe('bundle-targets.json', () => {
 
   const cases: Array<[string, () => unknown, string]> = [
     ['below the threshold', () => signBundleTargets(signed(), [a]), 'SECURITY_ERROR'],
-    ['one key signing twice does not reach a threshold of two', () => {
-      const document = signBundleTargets(signed(), [a]) as { signatures: unknown[] };
-      return { ...document, signatures: [...document.signatures, ...document.signatures] };
-    }, 'SECURITY_ERROR'],
+    [
+      'one key signing twice does not reach a threshold of two',
+      () => {
+        const document = signBundleTargets(signed(), [a]) as { signatures: unknown[] };
+        return { ...document, signatures: [...document.signatures, ...document.signatures] };
+      },
+      'SECURITY_ERROR',
+    ],
     ['signed by a key that is not a targets key', () => signBundleTargets(signed(), [other, a]), 'SECURITY_ERROR'],
-    ['content changed after signing', () => {
-      const document = signBundleTargets(signed(), [a, b]) as { signed: BundleTargetsSigned };
-      return { ...document, signed: { ...document.signed, 'x-ferry-bundle': { type: 'ci', tag: 'main', targets: ['evil'] } } };
-    }, 'SECURITY_ERROR'],
+    [
+      'content changed after signing',
+      () => {
+        const document = signBundleTargets(signed(), [a, b]) as { signed: BundleTargetsSigned };
+        return {
+          ...document,
+          signed: { ...document.signed, 'x-ferry-bundle': { type: 'ci', tag: 'main', targets: ['evil'] } },
+        };
+      },
+      'SECURITY_ERROR',
+    ],
     ['expired', () => signBundleTargets(signed({ expires: '2026-01-01T00:00:00Z' }), [a, b]), 'METADATA_EXPIRED'],
     ['a malformed expiry', () => signBundleTargets(signed({ expires: 'not-a-date' }), [a, b]), 'METADATA_MALFORMED'],
-    ['the wrong _type', () => signBundleTargets({ ...signed(), _type: 'targets' as never }, [a, b]), 'METADATA_MALFORMED'],
+    [
+      'the wrong _type',
+      () => signBundleTargets({ ...signed(), _type: 'targets' as never }, [a, b]),
+      'METADATA_MALFORMED',
+    ],
     ['no signatures list', () => ({ signed: signed() }), 'METADATA_MALFORMED'],
   ];
   for (const [name, make, outcome] of cases) {
     test(`${name}: ${outcome}`, () => {
-      assert.equal(outcomeOf(() => verifyBundleTargets(make(), rootWith([a, b], 2, other), now)), outcome);
+      assert.equal(
+        outcomeOf(() => verifyBundleTargets(make(), rootWith([a, b], 2, other), now)),
+        outcome,
+      );
     });
   }
 });

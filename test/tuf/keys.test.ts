@@ -30,13 +30,18 @@ describe('ed25519 keys', () => {
       expires: '2030-01-01T00:00:00Z',
       consistent_snapshot: false,
       keys: { [key.keyId]: key.publicKey },
-      roles: Object.fromEntries(['root', 'targets', 'snapshot', 'timestamp'].map((role) => [role, { keyids: [key.keyId], threshold: 1 }])),
+      roles: Object.fromEntries(
+        ['root', 'targets', 'snapshot', 'timestamp'].map((role) => [role, { keyids: [key.keyId], threshold: 1 }]),
+      ),
     };
     const document = signRole('root', rootSigned, [key]);
     const root = Metadata.fromJSON(MetadataKind.Root, document as never);
     assert.doesNotThrow(() => root.verifyDelegate('root', root));
 
-    const tampered = Metadata.fromJSON(MetadataKind.Root, { ...document, signed: { ...rootSigned, version: 2 } } as never);
+    const tampered = Metadata.fromJSON(MetadataKind.Root, {
+      ...document,
+      signed: { ...rootSigned, version: 2 },
+    } as never);
     assert.throws(() => root.verifyDelegate('root', tampered), /signed by 0\/1 keys/);
   });
 });
