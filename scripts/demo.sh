@@ -24,6 +24,8 @@ expect() {
   fi
 }
 
+# ostree marks deployment directories immutable; a previous demo run left some behind.
+[[ -d $work ]] && chattr -R -i "$work" 2>/dev/null || true
 rm -rf "$work" "$bundle"
 mkdir -p "$work" bundles
 
@@ -48,6 +50,9 @@ ls "$bundle" "$bundle/tuf"
 step "Install on the device: 100 means installed, reboot required"
 show install --config "$config" --src-dir "$bundle"; expect 100
 
+printf '$ fw_printenv -c %s\n' "$work/device/etc/fw_env.config"
+fw_printenv -c "$work/device/etc/fw_env.config"
+
 step "Run before the reboot: 100 again, nothing changed"
 show run --config "$config"; expect 100
 
@@ -63,5 +68,14 @@ ferry status --config "$config" --json | grep -q '"target": "demo-lmp-2"'
 
 step "Install the same bundle again: 0, already installed"
 show install --config "$config" --src-dir "$bundle"; expect 0
+
+step "A rootfs that does not boot: U-Boot falls back, run answers 99 and the device stays on demo-lmp-2"
+show sim rootfs --ostree-repo "$work/build" --branch demo/v3 --version 3 --boot-fails; expect 0
+show target add --repo "$work/factory" --name demo-lmp --version 3 --hardware-id ferry-sim --tag main --ref demo/v3 --ostree-repo "$work/build"; expect 0
+show export --repo "$work/factory" demo-lmp-3 "$work/bundle-v3" --tag main; expect 0
+show install --config "$config" --src-dir "$work/bundle-v3"; expect 100
+show sim reboot "$work/device"; expect 0
+show run --config "$config"; expect 99
+show status --config "$config"; expect 0
 
 printf '\ndemo: done. The bundle is in %s; the factory and the device are in %s/\n' "$bundle" "$work"
