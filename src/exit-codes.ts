@@ -72,6 +72,42 @@ export const OUTCOMES = {
     next: 'reboot, then run',
   },
 
+  RESTART_ENGINE_REQUIRED: {
+    exitCode: 101,
+    kind: 'instruction',
+    commands: ['install'],
+    meaning: 'installed; only apps changed; restart the container engine',
+    next: 'systemctl restart docker, then run',
+  },
+  APPS_ROLLED_BACK: {
+    exitCode: 99,
+    kind: 'failure',
+    commands: ['run'],
+    meaning: "update failed: the new apps did not start; the previous target's apps run again",
+    next: 'nothing: the device runs the previous version',
+  },
+  APPS_FAILED_REBOOT_TO_ROLLBACK: {
+    exitCode: 100,
+    kind: 'failure',
+    commands: ['run'],
+    meaning: 'update failed: booted on the new rootfs but the apps failed; rolling back; reboot, then run again',
+    next: 'reboot, then run',
+  },
+  APPS_ROLLBACK_FAILED: {
+    exitCode: 110,
+    kind: 'failure',
+    commands: ['run'],
+    meaning: "update failed: rolled back, but the previous version's apps are unknown and could not be started",
+    next: 'install a known-good bundle',
+  },
+  APPS_FAILED_NO_ROLLBACK: {
+    exitCode: 120,
+    kind: 'failure',
+    commands: ['run'],
+    meaning: 'update failed: the apps failed and there is no known version to roll back to',
+    next: 'install a known-good bundle',
+  },
+
   // ── refusals before anything is written (WONTGO) ────────────────────────────────────────────────────────────────
   INTERNAL_ERROR: {
     exitCode: 1,
@@ -94,6 +130,13 @@ export const OUTCOMES = {
     commands: [...DEVICE],
     meaning: 'the device state cannot be read (booted deployment, bootloader env or trusted metadata)',
     next: 'check the sysroot, the cmdline file and the bootloader env',
+  },
+  ENGINE_UNAVAILABLE: {
+    exitCode: 5,
+    kind: 'failure',
+    commands: ['run'],
+    meaning: 'the container engine cannot be reached',
+    next: 'start the container engine (systemctl start docker), then run again',
   },
   NO_MATCHING_TARGET: {
     exitCode: 6,
@@ -186,6 +229,48 @@ export const OUTCOMES = {
     meaning: 'the content pulled from the bundle does not match the signed target',
     next: 'do not use this bundle; export a new one',
   },
+  NO_SPACE: {
+    exitCode: 60,
+    kind: 'failure',
+    commands: ['install'],
+    meaning: 'not enough free space for the update; nothing was written',
+    next: 'free space on the device, then install again',
+  },
+  APP_MANIFEST_MISMATCH: {
+    exitCode: 71,
+    kind: 'failure',
+    commands: ['install'],
+    meaning: 'an app manifest on the bundle does not match the digest its signed target pins',
+    next: 'do not use this bundle; export a new one',
+  },
+  COMPOSE_ARCHIVE_MISMATCH: {
+    exitCode: 72,
+    kind: 'failure',
+    commands: ['install'],
+    meaning: "an app's compose archive does not match its manifest",
+    next: 'do not use this bundle; export a new one',
+  },
+  IMAGE_MANIFEST_MISMATCH: {
+    exitCode: 73,
+    kind: 'failure',
+    commands: ['install'],
+    meaning: 'an image manifest or config does not match its digest',
+    next: 'do not use this bundle; export a new one',
+  },
+  BLOB_MISMATCH: {
+    exitCode: 74,
+    kind: 'failure',
+    commands: ['install'],
+    meaning: 'an image layer does not match its digest',
+    next: 'do not use this bundle; export a new one',
+  },
+  APP_CONTENT_INVALID: {
+    exitCode: 76,
+    kind: 'failure',
+    commands: ['install'],
+    meaning: 'an app on the bundle is malformed (compose file, an image not pinned by digest or not in the manifest)',
+    next: 'do not use this bundle; export a new one',
+  },
   DOWNGRADE_REFUSED: {
     exitCode: 102,
     kind: 'failure',
@@ -257,6 +342,20 @@ export const OUTCOMES = {
     commands: ['export'],
     meaning: 'the exported bundle did not pass verification',
     next: 'report it: the factory repository may be damaged',
+  },
+  APP_INVALID: {
+    exitCode: 51,
+    kind: 'failure',
+    commands: ['app'],
+    meaning: "the app's compose project or images are invalid",
+    next: 'read the message; fix the compose file or the images',
+  },
+  APP_UNKNOWN: {
+    exitCode: 52,
+    kind: 'failure',
+    commands: ['target'],
+    meaning: 'the factory repository has no such app (or no such app version)',
+    next: 'ferry app add, or check --app',
   },
   SIM_DEVICE_BRICKED: {
     exitCode: 49,

@@ -10,6 +10,19 @@ import { expiresInDays, parseExpires } from '../tuf/expires.js';
 import { serializeMetadata } from '../tuf/sign-metadata.js';
 import { discardScratch, verifyBundleMetadata } from '../tuf/verify-metadata.js';
 import { bundleLayout } from './bundle-dir.js';
+import { AppsDir } from '../apps/apps-dir.js';
+import { copyVerifiedApps } from '../apps/copy-apps.js';
+import { verifyApps } from '../apps/verify-apps.js';
+import { targetFromMetadata, type AppPin } from '../tuf/target.js';
+
+function appsOf(
+  name: string,
+  entry: { hashes: Record<string, string>; custom?: Record<string, unknown> },
+): Record<string, AppPin> {
+  const target = targetFromMetadata(name, entry.hashes, entry.custom ?? {});
+  if ('invalid' in target) throw new FerryError('REPO_INVALID', target.invalid);
+  return { ...target.apps };
+}
 
 export interface ExportOptions {
   readonly targetName: string;
@@ -107,6 +120,17 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
     await bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false });
     await bundle.ostreeRepo.setRef(options.targetName, commit);
 
+    const apps = new AppsDir(bundle.appsDir);
+    await fs.mkdir(apps.root, { recursive: true });
+    const verifiedApps = await verifyApps(repo.apps, appsOf(options.targetName, entry), 'factory apps/').catch(
+      (error: unknown) => {
+        throw new FerryError('REPO_INVALID', `the factory's apps do not verify: ${describeCause(error)}`, {
+          cause: error,
+        });
+      },
+    );
+    await copyVerifiedApps(repo.apps, apps, verifiedApps, { unpackProject: false });
+
     await verifyExport(repo, options.destination, options.targetName, commit, now);
     return {
       target: options.targetName,
@@ -148,6 +172,15 @@ async function verifyExport(
       throw new Error(`target "${targetName}" is not verifiable in the written metadata`);
     if (!(await bundle.ostreeRepo.hasCommitObject(commit))) throw new Error(`ostree_repo/ lacks commit ${commit}`);
     await bundle.ostreeRepo.fsck();
+    const apps = new AppsDir(bundle.appsDir);
+    for (const app of await verifyApps(apps, target.apps)) {
+      for (const image of app.images) {
+        for (const blob of image.blobs) {
+          if (!(await apps.blobs.verify(blob.digest, blob.size)))
+            throw new Error(`apps/blobs/sha256/${blob.digest.slice(7)} does not match its digest`);
+        }
+      }
+    }
   } catch (error) {
     throw new FerryError('EXPORT_VERIFY_FAILED', `the written bundle failed verification: ${describeCause(error)}`, {
       cause: error,

@@ -10,8 +10,12 @@ import { installFromBundle } from '../lifecycle/install.js';
 import { errorReport, type CommandReport } from '../lifecycle/report.js';
 import { runPending } from '../lifecycle/run.js';
 import { deviceStatus } from '../lifecycle/status.js';
-import { addTarget } from '../repo/add-target.js';
+import { addApp } from '../apps/add-app.js';
+import { addTarget, parseAppOption } from '../repo/add-target.js';
+import type { RestartPolicy } from '../tuf/target.js';
 import { initFactoryRepo, openFactoryRepo } from '../repo/factory-repo.js';
+import { buildImage, busyboxLayer } from '../apps/build-image.js';
+import { isEmptyOrMissingDir } from '../util/atomic-file.js';
 import { commitSimRootfs } from '../sim/rootfs.js';
 import { createSimDevice, rebootSimDevice } from '../sim/sim-device.js';
 import { emitReport, type Io } from './output.js';
@@ -121,8 +125,12 @@ export function buildProgram(
         .default(365)
         .argParser(positiveInteger('--root-expires-in-days')),
     )
-    .action(async (dir: string, options: { rootExpiresInDays: number }) => {
-      await initFactoryRepo(path.resolve(dir), { rootExpiresInDays: options.rootExpiresInDays });
+    .option('--factory <name>', 'the factory name in app uris (apps.ferry.local/<factory>/<app>)', 'factory')
+    .action(async (dir: string, options: { rootExpiresInDays: number; factory: string }) => {
+      await initFactoryRepo(path.resolve(dir), {
+        rootExpiresInDays: options.rootExpiresInDays,
+        factory: options.factory,
+      });
       setReport({ outcome: 'OK', message: `created factory repository ${path.resolve(dir)}` }, false);
     });
 
@@ -138,8 +146,20 @@ export function buildProgram(
     .option('--commit <sha>', 'the OSTree commit')
     .option('--ref <ref>', 'an OSTree ref that names the commit')
     .option('--ostree-repo <dir>', 'copy the commit from this OSTree repo into the factory repo')
+    .option(
+      '--app <app[@sha256:digest][=policy]>',
+      'pin an app (repeatable; default version: the latest added)',
+      collect,
+    )
+    .addOption(
+      new Option('--restart-policy <policy>', 'restart policy of the --app given without =policy')
+        .choices(['container', 'system'])
+        .default('container'),
+    )
     .action(
       async (options: {
+        app?: string[];
+        restartPolicy: RestartPolicy;
         repo: string;
         name: string;
         version: string;
@@ -157,6 +177,7 @@ export function buildProgram(
           commit: options.commit,
           ref: options.ref,
           ostreeRepo: options.ostreeRepo === undefined ? undefined : path.resolve(options.ostreeRepo),
+          apps: (options.app ?? []).map((text) => ({ restartPolicy: options.restartPolicy, ...parseAppOption(text) })),
         });
         setReport(
           {
@@ -170,6 +191,27 @@ export function buildProgram(
         );
       },
     );
+
+  const app = program.command('app').description('compose apps of the factory repository');
+  app
+    .command('add <app>')
+    .description('store a compose app content-addressed: its project archive and its images, pinned by digest')
+    .requiredOption('--repo <dir>', 'the factory repository')
+    .requiredOption('--compose <dir>', 'the directory holding docker-compose.yml (and any files it uses)')
+    .option(
+      '--image <path>',
+      "an image the compose file uses: an OCI layout directory or a 'docker save' archive (repeatable)",
+      collect,
+    )
+    .addHelpText('after', exitCodeTable(['app']))
+    .action(async (name: string, options: { repo: string; compose: string; image?: string[] }) => {
+      const added = await addApp(await openFactoryRepo(path.resolve(options.repo)), {
+        name,
+        composeDir: path.resolve(options.compose),
+        images: options.image ?? [],
+      });
+      setReport({ outcome: 'OK', message: `added app ${added.name}: ${added.uri}`, data: { ...added } }, false);
+    });
 
   program
     .command('export <target> <dst>')
@@ -216,6 +258,15 @@ export function buildProgram(
     .option('--hardware-id <id>', "the device's hardware id (default: the target's first)")
     .option('--tag <tag>', "a tag the device follows (repeatable; default: the target's tags)", collect)
     .option('--prod', 'a production device (takes only production bundles)')
+    .option(
+      '--docker-host <url>',
+      "the device's container engine, e.g. unix:///run/ferry-sim/docker.sock (needed for apps)",
+    )
+    .addOption(
+      new Option('--apps-settle-seconds <n>', 'how long run waits before it checks that the apps still run')
+        .default(3)
+        .argParser(positiveInteger('--apps-settle-seconds')),
+    )
     .addOption(
       new Option('--bootlimit <n>', 'boots U-Boot tries a new rootfs before it falls back')
         .default(3)
@@ -231,6 +282,8 @@ export function buildProgram(
           tag?: string[];
           prod?: boolean;
           bootlimit: number;
+          dockerHost?: string;
+          appsSettleSeconds: number;
         },
       ) => {
         const config = await createSimDevice(deviceDir, await openFactoryRepo(path.resolve(options.repo)), {
@@ -239,6 +292,8 @@ export function buildProgram(
           tags: options.tag,
           bootlimit: options.bootlimit,
           production: options.prod ?? false,
+          dockerHost: options.dockerHost,
+          appsSettleSeconds: options.appsSettleSeconds,
         });
         setReport(
           {
@@ -278,6 +333,36 @@ export function buildProgram(
         bootFails: options.bootFails ?? false,
       });
       setReport({ outcome: 'OK', message: commit, data: { commit } }, false);
+    });
+
+  sim
+    .command('image')
+    .description('build a small OCI image (busybox-static plus a version file) without a container engine')
+    .requiredOption('--out <dir>', 'the OCI layout directory to write (must not exist yet)')
+    .requiredOption(
+      '--ref <ref>',
+      'the full image reference written into index.json, e.g. ferry.local/demo/heartbeat:1',
+    )
+    .option('--version-text <text>', 'written to /etc/image-version, so that two versions differ', '1')
+    .action(async (options: { out: string; ref: string; versionText: string }) => {
+      const out = path.resolve(options.out);
+      if (!(await isEmptyOrMissingDir(out))) throw new FerryError('DESTINATION_NOT_EMPTY', `${out} is not empty`);
+      const manifest = await buildImage({
+        ref: options.ref,
+        outDir: out,
+        cmd: ['/bin/sh'],
+        layers: [
+          busyboxLayer(),
+          [
+            { type: 'directory', name: 'etc' },
+            { type: 'file', name: 'etc/image-version', content: `${options.versionText}\n` },
+          ],
+        ],
+      });
+      setReport(
+        { outcome: 'OK', message: `built ${options.ref} (${manifest.digest}) in ${out}`, data: { manifest } },
+        false,
+      );
     });
 
   return program;

@@ -21,6 +21,10 @@ export interface DeviceConfig {
   readonly cmdlineFile: string;
   /** A production device accepts only "prod" bundles; any other accepts only "ci" bundles. */
   readonly production: boolean;
+  /** The container engine that runs the compose apps. */
+  readonly dockerHost: string;
+  /** How long `run` waits after starting apps before it checks that every container still runs. */
+  readonly appsSettleMs: number;
   /** The files the configuration was read from, in order. */
   readonly sources: readonly string[];
 }
@@ -127,6 +131,10 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
 
   const production = ferry['production'] ?? false;
   if (typeof production !== 'boolean') throw invalid('[ferry] production must be true or false');
+  const settle = ferry['apps_settle_seconds'] ?? 3;
+  if (typeof settle !== 'number' || !Number.isFinite(settle) || settle < 0 || settle > 3600) {
+    throw invalid('[ferry] apps_settle_seconds must be a number of seconds between 0 and 3600');
+  }
 
   return {
     hardwareId,
@@ -139,6 +147,8 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
     rebootSentinelName: optionalString(bootloader, 'bootloader', 'reboot_sentinel_name', 'need_reboot'),
     cmdlineFile: optionalString(ferry, 'ferry', 'cmdline_file', '/proc/cmdline'),
     production,
+    dockerHost: optionalString(ferry, 'ferry', 'docker_host', 'unix:///var/run/docker.sock'),
+    appsSettleMs: Math.round(settle * 1000),
     sources,
   };
 }

@@ -1,4 +1,6 @@
 import { promises as fs } from 'node:fs';
+import { AppStore } from '../apps/app-store.js';
+import { DockerEngine } from '../apps/docker-engine.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import { pathExists } from '../util/atomic-file.js';
 import { bootloaderEnvFor, type BootloaderEnv } from './bootloader-env.js';
@@ -14,6 +16,8 @@ export interface Device {
   readonly sysroot: Sysroot;
   readonly env: BootloaderEnv;
   readonly statusFile: StatusFile;
+  readonly appStore: AppStore;
+  readonly engine: DockerEngine;
 }
 
 export function openDevice(config: DeviceConfig): Device {
@@ -24,6 +28,8 @@ export function openDevice(config: DeviceConfig): Device {
     sysroot: new Sysroot(config.sysroot, config.os),
     env: bootloaderEnvFor(config.bootloader),
     statusFile: new StatusFile(paths.statusFile),
+    appStore: new AppStore(paths.appStore),
+    engine: new DockerEngine(config.dockerHost),
   };
 }
 

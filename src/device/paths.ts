@@ -4,6 +4,7 @@ import type { DeviceConfig } from './config.js';
 /** Where ferry keeps its files on the device, all derived from the configuration. */
 export interface DevicePaths {
   readonly trustedMetadataDir: string;
+  readonly appStore: string;
   readonly statusFile: string;
   readonly rebootSentinel: string;
   readonly volatileDir: string;
@@ -13,6 +14,7 @@ export function devicePaths(config: DeviceConfig): DevicePaths {
   const ferryDir = path.join(config.storagePath, 'ferry');
   return {
     trustedMetadataDir: path.join(ferryDir, 'tuf'),
+    appStore: path.join(ferryDir, 'apps'),
     statusFile: path.join(ferryDir, 'status.json'),
     rebootSentinel: path.join(config.rebootSentinelDir, config.rebootSentinelName),
     volatileDir: config.rebootSentinelDir,

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import type { AppPin } from '../tuf/target.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 
 /** Update states as Pantavisor names them (reference §4). */
@@ -9,6 +10,7 @@ export interface TargetRef {
   readonly name: string;
   readonly version: string;
   readonly commit: string;
+  readonly apps: Readonly<Record<string, AppPin>>;
 }
 
 export interface PendingUpdate {
@@ -16,6 +18,11 @@ export interface PendingUpdate {
   /** What ran before the install: the rollback point if the new target fails. */
   readonly previous: TargetRef | null;
   readonly installedAt: string;
+  /** How the update completes: after a reboot, or after an engine restart (only apps changed). */
+  readonly completion: 'reboot' | 'restart-engine';
+  readonly rootfsChanged: boolean;
+  /** Set when this pending update is the way back from a target whose apps failed on its new rootfs. */
+  readonly rollbackOf?: TargetRef;
 }
 
 export interface HistoryEntry {

@@ -1,4 +1,9 @@
+import path from 'node:path';
+import { AppsDir } from '../apps/apps-dir.js';
+import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
 import { FerryError, describeCause } from '../errors.js';
+import { availableBytes, treeBytes } from '../device/free-space.js';
+import type { AppPin } from '../tuf/target.js';
 import { commitsPresent, openBundleDir, type BundleDir } from '../bundle/bundle-dir.js';
 import { bootFlagsOf, type BootFlags } from '../device/bootloader-env.js';
 import { readBooted, writeRebootSentinel, type Device } from '../device/device.js';
@@ -10,7 +15,7 @@ import {
   verifyBundleMetadata,
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
-import { planInstall } from './plan.js';
+import { planInstall, type InstallDecision } from './plan.js';
 import { errorReport, recordOutcome, type CommandReport } from './report.js';
 import { selectTarget } from './select-target.js';
 
@@ -86,7 +91,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
         return report;
       }
     }
-    return await stage(device, status, bundle, verified, decision.target, decision.previous);
+    return await stage(device, status, bundle, verified, decision);
   } catch (error) {
     const report = errorReport(error);
     await recordOutcome(device, status, { command: 'install', state: 'WONTGO', report });
@@ -117,28 +122,82 @@ function pullFailure(target: TargetRef, error: unknown): FerryError {
   });
 }
 
+/** Filesystem headroom kept free on top of what an update needs: metadata, status and journal writes. */
+const SPACE_MARGIN_BYTES = 1024 * 1024;
+
+/**
+ * Refuses (60) before anything is written when the update cannot fit: the app blobs the store lacks plus the
+ * unpacked projects on the storage filesystem, and the rootfs objects (estimated from the bundle) on the sysroot's.
+ */
+async function checkSpace(
+  device: Device,
+  bundle: BundleDir,
+  apps: readonly VerifiedApp[],
+  rootfsChanged: boolean,
+): Promise<void> {
+  const appBytes =
+    (await device.appStore.missingBlobs(apps)).reduce((sum, blob) => sum + blob.size, 0) +
+    apps.reduce(
+      (sum, app) => sum + 2 * app.archive.length + app.files.reduce((total, file) => total + file.content.length, 0),
+      0,
+    );
+  const rootfsBytes = rootfsChanged ? await treeBytes(path.join(bundle.ostreeRepo.path, 'objects')) : 0;
+  const storage = await availableBytes(device.config.storagePath);
+  const sysroot = await availableBytes(device.config.sysroot);
+  const needs =
+    storage.device === sysroot.device
+      ? [{ where: device.config.storagePath, required: appBytes + rootfsBytes, available: storage.bytes }]
+      : [
+          { where: device.config.storagePath, required: appBytes, available: storage.bytes },
+          { where: device.config.sysroot, required: rootfsBytes, available: sysroot.bytes },
+        ];
+  for (const need of needs) {
+    const required = need.required + SPACE_MARGIN_BYTES;
+    if (need.required > 0 && required > need.available) {
+      throw new FerryError(
+        'NO_SPACE',
+        `space required ${required} B, available ${need.available} B (on the filesystem of ${need.where})`,
+        {
+          detail: { required, available: need.available, where: need.where },
+        },
+      );
+    }
+  }
+}
+
 async function stage(
   device: Device,
   status: DeviceStatus,
   bundle: BundleDir,
   verified: VerifiedMetadata,
-  target: TargetRef,
-  previous: TargetRef | null,
+  decision: Extract<InstallDecision, { action: 'stage' }>,
 ): Promise<CommandReport> {
-  const repo = device.sysroot.repo;
-  try {
-    await repo.pullLocal(bundle.ostreeRepo.path, target.commit, { untrusted: true });
-  } catch (error) {
-    throw pullFailure(target, error);
-  }
-  if (!(await repo.hasCommitObject(target.commit)) || (await repo.resolve(target.commit)) !== target.commit) {
-    throw new FerryError(
-      'CONTENT_VERIFICATION_FAILED',
-      `after the pull, the device repo does not hold commit ${target.commit} of target "${target.name}"`,
-    );
+  const { target, previous, transition } = decision;
+  const missing: Record<string, AppPin> = {};
+  for (const [name, pin] of Object.entries(target.apps))
+    if (!(await device.appStore.hasApp(name, pin))) missing[name] = pin;
+  const apps = await verifyApps(new AppsDir(bundle.appsDir), missing);
+  await checkSpace(device, bundle, apps, transition.rootfsChanged);
+
+  // Apps are staged first and all at once: a blob that fails its digest leaves the store as it was.
+  await device.appStore.stage(new AppsDir(bundle.appsDir), apps);
+  if (transition.rootfsChanged) {
+    const repo = device.sysroot.repo;
+    try {
+      await repo.pullLocal(bundle.ostreeRepo.path, target.commit, { untrusted: true });
+    } catch (error) {
+      throw pullFailure(target, error);
+    }
+    if (!(await repo.hasCommitObject(target.commit)) || (await repo.resolve(target.commit)) !== target.commit) {
+      throw new FerryError(
+        'CONTENT_VERIFICATION_FAILED',
+        `after the pull, the device repo does not hold commit ${target.commit} of target "${target.name}"`,
+      );
+    }
   }
 
   await promoteTrustedMetadata(verified, device.paths.trustedMetadataDir);
+  const completion = transition.kind === 'reboot' ? 'reboot' : 'restart-engine';
   // The update is recorded as pending before the deployment is written, so a later `run` knows what to expect.
   let current = await recordOutcome(
     device,
@@ -146,15 +205,28 @@ async function stage(
     {
       command: 'install',
       state: 'INPROGRESS',
-      report: { outcome: 'REBOOT_REQUIRED', message: `staging target "${target.name}"` },
+      report: {
+        outcome: 'REBOOT_REQUIRED',
+        message: `staging target "${target.name}": ${transition.reasons.join('; ')}`,
+      },
       target: target.name,
     },
-    { pending: { target, previous, installedAt: new Date().toISOString() } },
+    {
+      pending: {
+        target,
+        previous,
+        installedAt: new Date().toISOString(),
+        completion,
+        rootfsChanged: transition.rootfsChanged,
+      },
+    },
   );
   try {
-    await device.sysroot.deploy(target.commit);
-    await device.env.update({ upgrade_available: '1', bootcount: '0' });
-    await writeRebootSentinel(device);
+    if (transition.rootfsChanged) {
+      await device.sysroot.deploy(target.commit);
+      await device.env.update({ upgrade_available: '1', bootcount: '0' });
+    }
+    if (completion === 'reboot') await writeRebootSentinel(device);
   } catch (error) {
     const report = errorReport(
       new FerryError('STAGING_FAILED', `deploying target "${target.name}" failed: ${describeCause(error)}`, {
@@ -169,11 +241,19 @@ async function stage(
     );
     return report;
   }
-  const report: CommandReport = {
-    outcome: 'REBOOT_REQUIRED',
-    message: `installed target "${target.name}" (version ${target.version}); reboot, then run \`run\``,
-    data: { target, previous },
-  };
+  const why = transition.reasons.join('; ');
+  const report: CommandReport =
+    completion === 'reboot'
+      ? {
+          outcome: 'REBOOT_REQUIRED',
+          message: `installed target "${target.name}" (version ${target.version}; ${why}); reboot, then run \`run\``,
+          data: { target, previous, reasons: transition.reasons },
+        }
+      : {
+          outcome: 'RESTART_ENGINE_REQUIRED',
+          message: `installed target "${target.name}" (version ${target.version}; ${why}); no reboot needed: restart the container engine, then run \`run\``,
+          data: { target, previous, reasons: transition.reasons },
+        };
   await recordOutcome(device, current, { command: 'install', state: 'INPROGRESS', report, target: target.name });
   return report;
 }

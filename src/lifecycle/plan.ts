@@ -2,6 +2,7 @@ import { FerryError } from '../errors.js';
 import type { BootFlags } from '../device/bootloader-env.js';
 import type { DeviceStatus, TargetRef } from '../device/status-file.js';
 import { compareVersions, type Target } from '../tuf/target.js';
+import { decideTransition, type Transition } from './transition.js';
 
 /**
  * The planner: from (device status, booted deployment, bootloader flags, verified choice) to one decision. Pure, with
@@ -15,10 +16,15 @@ export interface BootedFacts {
 export type InstallDecision =
   | { readonly action: 'refuse'; readonly error: FerryError }
   | { readonly action: 'already-installed'; readonly target: TargetRef }
-  | { readonly action: 'stage'; readonly target: TargetRef; readonly previous: TargetRef | null };
+  | {
+      readonly action: 'stage';
+      readonly target: TargetRef;
+      readonly previous: TargetRef | null;
+      readonly transition: Transition;
+    };
 
 export function refOf(target: Target | TargetRef): TargetRef {
-  return { name: target.name, version: target.version, commit: target.commit };
+  return { name: target.name, version: target.version, commit: target.commit, apps: target.apps };
 }
 
 /** What the device runs now, as far as ferry can name it. */
@@ -58,7 +64,9 @@ export function planInstall(input: {
     };
   }
   const current = currentTargetOf(status, booted, input.known);
-  if (booted.commit === selected.commit) return { action: 'already-installed', target: current ?? refOf(selected) };
+  // What runs now: the booted rootfs, and the apps of the current target (none if ferry does not know it).
+  const transition = decideTransition({ commit: booted.commit, apps: current?.apps ?? {} }, selected);
+  if (transition.kind === 'none') return { action: 'already-installed', target: current ?? refOf(selected) };
   if (current !== null && !input.force && compareVersions(selected.version, current.version) < 0) {
     return {
       action: 'refuse',
@@ -71,7 +79,8 @@ export function planInstall(input: {
   return {
     action: 'stage',
     target: refOf(selected),
-    previous: current ?? { name: 'unknown', version: '0', commit: booted.commit },
+    previous: current ?? { name: 'unknown', version: '0', commit: booted.commit, apps: {} },
+    transition,
   };
 }
 

@@ -1,4 +1,7 @@
+import { promises as fs } from 'node:fs';
+import { digestOf } from '../apps/digest.js';
 import { FerryError, describeCause } from '../errors.js';
+import type { RestartPolicy } from '../tuf/target.js';
 import { COMMIT_CHECKSUM, OstreeRepo } from '../ostree/ostree-repo.js';
 import { expiresInDays, parseExpires, formatExpires } from '../tuf/expires.js';
 import type { FactoryRepo } from './factory-repo.js';
@@ -12,7 +15,51 @@ export interface TargetSpec {
   readonly ref?: string | undefined;
   /** Where the commit comes from; without it, the commit must already be in the factory's OSTree repo. */
   readonly ostreeRepo?: string | undefined;
+  /** Apps to pin: a name, optionally with the digest of one version (default: the latest added). */
+  readonly apps?: ReadonlyArray<{
+    readonly name: string;
+    readonly digest?: string | undefined;
+    readonly restartPolicy?: RestartPolicy | undefined;
+  }>;
   readonly now?: Date;
+}
+
+/** Parses `--app <app>[@sha256:<digest>][=system|container]`. */
+export function parseAppOption(text: string): { name: string; digest?: string; restartPolicy?: RestartPolicy } {
+  const match = /^([a-z0-9][a-z0-9_-]*)(?:@(sha256:[0-9a-f]{64}))?(?:=(system|container))?$/.exec(text);
+  if (match === null)
+    throw new FerryError('USAGE', `--app "${text}" must be <app>[@sha256:<digest>][=system|container]`);
+  return {
+    name: match[1]!,
+    ...(match[2] ? { digest: match[2] } : {}),
+    ...(match[3] ? { restartPolicy: match[3] as RestartPolicy } : {}),
+  };
+}
+
+async function pinApps(
+  repo: FactoryRepo,
+  apps: NonNullable<TargetSpec['apps']>,
+): Promise<Record<string, { uri: string; restart_policy: RestartPolicy }>> {
+  const settings = await repo.settings();
+  const pinned: Record<string, { uri: string; restart_policy: RestartPolicy }> = {};
+  for (const app of apps) {
+    if (pinned[app.name] !== undefined) throw new FerryError('USAGE', `--app ${app.name} is given twice`);
+    const digest = app.digest ?? settings.apps[app.name];
+    if (digest === undefined)
+      throw new FerryError('APP_UNKNOWN', `the repository has no app "${app.name}" (ferry app add adds one)`);
+    const layout = repo.apps;
+    let manifest: Buffer;
+    try {
+      manifest = await fs.readFile(layout.manifestFile(app.name, digest));
+    } catch {
+      throw new FerryError('APP_UNKNOWN', `the repository has no version ${digest} of app "${app.name}"`);
+    }
+    if (digestOf(manifest) !== digest)
+      throw new FerryError('REPO_INVALID', `apps/${app.name}: manifest.json does not hash to ${digest}`);
+    const uri = (await fs.readFile(layout.uriFile(app.name, digest), 'utf8')).trim();
+    pinned[app.name] = { uri, restart_policy: app.restartPolicy ?? 'container' };
+  }
+  return pinned;
 }
 
 /** Days for which the factory's own targets metadata stays valid after each change (never past the root). */
@@ -65,6 +112,7 @@ export async function addTarget(
     throw new FerryError('USAGE', 'give exactly one of --commit and --ref');
 
   const commit = await resolveCommit(repo, spec);
+  const apps = await pinApps(repo, spec.apps ?? []);
   const name = targetNameOf(spec.name, spec.version);
   const entry = {
     length: 0,
@@ -75,7 +123,7 @@ export async function addTarget(
       version: spec.version,
       hardwareIds: [...spec.hardwareIds],
       tags: [...spec.tags],
-      docker_compose_apps: {},
+      docker_compose_apps: apps,
     },
   };
   const targets = await repo.targets();

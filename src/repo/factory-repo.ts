@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError, describeCause } from '../errors.js';
+import { AppsDir } from '../apps/apps-dir.js';
 import { OstreeRepo } from '../ostree/ostree-repo.js';
 import { isEmptyOrMissingDir, readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
 import { expiresInDays } from '../tuf/expires.js';
@@ -18,8 +19,12 @@ import { KeyStore } from './keystore.js';
  */
 export interface RepoSettings {
   readonly format: 1;
+  /** The factory's name: the path of its app uris (`apps.ferry.local/<factory>/<app>@sha256:…`). */
+  readonly factory: string;
   /** The version of the last bundle-targets.json this repository signed. */
   readonly bundleVersion: number;
+  /** The digest of the latest version added of each app. */
+  readonly apps: Readonly<Record<string, string>>;
 }
 
 type SignedDocument = { signed: Record<string, unknown>; signatures: unknown[] };
@@ -44,8 +49,13 @@ export class FactoryRepo {
     return path.join(this.dir, 'apps');
   }
 
+  get apps(): AppsDir {
+    return new AppsDir(this.appsDir);
+  }
+
   async settings(): Promise<RepoSettings> {
-    return JSON.parse(await fs.readFile(path.join(this.dir, SETTINGS_FILE), 'utf8')) as RepoSettings;
+    const stored = JSON.parse(await fs.readFile(path.join(this.dir, SETTINGS_FILE), 'utf8')) as Partial<RepoSettings>;
+    return { format: 1, factory: 'factory', bundleVersion: 0, apps: {}, ...stored };
   }
 
   async saveSettings(settings: RepoSettings): Promise<void> {
@@ -159,11 +169,15 @@ export async function openFactoryRepo(dir: string): Promise<FactoryRepo> {
 
 export interface InitOptions {
   readonly rootExpiresInDays: number;
+  readonly factory?: string;
   readonly now?: Date;
 }
 
 /** Creates the four roles (one ed25519 key each), 1.root.json, empty targets, the OSTree repo and apps/. */
 export async function initFactoryRepo(dir: string, options: InitOptions): Promise<FactoryRepo> {
+  if (options.factory !== undefined && !/^[a-z0-9][a-z0-9-]{0,62}$/.test(options.factory)) {
+    throw new FerryError('USAGE', `--factory "${options.factory}" may hold only lower-case letters, digits and -`);
+  }
   if (!(await isEmptyOrMissingDir(dir))) throw new FerryError('REPO_EXISTS', `${dir} is not empty`);
   const now = options.now ?? new Date();
   const repo = new FactoryRepo(dir);
@@ -218,6 +232,6 @@ export async function initFactoryRepo(dir: string, options: InitOptions): Promis
     ),
   );
   await OstreeRepo.create(repo.ostree.path, 'archive');
-  await repo.saveSettings({ format: 1, bundleVersion: 0 });
+  await repo.saveSettings({ format: 1, factory: options.factory ?? 'factory', bundleVersion: 0, apps: {} });
   return repo;
 }

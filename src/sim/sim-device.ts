@@ -7,6 +7,11 @@ import { devicePaths } from '../device/paths.js';
 import { StatusFile, emptyStatus } from '../device/status-file.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import type { FactoryRepo } from '../repo/factory-repo.js';
+import { switchApps } from '../apps/app-runner.js';
+import { verifyApps } from '../apps/verify-apps.js';
+import { openDevice } from '../device/device.js';
+import { refOf } from '../lifecycle/plan.js';
+import { targetFromMetadata, type AppPin } from '../tuf/target.js';
 import { isEmptyOrMissingDir } from '../util/atomic-file.js';
 import { runTool } from '../util/tool.js';
 import { simulateReboot, type SimulatedBoot } from './bootloader-model.js';
@@ -28,6 +33,9 @@ export interface SimDeviceOptions {
   readonly os?: string;
   readonly bootlimit?: number;
   readonly production?: boolean;
+  /** The container engine of the device (unix://…); required when the target has apps. */
+  readonly dockerHost?: string | undefined;
+  readonly appsSettleSeconds?: number;
 }
 
 export function simConfigDir(deviceDir: string): string {
@@ -48,13 +56,21 @@ export async function createSimDevice(
       'TARGET_UNKNOWN',
       `the repository has no target "${options.target}" (it has: ${Object.keys(targets).join(', ') || 'none'})`,
     );
-  const commit = entry.hashes['sha256']!;
+  const initial = targetFromMetadata(options.target, entry.hashes, entry.custom ?? {});
+  if ('invalid' in initial) throw new FerryError('REPO_INVALID', initial.invalid);
+  const commit = initial.commit;
   const custom = entry.custom ?? {};
   const hardwareId = options.hardwareId ?? (custom['hardwareIds'] as string[] | undefined)?.[0];
   if (hardwareId === undefined)
     throw new FerryError('USAGE', `target "${options.target}" names no hardware id; give --hardware-id`);
   const tags = options.tags ?? (custom['tags'] as string[] | undefined) ?? [];
   const os = options.os ?? 'lmp';
+  if (Object.keys(initial.apps).length > 0 && options.dockerHost === undefined) {
+    throw new FerryError(
+      'USAGE',
+      `target "${options.target}" has apps: give --docker-host, the engine the device runs them on`,
+    );
+  }
 
   const sysroot = new Sysroot(path.join(root, 'sysroot'), os);
   await sysroot.initialize();
@@ -100,6 +116,8 @@ export async function createSimDevice(
     '[ferry]',
     `cmdline_file = ${JSON.stringify(path.join(root, 'proc', 'cmdline'))}`,
     `production = ${options.production ? 'true' : 'false'}`,
+    ...(options.dockerHost ? [`docker_host = ${JSON.stringify(options.dockerHost)}`] : []),
+    `apps_settle_seconds = ${options.appsSettleSeconds ?? 3}`,
     '',
   ].join('\n');
   await fs.writeFile(path.join(configDir, '50-ferry-sim.toml'), toml);
@@ -113,12 +131,27 @@ export async function createSimDevice(
     ...emptyStatus(),
     state: 'DONE',
     reason: 'provisioned by ferry sim create',
-    current: { name: options.target, version: String(custom['version'] ?? '0'), commit },
+    current: refOf(initial),
   });
 
   await fs.mkdir(path.dirname(config.cmdlineFile), { recursive: true });
   await rebootSimDevice(root);
+  if (Object.keys(initial.apps).length > 0) await provisionApps(config, repo, initial.apps);
   return config;
+}
+
+/** As a factory image would: the initial target's apps are in the store and running. */
+async function provisionApps(
+  config: DeviceConfig,
+  repo: FactoryRepo,
+  apps: Readonly<Record<string, AppPin>>,
+): Promise<void> {
+  const device = openDevice(config);
+  await device.engine.ensureReachable();
+  await device.appStore.stage(repo.apps, await verifyApps(repo.apps, apps, 'factory apps/'));
+  const result = await switchApps(device.engine, device.appStore, {}, apps, config.appsSettleMs);
+  if (!result.ok)
+    throw new FerryError('APPS_FAILED_NO_ROLLBACK', `the initial apps did not start: ${result.failures.join('; ')}`);
 }
 
 export async function rebootSimDevice(deviceDir: string): Promise<SimulatedBoot> {

@@ -13,7 +13,7 @@ describe('status record', () => {
       ...emptyStatus(),
       state: 'DONE' as const,
       reason: 'ok',
-      current: { name: 'a-1', version: '1', commit: 'c'.repeat(64) },
+      current: { name: 'a-1', version: '1', commit: 'c'.repeat(64), apps: {} },
     };
     await file.save(record);
     assert.deepEqual((await file.load()).status, record);

@@ -9,6 +9,7 @@ const ref = (name: string, version: string, n: number): TargetRef => ({
   name,
   version,
   commit: n.toString(16).padStart(64, '0'),
+  apps: {},
 });
 const v1 = ref('os-1', '1', 1);
 const v2 = ref('os-2', '2', 2);
@@ -23,7 +24,7 @@ const runningV1: DeviceStatus = { ...emptyStatus(), state: 'DONE', current: v1 }
 const pendingV2: DeviceStatus = {
   ...runningV1,
   state: 'INPROGRESS',
-  pending: { target: v2, previous: v1, installedAt: '2026-11-23T00:00:00Z' },
+  pending: { target: v2, previous: v1, installedAt: '2026-11-23T00:00:00Z', completion: 'reboot', rootfsChanged: true },
 };
 
 function describeDecision(decision: { action: string; error?: { outcome: string } }): string {

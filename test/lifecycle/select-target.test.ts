@@ -11,6 +11,7 @@ const target = (name: string, version: string, n: number, hardwareIds = ['board'
   commit: commit(n),
   hardwareIds,
   tags,
+  apps: {},
 });
 
 const t1 = target('os-1', '1', 1);

@@ -1,0 +1,59 @@
+import { parseDocument, type Document } from 'yaml';
+import { localTagOf, parseImageRef, type ImageRef } from './image-ref.js';
+
+export const COMPOSE_FILE = 'docker-compose.yml';
+/** The file `run` hands to docker-compose: the verified compose file with images named by their local tags. */
+export const RENDERED_COMPOSE_FILE = 'docker-compose.ferry.yml';
+
+export interface ComposeService {
+  readonly name: string;
+  readonly image: string;
+}
+
+export interface ComposeProject {
+  readonly document: Document;
+  readonly services: readonly ComposeService[];
+}
+
+/** Parses a compose file; every service must name an image (ferry does not build). */
+export function parseCompose(text: string): ComposeProject {
+  const document = parseDocument(text, { uniqueKeys: true });
+  if (document.errors.length > 0) throw new Error(`not valid YAML: ${document.errors[0]!.message}`);
+  // Aliases are expanded with a cap, so a YAML bomb on the stick cannot exhaust memory.
+  const root = document.toJS({ maxAliasCount: 100 }) as {
+    services?: Record<string, { image?: unknown; build?: unknown }>;
+  } | null;
+  if (typeof root !== 'object' || root === null || typeof root.services !== 'object' || root.services === null) {
+    throw new Error('has no services');
+  }
+  const services: ComposeService[] = [];
+  for (const [name, service] of Object.entries(root.services)) {
+    if (typeof service?.image !== 'string')
+      throw new Error(`service "${name}" names no image (ferry does not build images)`);
+    services.push({ name, image: service.image });
+  }
+  if (services.length === 0) throw new Error('has no services');
+  return { document, services };
+}
+
+/** Every service's image, which must be pinned by digest: a tag alone could name anything. */
+export function pinnedImages(project: ComposeProject): Array<ImageRef & { digest: string; service: string }> {
+  return project.services.map((service) => {
+    const ref = parseImageRef(service.image);
+    if (ref === undefined) throw new Error(`service "${service.name}": "${service.image}" is not an image reference`);
+    if (ref.digest === undefined)
+      throw new Error(`service "${service.name}": image "${service.image}" is not pinned by digest`);
+    return { ...ref, digest: ref.digest, service: service.name };
+  });
+}
+
+export function setServiceImage(project: ComposeProject, service: string, image: string): void {
+  project.document.setIn(['services', service, 'image'], image);
+}
+
+/** The compose file with every pinned image replaced by its local tag, for docker-compose on the device. */
+export function renderForEngine(text: string): string {
+  const project = parseCompose(text);
+  for (const image of pinnedImages(project)) setServiceImage(project, image.service, localTagOf(image));
+  return project.document.toString();
+}
