@@ -1,0 +1,129 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { addApp } from '../../src/apps/add-app.js';
+import { buildImage, busyboxLayer } from '../../src/apps/build-image.js';
+import { addTarget, type TargetSpec } from '../../src/repo/add-target.js';
+import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.js';
+import { commitSimRootfs } from '../../src/sim/rootfs.js';
+import { HARDWARE_ID, TAG, tempDir } from './factory.js';
+
+export interface AppsFactory {
+  readonly dir: string;
+  readonly repo: FactoryRepo;
+  /** Target names, each at a higher version than the last. */
+  readonly targets: {
+    /** rootfs A, heartbeat v1 */
+    readonly base: string;
+    /** rootfs A, heartbeat v2: an apps-only update */
+    readonly heartbeatV2: string;
+    /** rootfs A, heartbeat v1 and an added system-policy app */
+    readonly systemApp: string;
+    /** rootfs B, heartbeat v2: rootfs and apps */
+    readonly mixed: string;
+    /** rootfs A, no apps: heartbeat removed */
+    readonly noApps: string;
+    /** rootfs A, heartbeat v1 and an app that exits at once */
+    readonly crasher: string;
+    /** rootfs B, heartbeat v1 and the app that exits at once */
+    readonly crasherNewRootfs: string;
+  };
+  /** Image manifest digests of heartbeat:1 and heartbeat:2. */
+  readonly images: { readonly v1: string; readonly v2: string };
+}
+
+const compose = (image: string, command: string, restart = 'unless-stopped'): string =>
+  [
+    'version: "3"',
+    'services:',
+    '  main:',
+    `    image: ${image}`,
+    '    network_mode: none',
+    `    restart: "${restart}"`,
+    `    command: ["/bin/sh", "-c", ${JSON.stringify(command)}]`,
+    '    volumes:',
+    '      - data:/data',
+    'volumes:',
+    '  data:',
+    '',
+  ].join('\n');
+
+// PID 1 ignores SIGTERM unless it traps it: without the trap every stop would wait out docker's timeout.
+const HEARTBEAT =
+  'trap "exit 0" TERM; while true; do cat /etc/image-version > /data/heartbeat; date >> /data/heartbeat; sleep 1; done';
+
+/** A factory with two rootfs versions, two heartbeat image versions sharing a busybox layer, and four apps. */
+export async function buildAppsFactory(): Promise<AppsFactory> {
+  const dir = await tempDir('apps-factory');
+  const repo = await initFactoryRepo(path.join(dir, 'repo'), { rootExpiresInDays: 365, factory: 'test' });
+  const build = path.join(dir, 'build');
+  await commitSimRootfs({ repo: build, branch: 'rootfs/a', version: '1' });
+  await commitSimRootfs({ repo: build, branch: 'rootfs/b', version: '2' });
+
+  const image = async (version: string) => {
+    const out = path.join(dir, `image-${version}`);
+    const manifest = await buildImage({
+      ref: `ferry.local/test/heartbeat:${version}`,
+      outDir: out,
+      cmd: ['/bin/sh'],
+      layers: [
+        busyboxLayer(),
+        [
+          { type: 'directory', name: 'etc' },
+          { type: 'file', name: 'etc/image-version', content: `${version}\n` },
+        ],
+      ],
+    });
+    return { out, digest: manifest.digest };
+  };
+  const [image1, image2] = [await image('1'), await image('2')];
+
+  const app = async (name: string, text: string, images: string[]) => {
+    const composeDir = path.join(dir, `compose-${name}-${Math.random().toString(16).slice(2)}`);
+    await fs.mkdir(composeDir);
+    await fs.writeFile(path.join(composeDir, 'docker-compose.yml'), text);
+    return (await addApp(repo, { name, composeDir, images })).digest;
+  };
+  const heartbeat1 = await app('heartbeat', compose('ferry.local/test/heartbeat:1', HEARTBEAT), [image1.out]);
+  const heartbeat2 = await app('heartbeat', compose('ferry.local/test/heartbeat:2', HEARTBEAT), [image2.out]);
+  const sysapp = await app(
+    'sysapp',
+    compose('ferry.local/test/heartbeat:1', 'trap "exit 0" TERM; while true; do sleep 1; done'),
+    [image1.out],
+  );
+  const crasher = await app('crasher', compose('ferry.local/test/heartbeat:1', 'exit 3', 'no'), [image1.out]);
+
+  let version = 0;
+  const target = async (ref: string, apps: NonNullable<TargetSpec['apps']>) => {
+    version += 1;
+    return (
+      await addTarget(repo, {
+        name: 'apps-lmp',
+        version: String(version),
+        hardwareIds: [HARDWARE_ID],
+        tags: [TAG],
+        ref,
+        ostreeRepo: build,
+        apps,
+      })
+    ).name;
+  };
+  const targets = {
+    base: await target('rootfs/a', [{ name: 'heartbeat', digest: heartbeat1 }]),
+    heartbeatV2: await target('rootfs/a', [{ name: 'heartbeat', digest: heartbeat2 }]),
+    systemApp: await target('rootfs/a', [
+      { name: 'heartbeat', digest: heartbeat1 },
+      { name: 'sysapp', digest: sysapp, restartPolicy: 'system' },
+    ]),
+    mixed: await target('rootfs/b', [{ name: 'heartbeat', digest: heartbeat2 }]),
+    noApps: await target('rootfs/a', []),
+    crasher: await target('rootfs/a', [
+      { name: 'heartbeat', digest: heartbeat1 },
+      { name: 'crasher', digest: crasher },
+    ]),
+    crasherNewRootfs: await target('rootfs/b', [
+      { name: 'heartbeat', digest: heartbeat1 },
+      { name: 'crasher', digest: crasher },
+    ]),
+  };
+  return { dir, repo, targets, images: { v1: image1.digest, v2: image2.digest } };
+}
