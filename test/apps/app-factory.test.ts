@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -63,9 +64,79 @@ describe('apps in the factory and on the stick', () => {
     assert.equal(build.code, 51);
     assert.match(build.stderr, /names no image/);
 
-    const unknown = await cli('target', 'add', '--repo', factory.repo.dir, '--name', 'x', '--version', '99', '--hardware-id', 'h', '--tag', 'main', '--ref', 'ferry/' + factory.targets.base, '--app', 'nope');
+    const unknown = await cli(
+      'target',
+      'add',
+      '--repo',
+      factory.repo.dir,
+      '--name',
+      'x',
+      '--version',
+      '99',
+      '--hardware-id',
+      'h',
+      '--tag',
+      'main',
+      '--ref',
+      'ferry/' + factory.targets.base,
+      '--app',
+      'nope',
+    );
     assert.equal(unknown.code, 52, unknown.stderr);
-    const badApp = await cli('target', 'add', '--repo', factory.repo.dir, '--name', 'x', '--version', '99', '--hardware-id', 'h', '--tag', 'main', '--ref', 'ferry/' + factory.targets.base, '--app', 'Bad Name');
+    const badApp = await cli(
+      'target',
+      'add',
+      '--repo',
+      factory.repo.dir,
+      '--name',
+      'x',
+      '--version',
+      '99',
+      '--hardware-id',
+      'h',
+      '--tag',
+      'main',
+      '--ref',
+      'ferry/' + factory.targets.base,
+      '--app',
+      'Bad Name',
+    );
     assert.equal(badApp.code, 2);
+  });
+
+  test('app add takes a docker save archive too, pinning the image by the digest skopeo gives it', async () => {
+    const dir = await tempDir('docker-archive');
+    const archive = path.join(dir, 'heartbeat.tar');
+    const copied = spawnSync('skopeo', [
+      'copy',
+      '--quiet',
+      `oci:${path.join(factory.dir, 'image-1')}`,
+      `docker-archive:${archive}:ferry.local/test/archived:7`,
+    ]);
+    assert.equal(copied.status, 0, String(copied.stderr));
+    const compose = path.join(dir, 'compose');
+    await fs.mkdir(compose);
+    await fs.writeFile(
+      path.join(compose, 'docker-compose.yml'),
+      'services:\n  a:\n    image: ferry.local/test/archived:7\n    network_mode: none\n',
+    );
+    const result = await cli(
+      'app',
+      'add',
+      'archived',
+      '--repo',
+      factory.repo.dir,
+      '--compose',
+      compose,
+      '--image',
+      archive,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    const digest = /@(sha256:[0-9a-f]{64})/.exec(result.stdout)![1]!;
+    const pinned = await fs.readFile(
+      path.join(factory.repo.dir, 'apps', 'archived', hexOf(digest), 'docker-compose.yml'),
+      'utf8',
+    );
+    assert.match(pinned, /image: ferry\.local\/test\/archived@sha256:[0-9a-f]{64}/);
   });
 });
