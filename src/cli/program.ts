@@ -258,6 +258,11 @@ export function buildProgram(
     .option('--hardware-id <id>', "the device's hardware id (default: the target's first)")
     .option('--tag <tag>', "a tag the device follows (repeatable; default: the target's tags)", collect)
     .option('--prod', 'a production device (takes only production bundles)')
+    .addOption(
+      new Option('--bootloader <kind>', 'the bootloader the device simulates')
+        .choices(['uboot', 'grub'])
+        .default('uboot'),
+    )
     .option(
       '--docker-host <url>',
       "the device's container engine, e.g. unix:///run/ferry-sim/docker.sock (needed for apps)",
@@ -284,6 +289,7 @@ export function buildProgram(
           bootlimit: number;
           dockerHost?: string;
           appsSettleSeconds: number;
+          bootloader: 'uboot' | 'grub';
         },
       ) => {
         const config = await createSimDevice(deviceDir, await openFactoryRepo(path.resolve(options.repo)), {
@@ -294,6 +300,7 @@ export function buildProgram(
           production: options.prod ?? false,
           dockerHost: options.dockerHost,
           appsSettleSeconds: options.appsSettleSeconds,
+          bootloader: options.bootloader,
         });
         setReport(
           {
@@ -312,7 +319,7 @@ export function buildProgram(
       const tries = boot.attempts
         .map((attempt) => `${attempt.entry}${attempt.booted ? '' : ' (did not boot)'}`)
         .join(' -> ');
-      const fallback = boot.fellBack ? '; U-Boot fell back to the rollback entry' : '';
+      const fallback = boot.fellBack ? '; the bootloader fell back to the rollback entry' : '';
       setReport(
         { outcome: 'OK', message: `boot attempts: ${tries}; booted ${boot.entry.title}${fallback}`, data: { boot } },
         false,

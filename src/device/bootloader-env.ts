@@ -1,17 +1,37 @@
 import { promises as fs } from 'node:fs';
-import { FerryError } from '../errors.js';
 import { runTool } from '../util/tool.js';
 import type { BootloaderConfig } from './config.js';
 
 /**
  * The bootloader's environment, read and written only through the bootloader's own tools (fw_printenv/fw_setenv
- * for U-Boot), so a file-backed env in the simulator and the real flash on hardware take the same code path.
+ * for U-Boot, grub-editenv for GRUB), so a file-backed env in the simulator and the real one on hardware take the
+ * same code path.
  */
 export interface BootloaderEnv {
   readonly description: string;
   read(): Promise<Record<string, string>>;
-  /** Sets (string) or deletes (null) several variables in one write. */
+  /** Sets (string) or deletes (null) several variables. */
   update(changes: Record<string, string | null>): Promise<void>;
+  /** The file(s) that hold the environment. */
+  files(): Promise<string[]>;
+}
+
+/** Checks that a write took: both tools skip some input silently. */
+async function verifyWritten(env: BootloaderEnv, changes: Record<string, string | null>): Promise<void> {
+  const written = await env.read();
+  for (const [name, value] of Object.entries(changes)) {
+    if ((written[name] ?? null) !== value)
+      throw new Error(`${env.description}: ${name} is not ${value ?? '(deleted)'} after the write`);
+  }
+}
+
+function parseAssignments(out: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const line of out.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) vars[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return vars;
 }
 
 export class UbootEnv implements BootloaderEnv {
@@ -22,32 +42,20 @@ export class UbootEnv implements BootloaderEnv {
   }
 
   async read(): Promise<Record<string, string>> {
-    const out = await runTool('fw_printenv', ['-c', this.fwEnvConfig]);
-    const vars: Record<string, string> = {};
-    for (const line of out.split('\n')) {
-      const eq = line.indexOf('=');
-      if (eq > 0) vars[line.slice(0, eq)] = line.slice(eq + 1);
-    }
-    return vars;
+    return parseAssignments(await runTool('fw_printenv', ['-c', this.fwEnvConfig]));
   }
 
   async update(changes: Record<string, string | null>): Promise<void> {
     // Script mode (-s -) applies every change in one write of the environment. libubootenv 0.3 reads
-    // "name=value" lines, and "name=" deletes; it skips lines it does not understand without an error,
-    // so the result is read back and checked.
+    // "name=value" lines, and "name=" deletes.
     const script = Object.entries(changes)
       .map(([name, value]) => `${name}=${value ?? ''}`)
       .join('\n');
     await runTool('fw_setenv', ['-c', this.fwEnvConfig, '-s', '-'], { input: `${script}\n` });
-    const written = await this.read();
-    for (const [name, value] of Object.entries(changes)) {
-      if ((written[name] ?? null) !== value)
-        throw new Error(`fw_setenv did not set ${name}=${value ?? '(deleted)'} in ${this.fwEnvConfig}`);
-    }
+    await verifyWritten(this, changes);
   }
 
-  /** The env file(s) named by fw_env.config: what a test hashes as "the bootloader state". */
-  async envFiles(): Promise<string[]> {
+  async files(): Promise<string[]> {
     const config = await fs.readFile(this.fwEnvConfig, 'utf8');
     return config
       .split('\n')
@@ -57,29 +65,122 @@ export class UbootEnv implements BootloaderEnv {
   }
 }
 
-export function bootloaderEnvFor(config: BootloaderConfig): BootloaderEnv {
-  switch (config.kind) {
-    case 'uboot':
-      return new UbootEnv(config.fwEnvConfig);
-    case 'grub':
-      throw new FerryError(
-        'CONFIG_INVALID',
-        '[bootloader] rollback_mode "grub" is not supported yet; use "uboot_masked"',
-      );
+export class GrubEnv implements BootloaderEnv {
+  constructor(readonly file: string) {}
+
+  get description(): string {
+    return `GRUB env (${this.file})`;
+  }
+
+  async read(): Promise<Record<string, string>> {
+    return parseAssignments(await runTool('grub-editenv', [this.file, 'list']));
+  }
+
+  async update(changes: Record<string, string | null>): Promise<void> {
+    const set = Object.entries(changes).filter(([, value]) => value !== null);
+    const unset = Object.entries(changes).filter(([, value]) => value === null);
+    if (set.length > 0)
+      await runTool('grub-editenv', [this.file, 'set', ...set.map(([name, value]) => `${name}=${value}`)]);
+    if (unset.length > 0) await runTool('grub-editenv', [this.file, 'unset', ...unset.map(([name]) => name)]);
+    await verifyWritten(this, changes);
+  }
+
+  async files(): Promise<string[]> {
+    return [this.file];
   }
 }
 
-/** The variables ferry reads, with the meaning U-Boot gives them (reference §8). */
+/** The variable names each bootloader uses for the same ideas. */
+export interface BootVariables {
+  readonly upgradeAvailable: string;
+  readonly bootCounter: string;
+  readonly bootLimit: string;
+  readonly bootUpgradeAvailable: string;
+  readonly rollback: string;
+}
+
+export const UBOOT_VARIABLES: BootVariables = {
+  upgradeAvailable: 'upgrade_available',
+  bootCounter: 'bootcount',
+  bootLimit: 'bootlimit',
+  bootUpgradeAvailable: 'bootupgrade_available',
+  rollback: 'rollback',
+};
+
+export const GRUB_VARIABLES: BootVariables = {
+  upgradeAvailable: 'upgrade_available',
+  bootCounter: 'boot_counter',
+  bootLimit: 'bootlimit',
+  bootUpgradeAvailable: 'bootupgrade_available',
+  rollback: 'rollback',
+};
+
 export interface BootFlags {
   readonly upgradeAvailable: boolean;
   readonly bootcount: number;
   readonly bootUpgradeAvailable: boolean;
 }
 
-export function bootFlagsOf(vars: Record<string, string>): BootFlags {
-  return {
-    upgradeAvailable: vars['upgrade_available'] === '1',
-    bootcount: Number.parseInt(vars['bootcount'] ?? '0', 10) || 0,
-    bootUpgradeAvailable: vars['bootupgrade_available'] === '1',
-  };
+/**
+ * Boot counting in words rather than variable names: a trial boot of a new deployment, its confirmation, and what
+ * the bootloader itself does at power-on (used by the simulator). One class for both backends.
+ */
+export class BootControl {
+  constructor(
+    readonly env: BootloaderEnv,
+    readonly vars: BootVariables,
+  ) {}
+
+  get description(): string {
+    return this.env.description;
+  }
+
+  async flags(): Promise<BootFlags & { bootlimit: number; rolledBack: boolean }> {
+    const vars = await this.env.read();
+    return {
+      upgradeAvailable: vars[this.vars.upgradeAvailable] === '1',
+      bootcount: Number.parseInt(vars[this.vars.bootCounter] ?? '0', 10) || 0,
+      bootUpgradeAvailable: vars[this.vars.bootUpgradeAvailable] === '1',
+      bootlimit: Number.parseInt(vars[this.vars.bootLimit] ?? '3', 10),
+      rolledBack: vars[this.vars.rollback] === '1',
+    };
+  }
+
+  /** The next boots are a trial of a new default deployment: count them, fall back past the limit. */
+  startTrial(): Promise<void> {
+    return this.env.update({ [this.vars.upgradeAvailable]: '1', [this.vars.bootCounter]: '0' });
+  }
+
+  /** The trial is over (committed, or its failure recorded): stop counting. */
+  endTrial(): Promise<void> {
+    return this.env.update({
+      [this.vars.upgradeAvailable]: '0',
+      [this.vars.bootCounter]: '0',
+      [this.vars.rollback]: '0',
+    });
+  }
+
+  /** What the bootloader does at power-on while a trial runs. */
+  async countBoot(): Promise<number> {
+    const count = (await this.flags()).bootcount + 1;
+    await this.env.update({ [this.vars.bootCounter]: String(count) });
+    return count;
+  }
+
+  markFellBack(): Promise<void> {
+    return this.env.update({ [this.vars.rollback]: '1' });
+  }
+
+  setBootUpgradeAvailable(value: boolean): Promise<void> {
+    return this.env.update({ [this.vars.bootUpgradeAvailable]: value ? '1' : '0' });
+  }
+}
+
+export function bootControlFor(config: BootloaderConfig): BootControl {
+  switch (config.kind) {
+    case 'uboot':
+      return new BootControl(new UbootEnv(config.fwEnvConfig), UBOOT_VARIABLES);
+    case 'grub':
+      return new BootControl(new GrubEnv(config.grubEnvFile), GRUB_VARIABLES);
+  }
 }

@@ -3,7 +3,7 @@ import { AppStore } from '../apps/app-store.js';
 import { DockerEngine } from '../apps/docker-engine.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import { pathExists } from '../util/atomic-file.js';
-import { bootloaderEnvFor, type BootloaderEnv } from './bootloader-env.js';
+import { bootControlFor, type BootControl } from './bootloader-env.js';
 import { readBootedDeployment, type BootedDeployment } from './booted-deployment.js';
 import type { DeviceConfig } from './config.js';
 import { devicePaths, type DevicePaths } from './paths.js';
@@ -14,7 +14,8 @@ export interface Device {
   readonly config: DeviceConfig;
   readonly paths: DevicePaths;
   readonly sysroot: Sysroot;
-  readonly env: BootloaderEnv;
+  /** Boot counting through the bootloader's env tools. */
+  readonly boot: BootControl;
   readonly statusFile: StatusFile;
   readonly appStore: AppStore;
   readonly engine: DockerEngine;
@@ -26,7 +27,7 @@ export function openDevice(config: DeviceConfig): Device {
     config,
     paths,
     sysroot: new Sysroot(config.sysroot, config.os),
-    env: bootloaderEnvFor(config.bootloader),
+    boot: bootControlFor(config.bootloader),
     statusFile: new StatusFile(paths.statusFile),
     appStore: new AppStore(paths.appStore),
     engine: new DockerEngine(config.dockerHost),

@@ -5,7 +5,7 @@ import { FerryError, describeCause } from '../errors.js';
 import { availableBytes, treeBytes } from '../device/free-space.js';
 import type { AppPin } from '../tuf/target.js';
 import { commitsPresent, openBundleDir, type BundleDir } from '../bundle/bundle-dir.js';
-import { bootFlagsOf, type BootFlags } from '../device/bootloader-env.js';
+import type { BootFlags } from '../device/bootloader-env.js';
 import { readBooted, writeRebootSentinel, type Device } from '../device/device.js';
 import type { DeviceStatus, TargetRef } from '../device/status-file.js';
 import { ToolError } from '../util/tool.js';
@@ -28,11 +28,11 @@ export interface InstallOptions {
 
 export async function readBootFlags(device: Device): Promise<BootFlags> {
   try {
-    return bootFlagsOf(await device.env.read());
+    return await device.boot.flags();
   } catch (error) {
     throw new FerryError(
       'DEVICE_STATE_UNREADABLE',
-      `cannot read the ${device.env.description}: ${describeCause(error)}`,
+      `cannot read the ${device.boot.description}: ${describeCause(error)}`,
       { cause: error },
     );
   }
@@ -224,7 +224,7 @@ async function stage(
   try {
     if (transition.rootfsChanged) {
       await device.sysroot.deploy(target.commit);
-      await device.env.update({ upgrade_available: '1', bootcount: '0' });
+      await device.boot.startTrial();
     }
     if (completion === 'reboot') await writeRebootSentinel(device);
   } catch (error) {

@@ -75,11 +75,11 @@ async function commit(
   }
   if (pending.rootfsChanged) {
     try {
-      await device.env.update({ upgrade_available: '0', bootcount: '0' });
+      await device.boot.endTrial();
     } catch (error) {
       throw new FerryError(
         'DEVICE_STATE_UNREADABLE',
-        `cannot clear upgrade_available in the ${device.env.description}: ${describeCause(error)}`,
+        `cannot clear upgrade_available in the ${device.boot.description}: ${describeCause(error)}`,
         { cause: error },
       );
     }
@@ -158,7 +158,7 @@ async function appsFailed(
   if (pending.rootfsChanged) {
     await switchApps(device.engine, device.appStore, target.apps, {}, 0);
     await device.sysroot.deploy(previous.commit);
-    await device.env.update({ upgrade_available: '0', bootcount: '0' });
+    await device.boot.endTrial();
     await writeRebootSentinel(device);
     const report: CommandReport = {
       outcome: 'APPS_FAILED_REBOOT_TO_ROLLBACK',
@@ -225,7 +225,7 @@ async function recordBootloaderRollback(
   const deployments = await device.sysroot.deployments();
   const failedDeployment = deployments.find((deployment) => deployment.commit === failed.commit);
   if (failedDeployment !== undefined) await device.sysroot.undeploy(failedDeployment.index);
-  await device.env.update({ upgrade_available: '0', bootcount: '0', rollback: null });
+  await device.boot.endTrial();
   let appsNote = '';
   if (running !== null && hasApps(running)) {
     await device.engine.ensureReachable();

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError } from '../errors.js';
-import type { BootloaderEnv } from '../device/bootloader-env.js';
+import type { BootControl } from '../device/bootloader-env.js';
 import { ostreeArgOf } from '../device/booted-deployment.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { readBootEntries, type BootEntry } from './boot-entries.js';
@@ -15,9 +15,10 @@ export interface SimulatedBoot {
 }
 
 /**
- * What U-Boot does at power-on, and nothing more. With `upgrade_available=1` it counts the boot in `bootcount`
- * (as bootcount_env does); once `bootcount > bootlimit` it runs altbootcmd, which boots the rollback entry and sets
- * `rollback=1`. Otherwise it boots the default entry. A rootfs that carries the boot-fails marker never reaches
+ * What the bootloader does at power-on, and nothing more. With `upgrade_available=1` it counts the boot (U-Boot's
+ * `bootcount`, as bootcount_env does; GRUB's `boot_counter`, as a grub.cfg boot-counting script does); once the
+ * count passes `bootlimit` it boots the rollback entry and sets `rollback=1` (U-Boot's altbootcmd). Otherwise it
+ * boots the default entry. A rootfs that carries the boot-fails marker never reaches
  * userspace, so the watchdog resets the board and U-Boot runs again.
  *
  * The kernel command line of the chosen entry is written to the cmdline file, and the volatile directory (a tmpfs
@@ -25,7 +26,7 @@ export interface SimulatedBoot {
  */
 export async function simulateReboot(options: {
   sysroot: string;
-  env: BootloaderEnv;
+  boot: BootControl;
   cmdlineFile: string;
   volatileDir: string;
 }): Promise<SimulatedBoot> {
@@ -35,24 +36,18 @@ export async function simulateReboot(options: {
 
   const maxAttempts = 16;
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
-    const vars = await options.env.read();
-    const upgradeAvailable = vars['upgrade_available'] === '1';
-    const bootlimit = Number.parseInt(vars['bootlimit'] ?? '3', 10);
-    let bootcount = Number.parseInt(vars['bootcount'] ?? '0', 10) || 0;
-    if (upgradeAvailable) {
-      bootcount += 1;
-      await options.env.update({ bootcount: String(bootcount) });
-    }
+    const flags = await options.boot.flags();
+    const bootcount = flags.upgradeAvailable ? await options.boot.countBoot() : flags.bootcount;
     const entries = await readBootEntries(options.sysroot);
-    const fallBack = upgradeAvailable && bootcount > bootlimit;
+    const fallBack = flags.upgradeAvailable && bootcount > flags.bootlimit;
     const entry = fallBack ? entries[1] : entries[0];
     if (entry === undefined) {
       throw new FerryError(
         'SIM_DEVICE_BRICKED',
-        fallBack ? 'U-Boot fell back, but there is no rollback entry to boot' : 'no boot entry to boot',
+        fallBack ? 'the bootloader fell back, but there is no rollback entry to boot' : 'no boot entry to boot',
       );
     }
-    if (fallBack && vars['rollback'] !== '1') await options.env.update({ rollback: '1' });
+    if (fallBack && !flags.rolledBack) await options.boot.markFellBack();
 
     const booted = !(await bootFails(options.sysroot, entry));
     attempts.push({ entry: entry.title, bootcount, booted });

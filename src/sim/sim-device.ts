@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError } from '../errors.js';
-import { UbootEnv } from '../device/bootloader-env.js';
+import { bootControlFor, GRUB_VARIABLES, UBOOT_VARIABLES, type BootVariables } from '../device/bootloader-env.js';
 import { loadDeviceConfig, type DeviceConfig } from '../device/config.js';
 import { devicePaths } from '../device/paths.js';
 import { StatusFile, emptyStatus } from '../device/status-file.js';
@@ -36,6 +36,7 @@ export interface SimDeviceOptions {
   /** The container engine of the device (unix://…); required when the target has apps. */
   readonly dockerHost?: string | undefined;
   readonly appsSettleSeconds?: number;
+  readonly bootloader?: 'uboot' | 'grub';
 }
 
 export function simConfigDir(deviceDir: string): string {
@@ -77,19 +78,7 @@ export async function createSimDevice(
   await sysroot.repo.pullLocal(repo.ostree.path, commit, { untrusted: true });
   await sysroot.deploy(commit);
 
-  const envDir = path.join(root, 'boot-env');
-  await fs.mkdir(envDir, { recursive: true });
-  const envText = path.join(envDir, 'uboot.env.txt');
-  await fs.writeFile(
-    envText,
-    `bootlimit=${options.bootlimit ?? 3}\nbootcount=0\nupgrade_available=0\nbootupgrade_available=0\nrollback=0\n`,
-  );
-  const envImage = path.join(envDir, 'uboot.env');
-  await runTool('mkenvimage', ['-s', '0x4000', '-o', envImage, envText]);
-  await fs.rm(envText);
-  await fs.mkdir(path.join(root, 'etc'), { recursive: true });
-  const fwEnvConfig = path.join(root, 'etc', 'fw_env.config');
-  await fs.writeFile(fwEnvConfig, `# device   offset   size\n${envImage} 0x0 0x4000\n`);
+  const bootloader = await createBootEnv(root, options.bootloader ?? 'uboot', options.bootlimit ?? 3);
 
   const configDir = simConfigDir(root);
   await fs.mkdir(configDir, { recursive: true });
@@ -108,8 +97,7 @@ export async function createSimDevice(
     `path = ${JSON.stringify(path.join(root, 'var', 'sota'))}`,
     '',
     '[bootloader]',
-    'rollback_mode = "uboot_masked"',
-    `fw_env_config = ${JSON.stringify(fwEnvConfig)}`,
+    ...bootloader,
     `reboot_sentinel_dir = ${JSON.stringify(path.join(root, 'run', 'aktualizr-session'))}`,
     'reboot_sentinel_name = "need_reboot"',
     '',
@@ -154,12 +142,49 @@ async function provisionApps(
     throw new FerryError('APPS_FAILED_NO_ROLLBACK', `the initial apps did not start: ${result.failures.join('; ')}`);
 }
 
+/** A file-backed bootloader env written by the bootloader's own tools; returns its [bootloader] config lines. */
+async function createBootEnv(root: string, kind: 'uboot' | 'grub', bootlimit: number): Promise<string[]> {
+  const envDir = path.join(root, 'boot-env');
+  await fs.mkdir(envDir, { recursive: true });
+  await fs.mkdir(path.join(root, 'etc'), { recursive: true });
+  if (kind === 'grub') {
+    const grubenv = path.join(envDir, 'grubenv');
+    await runTool('grub-editenv', [grubenv, 'create']);
+    const vars = { ...initialVariables(GRUB_VARIABLES, bootlimit) };
+    await runTool('grub-editenv', [grubenv, 'set', ...Object.entries(vars).map(([name, value]) => `${name}=${value}`)]);
+    return ['rollback_mode = "grub"', `grub_env_file = ${JSON.stringify(grubenv)}`];
+  }
+  const envText = path.join(envDir, 'uboot.env.txt');
+  const vars = initialVariables(UBOOT_VARIABLES, bootlimit);
+  await fs.writeFile(
+    envText,
+    Object.entries(vars)
+      .map(([name, value]) => `${name}=${value}\n`)
+      .join(''),
+  );
+  const envImage = path.join(envDir, 'uboot.env');
+  await runTool('mkenvimage', ['-s', '0x4000', '-o', envImage, envText]);
+  await fs.rm(envText);
+  const fwEnvConfig = path.join(root, 'etc', 'fw_env.config');
+  await fs.writeFile(fwEnvConfig, `# device   offset   size\n${envImage} 0x0 0x4000\n`);
+  return ['rollback_mode = "uboot_masked"', `fw_env_config = ${JSON.stringify(fwEnvConfig)}`];
+}
+
+function initialVariables(vars: BootVariables, bootlimit: number): Record<string, string> {
+  return {
+    [vars.bootLimit]: String(bootlimit),
+    [vars.bootCounter]: '0',
+    [vars.upgradeAvailable]: '0',
+    [vars.bootUpgradeAvailable]: '0',
+    [vars.rollback]: '0',
+  };
+}
+
 export async function rebootSimDevice(deviceDir: string): Promise<SimulatedBoot> {
   const config = await loadDeviceConfig([simConfigDir(path.resolve(deviceDir))]);
-  if (config.bootloader.kind !== 'uboot') throw new FerryError('CONFIG_INVALID', 'the simulator models U-Boot only');
   return simulateReboot({
     sysroot: config.sysroot,
-    env: new UbootEnv(config.bootloader.fwEnvConfig),
+    boot: bootControlFor(config.bootloader),
     cmdlineFile: config.cmdlineFile,
     volatileDir: config.rebootSentinelDir,
   });

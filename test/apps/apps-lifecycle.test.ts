@@ -75,7 +75,7 @@ describe('compose apps on a real dockerd', () => {
       deploymentsBefore,
       'no new deployment for an apps-only update',
     );
-    assert.equal((await device.device.env.read())['upgrade_available'], '0');
+    assert.equal((await device.device.boot.env.read())['upgrade_available'], '0');
     assert.deepEqual(
       await fs.readdir(device.config.rebootSentinelDir).then((names) => names.filter((name) => name === 'need_reboot')),
       [],

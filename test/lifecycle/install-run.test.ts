@@ -45,7 +45,7 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     assert.equal(install.code, 100, install.stderr);
     assert.match(install.stdout, /reboot/);
 
-    const env = await device.device.env.read();
+    const env = await device.device.boot.env.read();
     assert.equal(env['upgrade_available'], '1');
     assert.equal(env['bootcount'], '0');
     const deployments = await device.device.sysroot.deployments();
@@ -73,7 +73,7 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     assert.equal(done['pending'], null);
     assert.equal(done['current'].name, factory.v2);
     assert.equal(done['rollback'].name, factory.v1);
-    const after = await device.device.env.read();
+    const after = await device.device.boot.env.read();
     assert.equal(after['upgrade_available'], '0');
 
     const again = await cli('run', '--config', device.configDir);
@@ -149,7 +149,7 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     const reboot = await cli('sim', 'reboot', device.dir);
     assert.equal(reboot.code, 0, reboot.stderr);
     assert.match(reboot.stdout, /fell back/);
-    const env = await device.device.env.read();
+    const env = await device.device.boot.env.read();
     assert.equal(env['bootcount'], '4', 'U-Boot counted bootlimit+1 boots before falling back');
 
     const run = await cli('run', '--config', device.configDir, '--json');
@@ -171,7 +171,7 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
       deployments.map((deployment) => deployment.commit),
       [factory.commits[factory.v2]],
     );
-    const cleared = await device.device.env.read();
+    const cleared = await device.device.boot.env.read();
     assert.equal(cleared['upgrade_available'], '0');
     assert.equal(cleared['bootcount'], '0');
 

@@ -22,7 +22,7 @@ describe('ferry sim (the simulated U-Boot)', () => {
     assert.deepEqual(await fs.readdir(device.config.rebootSentinelDir), []);
     const [entry] = await readBootEntries(device.config.sysroot);
     assert.equal(ostreeArgOf(await fs.readFile(device.config.cmdlineFile, 'utf8')), ostreeArgOf(entry!.options));
-    assert.equal((await device.device.env.read())['bootcount'], '0');
+    assert.equal((await device.device.boot.env.read())['bootcount'], '0');
   });
 
   test('with upgrade_available=1 each boot is counted, and after bootlimit boots U-Boot falls back and sets rollback=1', async () => {
@@ -32,7 +32,7 @@ describe('ferry sim (the simulated U-Boot)', () => {
     const result = await cli('sim', 'reboot', device.dir);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /did not boot.*fell back/);
-    const env = await device.device.env.read();
+    const env = await device.device.boot.env.read();
     assert.equal(env['bootcount'], '2');
     assert.equal(env['rollback'], '1');
     const entries = await readBootEntries(device.config.sysroot);
@@ -48,7 +48,7 @@ describe('ferry sim (the simulated U-Boot)', () => {
     const bundle = await exportTo(factory, factory.v2);
     assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundle)).code, 100);
     assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
-    assert.equal((await device.device.env.read())['bootcount'], '1');
+    assert.equal((await device.device.boot.env.read())['bootcount'], '1');
   });
 
   test('a device whose only deployment never boots is reported as bricked (49)', async () => {
