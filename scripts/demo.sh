@@ -86,7 +86,7 @@ show app add heartbeat --repo "$work/factory" --compose "$work/compose" --image 
 show target add --repo "$work/factory" --name demo-lmp --version 3 --hardware-id ferry-sim --tag main --ref demo/v2 --ostree-repo "$work/build" --app heartbeat; expect 0
 
 step "Create a simulated device running demo-lmp-1 (rootfs 1, heartbeat 1)"
-show sim create "$work/device" --repo "$work/factory" --target demo-lmp-1 --docker-host "$engine" --apps-settle-seconds 2; expect 0
+show sim create "$work/device" --repo "$work/factory" --target demo-lmp-1 --docker-host "$engine" --testing-window-seconds 2; expect 0
 config="$work/device/etc/sota/conf.d"
 show status --config "$config"; expect 0
 docker_ps

@@ -72,6 +72,13 @@ export const OUTCOMES = {
     next: 'reboot, then run',
   },
 
+  TESTING: {
+    exitCode: 105,
+    kind: 'instruction',
+    commands: ['run'],
+    meaning: 'the new apps are up and in their testing window; the update is not committed yet (run --no-wait)',
+    next: 'run again after the testing window to commit',
+  },
   RESTART_ENGINE_REQUIRED: {
     exitCode: 101,
     kind: 'instruction',
@@ -270,6 +277,13 @@ export const OUTCOMES = {
     commands: ['install'],
     meaning: 'an app on the bundle is malformed (compose file, an image not pinned by digest or not in the manifest)',
     next: 'do not use this bundle; export a new one',
+  },
+  TARGET_FAILED_BEFORE: {
+    exitCode: 77,
+    kind: 'failure',
+    commands: ['install'],
+    meaning: 'this target failed on this device before and is refused without --force',
+    next: 'use a newer target, or --force to try it again',
   },
   DOWNGRADE_REFUSED: {
     exitCode: 102,

@@ -39,51 +39,86 @@ async function loadImages(engine: DockerEngine, store: AppStore, name: string, p
   }
 }
 
-/**
- * Brings the apps of `to` up and the apps only `from` has down, then waits `settleMs` and checks that every
- * service of every app of `to` has a running container that is not restarting. A container that exited, or never
- * started, is a failure of its app.
- */
-export async function switchApps(
-  engine: DockerEngine,
-  store: AppStore,
-  from: Apps,
-  to: Apps,
-  settleMs: number,
-): Promise<AppsResult> {
+/** Brings the apps of `to` up (loading their images first) and the apps only `from` has down. */
+export async function startApps(engine: DockerEngine, store: AppStore, from: Apps, to: Apps): Promise<AppsResult> {
   const failures: string[] = [];
   for (const [name, pin] of Object.entries(from)) {
-    if (to[name] !== undefined) continue;
-    await stopApp(engine, store, name, pin);
+    if (to[name] === undefined) await stopApp(engine, store, name, pin);
   }
-  const started: string[] = [];
   for (const [name, pin] of Object.entries(to)) {
     try {
       await loadImages(engine, store, name, pin);
       await engine.up(name, composeFileOf(store, name, pin));
-      started.push(name);
     } catch (error) {
       failures.push(`app "${name}" did not start: ${describeCause(error)}`);
     }
   }
-  if (started.length > 0 && settleMs > 0) await new Promise((resolve) => setTimeout(resolve, settleMs));
-  for (const name of started) {
-    const pin = to[name]!;
-    const services = parseCompose(await fs.readFile(composeFileOf(store, name, pin), 'utf8')).services.map(
-      (service) => service.name,
-    );
+  return { ok: failures.length === 0, failures };
+}
+
+/**
+ * One look at the apps: every service of every app has a container that is running, is not restarting, and has
+ * been running since `since`. A container that exited, restarted, or never started is a failure of its app.
+ */
+export async function checkApps(engine: DockerEngine, store: AppStore, apps: Apps, since: Date): Promise<AppsResult> {
+  const failures: string[] = [];
+  for (const [name, pin] of Object.entries(apps)) {
+    let services: string[];
+    try {
+      services = parseCompose(await fs.readFile(composeFileOf(store, name, pin), 'utf8')).services.map(
+        (service) => service.name,
+      );
+    } catch (error) {
+      failures.push(`app "${name}" is not in the app store: ${describeCause(error)}`);
+      continue;
+    }
     const containers = await engine.containers(name);
     for (const service of services) {
-      const running = containers.filter((container) => container.service === service);
-      if (running.length === 0) failures.push(`app "${name}": service "${service}" has no container`);
-      for (const container of running) {
+      const mine = containers.filter((container) => container.service === service);
+      if (mine.length === 0) failures.push(`app "${name}": service "${service}" has no container`);
+      for (const container of mine) {
         if (!container.running || container.restarting) {
-          failures.push(`app "${name}": service "${service}" is ${container.status} (exit code ${container.exitCode})`);
+          failures.push(`app "${name}": service "${service}" ${container.status} (exit code ${container.exitCode})`);
+        } else if (container.startedAt.getTime() > since.getTime()) {
+          failures.push(`app "${name}": service "${service}" restarted at ${container.startedAt.toISOString()}`);
         }
       }
     }
   }
   return { ok: failures.length === 0, failures };
+}
+
+/**
+ * The testing window: the apps are looked at about every second until `until`; the first failure ends it. With
+ * `until` already past, they are looked at once.
+ */
+export async function watchApps(
+  engine: DockerEngine,
+  store: AppStore,
+  apps: Apps,
+  window: { since: Date; until: Date; onTick?: (secondsLeft: number) => Promise<void> },
+): Promise<AppsResult> {
+  for (;;) {
+    const result = await checkApps(engine, store, apps, window.since);
+    const left = window.until.getTime() - Date.now();
+    if (!result.ok || left <= 0) return result;
+    await window.onTick?.(Math.ceil(left / 1000));
+    await new Promise((resolve) => setTimeout(resolve, Math.min(1000, left)));
+  }
+}
+
+/** Starts `to` (stopping what only `from` has) and watches it for `windowMs`. */
+export async function switchApps(
+  engine: DockerEngine,
+  store: AppStore,
+  from: Apps,
+  to: Apps,
+  windowMs: number,
+): Promise<AppsResult> {
+  const started = await startApps(engine, store, from, to);
+  if (!started.ok) return started;
+  const since = new Date();
+  return watchApps(engine, store, to, { since, until: new Date(since.getTime() + windowMs) });
 }
 
 export async function stopApp(engine: DockerEngine, store: AppStore, name: string, pin: AppPin): Promise<void> {

@@ -37,7 +37,11 @@ export class AppStore {
     return [...missing.values()];
   }
 
-  async stage(source: AppsDir, apps: readonly VerifiedApp[]): Promise<{ blobsCopied: number; bytesCopied: number }> {
+  async stage(
+    source: AppsDir,
+    apps: readonly VerifiedApp[],
+    onProgress?: (bytesCopied: number) => Promise<void>,
+  ): Promise<{ blobsCopied: number; bytesCopied: number }> {
     const todo: VerifiedApp[] = [];
     for (const app of apps) if (!(await this.hasApp(app.name, app.pin))) todo.push(app);
     if (todo.length === 0) return { blobsCopied: 0, bytesCopied: 0 };
@@ -47,6 +51,7 @@ export class AppStore {
       const result = await copyVerifiedApps(source, staging, todo, {
         unpackProject: true,
         skipBlob: (digest) => this.apps.blobs.has(digest),
+        ...(onProgress ? { onProgress } : {}),
       });
       for (const app of todo)
         await fs.writeFile(path.join(staging.projectDir(app.name, app.pin.digest), '.complete'), '');

@@ -16,7 +16,11 @@ export async function copyVerifiedApps(
   source: AppsDir,
   dest: AppsDir,
   apps: readonly VerifiedApp[],
-  options: { unpackProject: boolean; skipBlob?: (digest: string) => Promise<boolean> },
+  options: {
+    unpackProject: boolean;
+    skipBlob?: (digest: string) => Promise<boolean>;
+    onProgress?: (bytesCopied: number) => Promise<void>;
+  },
 ): Promise<{ blobsCopied: number; bytesCopied: number }> {
   let blobsCopied = 0;
   let bytesCopied = 0;
@@ -36,6 +40,7 @@ export async function copyVerifiedApps(
         if (copied) {
           blobsCopied += 1;
           bytesCopied += blob.size;
+          await options.onProgress?.(bytesCopied);
         }
       }
     }

@@ -10,6 +10,8 @@ export interface ContainerState {
   readonly restarting: boolean;
   readonly exitCode: number;
   readonly status: string;
+  readonly startedAt: Date;
+  readonly restartCount: number;
 }
 
 /**
@@ -101,7 +103,8 @@ export class DockerEngine {
           Id: string;
           Name: string;
           Config: { Image: string; Labels: Record<string, string> };
-          State: { Running: boolean; Restarting: boolean; ExitCode: number; Status: string };
+          State: { Running: boolean; Restarting: boolean; ExitCode: number; Status: string; StartedAt: string };
+          RestartCount: number;
         };
         return {
           id: info.Id,
@@ -112,6 +115,8 @@ export class DockerEngine {
           restarting: info.State.Restarting,
           exitCode: info.State.ExitCode,
           status: info.State.Status,
+          startedAt: new Date(info.State.StartedAt),
+          restartCount: info.RestartCount,
         };
       });
   }

@@ -24,13 +24,16 @@ const { version: VERSION } = createRequire(import.meta.url)('../../../package.js
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
-function positiveInteger(name: string) {
+function wholeNumber(name: string, min: number) {
   return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < 1)
-      throw new FerryError('USAGE', `${name} must be a whole number, at least 1 (got "${value}")`);
+    if (!/^\d+$/.test(value) || Number(value) < min) {
+      throw new FerryError('USAGE', `${name} must be a whole number, at least ${min} (got "${value}")`);
+    }
     return Number(value);
   };
 }
+
+const positiveInteger = (name: string) => wholeNumber(name, 1);
 
 interface DeviceCommandOptions {
   config?: string[];
@@ -101,11 +104,19 @@ export function buildProgram(
     });
 
   deviceOptions(
-    program.command('run').description('after the reboot, finish the pending update, or record its rollback'),
+    program
+      .command('run')
+      .description(
+        'after the reboot (or engine restart): start the apps, watch them through the testing window, commit or roll back',
+      )
+      .option(
+        '--no-wait',
+        'start the apps and exit at once (105, state TESTING); a later run finishes the testing window',
+      ),
   )
     .addHelpText('after', exitCodeTable(['run']))
-    .action(async (options: DeviceCommandOptions) => {
-      setReport(await runPending(await device(options)), options.json ?? false);
+    .action(async (options: DeviceCommandOptions & { wait: boolean }) => {
+      setReport(await runPending(await device(options), { noWait: !options.wait }), options.json ?? false);
     });
 
   if (name === 'aklite-offline') return program;
@@ -268,9 +279,9 @@ export function buildProgram(
       "the device's container engine, e.g. unix:///run/ferry-sim/docker.sock (needed for apps)",
     )
     .addOption(
-      new Option('--apps-settle-seconds <n>', 'how long run waits before it checks that the apps still run')
-        .default(3)
-        .argParser(positiveInteger('--apps-settle-seconds')),
+      new Option('--testing-window-seconds <n>', 'how long every app must keep running before run commits an update')
+        .default(120)
+        .argParser(wholeNumber('--testing-window-seconds', 0)),
     )
     .addOption(
       new Option('--bootlimit <n>', 'boots U-Boot tries a new rootfs before it falls back')
@@ -288,7 +299,7 @@ export function buildProgram(
           prod?: boolean;
           bootlimit: number;
           dockerHost?: string;
-          appsSettleSeconds: number;
+          testingWindowSeconds: number;
           bootloader: 'uboot' | 'grub';
         },
       ) => {
@@ -299,7 +310,7 @@ export function buildProgram(
           bootlimit: options.bootlimit,
           production: options.prod ?? false,
           dockerHost: options.dockerHost,
-          appsSettleSeconds: options.appsSettleSeconds,
+          testingWindowSeconds: options.testingWindowSeconds,
           bootloader: options.bootloader,
         });
         setReport(
@@ -332,15 +343,28 @@ export function buildProgram(
     .requiredOption('--branch <ref>', 'the branch to commit to')
     .requiredOption('--version <n>', 'the version written into os-release')
     .option('--boot-fails', 'mark the rootfs so that it never boots in the simulator')
-    .action(async (options: { ostreeRepo: string; branch: string; version: string; bootFails?: boolean }) => {
-      const commit = await commitSimRootfs({
-        repo: path.resolve(options.ostreeRepo),
-        branch: options.branch,
-        version: options.version,
-        bootFails: options.bootFails ?? false,
-      });
-      setReport({ outcome: 'OK', message: commit, data: { commit } }, false);
-    });
+    .option(
+      '--boot-firmware <version>',
+      'ship a boot firmware of this version: booting it sets bootupgrade_available=1',
+    )
+    .action(
+      async (options: {
+        ostreeRepo: string;
+        branch: string;
+        version: string;
+        bootFails?: boolean;
+        bootFirmware?: string;
+      }) => {
+        const commit = await commitSimRootfs({
+          repo: path.resolve(options.ostreeRepo),
+          branch: options.branch,
+          version: options.version,
+          bootFails: options.bootFails ?? false,
+          bootFirmware: options.bootFirmware,
+        });
+        setReport({ outcome: 'OK', message: commit, data: { commit } }, false);
+      },
+    );
 
   sim
     .command('image')

@@ -23,8 +23,8 @@ export interface DeviceConfig {
   readonly production: boolean;
   /** The container engine that runs the compose apps. */
   readonly dockerHost: string;
-  /** How long `run` waits after starting apps before it checks that every container still runs. */
-  readonly appsSettleMs: number;
+  /** The testing window: how long every app container must keep running before an update is committed. */
+  readonly testingWindowMs: number;
   /** The files the configuration was read from, in order. */
   readonly sources: readonly string[];
 }
@@ -131,9 +131,9 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
 
   const production = ferry['production'] ?? false;
   if (typeof production !== 'boolean') throw invalid('[ferry] production must be true or false');
-  const settle = ferry['apps_settle_seconds'] ?? 3;
-  if (typeof settle !== 'number' || !Number.isFinite(settle) || settle < 0 || settle > 3600) {
-    throw invalid('[ferry] apps_settle_seconds must be a number of seconds between 0 and 3600');
+  const window = ferry['testing_window_seconds'] ?? 120;
+  if (typeof window !== 'number' || !Number.isFinite(window) || window < 0 || window > 3600) {
+    throw invalid('[ferry] testing_window_seconds must be a number of seconds between 0 and 3600');
   }
 
   return {
@@ -148,7 +148,7 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
     cmdlineFile: optionalString(ferry, 'ferry', 'cmdline_file', '/proc/cmdline'),
     production,
     dockerHost: optionalString(ferry, 'ferry', 'docker_host', 'unix:///var/run/docker.sock'),
-    appsSettleMs: Math.round(settle * 1000),
+    testingWindowMs: Math.round(window * 1000),
     sources,
   };
 }

@@ -28,7 +28,7 @@ export function openDevice(config: DeviceConfig): Device {
     paths,
     sysroot: new Sysroot(config.sysroot, config.os),
     boot: bootControlFor(config.bootloader),
-    statusFile: new StatusFile(paths.statusFile),
+    statusFile: new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile),
     appStore: new AppStore(paths.appStore),
     engine: new DockerEngine(config.dockerHost),
   };

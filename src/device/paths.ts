@@ -6,6 +6,10 @@ export interface DevicePaths {
   readonly trustedMetadataDir: string;
   readonly appStore: string;
   readonly statusFile: string;
+  /** `<storage>/update-state`: the state name alone, for scripts. */
+  readonly updateStateFile: string;
+  /** `<storage>/inconsistent`: present, holding the reason, only while the device is inconsistent. */
+  readonly inconsistentFile: string;
   readonly rebootSentinel: string;
   readonly volatileDir: string;
 }
@@ -16,6 +20,8 @@ export function devicePaths(config: DeviceConfig): DevicePaths {
     trustedMetadataDir: path.join(ferryDir, 'tuf'),
     appStore: path.join(ferryDir, 'apps'),
     statusFile: path.join(ferryDir, 'status.json'),
+    updateStateFile: path.join(config.storagePath, 'update-state'),
+    inconsistentFile: path.join(config.storagePath, 'inconsistent'),
     rebootSentinel: path.join(config.rebootSentinelDir, config.rebootSentinelName),
     volatileDir: config.rebootSentinelDir,
   };

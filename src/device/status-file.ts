@@ -3,8 +3,26 @@ import path from 'node:path';
 import type { AppPin } from '../tuf/target.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 
-/** Update states as Pantavisor names them (reference §4). */
-export type UpdateState = 'IDLE' | 'QUEUED' | 'INPROGRESS' | 'TESTING' | 'DONE' | 'UPDATED' | 'WONTGO' | 'ERROR';
+/** Update states as Pantavisor names them (reference §4); IDLE is a device no update has touched yet. */
+export const UPDATE_STATES = [
+  'IDLE',
+  'QUEUED',
+  'VERIFYING',
+  'COPYING',
+  'INPROGRESS',
+  'TESTING',
+  'DONE',
+  'UPDATED',
+  'WONTGO',
+  'ERROR',
+] as const;
+export type UpdateState = (typeof UPDATE_STATES)[number];
+
+/** Percent done while copying; seconds left while testing. */
+export interface Progress {
+  readonly unit: 'percent' | 'seconds-left';
+  readonly value: number;
+}
 
 export interface TargetRef {
   readonly name: string;
@@ -23,6 +41,10 @@ export interface PendingUpdate {
   readonly rootfsChanged: boolean;
   /** Set when this pending update is the way back from a target whose apps failed on its new rootfs. */
   readonly rollbackOf?: TargetRef;
+  /** Set once `run` has started the apps: the testing window runs from `since` to `until`. */
+  readonly testing?: { readonly since: string; readonly until: string };
+  /** Set when this install repairs an inconsistent device with the same target. */
+  readonly repair?: boolean;
 }
 
 export interface HistoryEntry {
@@ -39,6 +61,11 @@ export interface DeviceStatus {
   readonly schema: 1;
   readonly state: UpdateState;
   readonly reason: string;
+  readonly progress: Progress | null;
+  /** What the last command did, kept with a WONTGO or an ERROR: the lines that explain it. */
+  readonly log: readonly string[];
+  /** Mender's INCONSISTENT: a rollback failed too, and the device is in no known-good state. */
+  readonly inconsistent: { readonly reason: string; readonly at: string; readonly target: TargetRef | null } | null;
   readonly current: TargetRef | null;
   readonly pending: PendingUpdate | null;
   readonly rollback: TargetRef | null;
@@ -48,6 +75,7 @@ export interface DeviceStatus {
     readonly exitCode: number;
     readonly message: string;
     readonly at: string;
+    readonly log: readonly string[];
   } | null;
   readonly history: readonly HistoryEntry[];
 }
@@ -59,6 +87,9 @@ export function emptyStatus(): DeviceStatus {
     schema: 1,
     state: 'IDLE',
     reason: 'no update has run yet',
+    progress: null,
+    log: [],
+    inconsistent: null,
     current: null,
     pending: null,
     rollback: null,
@@ -85,11 +116,17 @@ function looksLikeStatus(value: unknown): value is DeviceStatus {
 }
 
 /**
- * The status record: the one file that a refusal may change. An unreadable record is moved aside to `.broken`,
- * never trusted and never deleted, and ferry carries on from an empty one.
+ * The status record: the one file that a refusal may change, with two plain files beside it for scripts that cannot
+ * parse JSON: `update-state` (the state name) and `inconsistent` (the reason, present only while the device is
+ * inconsistent). An unreadable record is moved aside to `.broken`, never trusted and never deleted, and ferry
+ * carries on from an empty one.
  */
 export class StatusFile {
-  constructor(readonly file: string) {}
+  constructor(
+    readonly file: string,
+    readonly plainStateFile?: string,
+    readonly plainInconsistentFile?: string,
+  ) {}
 
   async load(): Promise<{ status: DeviceStatus; recovered?: string }> {
     let text: string;
@@ -101,7 +138,8 @@ export class StatusFile {
     }
     try {
       const parsed: unknown = JSON.parse(text);
-      if (looksLikeStatus(parsed)) return { status: parsed };
+      // Records written before a field existed get its empty value.
+      if (looksLikeStatus(parsed)) return { status: { ...emptyStatus(), ...parsed } };
     } catch {
       // Falls through to the recovery below.
     }
@@ -113,5 +151,11 @@ export class StatusFile {
   async save(status: DeviceStatus): Promise<void> {
     await fs.mkdir(path.dirname(this.file), { recursive: true });
     await writeFileAtomic(this.file, `${JSON.stringify(status, null, 2)}\n`);
+    if (this.plainStateFile !== undefined) await writeFileAtomic(this.plainStateFile, `${status.state}\n`);
+    if (this.plainInconsistentFile !== undefined) {
+      if (status.inconsistent !== null)
+        await writeFileAtomic(this.plainInconsistentFile, `${status.inconsistent.reason}\n`);
+      else await fs.rm(this.plainInconsistentFile, { force: true });
+    }
   }
 }

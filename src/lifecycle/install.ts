@@ -1,22 +1,21 @@
 import path from 'node:path';
 import { AppsDir } from '../apps/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
-import { FerryError, describeCause } from '../errors.js';
-import { availableBytes, treeBytes } from '../device/free-space.js';
-import type { AppPin } from '../tuf/target.js';
 import { commitsPresent, openBundleDir, type BundleDir } from '../bundle/bundle-dir.js';
 import type { BootFlags } from '../device/bootloader-env.js';
 import { readBooted, writeRebootSentinel, type Device } from '../device/device.js';
-import type { DeviceStatus, TargetRef } from '../device/status-file.js';
-import { ToolError } from '../util/tool.js';
+import { availableBytes, treeBytes } from '../device/free-space.js';
+import { FerryError, describeCause } from '../errors.js';
+import type { AppPin } from '../tuf/target.js';
 import {
   discardScratch,
   promoteTrustedMetadata,
   verifyBundleMetadata,
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
+import { ToolError } from '../util/tool.js';
 import { planInstall, type InstallDecision } from './plan.js';
-import { errorReport, recordOutcome, type CommandReport } from './report.js';
+import { errorReport, StatusRecorder, type CommandReport } from './report.js';
 import { selectTarget } from './select-target.js';
 
 export interface InstallOptions {
@@ -39,21 +38,30 @@ export async function readBootFlags(device: Device): Promise<BootFlags> {
 }
 
 /**
- * `install`: verify the bundle, choose the target, and stage it so that the next boot runs it. Everything up to the
- * decision only reads; a refusal writes nothing but its line in the status record.
+ * `install`: verify the bundle, choose the target, and stage it so that the next boot (or engine restart) runs it.
+ * Everything up to the decision only reads; a refusal writes nothing but the status record.
  */
 export async function installFromBundle(device: Device, options: InstallOptions): Promise<CommandReport> {
   const { status } = await device.statusFile.load();
+  const recorder = new StatusRecorder(device, status, 'install');
   let verified: VerifiedMetadata | undefined;
   try {
+    await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
     const bundle = await openBundleDir(options.srcDir);
     const booted = await readBooted(device);
     const flags = await readBootFlags(device);
+    recorder.log(
+      `booted commit ${booted.commit}; ${device.boot.description}: upgrade_available=${flags.upgradeAvailable ? 1 : 0}`,
+    );
+    await recorder.phase('VERIFYING', 'checking the TUF metadata of the bundle');
     verified = await verifyBundleMetadata({
       trustedDir: device.paths.trustedMetadataDir,
       bundleTufDir: bundle.tufDir,
       ...(options.now ? { now: options.now } : {}),
     });
+    recorder.log(
+      `metadata verified: root version ${verified.rootVersion}; bundle ${verified.bundle.type}/${verified.bundle.tag} names ${verified.bundle.targets.join(', ')}`,
+    );
     const selected = selectTarget({
       bundle: verified.bundle,
       targets: verified.targets,
@@ -65,6 +73,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
       ),
       requestedName: options.targetName,
     });
+    recorder.log(`selected target ${selected.name} (version ${selected.version}, commit ${selected.commit})`);
     const decision = planInstall({
       status,
       booted,
@@ -82,8 +91,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
           message: `the device already runs target "${decision.target.name}" (version ${decision.target.version}); nothing to install`,
           data: { target: decision.target },
         };
-        await recordOutcome(device, status, {
-          command: 'install',
+        await recorder.finish({
           state: status.state === 'IDLE' ? 'DONE' : status.state,
           report,
           target: decision.target.name,
@@ -91,39 +99,42 @@ export async function installFromBundle(device: Device, options: InstallOptions)
         return report;
       }
     }
-    return await stage(device, status, bundle, verified, decision);
+    return await stage(device, recorder, bundle, verified, decision);
   } catch (error) {
     const report = errorReport(error);
-    await recordOutcome(device, status, { command: 'install', state: 'WONTGO', report });
+    await recorder.finish({ state: 'WONTGO', report, cause: error });
     return report;
   } finally {
     if (verified) await discardScratch(verified);
   }
 }
 
-function pullFailure(target: TargetRef, error: unknown): FerryError {
+function pullFailure(name: string, error: unknown): FerryError {
   const text = error instanceof ToolError ? error.stderr : describeCause(error);
   if (/corrupted|checksum|invalid/i.test(text)) {
     return new FerryError(
       'CONTENT_VERIFICATION_FAILED',
-      `ostree_repo/: content of target "${target.name}" failed verification: ${describeCause(error)}`,
+      `ostree_repo/: content of target "${name}" failed verification: ${describeCause(error)}`,
       { cause: error },
     );
   }
   if (/no such|not found|missing/i.test(text)) {
     return new FerryError(
       'CONTENT_MISSING',
-      `ostree_repo/: content of target "${target.name}" is incomplete: ${describeCause(error)}`,
+      `ostree_repo/: content of target "${name}" is incomplete: ${describeCause(error)}`,
       { cause: error },
     );
   }
-  return new FerryError('STAGING_FAILED', `pulling target "${target.name}" failed: ${describeCause(error)}`, {
-    cause: error,
-  });
+  return new FerryError('STAGING_FAILED', `pulling target "${name}" failed: ${describeCause(error)}`, { cause: error });
 }
 
 /** Filesystem headroom kept free on top of what an update needs: metadata, status and journal writes. */
 const SPACE_MARGIN_BYTES = 1024 * 1024;
+
+interface SpaceNeeds {
+  readonly appBytes: number;
+  readonly rootfsBytes: number;
+}
 
 /**
  * Refuses (60) before anything is written when the update cannot fit: the app blobs the store lacks plus the
@@ -134,7 +145,7 @@ async function checkSpace(
   bundle: BundleDir,
   apps: readonly VerifiedApp[],
   rootfsChanged: boolean,
-): Promise<void> {
+): Promise<SpaceNeeds> {
   const appBytes =
     (await device.appStore.missingBlobs(apps)).reduce((sum, blob) => sum + blob.size, 0) +
     apps.reduce(
@@ -163,30 +174,38 @@ async function checkSpace(
       );
     }
   }
+  return { appBytes, rootfsBytes };
 }
 
 async function stage(
   device: Device,
-  status: DeviceStatus,
+  recorder: StatusRecorder,
   bundle: BundleDir,
   verified: VerifiedMetadata,
   decision: Extract<InstallDecision, { action: 'stage' }>,
 ): Promise<CommandReport> {
   const { target, previous, transition } = decision;
+  const why = transition.reasons.join('; ');
+  await recorder.phase('VERIFYING', `checking the apps of "${target.name}" along their digest chain`);
   const missing: Record<string, AppPin> = {};
   for (const [name, pin] of Object.entries(target.apps))
     if (!(await device.appStore.hasApp(name, pin))) missing[name] = pin;
   const apps = await verifyApps(new AppsDir(bundle.appsDir), missing);
-  await checkSpace(device, bundle, apps, transition.rootfsChanged);
+  const needs = await checkSpace(device, bundle, apps, transition.rootfsChanged);
+  recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
 
   // Apps are staged first and all at once: a blob that fails its digest leaves the store as it was.
-  await device.appStore.stage(new AppsDir(bundle.appsDir), apps);
+  const total = Math.max(1, needs.appBytes + needs.rootfsBytes);
+  await recorder.phase('COPYING', `copying "${target.name}" from the bundle`, { unit: 'percent', value: 0 });
+  await device.appStore.stage(new AppsDir(bundle.appsDir), apps, (bytes) =>
+    recorder.progress({ unit: 'percent', value: Math.min(99, Math.floor((100 * bytes) / total)) }),
+  );
   if (transition.rootfsChanged) {
     const repo = device.sysroot.repo;
     try {
       await repo.pullLocal(bundle.ostreeRepo.path, target.commit, { untrusted: true });
     } catch (error) {
-      throw pullFailure(target, error);
+      throw pullFailure(target.name, error);
     }
     if (!(await repo.hasCommitObject(target.commit)) || (await repo.resolve(target.commit)) !== target.commit) {
       throw new FerryError(
@@ -195,36 +214,27 @@ async function stage(
       );
     }
   }
+  await recorder.progress({ unit: 'percent', value: 100 }, true);
 
   await promoteTrustedMetadata(verified, device.paths.trustedMetadataDir);
   const completion = transition.kind === 'reboot' ? 'reboot' : 'restart-engine';
+  const repair = recorder.status.inconsistent !== null;
   // The update is recorded as pending before the deployment is written, so a later `run` knows what to expect.
-  let current = await recordOutcome(
-    device,
-    status,
-    {
-      command: 'install',
-      state: 'INPROGRESS',
-      report: {
-        outcome: 'REBOOT_REQUIRED',
-        message: `staging target "${target.name}": ${transition.reasons.join('; ')}`,
-      },
-      target: target.name,
+  await recorder.phase('INPROGRESS', `staging target "${target.name}": ${why}`, null, {
+    pending: {
+      target,
+      previous,
+      installedAt: new Date().toISOString(),
+      completion,
+      rootfsChanged: transition.rootfsChanged,
+      ...(repair ? { repair } : {}),
     },
-    {
-      pending: {
-        target,
-        previous,
-        installedAt: new Date().toISOString(),
-        completion,
-        rootfsChanged: transition.rootfsChanged,
-      },
-    },
-  );
+  });
   try {
     if (transition.rootfsChanged) {
       await device.sysroot.deploy(target.commit);
       await device.boot.startTrial();
+      recorder.log(`deployed ${target.commit}; boot trial started`);
     }
     if (completion === 'reboot') await writeRebootSentinel(device);
   } catch (error) {
@@ -233,15 +243,9 @@ async function stage(
         cause: error,
       }),
     );
-    current = await recordOutcome(
-      device,
-      current,
-      { command: 'install', state: 'ERROR', report, target: target.name },
-      { pending: null },
-    );
+    await recorder.finish({ state: 'ERROR', report, target: target.name, cause: error }, { pending: null });
     return report;
   }
-  const why = transition.reasons.join('; ');
   const report: CommandReport =
     completion === 'reboot'
       ? {
@@ -254,6 +258,6 @@ async function stage(
           message: `installed target "${target.name}" (version ${target.version}; ${why}); no reboot needed: restart the container engine, then run \`run\``,
           data: { target, previous, reasons: transition.reasons },
         };
-  await recordOutcome(device, current, { command: 'install', state: 'INPROGRESS', report, target: target.name });
+  await recorder.finish({ state: 'INPROGRESS', report, target: target.name });
   return report;
 }

@@ -59,15 +59,37 @@ export function planInstall(input: {
       action: 'refuse',
       error: new FerryError(
         'INSTALL_PENDING',
-        `target "${status.pending.target.name}" is installed and waits for a reboot and \`run\``,
+        `target "${status.pending.target.name}" is installed and waits for ${status.pending.completion === 'reboot' ? 'a reboot' : 'an engine restart'} and \`run\``,
+      ),
+    };
+  }
+  // An inconsistent device may always take its own target again: that is how it is repaired (Mender).
+  const repair = status.inconsistent !== null && status.inconsistent.target?.name === selected.name;
+  const failedBefore = status.failedTargets.find(
+    (entry) => entry.target.name === selected.name && entry.target.commit === selected.commit,
+  );
+  if (failedBefore !== undefined && !input.force && !repair) {
+    return {
+      action: 'refuse',
+      error: new FerryError(
+        'TARGET_FAILED_BEFORE',
+        `target "${selected.name}" failed on this device at ${failedBefore.at} (${failedBefore.reason}); use --force to try it again`,
       ),
     };
   }
   const current = currentTargetOf(status, booted, input.known);
   // What runs now: the booted rootfs, and the apps of the current target (none if ferry does not know it).
-  const transition = decideTransition({ commit: booted.commit, apps: current?.apps ?? {} }, selected);
-  if (transition.kind === 'none') return { action: 'already-installed', target: current ?? refOf(selected) };
-  if (current !== null && !input.force && compareVersions(selected.version, current.version) < 0) {
+  let transition = decideTransition({ commit: booted.commit, apps: current?.apps ?? {} }, selected);
+  if (transition.kind === 'none') {
+    if (status.inconsistent === null) return { action: 'already-installed', target: current ?? refOf(selected) };
+    // Same rootfs and apps, but the apps are in no known state: start them again, as an apps-only update.
+    transition = {
+      kind: 'restart-engine',
+      rootfsChanged: false,
+      reasons: ['the device is inconsistent: its apps are started again'],
+    };
+  }
+  if (current !== null && !input.force && !repair && compareVersions(selected.version, current.version) < 0) {
     return {
       action: 'refuse',
       error: new FerryError(

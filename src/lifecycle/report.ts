@@ -1,7 +1,7 @@
 import { FerryError, describeCause } from '../errors.js';
 import { exitCodeOf, type Outcome } from '../exit-codes.js';
 import type { Device } from '../device/device.js';
-import { appendHistory, type DeviceStatus, type UpdateState } from '../device/status-file.js';
+import { appendHistory, type DeviceStatus, type Progress, type UpdateState } from '../device/status-file.js';
 
 /** What a command hands back to the entry point: an outcome from the one table, a line for people, data for --json. */
 export interface CommandReport {
@@ -11,42 +11,106 @@ export interface CommandReport {
 }
 
 export function errorReport(error: unknown): CommandReport {
-  if (error instanceof FerryError)
+  if (error instanceof FerryError) {
     return { outcome: error.outcome, message: error.message, ...(error.detail ? { data: error.detail } : {}) };
+  }
   return { outcome: 'INTERNAL_ERROR', message: describeCause(error) };
 }
 
+type StatusChanges = Partial<Omit<DeviceStatus, 'schema' | 'history' | 'state' | 'reason' | 'progress' | 'log'>>;
+
+/** How many lines of a command's activity a WONTGO or ERROR keeps. */
+export const LOG_SNIPPET_LINES = 30;
+
 /**
- * Records how a command ended in the status record: the state, its reason, and a history line. A refusal changes
- * nothing else on the device, so this is the only write a WONTGO makes.
+ * Writes one command's way through the update states into the status record: each phase as it starts (with its
+ * progress), then how it ended, with a history line. A WONTGO or ERROR keeps the last lines of what the command did,
+ * and the causes of its error, as a log snippet. A refusal changes nothing else on the device: this is the only
+ * thing a WONTGO writes.
  */
-export async function recordOutcome(
-  device: Device,
-  status: DeviceStatus,
-  entry: { command: string; state: UpdateState; report: CommandReport; target?: string },
-  changes: Partial<Omit<DeviceStatus, 'schema' | 'history' | 'state' | 'reason'>> = {},
-): Promise<DeviceStatus> {
-  const at = new Date().toISOString();
-  const exitCode = exitCodeOf(entry.report.outcome);
-  const failed = entry.state === 'WONTGO' || entry.state === 'ERROR';
-  const next: DeviceStatus = {
-    ...status,
-    ...changes,
-    state: entry.state,
-    reason: entry.report.message,
-    lastError: failed
-      ? { outcome: entry.report.outcome, exitCode, message: entry.report.message, at }
-      : (changes.lastError ?? status.lastError),
-    history: appendHistory(status, {
-      at,
-      command: entry.command,
+export class StatusRecorder {
+  private readonly lines: string[] = [];
+  private lastProgressWrite = 0;
+
+  constructor(
+    private readonly device: Device,
+    private current: DeviceStatus,
+    readonly command: string,
+  ) {}
+
+  get status(): DeviceStatus {
+    return this.current;
+  }
+
+  log(line: string): void {
+    this.lines.push(`${new Date().toISOString()} ${line}`);
+    if (this.lines.length > 200) this.lines.shift();
+  }
+
+  /** Enters a phase (QUEUED, VERIFYING, COPYING, TESTING…): no history line, only the state as it is now. */
+  async phase(
+    state: UpdateState,
+    reason: string,
+    progress: Progress | null = null,
+    changes: StatusChanges = {},
+  ): Promise<void> {
+    this.log(
+      `${state}: ${reason}${progress ? ` (${progress.value}${progress.unit === 'percent' ? '%' : ' s left'})` : ''}`,
+    );
+    this.current = { ...this.current, ...changes, state, reason, progress, log: [] };
+    await this.device.statusFile.save(this.current);
+    this.lastProgressWrite = Date.now();
+  }
+
+  /** A progress update within the current phase, written at most once a second (and always at the end). */
+  async progress(progress: Progress, final = false): Promise<void> {
+    if (!final && Date.now() - this.lastProgressWrite < 1000) return;
+    this.current = { ...this.current, progress };
+    await this.device.statusFile.save(this.current);
+    this.lastProgressWrite = Date.now();
+  }
+
+  async finish(
+    entry: { state: UpdateState; report: CommandReport; target?: string; cause?: unknown },
+    changes: StatusChanges = {},
+  ): Promise<DeviceStatus> {
+    const at = new Date().toISOString();
+    const exitCode = exitCodeOf(entry.report.outcome);
+    const failed = entry.state === 'WONTGO' || entry.state === 'ERROR';
+    this.log(`${entry.state}: ${entry.report.message} (exit ${exitCode})`);
+    const snippet = failed ? [...this.lines, ...causesOf(entry.cause)].slice(-LOG_SNIPPET_LINES) : [];
+    this.current = {
+      ...this.current,
+      ...changes,
       state: entry.state,
-      outcome: entry.report.outcome,
-      exitCode,
-      ...(entry.target === undefined ? {} : { target: entry.target }),
-      message: entry.report.message,
-    }),
-  };
-  await device.statusFile.save(next);
-  return next;
+      reason: entry.report.message,
+      progress: null,
+      log: snippet,
+      lastError: failed
+        ? { outcome: entry.report.outcome, exitCode, message: entry.report.message, at, log: snippet }
+        : (changes.lastError ?? this.current.lastError),
+      history: appendHistory(this.current, {
+        at,
+        command: this.command,
+        state: entry.state,
+        outcome: entry.report.outcome,
+        exitCode,
+        ...(entry.target === undefined ? {} : { target: entry.target }),
+        message: entry.report.message,
+      }),
+    };
+    await this.device.statusFile.save(this.current);
+    return this.current;
+  }
+}
+
+/** The chain of causes behind an error, one line each: the tool's stderr is usually where the answer is. */
+function causesOf(error: unknown): string[] {
+  const lines: string[] = [];
+  let cause = error instanceof Error ? error.cause : undefined;
+  while (cause !== undefined && lines.length < 5) {
+    lines.push(`  caused by: ${describeCause(cause)}`);
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return lines;
 }

@@ -1,20 +1,29 @@
-import { switchApps } from '../apps/app-runner.js';
-import { FerryError, describeCause } from '../errors.js';
+import { startApps, switchApps, watchApps } from '../apps/app-runner.js';
 import { readBooted, rebootSentinelPresent, writeRebootSentinel, type Device } from '../device/device.js';
-import type { DeviceStatus, PendingUpdate, TargetRef } from '../device/status-file.js';
+import type { PendingUpdate, TargetRef } from '../device/status-file.js';
+import { FerryError, describeCause } from '../errors.js';
 import { readBootFlags } from './install.js';
 import { planRun } from './plan.js';
-import { errorReport, recordOutcome, type CommandReport } from './report.js';
+import { errorReport, StatusRecorder, type CommandReport } from './report.js';
+
+export interface RunOptions {
+  /** Start the apps and return at once (state TESTING, exit 105); a later `run` finishes the testing window. */
+  readonly noWait?: boolean;
+}
+
+/** A rollback's apps are watched for at most this long: the previous apps were known to run. */
+const RESTORE_WINDOW_MS = 10_000;
 
 /**
- * `run`: after the reboot (or the engine restart), finish what `install` started: start the target's apps and
- * commit, or roll back. Also records a rollback that the bootloader already did.
+ * `run`: after the reboot (or the engine restart), finish what `install` started: start the target's apps, watch
+ * them through the testing window, then commit, or roll back. Also finishes a rollback the bootloader already did.
  */
-export async function runPending(device: Device): Promise<CommandReport> {
+export async function runPending(device: Device, options: RunOptions = {}): Promise<CommandReport> {
   const { status } = await device.statusFile.load();
   if (status.pending === null) {
     return { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
   }
+  const recorder = new StatusRecorder(device, status, 'run');
   try {
     const sentinel = await rebootSentinelPresent(device);
     const decision = planRun({
@@ -35,13 +44,13 @@ export async function runPending(device: Device): Promise<CommandReport> {
       case 'refuse':
         throw decision.error;
       case 'commit':
-        return await commit(device, status, status.pending, decision.bootFirmwareUpdated);
+        return await completeUpdate(device, recorder, status.pending, decision.bootFirmwareUpdated, options);
       case 'rolled-back':
-        return await recordBootloaderRollback(device, status, decision.failed, decision.running);
+        return await finishBootloaderRollback(device, recorder, decision.failed, decision.running);
     }
   } catch (error) {
     const report = errorReport(error);
-    await recordOutcome(device, status, { command: 'run', state: 'ERROR', report });
+    await recorder.finish({ state: 'ERROR', report, cause: error });
     return report;
   }
 }
@@ -54,24 +63,52 @@ function isKnown(target: TargetRef | null): target is TargetRef {
   return target !== null && target.name !== 'unknown';
 }
 
-/** Booted on the pending target: start its apps, then commit, or start the way back. */
-async function commit(
+/** Booted on the pending target: start its apps, watch them through the testing window, then commit. */
+async function completeUpdate(
   device: Device,
-  status: DeviceStatus,
+  recorder: StatusRecorder,
   pending: PendingUpdate,
   bootFirmwareUpdated: boolean,
+  options: RunOptions,
 ): Promise<CommandReport> {
   const { target, previous } = pending;
   if (hasApps(target, previous)) {
     await device.engine.ensureReachable();
-    const result = await switchApps(
-      device.engine,
-      device.appStore,
-      previous?.apps ?? {},
-      target.apps,
-      device.config.appsSettleMs,
+    let testing = pending.testing;
+    if (testing === undefined) {
+      const started = await startApps(device.engine, device.appStore, previous?.apps ?? {}, target.apps);
+      if (!started.ok) return await appsFailed(device, recorder, pending, started.failures);
+      const since = new Date();
+      testing = {
+        since: since.toISOString(),
+        until: new Date(since.getTime() + device.config.testingWindowMs).toISOString(),
+      };
+    }
+    const until = new Date(testing.until);
+    const secondsLeft = () => Math.max(0, Math.ceil((until.getTime() - Date.now()) / 1000));
+    await recorder.phase(
+      'TESTING',
+      `the apps of "${target.name}" must keep running until ${testing.until}`,
+      { unit: 'seconds-left', value: secondsLeft() },
+      {
+        pending: { ...pending, testing },
+      },
     );
-    if (!result.ok) return await appsFailed(device, status, pending, result.failures);
+    if (options.noWait && secondsLeft() > 0) {
+      const report: CommandReport = {
+        outcome: 'TESTING',
+        message: `the apps of "${target.name}" are up; run again after ${testing.until} to commit the update`,
+        data: { target, testingUntil: testing.until },
+      };
+      await recorder.finish({ state: 'TESTING', report, target: target.name }, { pending: { ...pending, testing } });
+      return report;
+    }
+    const watched = await watchApps(device.engine, device.appStore, target.apps, {
+      since: new Date(testing.since),
+      until,
+      onTick: (left) => recorder.progress({ unit: 'seconds-left', value: left }),
+    });
+    if (!watched.ok) return await appsFailed(device, recorder, pending, watched.failures);
   }
   if (pending.rootfsChanged) {
     try {
@@ -79,13 +116,13 @@ async function commit(
     } catch (error) {
       throw new FerryError(
         'DEVICE_STATE_UNREADABLE',
-        `cannot clear upgrade_available in the ${device.boot.description}: ${describeCause(error)}`,
+        `cannot end the boot trial in the ${device.boot.description}: ${describeCause(error)}`,
         { cause: error },
       );
     }
   }
   // The store keeps what runs now and what a rollback would go back to.
-  const rollback = pending.completion === 'reboot' ? previous : status.rollback;
+  const rollback = pending.completion === 'reboot' ? previous : recorder.status.rollback;
   await device.appStore.prune([target.apps, rollback?.apps ?? {}]);
 
   if (pending.rollbackOf !== undefined) {
@@ -94,11 +131,9 @@ async function commit(
       message: `rolled back to "${target.name}" after the apps of "${pending.rollbackOf.name}" failed; its apps run again`,
       data: { target, failed: pending.rollbackOf },
     };
-    await recordOutcome(
-      device,
-      status,
-      { command: 'run', state: 'ERROR', report, target: target.name },
-      { current: target, pending: null },
+    await recorder.finish(
+      { state: 'ERROR', report, target: target.name },
+      { current: target, pending: null, inconsistent: null },
     );
     return report;
   }
@@ -112,63 +147,78 @@ async function commit(
     : { outcome: 'UPDATE_SUCCEEDED', message: done, data: { target } };
   // DONE moves the rollback point (a reboot happened); UPDATED, with no reboot, leaves it where it was.
   const state = pending.completion === 'reboot' ? 'DONE' : 'UPDATED';
-  await recordOutcome(
-    device,
-    status,
-    { command: 'run', state, report, target: target.name },
-    { current: target, rollback, pending: null },
+  await recorder.finish(
+    { state, report, target: target.name },
+    { current: target, rollback, pending: null, inconsistent: null },
   );
   return report;
 }
 
 /**
- * The target's apps did not all come up. With the same rootfs, the previous apps are started again right away.
+ * The target's apps did not all keep running. With the same rootfs, the previous apps are started again right away.
  * On a new rootfs, the previous deployment is made the default again and the way back completes after a reboot.
+ * When even that fails, or there is nothing to go back to, the device is INCONSISTENT.
  */
 async function appsFailed(
   device: Device,
-  status: DeviceStatus,
+  recorder: StatusRecorder,
   pending: PendingUpdate,
   failures: readonly string[],
 ): Promise<CommandReport> {
   const { target, previous } = pending;
   const at = new Date().toISOString();
   const why = failures.join('; ');
+  const status = recorder.status;
   const failedTargets = [...status.failedTargets, { target, at, reason: `apps failed: ${why}` }];
+  const inconsistent = (on: TargetRef, reason: string) => ({ inconsistent: { reason, at, target: on } });
 
-  if (pending.rollbackOf !== undefined || !isKnown(previous)) {
-    const report: CommandReport = pending.rollbackOf
-      ? {
-          outcome: 'APPS_ROLLBACK_FAILED',
-          message: `rolled back to "${target.name}", but its apps did not start: ${why}`,
-        }
-      : {
-          outcome: 'APPS_FAILED_NO_ROLLBACK',
-          message: `the apps of "${target.name}" failed and there is no known version to roll back to: ${why}`,
-        };
-    await recordOutcome(
-      device,
-      status,
-      { command: 'run', state: 'ERROR', report, target: target.name },
-      { pending: null, ...(pending.rollbackOf ? {} : { failedTargets }) },
+  if (pending.rollbackOf !== undefined) {
+    const report: CommandReport = {
+      outcome: 'APPS_ROLLBACK_FAILED',
+      message: `rolled back to "${target.name}", but its apps did not start: ${why}`,
+    };
+    await recorder.finish(
+      { state: 'ERROR', report, target: target.name },
+      { pending: null, current: target, ...inconsistent(target, report.message) },
+    );
+    return report;
+  }
+  if (!isKnown(previous)) {
+    const report: CommandReport = {
+      outcome: 'APPS_FAILED_NO_ROLLBACK',
+      message: `the apps of "${target.name}" failed and there is no known version to roll back to: ${why}`,
+    };
+    await recorder.finish(
+      { state: 'ERROR', report, target: target.name },
+      { pending: null, current: target, failedTargets, ...inconsistent(target, report.message) },
     );
     return report;
   }
 
   if (pending.rootfsChanged) {
-    await switchApps(device.engine, device.appStore, target.apps, {}, 0);
-    await device.sysroot.deploy(previous.commit);
-    await device.boot.endTrial();
-    await writeRebootSentinel(device);
+    try {
+      await startApps(device.engine, device.appStore, target.apps, {});
+      await device.sysroot.deploy(previous.commit);
+      await device.boot.endTrial();
+      await writeRebootSentinel(device);
+    } catch (error) {
+      const report: CommandReport = {
+        outcome: 'APPS_ROLLBACK_FAILED',
+        message: `the apps of "${target.name}" failed (${why}), and making "${previous.name}" the default again failed: ${describeCause(error)}`,
+      };
+      await recorder.finish(
+        { state: 'ERROR', report, target: target.name, cause: error },
+        { pending: null, current: target, failedTargets, ...inconsistent(target, report.message) },
+      );
+      return report;
+    }
     const report: CommandReport = {
       outcome: 'APPS_FAILED_REBOOT_TO_ROLLBACK',
       message: `the apps of "${target.name}" failed on its new rootfs (${why}); "${previous.name}" is the default again: reboot, then run \`run\``,
       data: { failed: target, next: previous },
     };
-    await recordOutcome(
-      device,
-      status,
-      { command: 'run', state: 'ERROR', report, target: target.name },
+    await recorder.finish(
+      { state: 'ERROR', report, target: target.name },
       {
         failedTargets,
         pending: {
@@ -189,67 +239,84 @@ async function appsFailed(
     device.appStore,
     target.apps,
     previous.apps,
-    device.config.appsSettleMs,
+    Math.min(device.config.testingWindowMs, RESTORE_WINDOW_MS),
   );
-  const report: CommandReport = restore.ok
-    ? {
-        outcome: 'APPS_ROLLED_BACK',
-        message: `the apps of "${target.name}" failed (${why}); the apps of "${previous.name}" run again`,
-        data: { failed: target, running: previous },
-      }
-    : {
-        outcome: 'APPS_ROLLBACK_FAILED',
-        message: `the apps of "${target.name}" failed (${why}), and the apps of "${previous.name}" did not start again: ${restore.failures.join('; ')}`,
-        data: { failed: target },
-      };
-  await recordOutcome(
-    device,
-    status,
-    { command: 'run', state: 'ERROR', report, target: target.name },
-    { pending: null, current: previous, failedTargets },
+  if (restore.ok) {
+    const report: CommandReport = {
+      outcome: 'APPS_ROLLED_BACK',
+      message: `the apps of "${target.name}" failed (${why}); the apps of "${previous.name}" run again`,
+      data: { failed: target, running: previous },
+    };
+    await recorder.finish(
+      { state: 'ERROR', report, target: target.name },
+      { pending: null, current: previous, failedTargets },
+    );
+    return report;
+  }
+  const report: CommandReport = {
+    outcome: 'APPS_ROLLBACK_FAILED',
+    message: `the apps of "${target.name}" failed (${why}), and the apps of "${previous.name}" did not start again: ${restore.failures.join('; ')}`,
+    data: { failed: target },
+  };
+  await recorder.finish(
+    { state: 'ERROR', report, target: target.name },
+    { pending: null, current: previous, failedTargets, ...inconsistent(previous, report.message) },
   );
   return report;
 }
 
 /**
  * The bootloader fell back to the previous deployment. The failed deployment is removed so that the running one is
- * the default again, the boot counters are cleared, the previous apps run again, and the target is remembered as
- * failed.
+ * the default again, the boot trial ends, the previous apps run again, and the target is remembered as failed.
  */
-async function recordBootloaderRollback(
+async function finishBootloaderRollback(
   device: Device,
-  status: DeviceStatus,
+  recorder: StatusRecorder,
   failed: TargetRef,
   running: TargetRef | null,
 ): Promise<CommandReport> {
+  const status = recorder.status;
   const deployments = await device.sysroot.deployments();
   const failedDeployment = deployments.find((deployment) => deployment.commit === failed.commit);
   if (failedDeployment !== undefined) await device.sysroot.undeploy(failedDeployment.index);
   await device.boot.endTrial();
-  let appsNote = '';
+  const at = new Date().toISOString();
+  const failedTargets = [
+    ...status.failedTargets,
+    { target: failed, at, reason: 'the new rootfs did not boot; the bootloader rolled back' },
+  ];
+  const rolledBack = `target "${failed.name}" did not boot; the bootloader rolled back to "${running?.name ?? 'the previous deployment'}"; "${failed.name}" is recorded as failed`;
   if (running !== null && hasApps(running)) {
     await device.engine.ensureReachable();
-    const restore = await switchApps(device.engine, device.appStore, {}, running.apps, device.config.appsSettleMs);
-    if (!restore.ok) appsNote = `; its apps did not all start: ${restore.failures.join('; ')}`;
+    const restore = await switchApps(
+      device.engine,
+      device.appStore,
+      {},
+      running.apps,
+      Math.min(device.config.testingWindowMs, RESTORE_WINDOW_MS),
+    );
+    if (!restore.ok) {
+      const report: CommandReport = {
+        outcome: 'APPS_ROLLBACK_FAILED',
+        message: `${rolledBack}; but its apps did not start: ${restore.failures.join('; ')}`,
+        data: { failed, running },
+      };
+      await recorder.finish(
+        { state: 'ERROR', report, target: failed.name },
+        {
+          pending: null,
+          current: running,
+          failedTargets,
+          inconsistent: { reason: report.message, at, target: running },
+        },
+      );
+      return report;
+    }
   }
-  const report: CommandReport = {
-    outcome: appsNote === '' ? 'ROLLED_BACK' : 'APPS_ROLLBACK_FAILED',
-    message: `target "${failed.name}" did not boot; the bootloader rolled back to "${running?.name ?? 'the previous deployment'}"; "${failed.name}" is recorded as failed${appsNote}`,
-    data: { failed, running },
-  };
-  const at = new Date().toISOString();
-  await recordOutcome(
-    device,
-    status,
-    { command: 'run', state: 'ERROR', report, target: failed.name },
-    {
-      pending: null,
-      current: running ?? status.current,
-      failedTargets: [
-        ...status.failedTargets,
-        { target: failed, at, reason: 'the new rootfs did not boot; the bootloader rolled back' },
-      ],
-    },
+  const report: CommandReport = { outcome: 'ROLLED_BACK', message: rolledBack, data: { failed, running } };
+  await recorder.finish(
+    { state: 'ERROR', report, target: failed.name },
+    { pending: null, current: running ?? status.current, failedTargets },
   );
   return report;
 }

@@ -5,7 +5,7 @@ import type { BootControl } from '../device/bootloader-env.js';
 import { ostreeArgOf } from '../device/booted-deployment.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { readBootEntries, type BootEntry } from './boot-entries.js';
-import { BOOT_FAILS_MARKER } from './rootfs.js';
+import { BOOT_FAILS_MARKER, BOOT_FIRMWARE_MARKER } from './rootfs.js';
 
 export interface SimulatedBoot {
   readonly entry: BootEntry;
@@ -34,6 +34,9 @@ export async function simulateReboot(options: {
   await fs.rm(options.volatileDir, { recursive: true, force: true });
   await fs.mkdir(options.volatileDir, { recursive: true });
 
+  // A boot firmware flashed during the last boot is confirmed by this one (LmP's bootupgrade_available flow).
+  if ((await options.boot.flags()).bootUpgradeAvailable) await options.boot.setBootUpgradeAvailable(false);
+
   const maxAttempts = 16;
   for (let attempt = 0; attempt < maxAttempts; attempt++) {
     const flags = await options.boot.flags();
@@ -56,6 +59,7 @@ export async function simulateReboot(options: {
         options.cmdlineFile,
         `console=ttyS0,115200 root=/dev/mmcblk0p2 rootwait ${entry.options}\n`,
       );
+      await flashBootFirmware(options.sysroot, entry, options.boot);
       return { entry, fellBack: fallBack, attempts };
     }
   }
@@ -63,6 +67,22 @@ export async function simulateReboot(options: {
     'SIM_DEVICE_BRICKED',
     `no deployment booted in ${maxAttempts} attempts (${attempts.map((a) => a.entry).join(', ')})`,
   );
+}
+
+/** The sim's record of the boot firmware version on the board, kept in the env as a real one keeps its version. */
+const FIRMWARE_VARIABLE = 'ferry_sim_boot_firmware';
+
+/** A deployment that ships another boot firmware flashes it while it boots: one more reboot confirms it. */
+async function flashBootFirmware(sysroot: string, entry: BootEntry, boot: BootControl): Promise<void> {
+  const ostreeArg = ostreeArgOf(entry.options);
+  if (ostreeArg === undefined) return;
+  const deployment = await fs.realpath(path.join(sysroot, ostreeArg));
+  const shipped = (await fs.readFile(path.join(deployment, BOOT_FIRMWARE_MARKER), 'utf8').catch(() => '')).trim();
+  if (shipped === '') return;
+  const installed = (await boot.env.read())[FIRMWARE_VARIABLE];
+  if (installed === shipped) return;
+  await boot.env.update({ [FIRMWARE_VARIABLE]: shipped });
+  await boot.setBootUpgradeAvailable(true);
 }
 
 async function bootFails(sysroot: string, entry: BootEntry): Promise<boolean> {

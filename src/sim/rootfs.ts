@@ -5,6 +5,8 @@ import { OstreeRepo } from '../ostree/ostree-repo.js';
 
 /** A commit that carries this file does not boot in the simulator: the watchdog resets until U-Boot falls back. */
 export const BOOT_FAILS_MARKER = 'usr/lib/ferry-sim/boot-fails';
+/** A commit that carries this file ships a boot firmware of that version; booting it updates the firmware. */
+export const BOOT_FIRMWARE_MARKER = 'usr/lib/ferry-sim/boot-firmware';
 export const BUSYBOX = '/bin/busybox';
 
 export interface SimRootfsOptions {
@@ -12,6 +14,7 @@ export interface SimRootfsOptions {
   readonly branch: string;
   readonly version: string;
   readonly bootFails?: boolean;
+  readonly bootFirmware?: string | undefined;
   readonly busybox?: string;
 }
 
@@ -39,6 +42,10 @@ export async function commitSimRootfs(options: SimRootfsOptions): Promise<string
       `ID=ferry-sim\nNAME="Ferry simulated OS"\nVERSION_ID=${options.version}\nPRETTY_NAME="Ferry simulated OS ${options.version}"\n`,
     );
     await fs.writeFile(path.join(tree, 'usr/etc/hostname'), 'ferry-sim\n');
+    if (options.bootFirmware !== undefined) {
+      await fs.mkdir(path.dirname(path.join(tree, BOOT_FIRMWARE_MARKER)), { recursive: true });
+      await fs.writeFile(path.join(tree, BOOT_FIRMWARE_MARKER), `${options.bootFirmware}\n`);
+    }
     if (options.bootFails) {
       await fs.mkdir(path.dirname(path.join(tree, BOOT_FAILS_MARKER)), { recursive: true });
       await fs.writeFile(path.join(tree, BOOT_FAILS_MARKER), 'this rootfs panics at boot\n');

@@ -35,7 +35,7 @@ export interface SimDeviceOptions {
   readonly production?: boolean;
   /** The container engine of the device (unix://…); required when the target has apps. */
   readonly dockerHost?: string | undefined;
-  readonly appsSettleSeconds?: number;
+  readonly testingWindowSeconds?: number;
   readonly bootloader?: 'uboot' | 'grub';
 }
 
@@ -105,7 +105,7 @@ export async function createSimDevice(
     `cmdline_file = ${JSON.stringify(path.join(root, 'proc', 'cmdline'))}`,
     `production = ${options.production ? 'true' : 'false'}`,
     ...(options.dockerHost ? [`docker_host = ${JSON.stringify(options.dockerHost)}`] : []),
-    `apps_settle_seconds = ${options.appsSettleSeconds ?? 3}`,
+    `testing_window_seconds = ${options.testingWindowSeconds ?? 120}`,
     '',
   ].join('\n');
   await fs.writeFile(path.join(configDir, '50-ferry-sim.toml'), toml);
@@ -115,7 +115,7 @@ export async function createSimDevice(
   await fs.mkdir(paths.trustedMetadataDir, { recursive: true });
   const rootFiles = await repo.rootFiles();
   await fs.copyFile(rootFiles[rootFiles.length - 1]!, path.join(paths.trustedMetadataDir, 'root.json'));
-  await new StatusFile(paths.statusFile).save({
+  await new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile).save({
     ...emptyStatus(),
     state: 'DONE',
     reason: 'provisioned by ferry sim create',
@@ -137,7 +137,7 @@ async function provisionApps(
   const device = openDevice(config);
   await device.engine.ensureReachable();
   await device.appStore.stage(repo.apps, await verifyApps(repo.apps, apps, 'factory apps/'));
-  const result = await switchApps(device.engine, device.appStore, {}, apps, config.appsSettleMs);
+  const result = await switchApps(device.engine, device.appStore, {}, apps, config.testingWindowMs);
   if (!result.ok)
     throw new FerryError('APPS_FAILED_NO_ROLLBACK', `the initial apps did not start: ${result.failures.join('; ')}`);
 }

@@ -16,7 +16,7 @@ export interface TestDevice {
    * storage (trusted metadata), cmdline and the volatile directory. Left out: the status record, which a refusal may
    * change, and the per-boot cache of the booted deployment.
    */
-  fingerprint(): Promise<string>;
+  fingerprint(extraExcludes?: readonly string[]): Promise<string>;
 }
 
 export async function makeDevice(
@@ -38,10 +38,20 @@ export async function openTestDevice(dir: string): Promise<TestDevice> {
     configDir,
     config,
     device,
-    fingerprint: () =>
-      hashTree(dir, [
-        path.relative(dir, device.paths.statusFile),
-        path.join('run', 'aktualizr-session', 'ferry-booted.json'),
-      ]),
+    fingerprint: (extraExcludes: readonly string[] = []) =>
+      hashTree(dir, [...notDeviceState(dir, device), ...extraExcludes]),
   };
+}
+
+/**
+ * What a fingerprint leaves out: the status record (the JSON and its plain-file twins), which a refusal may change,
+ * and the per-boot cache of the booted deployment.
+ */
+export function notDeviceState(dir: string, device: Device): string[] {
+  return [
+    path.relative(dir, device.paths.statusFile),
+    path.relative(dir, device.paths.updateStateFile),
+    path.relative(dir, device.paths.inconsistentFile),
+    path.join('run', 'aktualizr-session', 'ferry-booted.json'),
+  ];
 }
