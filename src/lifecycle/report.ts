@@ -71,7 +71,7 @@ export class StatusRecorder {
   }
 
   async finish(
-    entry: { state: UpdateState; report: CommandReport; target?: string; cause?: unknown },
+    entry: { state: UpdateState; report: CommandReport; target?: string; cause?: unknown; progress?: Progress },
     changes: StatusChanges = {},
   ): Promise<DeviceStatus> {
     const at = new Date().toISOString();
@@ -84,7 +84,7 @@ export class StatusRecorder {
       ...changes,
       state: entry.state,
       reason: entry.report.message,
-      progress: null,
+      progress: entry.progress ?? null,
       log: snippet,
       lastError: failed
         ? { outcome: entry.report.outcome, exitCode, message: entry.report.message, at, log: snippet }

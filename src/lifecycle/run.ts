@@ -100,7 +100,10 @@ async function completeUpdate(
         message: `the apps of "${target.name}" are up; run again after ${testing.until} to commit the update`,
         data: { target, testingUntil: testing.until },
       };
-      await recorder.finish({ state: 'TESTING', report, target: target.name }, { pending: { ...pending, testing } });
+      await recorder.finish(
+        { state: 'TESTING', report, target: target.name, progress: { unit: 'seconds-left', value: secondsLeft() } },
+        { pending: { ...pending, testing } },
+      );
       return report;
     }
     const watched = await watchApps(device.engine, device.appStore, target.apps, {
@@ -184,6 +187,8 @@ async function appsFailed(
     return report;
   }
   if (!isKnown(previous)) {
+    // Nothing to fall back to: the boot trial ends, so that no later reboot falls back to an unknown deployment.
+    if (pending.rootfsChanged) await device.boot.endTrial();
     const report: CommandReport = {
       outcome: 'APPS_FAILED_NO_ROLLBACK',
       message: `the apps of "${target.name}" failed and there is no known version to roll back to: ${why}`,

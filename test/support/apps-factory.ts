@@ -26,7 +26,13 @@ export interface AppsFactory {
     readonly crasher: string;
     /** rootfs B, heartbeat v1 and the app that exits at once */
     readonly crasherNewRootfs: string;
+    /** a rootfs that never boots, heartbeat v1 */
+    readonly bootFails: string;
+    /** a rootfs that ships a new boot firmware, heartbeat v1 */
+    readonly bootFirmware: string;
   };
+  /** The OSTree commits of rootfs A and B. */
+  readonly rootfs: { readonly a: string; readonly b: string };
   /** Image manifest digests of heartbeat:1 and heartbeat:2. */
   readonly images: { readonly v1: string; readonly v2: string };
 }
@@ -56,8 +62,12 @@ export async function buildAppsFactory(): Promise<AppsFactory> {
   const dir = await tempDir('apps-factory');
   const repo = await initFactoryRepo(path.join(dir, 'repo'), { rootExpiresInDays: 365, factory: 'test' });
   const build = path.join(dir, 'build');
-  await commitSimRootfs({ repo: build, branch: 'rootfs/a', version: '1' });
-  await commitSimRootfs({ repo: build, branch: 'rootfs/b', version: '2' });
+  const rootfs = {
+    a: await commitSimRootfs({ repo: build, branch: 'rootfs/a', version: '1' }),
+    b: await commitSimRootfs({ repo: build, branch: 'rootfs/b', version: '2' }),
+  };
+  await commitSimRootfs({ repo: build, branch: 'rootfs/fails', version: '3', bootFails: true });
+  await commitSimRootfs({ repo: build, branch: 'rootfs/firmware', version: '4', bootFirmware: '2026.10' });
 
   const image = async (version: string) => {
     const out = path.join(dir, `image-${version}`);
@@ -124,6 +134,8 @@ export async function buildAppsFactory(): Promise<AppsFactory> {
       { name: 'heartbeat', digest: heartbeat1 },
       { name: 'crasher', digest: crasher },
     ]),
+    bootFails: await target('rootfs/fails', [{ name: 'heartbeat', digest: heartbeat1 }]),
+    bootFirmware: await target('rootfs/firmware', [{ name: 'heartbeat', digest: heartbeat1 }]),
   };
-  return { dir, repo, targets, images: { v1: image1.digest, v2: image2.digest } };
+  return { dir, repo, targets, rootfs, images: { v1: image1.digest, v2: image2.digest } };
 }
