@@ -3,7 +3,10 @@ import { describeCause } from '../errors.js';
 import { currentTargetOf } from './plan.js';
 import type { CommandReport } from './report.js';
 
-/** `status`: what the device boots, what is pending, and how the last update ended. Reads only. */
+/**
+ * `status`: what the device boots, what is pending, the update state with its progress, and how the last update
+ * ended. Reads only. The --json form is described by schemas/status.schema.json.
+ */
 export async function deviceStatus(device: Device): Promise<CommandReport> {
   const { status, recovered } = await device.statusFile.load();
   let booted: { commit: string; target: string | null } | { error: string };
@@ -14,13 +17,17 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
   } catch (error) {
     booted = { error: describeCause(error) };
   }
+  const rebootPending = status.pending !== null && (await rebootSentinelPresent(device));
   const data = {
     state: status.state,
     reason: status.reason,
+    progress: status.progress,
+    log: status.log,
+    inconsistent: status.inconsistent,
     booted,
     current: status.current,
     pending: status.pending,
-    rebootPending: status.pending !== null && (await rebootSentinelPresent(device)),
+    rebootPending,
     rollback: status.rollback,
     failedTargets: status.failedTargets,
     lastError: status.lastError,
@@ -31,10 +38,19 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     'error' in booted
       ? `unknown (${booted.error})`
       : `${booted.target ?? 'unknown target'} (${booted.commit.slice(0, 12)})`;
+  const waitingFor = rebootPending
+    ? 'a reboot'
+    : status.pending?.completion === 'restart-engine' && status.state !== 'TESTING'
+      ? 'an engine restart and run'
+      : 'run';
+  const progress = status.progress
+    ? ` (${status.progress.value}${status.progress.unit === 'percent' ? '%' : ' s left'})`
+    : '';
   const lines = [
     `booted:  ${bootedText}`,
-    `pending: ${status.pending ? `${status.pending.target.name} (version ${status.pending.target.version})${data.rebootPending ? ', waiting for a reboot' : ', waiting for run'}` : 'none'}`,
-    `state:   ${status.state}: ${status.reason}`,
+    `pending: ${status.pending ? `${status.pending.target.name} (version ${status.pending.target.version}), waiting for ${waitingFor}` : 'none'}`,
+    `state:   ${status.state}${progress}: ${status.reason}`,
+    ...(status.inconsistent ? [`INCONSISTENT: ${status.inconsistent.reason}`] : []),
     `last error: ${status.lastError ? `${status.lastError.message} (exit ${status.lastError.exitCode}, ${status.lastError.at})` : 'none'}`,
   ];
   return { outcome: 'OK', message: lines.join('\n'), data };

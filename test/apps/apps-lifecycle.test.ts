@@ -6,6 +6,7 @@ import { before, describe, test, type TestContext } from 'node:test';
 import { AppsDir } from '../../src/apps/apps-dir.js';
 import { hexOf } from '../../src/apps/digest.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
+import { assertStatusSchema } from '../support/status-schema.js';
 import { cli } from '../support/cli.js';
 import { exportBundle } from '../../src/bundle/export.js';
 import { TAG, tempDir } from '../support/factory.js';
@@ -40,7 +41,9 @@ async function bundleFor(target: string): Promise<string> {
 async function status(device: TestDevice): Promise<Record<string, any>> {
   const result = await cli('status', '--config', device.configDir, '--json');
   assert.equal(result.code, 0, result.stderr);
-  return JSON.parse(result.stdout);
+  const parsed = JSON.parse(result.stdout);
+  assertStatusSchema(parsed);
+  return parsed;
 }
 
 const heartbeatImage = (digest: string) => `heartbeat_main_1 ferry.local/test/heartbeat:sha256-${hexOf(digest)}`;

@@ -6,6 +6,7 @@ import { exportBundle } from '../../src/bundle/export.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
 import { cli } from '../support/cli.js';
+import { assertStatusSchema } from '../support/status-schema.js';
 import { PrivateDockerd } from '../support/dockerd.js';
 import { TAG, tempDir } from '../support/factory.js';
 import { openTestDevice, type TestDevice } from '../support/sim-device.js';
@@ -259,6 +260,10 @@ for (const bootloader of ['uboot', 'grub'] as const) {
           vars.bootUpgradeAvailable,
         );
         assert.equal(vars.bootCounter, bootloader === 'uboot' ? 'bootcount' : 'boot_counter');
+
+        const report = await cli('status', '--config', device.configDir, '--json');
+        assert.equal(report.code, 0, report.stderr);
+        assertStatusSchema(JSON.parse(report.stdout));
 
         const [defaultDeployment] = await device.device.sysroot.deployments();
         assert.equal(defaultDeployment!.commit, await rootfsOf(expected.defaultRootfs), 'the default deployment');
