@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { test } from 'node:test';
 import { OUTCOMES } from '../src/exit-codes.js';
@@ -11,4 +12,32 @@ test('the README exit-code table lists every outcome of src/exit-codes.ts, with 
     assert.ok(rows.has(row), `README lacks the row for ${name}: ${row}`);
   }
   assert.equal(rows.size, Object.keys(OUTCOMES).length, 'the README table has rows that src/exit-codes.ts does not');
+});
+
+test('the README script snippet is valid sh and handles every exit code install and run can return', async () => {
+  const readme = await fs.readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const start = readme.indexOf('<!-- script:start -->');
+  const end = readme.indexOf('<!-- script:end -->');
+  assert.ok(start > 0 && end > start, 'the snippet markers are there');
+  const script = readme
+    .slice(start, end)
+    .replace(/^[\s\S]*?```sh\n/, '')
+    .replace(/```[\s\S]*$/, '');
+  const syntax = spawnSync('sh', ['-n'], { input: script, encoding: 'utf8' });
+  assert.equal(syntax.status, 0, syntax.stderr);
+  const functionOf = (name: string) =>
+    script.slice(script.indexOf(`${name}() {`), script.indexOf('\n}\n', script.indexOf(`${name}() {`)));
+  const handled = (body: string) =>
+    new Set([...body.matchAll(/^\s+([\d|]+)\)/gm)].flatMap((match) => match[1]!.split('|').map(Number)));
+  for (const [command, fn] of [
+    ['install', 'ferry_update'],
+    ['run', 'ferry_finish'],
+  ] as const) {
+    const codes = handled(functionOf(fn));
+    for (const [name, info] of Object.entries(OUTCOMES)) {
+      if (!(info.commands as readonly string[]).some((entry) => entry === command || entry === '*')) continue;
+      if (info.exitCode === 2 && name !== 'USAGE') continue;
+      assert.ok(codes.has(info.exitCode), `${fn} does not handle ${info.exitCode} (${name})`);
+    }
+  }
 });
