@@ -6,12 +6,11 @@ import { before, describe, test, type TestContext } from 'node:test';
 import { AppsDir } from '../../src/apps/apps-dir.js';
 import { hexOf } from '../../src/apps/digest.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
-import { assertStatusSchema } from '../support/status-schema.js';
 import { cli } from '../support/cli.js';
 import { exportBundle } from '../../src/bundle/export.js';
 import { TAG, tempDir } from '../support/factory.js';
 import { PrivateDockerd } from '../support/dockerd.js';
-import { openTestDevice, type TestDevice } from '../support/sim-device.js';
+import { openTestDevice, statusOf as status, type TestDevice } from '../support/sim-device.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
 
 let factory: AppsFactory;
@@ -36,14 +35,6 @@ async function bundleFor(target: string): Promise<string> {
   const destination = path.join(await tempDir('apps-bundle'), 'bundle');
   await exportBundle(factory.repo, { targetName: target, destination, tag: TAG, type: 'ci', expiresInDays: 30 });
   return destination;
-}
-
-async function status(device: TestDevice): Promise<Record<string, any>> {
-  const result = await cli('status', '--config', device.configDir, '--json');
-  assert.equal(result.code, 0, result.stderr);
-  const parsed = JSON.parse(result.stdout);
-  assertStatusSchema(parsed);
-  return parsed;
 }
 
 const heartbeatImage = (digest: string) => `heartbeat_main_1 ferry.local/test/heartbeat:sha256-${hexOf(digest)}`;

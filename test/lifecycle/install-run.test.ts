@@ -4,9 +4,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { akliteOffline, cli } from '../support/cli.js';
-import { assertStatusSchema } from '../support/status-schema.js';
 import { buildFactory, exportTo, OTHER_HARDWARE_ID, type TestFactory } from '../support/factory.js';
-import { makeDevice, type TestDevice } from '../support/sim-device.js';
+import { makeDevice, statusOf as status, type TestDevice } from '../support/sim-device.js';
 import { buildFactory as buildAnotherFactory } from '../support/factory.js';
 import { flipSignatureBit, pastDate, resignBundleRole, rotateRootKey } from '../support/tamper.js';
 
@@ -17,14 +16,6 @@ before(async () => {
   factory = await buildFactory();
   bundleV2 = await exportTo(factory, factory.v2);
 });
-
-async function status(device: TestDevice): Promise<Record<string, any>> {
-  const result = await cli('status', '--config', device.configDir, '--json');
-  assert.equal(result.code, 0, result.stderr);
-  const parsed = JSON.parse(result.stdout);
-  assertStatusSchema(parsed);
-  return parsed;
-}
 
 /** Asserts that a refused install exits with `code`, says why in one stderr line, and leaves the device untouched. */
 async function assertRefused(device: TestDevice, bundle: string, code: number, reason: RegExp): Promise<void> {

@@ -1,9 +1,12 @@
+import assert from 'node:assert/strict';
 import path from 'node:path';
 import { loadDeviceConfig, type DeviceConfig } from '../../src/device/config.js';
 import { openDevice, type Device } from '../../src/device/device.js';
 import { createSimDevice, simConfigDir, type SimDeviceOptions } from '../../src/sim/sim-device.js';
 import type { TestFactory } from './factory.js';
 import { tempDir } from './factory.js';
+import { cli } from './cli.js';
+import { assertStatusSchema } from './status-schema.js';
 import { hashTree } from './tree-hash.js';
 
 export interface TestDevice {
@@ -54,4 +57,13 @@ export function notDeviceState(dir: string, device: Device): string[] {
     path.relative(dir, device.paths.inconsistentFile),
     path.join('run', 'aktualizr-session', 'ferry-booted.json'),
   ];
+}
+
+/** `ferry status --json` of a device, checked against schemas/status.schema.json. */
+export async function statusOf(device: TestDevice): Promise<Record<string, any>> {
+  const result = await cli('status', '--config', device.configDir, '--json');
+  assert.equal(result.code, 0, result.stderr);
+  const parsed = JSON.parse(result.stdout);
+  assertStatusSchema(parsed);
+  return parsed;
 }
