@@ -23,11 +23,11 @@ interface AppsDevice extends TestDevice {
 }
 
 /** A simulated device on `target`, with its own dockerd, its initial apps running. */
-async function deviceOn(t: TestContext, target: string): Promise<AppsDevice> {
+async function deviceOn(t: TestContext, target: string, testingWindowSeconds = 1): Promise<AppsDevice> {
   const daemon = await PrivateDockerd.start();
   t.after(() => daemon.stop());
   const dir = path.join(await tempDir('apps-device'), 'device');
-  await createSimDevice(dir, factory.repo, { target, dockerHost: daemon.host, testingWindowSeconds: 1 });
+  await createSimDevice(dir, factory.repo, { target, dockerHost: daemon.host, testingWindowSeconds });
   return { ...(await openTestDevice(dir)), daemon };
 }
 
@@ -257,5 +257,14 @@ describe('compose apps on a real dockerd', () => {
     const onStick = await fs.readdir(path.join(stick.blobs.dir, 'sha256'));
     assert.equal(onStick.length, new Set(onStick).size);
     assert.ok(onStick.includes(hexOf(v2Layers[0]!)));
+  });
+
+  test('an app that dies inside the testing window fails the update (99), even though it started', async (t) => {
+    const device = await deviceOn(t, factory.targets.base, 6);
+    assert.equal((await install(device, await bundleFor(factory.targets.flaky))).code, 101);
+    const ran = await cli('run', '--config', device.configDir, '--json');
+    assert.equal(ran.code, 99, ran.stderr);
+    assert.match(JSON.parse(ran.stdout).message, /flaky.*exited \(exit code 4\)/);
+    assert.deepEqual(device.daemon.running(), [heartbeatImage(factory.images.v1)]);
   });
 });

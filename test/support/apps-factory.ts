@@ -30,6 +30,8 @@ export interface AppsFactory {
     readonly bootFails: string;
     /** a rootfs that ships a new boot firmware, heartbeat v1 */
     readonly bootFirmware: string;
+    /** rootfs A, heartbeat v1 and an app that runs for two seconds, then exits */
+    readonly flaky: string;
   };
   /** The OSTree commits of rootfs A and B. */
   readonly rootfs: { readonly a: string; readonly b: string };
@@ -101,6 +103,7 @@ export async function buildAppsFactory(): Promise<AppsFactory> {
     [image1.out],
   );
   const crasher = await app('crasher', compose('ferry.local/test/heartbeat:1', 'exit 3', 'no'), [image1.out]);
+  const flaky = await app('flaky', compose('ferry.local/test/heartbeat:1', 'sleep 2; exit 4', 'no'), [image1.out]);
 
   let version = 0;
   const target = async (ref: string, apps: NonNullable<TargetSpec['apps']>) => {
@@ -136,6 +139,10 @@ export async function buildAppsFactory(): Promise<AppsFactory> {
     ]),
     bootFails: await target('rootfs/fails', [{ name: 'heartbeat', digest: heartbeat1 }]),
     bootFirmware: await target('rootfs/firmware', [{ name: 'heartbeat', digest: heartbeat1 }]),
+    flaky: await target('rootfs/a', [
+      { name: 'heartbeat', digest: heartbeat1 },
+      { name: 'flaky', digest: flaky },
+    ]),
   };
   return { dir, repo, targets, rootfs, images: { v1: image1.digest, v2: image2.digest } };
 }
