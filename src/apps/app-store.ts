@@ -8,6 +8,13 @@ import { copyVerifiedApps } from './copy-apps.js';
 import { hexOf, type Descriptor } from './digest.js';
 import type { VerifiedApp } from './verify-apps.js';
 
+export interface StagedApps {
+  readonly blobsCopied: number;
+  readonly bytesCopied: number;
+  commit(): Promise<void>;
+  discard(): Promise<void>;
+}
+
 /**
  * The device's app store, content-addressed like aktualizr-lite's reset-apps: `<storage>/ferry/apps`, in the same
  * layout as a bundle's apps/. Versions stay side by side, so the previous target's apps are there for a rollback.
@@ -37,16 +44,24 @@ export class AppStore {
     return [...missing.values()];
   }
 
-  async stage(
+  /**
+   * Copies (and verifies) the apps the store lacks into a staging directory beside the store. Nothing is in the
+   * store until commit(); discard() leaves the device as it was.
+   */
+  async prepare(
     source: AppsDir,
     apps: readonly VerifiedApp[],
     onProgress?: (bytesCopied: number) => Promise<void>,
-  ): Promise<{ blobsCopied: number; bytesCopied: number }> {
+  ): Promise<StagedApps> {
     const todo: VerifiedApp[] = [];
     for (const app of apps) if (!(await this.hasApp(app.name, app.pin))) todo.push(app);
-    if (todo.length === 0) return { blobsCopied: 0, bytesCopied: 0 };
-    await fs.mkdir(this.root, { recursive: true });
-    const staging = new AppsDir(path.join(this.root, `.staging-${process.pid}-${randomBytes(4).toString('hex')}`));
+    const nothing = { blobsCopied: 0, bytesCopied: 0 };
+    if (todo.length === 0) return { ...nothing, commit: async () => undefined, discard: async () => undefined };
+    // Beside the store, on the same filesystem, so that commit() is a rename; gone again after discard().
+    const staging = new AppsDir(
+      path.join(path.dirname(this.root), `.apps-staging-${process.pid}-${randomBytes(4).toString('hex')}`),
+    );
+    const discard = () => fs.rm(staging.root, { recursive: true, force: true });
     try {
       const result = await copyVerifiedApps(source, staging, todo, {
         unpackProject: true,
@@ -55,15 +70,30 @@ export class AppStore {
       });
       for (const app of todo)
         await fs.writeFile(path.join(staging.projectDir(app.name, app.pin.digest), '.complete'), '');
-      await this.promote(staging, todo);
-      return result;
-    } finally {
-      await fs.rm(staging.root, { recursive: true, force: true });
+      return {
+        ...result,
+        commit: async () => {
+          await this.promote(staging, todo);
+          await discard();
+        },
+        discard,
+      };
+    } catch (error) {
+      await discard();
+      throw error;
     }
+  }
+
+  /** prepare() and commit() in one step. */
+  async stage(source: AppsDir, apps: readonly VerifiedApp[]): Promise<{ blobsCopied: number; bytesCopied: number }> {
+    const staged = await this.prepare(source, apps);
+    await staged.commit();
+    return staged;
   }
 
   /** Moves staged blobs and app directories into the store, blobs first, so an app in place never lacks a blob. */
   private async promote(staging: AppsDir, apps: readonly VerifiedApp[]): Promise<void> {
+    await fs.mkdir(this.root, { recursive: true });
     const stagedBlobs = path.join(staging.blobs.dir, 'sha256');
     const blobDir = path.join(this.apps.blobs.dir, 'sha256');
     await fs.mkdir(blobDir, { recursive: true });

@@ -128,6 +128,22 @@ function pullFailure(name: string, error: unknown): FerryError {
   return new FerryError('STAGING_FAILED', `pulling target "${name}" failed: ${describeCause(error)}`, { cause: error });
 }
 
+/** Pulls the commit with every object checked against its checksum; a failure leaves the repo as it was. */
+async function pullRootfs(device: Device, bundle: BundleDir, name: string, commit: string): Promise<void> {
+  const repo = device.sysroot.repo;
+  try {
+    await repo.pullLocal(bundle.ostreeRepo.path, commit, { untrusted: true });
+  } catch (error) {
+    throw pullFailure(name, error);
+  }
+  if (!(await repo.hasCommitObject(commit)) || (await repo.resolve(commit)) !== commit) {
+    throw new FerryError(
+      'CONTENT_VERIFICATION_FAILED',
+      `after the pull, the device repo does not hold commit ${commit} of target "${name}"`,
+    );
+  }
+}
+
 /** Filesystem headroom kept free on top of what an update needs: metadata, status and journal writes. */
 const SPACE_MARGIN_BYTES = 1024 * 1024;
 
@@ -194,26 +210,20 @@ async function stage(
   const needs = await checkSpace(device, bundle, apps, transition.rootfsChanged);
   recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
 
-  // Apps are staged first and all at once: a blob that fails its digest leaves the store as it was.
+  // Apps are copied into staging first and all at once; they enter the store only once the rootfs is in too, so a
+  // blob or an OSTree object that fails its digest leaves the device as it was.
   const total = Math.max(1, needs.appBytes + needs.rootfsBytes);
   await recorder.phase('COPYING', `copying "${target.name}" from the bundle`, { unit: 'percent', value: 0 });
-  await device.appStore.stage(new AppsDir(bundle.appsDir), apps, (bytes) =>
+  const staged = await device.appStore.prepare(new AppsDir(bundle.appsDir), apps, (bytes) =>
     recorder.progress({ unit: 'percent', value: Math.min(99, Math.floor((100 * bytes) / total)) }),
   );
-  if (transition.rootfsChanged) {
-    const repo = device.sysroot.repo;
-    try {
-      await repo.pullLocal(bundle.ostreeRepo.path, target.commit, { untrusted: true });
-    } catch (error) {
-      throw pullFailure(target.name, error);
-    }
-    if (!(await repo.hasCommitObject(target.commit)) || (await repo.resolve(target.commit)) !== target.commit) {
-      throw new FerryError(
-        'CONTENT_VERIFICATION_FAILED',
-        `after the pull, the device repo does not hold commit ${target.commit} of target "${target.name}"`,
-      );
-    }
+  try {
+    if (transition.rootfsChanged) await pullRootfs(device, bundle, target.name, target.commit);
+  } catch (error) {
+    await staged.discard();
+    throw error;
   }
+  await staged.commit();
   await recorder.progress({ unit: 'percent', value: 100 }, true);
 
   await promoteTrustedMetadata(verified, device.paths.trustedMetadataDir);

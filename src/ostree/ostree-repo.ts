@@ -40,7 +40,25 @@ export class OstreeRepo {
   async pullLocal(source: string, refOrCommit: string, options: { untrusted: boolean }): Promise<void> {
     const args = ['pull-local'];
     if (options.untrusted) args.push('--untrusted');
-    await this.run([...args, source, refOrCommit]);
+    // A failed pull leaves a staging directory and a commitpartial marker behind for a later resume. A refused
+    // bundle must leave the repo as it was, so whatever this pull added there goes again.
+    const before = await this.scratchEntries();
+    try {
+      await this.run([...args, source, refOrCommit]);
+    } catch (error) {
+      for (const entry of await this.scratchEntries())
+        if (!before.has(entry)) await fs.rm(path.join(this.path, entry), { recursive: true, force: true });
+      throw error;
+    }
+  }
+
+  private async scratchEntries(): Promise<Set<string>> {
+    const entries = new Set<string>();
+    for (const dir of ['tmp', 'state']) {
+      for (const name of await fs.readdir(path.join(this.path, dir)).catch(() => [] as string[]))
+        entries.add(path.join(dir, name));
+    }
+    return entries;
   }
 
   async fsck(): Promise<void> {
