@@ -5,7 +5,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, exportTo, OTHER_HARDWARE_ID, type TestFactory } from '../support/factory.js';
-import { makeDevice, statusOf as status, type TestDevice } from '../support/sim-device.js';
+import { assertRefused, makeDevice, statusOf as status } from '../support/sim-device.js';
 import { buildFactory as buildAnotherFactory } from '../support/factory.js';
 import { flipSignatureBit, pastDate, resignBundleRole, rotateRootKey } from '../support/tamper.js';
 
@@ -16,21 +16,6 @@ before(async () => {
   factory = await buildFactory();
   bundleV2 = await exportTo(factory, factory.v2);
 });
-
-/** Asserts that a refused install exits with `code`, says why in one stderr line, and leaves the device untouched. */
-async function assertRefused(device: TestDevice, bundle: string, code: number, reason: RegExp): Promise<void> {
-  const before = await device.fingerprint();
-  const result = await cli('install', '--config', device.configDir, '--src-dir', bundle);
-  assert.equal(result.code, code, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
-  const lines = result.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, `one line on stderr, got: ${result.stderr}`);
-  assert.match(lines[0]!, reason);
-  assert.equal(await device.fingerprint(), before, 'the device changed after a refusal');
-  const recorded = await status(device);
-  assert.equal(recorded['state'], 'WONTGO');
-  assert.equal(recorded['lastError'].exitCode, code);
-  assert.equal(recorded['pending'], null);
-}
 
 describe('install, reboot, run on a simulated device (real ostree and fw_setenv)', () => {
   test('happy path: install 100, run before reboot 100, reboot, run 0, status shows v2 booted', async () => {

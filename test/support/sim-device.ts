@@ -67,3 +67,27 @@ export async function statusOf(device: TestDevice): Promise<Record<string, any>>
   assertStatusSchema(parsed);
   return parsed;
 }
+
+/**
+ * Asserts that an install is refused with `code`, that it says why in one line on stderr that matches `reason`,
+ * that the status record shows the WONTGO, and that nothing else on the device changed.
+ */
+export async function assertRefused(
+  device: TestDevice,
+  bundle: string,
+  code: number,
+  reason: RegExp,
+  extraArgs: readonly string[] = [],
+): Promise<void> {
+  const before = await device.fingerprint();
+  const result = await cli('install', '--config', device.configDir, '--src-dir', bundle, ...extraArgs);
+  assert.equal(result.code, code, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+  const lines = result.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got: ${result.stderr}`);
+  assert.match(lines[0]!, reason);
+  assert.equal(await device.fingerprint(), before, 'the device changed after a refusal');
+  const recorded = await statusOf(device);
+  assert.equal(recorded['state'], 'WONTGO');
+  assert.equal(recorded['lastError'].exitCode, code);
+  assert.equal(recorded['pending'], null);
+}

@@ -1,0 +1,93 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { FactoryRepo } from '../../src/repo/factory-repo.js';
+import { signBundleTargets, type BundleTargetsSigned } from '../../src/tuf/bundle-targets.js';
+import { generateSigningKey, type SigningKey } from '../../src/tuf/keys.js';
+import { serializeMetadata, signRole, type RoleName } from '../../src/tuf/sign-metadata.js';
+import { readBundleJson } from './tamper.js';
+
+/**
+ * Tools for building hostile bundles: re-sign any metadata file of a bundle with keys of the test's choosing, add
+ * root versions, and flip bytes. Everything a test forges is signed for real, so each case exercises one check.
+ */
+type Json = Record<string, any>;
+
+export const newKey = (): SigningKey => generateSigningKey().key;
+
+export async function factoryKeys(repo: FactoryRepo, role: RoleName): Promise<SigningKey[]> {
+  return repo.keys.load(role);
+}
+
+/** Rewrites `tuf/<file>` with `mutate(signed)` and the signatures of `keys` (none: unsigned). */
+export async function resign(
+  bundle: string,
+  file: string,
+  keys: readonly SigningKey[],
+  mutate: (signed: Json) => Json = (signed) => signed,
+): Promise<void> {
+  const document = await readBundleJson(bundle, file);
+  const signed = mutate(structuredClone(document.signed));
+  let written: object;
+  if (file === 'bundle-targets.json') written = signBundleTargets(signed as BundleTargetsSigned, keys);
+  else written = signRole(roleOf(file), signed, keys);
+  await fs.writeFile(path.join(bundle, 'tuf', file), serializeMetadata(written));
+}
+
+function roleOf(file: string): RoleName {
+  const role = file.replace(/^\d+\./, '').replace(/\.json$/, '');
+  if (role !== 'root' && role !== 'targets' && role !== 'snapshot' && role !== 'timestamp')
+    throw new Error(`no role for ${file}`);
+  return role;
+}
+
+/** Adds `tuf/<n+1>.root.json` to the bundle: the newest root there, changed by `mutate`, signed by `keys`. */
+export async function addRoot(
+  bundle: string,
+  keys: readonly SigningKey[],
+  mutate: (signed: Json) => void,
+): Promise<number> {
+  const roots = (await fs.readdir(path.join(bundle, 'tuf'))).filter((name) => /^\d+\.root\.json$/.test(name));
+  const newest = Math.max(...roots.map((name) => Number.parseInt(name, 10)));
+  const previous = await readBundleJson(bundle, `${newest}.root.json`);
+  const signed = structuredClone(previous.signed) as Json;
+  signed['version'] = newest + 1;
+  mutate(signed);
+  await fs.writeFile(
+    path.join(bundle, 'tuf', `${newest + 1}.root.json`),
+    serializeMetadata(signRole('root', signed, keys)),
+  );
+  return newest + 1;
+}
+
+/** Puts `keys` as the only keys of `role` in a root's signed part, with a threshold. */
+export function setRoleKeys(root: Json, role: RoleName, keys: readonly SigningKey[], threshold: number): void {
+  for (const key of keys) root['keys'][key.keyId] = key.publicKey;
+  root['roles'][role] = { keyids: keys.map((key) => key.keyId), threshold };
+}
+
+export async function flipByte(file: string, offset?: number): Promise<void> {
+  const bytes = await fs.readFile(file);
+  const at = offset ?? Math.floor(bytes.length / 2);
+  bytes[at] = bytes[at]! ^ 0x01;
+  await fs.writeFile(file, bytes);
+}
+
+/** OSTree objects in the bundle that the device's repo does not have yet, by kind (file, dirtree, commit…). */
+export async function objectsOnlyInBundle(bundle: string, deviceRepo: string, kind: string): Promise<string[]> {
+  const found: string[] = [];
+  const root = path.join(bundle, 'ostree_repo', 'objects');
+  for (const prefix of await fs.readdir(root)) {
+    for (const name of await fs.readdir(path.join(root, prefix))) {
+      const [checksum, extension] = name.split('.');
+      const wanted = kind === 'file' ? 'filez' : kind;
+      if (extension !== wanted) continue;
+      const onDevice = path.join(deviceRepo, 'objects', prefix, `${checksum}.${kind === 'file' ? 'file' : kind}`);
+      const present = await fs.lstat(onDevice).then(
+        () => true,
+        () => false,
+      );
+      if (!present) found.push(path.join(root, prefix, name));
+    }
+  }
+  return found.sort();
+}
