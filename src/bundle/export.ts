@@ -119,6 +119,8 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
     await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
     await bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false });
     await bundle.ostreeRepo.setRef(options.targetName, commit);
+    // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
+    await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
 
     const apps = new AppsDir(bundle.appsDir);
     await fs.mkdir(apps.root, { recursive: true });
@@ -144,6 +146,18 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
     await removeContents(options.destination);
     if (error instanceof FerryError) throw error;
     throw new FerryError('INTERNAL_ERROR', `export failed: ${describeCause(error)}`, { cause: error });
+  }
+}
+
+async function unshareHardLinks(dir: string): Promise<void> {
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      await unshareHardLinks(full);
+    } else if (entry.isFile() && (await fs.stat(full)).nlink > 1) {
+      await fs.copyFile(full, `${full}.copy`);
+      await fs.rename(`${full}.copy`, full);
+    }
   }
 }
 

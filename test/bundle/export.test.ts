@@ -114,4 +114,14 @@ describe('ferry export', () => {
     assert.equal(result.code, 45);
     assert.deepEqual(await fs.readdir(dst), ['notes.txt']);
   });
+
+  test('the bundle shares no inode with the factory repository (ostree hard-links on one filesystem)', async () => {
+    const bundle = await exportTo(factory, factory.v2);
+    const objects = path.join(bundle, 'ostree_repo', 'objects');
+    for (const prefix of await fs.readdir(objects)) {
+      for (const name of await fs.readdir(path.join(objects, prefix))) {
+        assert.equal((await fs.stat(path.join(objects, prefix, name))).nlink, 1, `${prefix}/${name} is hard-linked`);
+      }
+    }
+  });
 });

@@ -65,11 +65,13 @@ export function setRoleKeys(root: Json, role: RoleName, keys: readonly SigningKe
   root['roles'][role] = { keyids: keys.map((key) => key.keyId), threshold };
 }
 
+/** Flips one bit, in a new file renamed over the old one: a hard-linked original elsewhere stays intact. */
 export async function flipByte(file: string, offset?: number): Promise<void> {
   const bytes = await fs.readFile(file);
   const at = offset ?? Math.floor(bytes.length / 2);
   bytes[at] = bytes[at]! ^ 0x01;
-  await fs.writeFile(file, bytes);
+  await fs.writeFile(`${file}.flipped`, bytes);
+  await fs.rename(`${file}.flipped`, file);
 }
 
 /** OSTree objects in the bundle that the device's repo does not have yet, by kind (file, dirtree, commit…). */
@@ -90,4 +92,55 @@ export async function objectsOnlyInBundle(bundle: string, deviceRepo: string, ki
     }
   }
   return found.sort();
+}
+
+/**
+ * Rewrites one app of a bundle as a malicious publisher with the real targets key could: `edit` changes the
+ * project files (the compose file among them); the archive, the app manifest and the target's app uri are then
+ * made to match, and targets.json is signed again. Every digest in the chain is right; only the content is hostile.
+ */
+export async function rewriteApp(
+  repo: FactoryRepo,
+  bundle: string,
+  targetName: string,
+  app: string,
+  edit: (files: Map<string, { mode: number; content: Buffer }>) => void,
+): Promise<void> {
+  const { readComposeArchive } = await import('../../src/apps/compose-archive.js');
+  const { writeTar } = await import('../../src/apps/tar-pack.js');
+  const { AppsDir } = await import('../../src/apps/apps-dir.js');
+  const { digestOf, hexOf } = await import('../../src/apps/digest.js');
+  const apps = new AppsDir(path.join(bundle, 'apps'));
+  const targets = await readBundleJson(bundle, 'targets.json');
+  const entry = (targets.signed['targets'] as Record<string, Json>)[targetName]!;
+  const pin = entry['custom']['docker_compose_apps'][app] as { uri: string };
+  const digest = pin.uri.split('@')[1]!;
+  const manifest = JSON.parse(await fs.readFile(apps.manifestFile(app, digest), 'utf8')) as Json;
+  const archive = await fs.readFile(apps.archiveFile(app, digest, manifest['layers'][0].digest));
+  const files = new Map(
+    (await readComposeArchive(archive)).files.map((file) => [file.name, { mode: file.mode, content: file.content }]),
+  );
+  edit(files);
+  const scratch = path.join(bundle, '.rewrite.tgz');
+  await writeTar(
+    scratch,
+    [...files].map(([name, file]) => ({ type: 'file' as const, name, mode: file.mode, content: file.content })),
+    { gzip: true },
+  );
+  const newArchive = await fs.readFile(scratch);
+  await fs.rm(scratch);
+  manifest['layers'] = [{ ...manifest['layers'][0], digest: digestOf(newArchive), size: newArchive.length }];
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  const newDigest = digestOf(manifestBytes);
+  const newDir = apps.appDir(app, newDigest);
+  await fs.cp(apps.appDir(app, digest), newDir, { recursive: true });
+  await fs.rm(path.join(newDir, `${hexOf(digestOf(archive))}.tgz`), { force: true });
+  await fs.writeFile(apps.archiveFile(app, newDigest, digestOf(newArchive)), newArchive);
+  await fs.writeFile(apps.manifestFile(app, newDigest), manifestBytes);
+  const uri = `${pin.uri.split('@')[0]}@${newDigest}`;
+  await fs.writeFile(apps.uriFile(app, newDigest), `${uri}\n`);
+  await resign(bundle, 'targets.json', await repo.keys.load('targets'), (signed) => {
+    signed['targets'][targetName]['custom']['docker_compose_apps'][app]['uri'] = uri;
+    return signed;
+  });
 }
