@@ -194,6 +194,14 @@ export const OUTCOMES = {
     meaning: 'a metadata file is missing from the bundle',
     next: 'export the bundle again',
   },
+  BUNDLE_ARCHIVE_INVALID: {
+    exitCode: 17,
+    kind: 'failure',
+    commands: ['install'],
+    meaning:
+      'a single-file bundle is damaged or hostile (path traversal, links, duplicates, special files, a zip bomb, truncation)',
+    next: 'do not use this bundle; export a new one',
+  },
   BUNDLE_METADATA_INVALID: {
     exitCode: 15,
     kind: 'failure',

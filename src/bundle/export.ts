@@ -9,6 +9,13 @@ import { BUNDLE_TARGETS_FILE, signBundleTargets, type BundleType } from '../tuf/
 import { expiresInDays, parseExpires } from '../tuf/expires.js';
 import { serializeMetadata } from '../tuf/sign-metadata.js';
 import { discardScratch, verifyBundleMetadata } from '../tuf/verify-metadata.js';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import yazl from 'yazl';
+import { membersOfDirectory, writeTar } from '../apps/tar-pack.js';
+import { pathExists } from '../util/atomic-file.js';
+import { extractBundleArchive } from './bundle-archive.js';
 import { bundleLayout } from './bundle-dir.js';
 import { AppsDir } from '../apps/apps-dir.js';
 import { copyVerifiedApps } from '../apps/copy-apps.js';
@@ -30,6 +37,8 @@ export interface ExportOptions {
   readonly tag: string;
   readonly type: BundleType;
   readonly expiresInDays: number;
+  /** Write one file (a tar or a zip of the bundle tree) at `destination` instead of a directory. */
+  readonly archive?: 'tar' | 'zip' | undefined;
   readonly now?: Date;
 }
 
@@ -46,6 +55,62 @@ export interface ExportResult {
  * byte is written; the finished bundle is then verified the way a device would, from 1.root.json.
  */
 export async function exportBundle(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
+  if (options.archive === undefined) return exportBundleTree(repo, options);
+  if (await pathExists(options.destination)) {
+    throw new FerryError('DESTINATION_NOT_EMPTY', `${options.destination} already exists; export into a new file`);
+  }
+  // The tree is written beside the archive, on the same filesystem, and removed once it is packed.
+  const tree = `${options.destination}.tree-${randomBytes(4).toString('hex')}`;
+  const verifyDir = `${options.destination}.verify-${randomBytes(4).toString('hex')}`;
+  try {
+    const result = await exportBundleTree(repo, { ...options, destination: tree });
+    const partial = `${options.destination}.partial`;
+    await packBundle(tree, partial, options.archive);
+    // Verified as a device reads it: unpacked with every member check, then the whole bundle check.
+    try {
+      await extractBundleArchive(partial, options.archive, verifyDir);
+      await verifyExport(repo, verifyDir, options.targetName, result.commit, options.now ?? new Date());
+    } catch (error) {
+      await fs.rm(partial, { force: true });
+      throw error instanceof FerryError && error.outcome === 'EXPORT_VERIFY_FAILED'
+        ? error
+        : new FerryError(
+            'EXPORT_VERIFY_FAILED',
+            `the written ${options.archive} failed verification: ${describeCause(error)}`,
+            { cause: error },
+          );
+    }
+    await fs.rename(partial, options.destination);
+    return { ...result, destination: options.destination };
+  } finally {
+    await fs.rm(tree, { recursive: true, force: true });
+    await fs.rm(verifyDir, { recursive: true, force: true });
+  }
+}
+
+/** Packs a bundle tree into one file: members in a fixed order, with fixed times and owners. */
+async function packBundle(tree: string, file: string, kind: 'tar' | 'zip'): Promise<void> {
+  const members = await membersOfDirectory(tree);
+  if (kind === 'tar') {
+    await writeTar(file, members, { gzip: false });
+    return;
+  }
+  const zip = new yazl.ZipFile();
+  const fixed = new Date(Date.UTC(1980, 0, 1));
+  for (const member of members) {
+    if (member.type === 'directory') zip.addEmptyDirectory(member.name, { mtime: fixed });
+    else if (member.type === 'file-from')
+      zip.addFile(member.source, member.name, {
+        mtime: fixed,
+        mode: 0o100644,
+        compress: member.name.endsWith('.json'),
+      });
+  }
+  zip.end();
+  await pipeline(zip.outputStream, createWriteStream(file, { flags: 'wx' }));
+}
+
+async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
   const now = options.now ?? new Date();
   if (!Number.isInteger(options.expiresInDays) || options.expiresInDays < 1) {
     throw new FerryError(

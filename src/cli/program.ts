@@ -87,7 +87,10 @@ export function buildProgram(
     program
       .command('install')
       .description('verify a bundle and stage its target; the device runs it after a reboot and `run`')
-      .requiredOption('--src-dir <dir>', 'the bundle: a directory with tuf/ and ostree_repo/')
+      .requiredOption(
+        '--src-dir <path>',
+        'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
+      )
       .option('--target <name>', 'install this target from the bundle instead of the highest version')
       .option('--force', 'install even a lower version (downgrade)'),
   )
@@ -231,6 +234,9 @@ export function buildProgram(
     .requiredOption('--tag <tag>', 'the tag the bundle is for; the target must carry it')
     .option('--prod', 'a production bundle (only production devices take it)')
     .addOption(
+      new Option('--archive <kind>', 'write one file at <dst>: a tar or a zip of the bundle').choices(['tar', 'zip']),
+    )
+    .addOption(
       new Option('--expires-in-days <n>', 'days until the bundle metadata expires')
         .default(30)
         .argParser(positiveInteger('--expires-in-days')),
@@ -240,7 +246,7 @@ export function buildProgram(
       async (
         targetName: string,
         dst: string,
-        options: { repo: string; tag: string; prod?: boolean; expiresInDays: number },
+        options: { repo: string; tag: string; prod?: boolean; expiresInDays: number; archive?: 'tar' | 'zip' },
       ) => {
         const result = await exportBundle(await openFactoryRepo(path.resolve(options.repo)), {
           targetName,
@@ -248,6 +254,7 @@ export function buildProgram(
           tag: options.tag,
           type: options.prod ? 'prod' : 'ci',
           expiresInDays: options.expiresInDays,
+          archive: options.archive,
         });
         setReport(
           {

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { AppsDir } from '../apps/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
-import { commitsPresent, openBundleDir, type BundleDir } from '../bundle/bundle-dir.js';
+import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
+import { openBundleSource, type BundleSource } from '../bundle/bundle-source.js';
 import type { BootFlags } from '../device/bootloader-env.js';
 import { readBooted, writeRebootSentinel, type Device } from '../device/device.js';
 import { availableBytes, treeBytes } from '../device/free-space.js';
@@ -45,9 +46,12 @@ export async function installFromBundle(device: Device, options: InstallOptions)
   const { status } = await device.statusFile.load();
   const recorder = new StatusRecorder(device, status, 'install');
   let verified: VerifiedMetadata | undefined;
+  let source: BundleSource | undefined;
   try {
     await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
-    const bundle = await openBundleDir(options.srcDir);
+    source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
+    const bundle = source.bundle;
+    recorder.log(`bundle: ${source.kind} ${options.srcDir}`);
     const booted = await readBooted(device);
     const flags = await readBootFlags(device);
     recorder.log(
@@ -106,6 +110,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     return report;
   } finally {
     if (verified) await discardScratch(verified);
+    await source?.close();
   }
 }
 

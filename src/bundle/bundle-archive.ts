@@ -1,0 +1,286 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import yauzl from 'yauzl';
+import { FerryError, describeCause } from '../errors.js';
+import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
+
+/**
+ * Single-file bundles: a tar (read as a stream with tar-stream) or a zip (read with yauzl) of the bundle tree.
+ * Nothing in a member's header is trusted: every name is checked before a byte is written, and every member is
+ * checked on its way to disk as far as it can be there: metadata against its size cap, app blobs and OSTree
+ * metadata objects against the digest their name is. OSTree file objects are checked by `pull-local --untrusted`,
+ * app files by the digest chain, both before anything is used.
+ */
+
+export const ARCHIVE_LIMITS = {
+  maxMembers: 2_000_000,
+  /** A zip member may not inflate more than this many times its compressed size (above 1 MiB). */
+  maxCompressionRatio: 200,
+} as const;
+
+const TOP_LEVEL = new Set(['tuf', 'ostree_repo', 'apps']);
+
+function refuse(message: string): FerryError {
+  return new FerryError('BUNDLE_ARCHIVE_INVALID', message);
+}
+
+export type ArchiveKind = 'tar' | 'zip';
+
+export async function archiveKindOf(file: string): Promise<ArchiveKind | undefined> {
+  const handle = await fs.open(file, 'r');
+  try {
+    const head = Buffer.alloc(512);
+    const { bytesRead } = await handle.read(head, 0, 512, 0);
+    if (bytesRead >= 4 && head.readUInt32LE(0) === 0x04034b50) return 'zip';
+    if (bytesRead >= 4 && head.readUInt32LE(0) === 0x06054b50) return 'zip';
+    if (bytesRead >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'tar';
+    return undefined;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The member's path inside the bundle, or a refusal naming the member and the check. */
+export function checkMemberName(name: string): string | null {
+  if (name.includes('\0')) throw refuse(`member ${JSON.stringify(name)}: a NUL byte in its name`);
+  if (name.includes('\\')) throw refuse(`member "${name}": a backslash in its name`);
+  if (name.startsWith('/')) throw refuse(`member "${name}": an absolute path`);
+  const parts = name.split('/').filter((part) => part !== '' && part !== '.');
+  if (parts.includes('..')) throw refuse(`member "${name}": ".." leaves the bundle`);
+  if (parts.length === 0) return null;
+  if (!TOP_LEVEL.has(parts[0]!)) return null; // Not part of a bundle: never extracted.
+  return parts.join('/');
+}
+
+interface MemberInfo {
+  readonly name: string;
+  readonly type: 'file' | 'directory' | 'symlink' | 'hardlink' | 'other';
+  readonly linkname?: string | undefined;
+}
+
+/** Links are never extracted: a bundle ferry writes has none, and one that points out of the bundle is an attack. */
+function refuseLink(member: MemberInfo, relative: string): never {
+  const target = member.linkname ?? '';
+  const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(relative), target));
+  const outside = target.startsWith('/') || resolved === '..' || resolved.startsWith('../');
+  throw refuse(
+    `member "${member.name}": a ${member.type} to "${target}"${outside ? ', which points out of the bundle' : ''}; bundles hold only files and directories`,
+  );
+}
+
+/** Writes members into the staging directory, checking what can be checked on the way. */
+class MemberWriter {
+  private readonly seen = new Set<string>();
+  private members = 0;
+
+  constructor(private readonly root: string) {}
+
+  /** Returns the relative path to write to, or null to skip the member. */
+  admit(member: MemberInfo): string | null {
+    const relative = checkMemberName(member.name);
+    if (relative === null) return null;
+    if (++this.members > ARCHIVE_LIMITS.maxMembers) throw refuse(`more than ${ARCHIVE_LIMITS.maxMembers} members`);
+    if (member.type === 'symlink' || member.type === 'hardlink') refuseLink(member, relative);
+    if (member.type === 'other') throw refuse(`member "${member.name}": a device, fifo or other special file`);
+    if (member.type === 'file') {
+      if (this.seen.has(relative)) throw refuse(`member "${member.name}": appears twice`);
+      this.seen.add(relative);
+    }
+    return relative;
+  }
+
+  async directory(relative: string): Promise<void> {
+    await fs.mkdir(path.join(this.root, relative), { recursive: true });
+  }
+
+  async file(relative: string, source: Readable): Promise<void> {
+    const target = path.join(this.root, relative);
+    await fs.mkdir(path.dirname(target), { recursive: true });
+    const expected = expectedDigestOf(relative);
+    const cap = relative.startsWith('tuf/') ? METADATA_MAX_BYTES : undefined;
+    const hash = createHash('sha256');
+    let size = 0;
+    const check = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        size += chunk.length;
+        if (cap !== undefined && size > cap) {
+          callback(
+            new FerryError('METADATA_MALFORMED', `${relative}: more than the ${cap} bytes allowed for metadata`),
+          );
+          return;
+        }
+        if (expected !== undefined) hash.update(chunk);
+        callback(null, chunk);
+      },
+    });
+    await pipeline(source, check, createWriteStream(target, { flags: 'wx', mode: 0o644 }));
+    if (expected !== undefined) {
+      const actual = hash.digest('hex');
+      if (actual !== expected.hex) {
+        throw new FerryError(
+          expected.outcome,
+          `${relative}: content hashes to sha256:${actual}, its name says ${expected.hex}`,
+        );
+      }
+    }
+  }
+}
+
+/** Members whose name is their SHA-256: app blobs, and OSTree metadata objects (stored as-is in archive repos). */
+function expectedDigestOf(relative: string): { hex: string; outcome: FerryError['outcome'] } | undefined {
+  const blob = /^apps\/blobs\/sha256\/([0-9a-f]{64})$/.exec(relative);
+  if (blob) return { hex: blob[1]!, outcome: 'BLOB_MISMATCH' };
+  const object = /^ostree_repo\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})\.(commit|dirtree|dirmeta)$/.exec(relative);
+  if (object) return { hex: object[1]! + object[2]!, outcome: 'CONTENT_VERIFICATION_FAILED' };
+  return undefined;
+}
+
+function tarType(type: string | null | undefined): MemberInfo['type'] {
+  switch (type) {
+    case 'file':
+    case 'contiguous-file':
+      return 'file';
+    case 'directory':
+      return 'directory';
+    case 'symlink':
+      return 'symlink';
+    case 'link':
+      return 'hardlink';
+    case 'pax-header':
+    case 'pax-global-header':
+    case 'gnu-long-path':
+    case 'gnu-long-link-path':
+      return 'file';
+    default:
+      return 'other';
+  }
+}
+
+async function extractTar(file: string, writer: MemberWriter): Promise<void> {
+  const extract = tar.extract();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('entry', (header, stream, next) => {
+      const member: MemberInfo = {
+        name: header.name,
+        type: tarType(header.type),
+        linkname: header.linkname ?? undefined,
+      };
+      let relative: string | null;
+      try {
+        relative = writer.admit(member);
+      } catch (error) {
+        stream.resume();
+        reject(error);
+        extract.destroy();
+        return;
+      }
+      const work =
+        relative === null
+          ? new Promise<void>((ok) => {
+              stream.on('end', ok);
+              stream.resume();
+            })
+          : member.type === 'directory'
+            ? writer.directory(relative).then(() => new Promise<void>((ok) => (stream.on('end', ok), stream.resume())))
+            : writer.file(relative, stream as unknown as Readable);
+      work.then(
+        () => next(),
+        (error: unknown) => {
+          reject(error);
+          extract.destroy();
+        },
+      );
+    });
+    extract.on('finish', resolve);
+    extract.on('error', (error: Error) => reject(refuse(`the tar is damaged or truncated: ${describeCause(error)}`)));
+  });
+  createReadStream(file)
+    .on('error', (error) => extract.destroy(error))
+    .pipe(extract);
+  await done;
+}
+
+async function extractZip(file: string, writer: MemberWriter): Promise<void> {
+  let zip: yauzl.ZipFile;
+  try {
+    zip = await yauzl.openPromise(file, {
+      lazyEntries: true,
+      validateEntrySizes: true,
+      strictFileNames: true,
+      autoClose: true,
+    });
+  } catch (error) {
+    throw refuse(`the zip is damaged or truncated: ${describeCause(error)}`);
+  }
+  try {
+    for await (const entry of zip.eachEntry()) {
+      const mode = (entry.externalFileAttributes >>> 16) & 0o170000;
+      const type: MemberInfo['type'] =
+        entry.fileName.endsWith('/') || mode === 0o040000
+          ? 'directory'
+          : mode === 0o120000
+            ? 'symlink'
+            : mode === 0 || mode === 0o100000
+              ? 'file'
+              : 'other';
+      const linkname =
+        type === 'symlink' ? (await readAll(await zip.openReadStreamPromise(entry), 4096)).toString('utf8') : undefined;
+      const relative = writer.admit({ name: entry.fileName, type, linkname });
+      if (relative === null) continue;
+      if (type === 'directory') {
+        await writer.directory(relative);
+        continue;
+      }
+      if (
+        entry.uncompressedSize > 1024 * 1024 &&
+        entry.uncompressedSize > ARCHIVE_LIMITS.maxCompressionRatio * Math.max(1, entry.compressedSize)
+      ) {
+        throw refuse(
+          `member "${entry.fileName}": inflates ${entry.compressedSize} bytes to ${entry.uncompressedSize}, more than ${ARCHIVE_LIMITS.maxCompressionRatio} times (a zip bomb)`,
+        );
+      }
+      // validateEntrySizes makes yauzl fail a member whose data is longer or shorter than its header declares.
+      await writer.file(relative, await zip.openReadStreamPromise(entry));
+    }
+  } catch (error) {
+    zip.close();
+    if (error instanceof FerryError) throw error;
+    throw refuse(`the zip is damaged, truncated or lies about its sizes: ${describeCause(error)}`);
+  }
+}
+
+async function readAll(stream: Readable, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > max) throw refuse('a symlink target longer than 4 KiB');
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** How many bytes unpacking the archive may write: the tar's own size, or the sum of the zip's declared sizes. */
+export async function unpackedBytesOf(file: string, kind: ArchiveKind): Promise<number> {
+  if (kind === 'tar') return (await fs.stat(file)).size;
+  const zip = await yauzl.openPromise(file, { lazyEntries: true, autoClose: false });
+  let total = 0;
+  try {
+    for await (const entry of zip.eachEntry()) total += entry.uncompressedSize;
+  } finally {
+    zip.close();
+  }
+  return total;
+}
+
+/** Unpacks a single-file bundle into `stagingDir` (which must not exist), refusing anything hostile. */
+export async function extractBundleArchive(file: string, kind: ArchiveKind, stagingDir: string): Promise<void> {
+  await fs.mkdir(stagingDir, { recursive: false, mode: 0o700 });
+  const writer = new MemberWriter(stagingDir);
+  if (kind === 'tar') await extractTar(file, writer);
+  else await extractZip(file, writer);
+}
