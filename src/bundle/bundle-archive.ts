@@ -162,6 +162,9 @@ function tarType(type: string | null | undefined): MemberInfo['type'] {
 
 async function extractTar(file: string, writer: MemberWriter): Promise<void> {
   const extract = tar.extract();
+  // The member being written: when it fails its check, it also breaks the tar stream, and its own refusal is the
+  // one to report.
+  let current: Promise<void> = Promise.resolve();
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (header, stream, next) => {
       const member: MemberInfo = {
@@ -187,16 +190,25 @@ async function extractTar(file: string, writer: MemberWriter): Promise<void> {
           : member.type === 'directory'
             ? writer.directory(relative).then(() => new Promise<void>((ok) => (stream.on('end', ok), stream.resume())))
             : writer.file(relative, stream as unknown as Readable);
+      current = work;
       work.then(
         () => next(),
         (error: unknown) => {
-          reject(error);
+          reject(
+            error instanceof FerryError ? error : refuse(`the tar is damaged or truncated: ${describeCause(error)}`),
+          );
           extract.destroy();
         },
       );
     });
     extract.on('finish', resolve);
-    extract.on('error', (error: Error) => reject(refuse(`the tar is damaged or truncated: ${describeCause(error)}`)));
+    extract.on('error', (error: Error) => {
+      const damaged = refuse(`the tar is damaged or truncated: ${describeCause(error)}`);
+      current.then(
+        () => reject(damaged),
+        (failure: unknown) => reject(failure instanceof FerryError ? failure : damaged),
+      );
+    });
   });
   createReadStream(file)
     .on('error', (error) => extract.destroy(error))
