@@ -285,6 +285,25 @@ describe('hostile media: root rotation', () => {
     await assertRefused(await deviceV1(), bundle, 11, /root\.json: signature check failed/);
   });
 
+  test('root rollback: a device that trusts root 2 refuses metadata signed by a key root 2 revoked, even with 1.root.json alone: 11', async () => {
+    const device = await deviceV1();
+    const rotated = await bundleV2();
+    const [oldTimestampKey] = await keys('timestamp');
+    const replacement = newKey();
+    await addRoot(rotated, await keys('root'), (root) => setRoleKeys(root, 'timestamp', [replacement], 1));
+    await resign(rotated, 'timestamp.json', [replacement]);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', rotated)).code, 100);
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    assert.equal((await cli('run', '--config', device.configDir)).code, 0);
+    // An older stick: only 1.root.json, a timestamp signed by the key root 2 replaced.
+    const old = await exportTo(factory, factory.v3BootFails);
+    await resign(old, 'timestamp.json', [oldTimestampKey!], (signed) => ({
+      ...signed,
+      version: signed['version'] + 100,
+    }));
+    await assertRefused(device, old, 11, /timestamp\.json: signature check failed: timestamp was signed by 0\/1 keys/);
+  });
+
   test('a key revoked by a new root can no longer sign targets: 11', async () => {
     const bundle = await bundleV2();
     await addRoot(bundle, await keys('root'), (root) => setRoleKeys(root, 'targets', [newKey()], 1));
