@@ -3,7 +3,8 @@ import { AppStore } from '../apps/app-store.js';
 import { DockerEngine } from '../apps/docker-engine.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import { pathExists } from '../util/atomic-file.js';
-import { bootControlFor, type BootControl } from './bootloader-env.js';
+import { FerryError, describeCause } from '../errors.js';
+import { bootControlFor, type BootControl, type BootFlags } from './bootloader-env.js';
 import { readBootedDeployment, type BootedDeployment } from './booted-deployment.js';
 import type { DeviceConfig } from './config.js';
 import { devicePaths, type DevicePaths } from './paths.js';
@@ -49,4 +50,17 @@ export function rebootSentinelPresent(device: Device): Promise<boolean> {
 export async function writeRebootSentinel(device: Device): Promise<void> {
   await fs.mkdir(device.paths.volatileDir, { recursive: true });
   await fs.writeFile(device.paths.rebootSentinel, `${new Date().toISOString()}\n`);
+}
+
+/** The bootloader's flags; an env that cannot be read is a device-state refusal, never a guess. */
+export async function readBootFlags(device: Device): Promise<BootFlags> {
+  try {
+    return await device.boot.flags();
+  } catch (error) {
+    throw new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `cannot read the ${device.boot.description}: ${describeCause(error)}`,
+      { cause: error },
+    );
+  }
 }

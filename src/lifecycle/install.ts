@@ -3,8 +3,7 @@ import { AppsDir } from '../apps/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
 import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
 import { openBundleSource, type BundleSource } from '../bundle/bundle-source.js';
-import type { BootFlags } from '../device/bootloader-env.js';
-import { readBooted, writeRebootSentinel, type Device } from '../device/device.js';
+import { readBootFlags, readBooted, writeRebootSentinel, type Device } from '../device/device.js';
 import { availableBytes, treeBytes } from '../device/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
@@ -26,17 +25,6 @@ export interface InstallOptions {
   readonly now?: Date;
 }
 
-export async function readBootFlags(device: Device): Promise<BootFlags> {
-  try {
-    return await device.boot.flags();
-  } catch (error) {
-    throw new FerryError(
-      'DEVICE_STATE_UNREADABLE',
-      `cannot read the ${device.boot.description}: ${describeCause(error)}`,
-      { cause: error },
-    );
-  }
-}
 
 /**
  * `install`: verify the bundle, choose the target, and stage it so that the next boot (or engine restart) runs it.

@@ -1,8 +1,7 @@
 import { startApps, switchApps, watchApps } from '../apps/app-runner.js';
-import { readBooted, rebootSentinelPresent, writeRebootSentinel, type Device } from '../device/device.js';
+import { readBootFlags, readBooted, rebootSentinelPresent, writeRebootSentinel, type Device } from '../device/device.js';
 import type { PendingUpdate, TargetRef } from '../device/status-file.js';
 import { FerryError, describeCause } from '../errors.js';
-import { readBootFlags } from './install.js';
 import { planRun } from './plan.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
 
