@@ -6,14 +6,15 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import yauzl from 'yauzl';
 import { FerryError, describeCause } from '../errors.js';
+import { ArchiveFileObjectHasher } from '../ostree/archive-object.js';
 import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
 
 /**
  * Single-file bundles: a tar (read as a stream with tar-stream) or a zip (read with yauzl) of the bundle tree.
- * Nothing in a member's header is trusted: every name is checked before a byte is written, and every member is
- * checked on its way to disk as far as it can be there: metadata against its size cap, app blobs and OSTree
- * metadata objects against the digest their name is. OSTree file objects are checked by `pull-local --untrusted`,
- * app files by the digest chain, both before anything is used.
+ * Nothing in a member's header is trusted: every name is checked before a byte is written, and every member that
+ * names its own digest is checked on its way to disk: app blobs and OSTree objects (metadata and file objects)
+ * against the checksum their name is, metadata against its size cap. The rest (tuf/ metadata, the apps' small
+ * files) is verified by TUF and the digest chain before anything uses it.
  */
 
 export const ARCHIVE_LIMITS = {
@@ -101,6 +102,8 @@ class MemberWriter {
     const target = path.join(this.root, relative);
     await fs.mkdir(path.dirname(target), { recursive: true });
     const expected = expectedDigestOf(relative);
+    const fileObject = /^ostree_repo\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})\.filez$/.exec(relative);
+    const objectHasher = fileObject ? new ArchiveFileObjectHasher() : undefined;
     const cap = relative.startsWith('tuf/') ? METADATA_MAX_BYTES : undefined;
     const hash = createHash('sha256');
     let size = 0;
@@ -114,6 +117,7 @@ class MemberWriter {
           return;
         }
         if (expected !== undefined) hash.update(chunk);
+        objectHasher?.update(chunk);
         callback(null, chunk);
       },
     });
@@ -124,6 +128,22 @@ class MemberWriter {
         throw new FerryError(
           expected.outcome,
           `${relative}: content hashes to sha256:${actual}, its name says ${expected.hex}`,
+        );
+      }
+    }
+    if (fileObject !== null && objectHasher !== undefined) {
+      const checksum = await objectHasher.digest();
+      const name = fileObject[1]! + fileObject[2]!;
+      if (checksum instanceof Error) {
+        throw new FerryError(
+          'CONTENT_VERIFICATION_FAILED',
+          `${relative}: not an OSTree file object: ${checksum.message}`,
+        );
+      }
+      if (checksum !== name) {
+        throw new FerryError(
+          'CONTENT_VERIFICATION_FAILED',
+          `${relative}: the object's checksum is ${checksum}, its name says ${name}`,
         );
       }
     }

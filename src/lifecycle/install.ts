@@ -25,7 +25,6 @@ export interface InstallOptions {
   readonly now?: Date;
 }
 
-
 /**
  * `install`: verify the bundle, choose the target, and stage it so that the next boot (or engine restart) runs it.
  * Everything up to the decision only reads; a refusal writes nothing but the status record.

@@ -1,5 +1,11 @@
 import { startApps, switchApps, watchApps } from '../apps/app-runner.js';
-import { readBootFlags, readBooted, rebootSentinelPresent, writeRebootSentinel, type Device } from '../device/device.js';
+import {
+  readBootFlags,
+  readBooted,
+  rebootSentinelPresent,
+  writeRebootSentinel,
+  type Device,
+} from '../device/device.js';
 import type { PendingUpdate, TargetRef } from '../device/status-file.js';
 import { FerryError, describeCause } from '../errors.js';
 import { planRun } from './plan.js';

@@ -195,6 +195,25 @@ describe('single-file bundles: hostile tars', () => {
     );
   });
 
+  test('an OSTree file object whose content does not match its name (checked on the way): 70', async () => {
+    let flipped = false;
+    const file = await tarBundle({
+      change: (name, content) => {
+        if (flipped || !name.endsWith('.filez') || content.length < 200) return content;
+        flipped = true;
+        const changed = Buffer.from(content);
+        changed[changed.length - 20] = changed[changed.length - 20]! ^ 1;
+        return changed;
+      },
+    });
+    await assertRefused(
+      await device(),
+      file,
+      70,
+      /ostree_repo\/objects\/[0-9a-f]{2}\/[0-9a-f]{62}\.filez: (the object's checksum is|not an OSTree file object)/,
+    );
+  });
+
   test('members outside tuf/, ostree_repo/ and apps/ are never unpacked, and the bundle still installs', async () => {
     const file = await tarBundle({ extra: (pack) => pack.entry({ name: 'README.txt' }, 'hello') });
     const target = await device();

@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import { createInflateRaw, type InflateRaw } from 'node:zlib';
+
+/**
+ * Computes the OSTree checksum of a file object of an archive-mode repo (`.filez`) from its bytes as they stream
+ * by, so that a member of a single-file bundle is verified before it lands on disk.
+ *
+ * A `.filez` is: a big-endian u32 header length, 4 bytes of padding, the header (the GVariant `(tuuuusa(ayay))`:
+ * size, uid, gid, mode, rdev, symlink target, xattrs, numbers big-endian), then the content as raw deflate.
+ * The object's checksum is SHA-256 over the same framing of the header without its size, `(uuuusa(ayay))`, followed
+ * by the uncompressed content (none for a symlink).
+ */
+export class ArchiveFileObjectHasher {
+  private buffered: Buffer = Buffer.alloc(0);
+  private readonly hash = createHash('sha256');
+  private inflate: InflateRaw | undefined;
+  private inflated = 0;
+  private declaredSize = 0;
+  private isRegular = false;
+  private failure: Error | undefined;
+  private inflateDone: Promise<void> = Promise.resolve();
+
+  /** The most a header may take: far more than any real one. */
+  static readonly MAX_HEADER = 64 * 1024;
+
+  update(chunk: Buffer): void {
+    if (this.failure) return;
+    if (this.inflate === undefined) {
+      this.buffered = Buffer.concat([this.buffered, chunk]);
+      if (this.buffered.length < 8) return;
+      const headerLength = this.buffered.readUInt32BE(0);
+      if (headerLength < 26 || headerLength > ArchiveFileObjectHasher.MAX_HEADER) {
+        this.failure = new Error(`a file object header of ${headerLength} bytes`);
+        return;
+      }
+      if (this.buffered.length < 8 + headerLength) return;
+      this.start(this.buffered.subarray(8, 8 + headerLength));
+      const rest = this.buffered.subarray(8 + headerLength);
+      this.buffered = Buffer.alloc(0);
+      if (rest.length > 0) this.feed(rest);
+      return;
+    }
+    this.feed(chunk);
+  }
+
+  private start(header: Buffer): void {
+    this.declaredSize = Number(header.readBigUInt64BE(0));
+    const mode = header.readUInt32BE(16);
+    this.isRegular = (mode & 0o170000) === 0o100000;
+    const offsetSize = framingOffsetSize(header.length);
+    const stringEnd = header.readUIntLE(header.length - offsetSize, offsetSize);
+    if (stringEnd < 25 || stringEnd > header.length - offsetSize || header[stringEnd - 1] !== 0) {
+      this.failure = new Error('a malformed file object header');
+      return;
+    }
+    // The checksummed header: the same fields without the leading size, with its own framing offset.
+    const body = Buffer.concat([header.subarray(8, stringEnd), header.subarray(stringEnd, header.length - offsetSize)]);
+    const bodyOffsetSize = framingOffsetSize(body.length, true);
+    const end = Buffer.alloc(bodyOffsetSize);
+    end.writeUIntLE(stringEnd - 8, 0, bodyOffsetSize);
+    const fileHeader = Buffer.concat([body, end]);
+    const prefix = Buffer.alloc(8);
+    prefix.writeUInt32BE(fileHeader.length, 0);
+    this.hash.update(prefix);
+    this.hash.update(fileHeader);
+    const inflate = createInflateRaw();
+    this.inflate = inflate;
+    this.inflateDone = new Promise<void>((resolve) => {
+      inflate.on('data', (data: Buffer) => {
+        this.inflated += data.length;
+        if (this.inflated > this.declaredSize) {
+          this.failure ??= new Error(`the content inflates past its declared ${this.declaredSize} bytes`);
+          inflate.destroy();
+          resolve();
+          return;
+        }
+        this.hash.update(data);
+      });
+      inflate.on('end', resolve);
+      inflate.on('close', resolve);
+      inflate.on('error', (error) => {
+        this.failure ??= new Error(`the content does not inflate: ${error.message}`);
+        resolve();
+      });
+    });
+  }
+
+  private feed(chunk: Buffer): void {
+    if (!this.isRegular) {
+      if (chunk.length > 0) this.failure ??= new Error('a symlink object with content');
+      return;
+    }
+    this.inflate!.write(chunk);
+  }
+
+  /** The checksum (hex), or an Error that says why the bytes are no file object. */
+  async digest(): Promise<string | Error> {
+    if (this.inflate === undefined) return this.failure ?? new Error('a truncated file object header');
+    if (this.isRegular) {
+      this.inflate.end();
+      await this.inflateDone;
+    }
+    if (this.failure) return this.failure;
+    if (this.isRegular && this.inflated !== this.declaredSize) {
+      return new Error(`the content is ${this.inflated} bytes, its header says ${this.declaredSize}`);
+    }
+    return this.hash.digest('hex');
+  }
+}
+
+/** GVariant's framing offset size for a container: the smallest that can address the container itself. */
+function framingOffsetSize(length: number, bodyOnly = false): number {
+  for (const size of [1, 2, 4]) {
+    const total = bodyOnly ? length + size : length;
+    if (total <= 2 ** (8 * size) - 1) return size;
+  }
+  return 8;
+}

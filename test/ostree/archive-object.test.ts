@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import { ArchiveFileObjectHasher } from '../../src/ostree/archive-object.js';
+import { buildFactory, exportTo } from '../support/factory.js';
+
+let objects: string[] = [];
+before(async () => {
+  const factory = await buildFactory();
+  const bundle = await exportTo(factory, factory.v2);
+  const root = path.join(bundle, 'ostree_repo', 'objects');
+  for (const prefix of await fs.readdir(root)) {
+    for (const name of await fs.readdir(path.join(root, prefix)))
+      if (name.endsWith('.filez')) objects.push(path.join(root, prefix, name));
+  }
+});
+
+async function checksumOf(bytes: Buffer, chunk = 7): Promise<string | Error> {
+  const hasher = new ArchiveFileObjectHasher();
+  for (let at = 0; at < bytes.length; at += chunk) hasher.update(bytes.subarray(at, at + chunk));
+  return hasher.digest();
+}
+
+const nameOf = (file: string) => path.basename(path.dirname(file)) + path.basename(file, '.filez');
+
+describe('OSTree archive file objects, checksummed as they stream', () => {
+  test('every .filez that ostree wrote hashes to its name (files and symlinks, in any chunking)', async () => {
+    assert.ok(objects.length >= 5);
+    for (const file of objects) {
+      const bytes = await fs.readFile(file);
+      assert.equal(await checksumOf(bytes), nameOf(file), file);
+      assert.equal(await checksumOf(bytes, 65536), nameOf(file), file);
+    }
+  });
+
+  test('one flipped bit anywhere changes the checksum or is refused as no file object', async () => {
+    for (const file of objects) {
+      const bytes = await fs.readFile(file);
+      for (const at of [3, 20, bytes.length - 1]) {
+        const changed = Buffer.from(bytes);
+        changed[at] = changed[at]! ^ 1;
+        const result = await checksumOf(changed);
+        assert.ok(result instanceof Error || result !== nameOf(file), `${file} at ${at}`);
+      }
+    }
+  });
+
+  test('a truncated object is refused', async () => {
+    const bytes = await fs.readFile(objects[0]!);
+    assert.ok((await checksumOf(bytes.subarray(0, 6))) instanceof Error);
+  });
+});
