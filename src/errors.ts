@@ -16,10 +16,6 @@ export class FerryError extends Error {
   }
 }
 
-export function isFerryError(error: unknown): error is FerryError {
-  return error instanceof FerryError;
-}
-
 /** One line, whatever was thrown: stderr and the status record take exactly one line per refusal. */
 export function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, ' | ').trim();

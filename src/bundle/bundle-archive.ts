@@ -187,6 +187,9 @@ async function extractTar(file: string, writer: MemberWriter): Promise<void> {
   let current: Promise<void> = Promise.resolve();
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (header, stream, next) => {
+      // A broken tar also fails the member being read; whoever reads the member reports it, and a member nobody
+      // reads any more (a refused one) must not turn it into an uncaught error.
+      stream.on('error', () => undefined);
       const member: MemberInfo = {
         name: header.name,
         type: tarType(header.type),
@@ -201,14 +204,17 @@ async function extractTar(file: string, writer: MemberWriter): Promise<void> {
         extract.destroy();
         return;
       }
+      const skip = () =>
+        new Promise<void>((ok, fail) => {
+          stream.on('end', ok);
+          stream.on('error', fail);
+          stream.resume();
+        });
       const work =
         relative === null
-          ? new Promise<void>((ok) => {
-              stream.on('end', ok);
-              stream.resume();
-            })
+          ? skip()
           : member.type === 'directory'
-            ? writer.directory(relative).then(() => new Promise<void>((ok) => (stream.on('end', ok), stream.resume())))
+            ? writer.directory(relative).then(skip)
             : writer.file(relative, stream as unknown as Readable);
       current = work;
       work.then(

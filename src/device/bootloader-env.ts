@@ -1,4 +1,3 @@
-import { promises as fs } from 'node:fs';
 import { runTool } from '../util/tool.js';
 import type { BootloaderConfig } from './config.js';
 
@@ -12,8 +11,6 @@ export interface BootloaderEnv {
   read(): Promise<Record<string, string>>;
   /** Sets (string) or deletes (null) several variables. */
   update(changes: Record<string, string | null>): Promise<void>;
-  /** The file(s) that hold the environment. */
-  files(): Promise<string[]>;
 }
 
 /** Checks that a write took: both tools skip some input silently. */
@@ -54,15 +51,6 @@ export class UbootEnv implements BootloaderEnv {
     await runTool('fw_setenv', ['-c', this.fwEnvConfig, '-s', '-'], { input: `${script}\n` });
     await verifyWritten(this, changes);
   }
-
-  async files(): Promise<string[]> {
-    const config = await fs.readFile(this.fwEnvConfig, 'utf8');
-    return config
-      .split('\n')
-      .map((line) => line.trim())
-      .filter((line) => line !== '' && !line.startsWith('#'))
-      .map((line) => line.split(/\s+/)[0]!);
-  }
 }
 
 export class GrubEnv implements BootloaderEnv {
@@ -83,10 +71,6 @@ export class GrubEnv implements BootloaderEnv {
       await runTool('grub-editenv', [this.file, 'set', ...set.map(([name, value]) => `${name}=${value}`)]);
     if (unset.length > 0) await runTool('grub-editenv', [this.file, 'unset', ...unset.map(([name]) => name)]);
     await verifyWritten(this, changes);
-  }
-
-  async files(): Promise<string[]> {
-    return [this.file];
   }
 }
 

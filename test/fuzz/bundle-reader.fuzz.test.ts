@@ -31,6 +31,7 @@ async function refusesOrAccepts(run: () => Promise<unknown>): Promise<void> {
 let factory: TestFactory;
 let bundle: string;
 let tarBytes: Buffer;
+let zipBytes: Buffer;
 before(async () => {
   factory = await buildFactory();
   bundle = await exportTo(factory, factory.v2);
@@ -45,6 +46,16 @@ before(async () => {
     archive: 'tar',
   });
   tarBytes = await fs.readFile(file);
+  const zip = path.join(path.dirname(file), 'bundle.zip');
+  await exportBundle(factory.repo, {
+    targetName: factory.v2,
+    destination: zip,
+    tag: 'main',
+    type: 'ci',
+    expiresInDays: 30,
+    archive: 'zip',
+  });
+  zipBytes = await fs.readFile(zip);
 });
 
 describe('fuzz: the bundle reader', () => {
@@ -82,6 +93,32 @@ describe('fuzz: the bundle reader', () => {
           const staging = path.join(work, `staging-${run++}`);
           await fs.writeFile(file, cut % 4 === 0 ? bytes.subarray(0, cut % bytes.length) : bytes);
           await refusesOrAccepts(() => extractBundleArchive(file, 'tar', staging));
+          assert.deepEqual(
+            (await fs.readdir(work)).filter((name) => !name.startsWith('case-') && !name.startsWith('staging-')),
+            [],
+          );
+          await fs.rm(staging, { recursive: true, force: true });
+          await fs.rm(file);
+        },
+      ),
+      { ...budget, numRuns: 10_000 },
+    );
+  });
+
+  test('a zip bundle with random bytes changed: refused with a code, or unpacked inside its staging dir only', async () => {
+    const work = await tempDir('fuzz-zip');
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+        fc.nat(),
+        async (edits, cut) => {
+          const bytes = Buffer.from(zipBytes);
+          for (const [at, value] of edits) bytes[at % bytes.length] = value;
+          const file = path.join(work, `case-${run}.zip`);
+          const staging = path.join(work, `staging-${run++}`);
+          await fs.writeFile(file, cut % 4 === 0 ? bytes.subarray(0, cut % bytes.length) : bytes);
+          await refusesOrAccepts(() => extractBundleArchive(file, 'zip', staging));
           assert.deepEqual(
             (await fs.readdir(work)).filter((name) => !name.startsWith('case-') && !name.startsWith('staging-')),
             [],

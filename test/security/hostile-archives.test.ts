@@ -166,6 +166,15 @@ describe('single-file bundles: hostile tars', () => {
     await assertRefused(await device(), file, 17, /the tar is damaged or truncated/);
   });
 
+  test('a tar cut in the middle of a member that is skipped: 17, and no stray error (found by the fuzz test)', async () => {
+    const file = await tarBundle({
+      extra: (pack) => pack.entry({ name: 'notes/README.txt' }, Buffer.alloc(64 * 1024, 0x41)),
+    });
+    const bytes = await fs.readFile(file);
+    await fs.writeFile(file, bytes.subarray(0, bytes.length - 40 * 1024));
+    await assertRefused(await device(), file, 17, /the tar is damaged or truncated/);
+  });
+
   test('an oversized metadata member (capped on the way, never parsed): 16', async () => {
     const file = await tarBundle({
       change: (name, content) => (name === 'tuf/snapshot.json' ? Buffer.alloc(5 * 1024 * 1024, 0x20) : content),
