@@ -230,6 +230,13 @@ export const OUTCOMES = {
     meaning: 'another install is pending: it waits for a reboot and run',
     next: 'reboot, then run',
   },
+  LOCKED: {
+    exitCode: 31,
+    kind: 'failure',
+    commands: ['install', 'run'],
+    meaning: 'another ferry install or run is running on this device',
+    next: 'wait for it (the message names its pid), then try again',
+  },
   STAGING_FAILED: {
     exitCode: 50,
     kind: 'failure',

@@ -6,6 +6,7 @@ import { OUTCOMES } from '../exit-codes.js';
 import { exportBundle } from '../bundle/export.js';
 import { loadDeviceConfig } from '../device/config.js';
 import { openDevice } from '../device/device.js';
+import { withDeviceLock } from '../device/lock.js';
 import { installFromBundle } from '../lifecycle/install.js';
 import { errorReport, type CommandReport } from '../lifecycle/report.js';
 import { runPending } from '../lifecycle/run.js';
@@ -96,14 +97,15 @@ export function buildProgram(
   )
     .addHelpText('after', exitCodeTable(['install']))
     .action(async (options: DeviceCommandOptions & { srcDir: string; target?: string; force?: boolean }) => {
-      setReport(
-        await installFromBundle(await device(options), {
+      const target = await device(options);
+      const report = await withDeviceLock(target.paths.volatileDir, 'install', () =>
+        installFromBundle(target, {
           srcDir: path.resolve(options.srcDir),
           targetName: options.target,
           force: options.force ?? false,
         }),
-        options.json ?? false,
       );
+      setReport(report, options.json ?? false);
     });
 
   deviceOptions(
@@ -119,7 +121,11 @@ export function buildProgram(
   )
     .addHelpText('after', exitCodeTable(['run']))
     .action(async (options: DeviceCommandOptions & { wait: boolean }) => {
-      setReport(await runPending(await device(options), { noWait: !options.wait }), options.json ?? false);
+      const target = await device(options);
+      const report = await withDeviceLock(target.paths.volatileDir, 'run', () =>
+        runPending(target, { noWait: !options.wait }),
+      );
+      setReport(report, options.json ?? false);
     });
 
   if (name === 'aklite-offline') return program;
