@@ -163,7 +163,7 @@ export const OUTCOMES = {
     exitCode: 8,
     kind: 'failure',
     commands: ['install'],
-    meaning: "the target's content (OSTree commit) is missing from the bundle",
+    meaning: "the target's content (its OSTree commit or objects, an app or a blob) is missing from the bundle",
     next: 'export the bundle again',
   },
   SECURITY_ERROR: {

@@ -43,11 +43,10 @@ interface DeviceCommandOptions {
 
 function exitCodeTable(commands: readonly string[]): string {
   const rows = Object.values(OUTCOMES)
-    .filter((info) =>
-      (info.commands as readonly string[]).some((command) => command === '*' || commands.includes(command)),
-    )
+    .filter((info) => (info.commands as readonly string[]).some((command) => commands.includes(command)))
+    .sort((a, b) => a.exitCode - b.exitCode)
     .map((info) => `  ${String(info.exitCode).padStart(3)}  ${info.meaning}`);
-  return `\nExit codes:\n${[...new Set(rows)].join('\n')}\n`;
+  return `\nExit codes (and 1 for an unexpected error, 2 for a bad command line):\n${rows.join('\n')}\n`;
 }
 
 /**
