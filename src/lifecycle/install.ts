@@ -1,3 +1,4 @@
+import { loadDeviceStatus } from './rebuild-status.js';
 import path from 'node:path';
 import { AppsDir } from '../apps/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
@@ -30,7 +31,7 @@ export interface InstallOptions {
  * Everything up to the decision only reads; a refusal writes nothing but the status record.
  */
 export async function installFromBundle(device: Device, options: InstallOptions): Promise<CommandReport> {
-  const { status } = await device.statusFile.load();
+  const { status } = await loadDeviceStatus(device);
   const recorder = new StatusRecorder(device, status, 'install');
   let verified: VerifiedMetadata | undefined;
   let source: BundleSource | undefined;

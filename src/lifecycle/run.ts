@@ -1,3 +1,4 @@
+import { loadDeviceStatus } from './rebuild-status.js';
 import { startApps, switchApps, watchApps } from '../apps/app-runner.js';
 import {
   readBootFlags,
@@ -24,7 +25,7 @@ const RESTORE_WINDOW_MS = 10_000;
  * them through the testing window, then commit, or roll back. Also finishes a rollback the bootloader already did.
  */
 export async function runPending(device: Device, options: RunOptions = {}): Promise<CommandReport> {
-  const { status } = await device.statusFile.load();
+  const { status } = await loadDeviceStatus(device);
   if (status.pending === null) {
     return { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
   }

@@ -1,3 +1,4 @@
+import { loadDeviceStatus } from './rebuild-status.js';
 import { readBooted, rebootSentinelPresent, type Device } from '../device/device.js';
 import { describeCause } from '../errors.js';
 import { currentTargetOf } from './plan.js';
@@ -8,7 +9,7 @@ import type { CommandReport } from './report.js';
  * ended. Reads only. The --json form is described by schemas/status.schema.json.
  */
 export async function deviceStatus(device: Device): Promise<CommandReport> {
-  const { status, recovered } = await device.statusFile.load();
+  const { status, recovered } = await loadDeviceStatus(device);
   let booted: { commit: string; target: string | null } | { error: string };
   try {
     const deployment = await readBooted(device);

@@ -220,4 +220,23 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
       spawnSync('umount', [mountPoint]);
     }
   });
+
+  test('a torn status record is moved aside and rebuilt from the device; the update still completes', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundleV2)).code, 100);
+    await fs.writeFile(device.device.paths.statusFile, '{"schema":1,"state":"INPROGR');
+    const early = await cli('run', '--config', device.configDir);
+    assert.equal(early.code, 100, early.stderr);
+    await fs.access(`${device.device.paths.statusFile}.broken`);
+    const rebuilt = await status(device);
+    assert.equal(rebuilt['pending'].target.name, factory.v2);
+    assert.equal(rebuilt['current'].name, factory.v1);
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    await fs.writeFile(device.device.paths.statusFile, 'not json at all');
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 0, run.stderr);
+    const done = await status(device);
+    assert.equal(done['current'].name, factory.v2);
+    assert.equal(done['state'], 'DONE');
+  });
 });

@@ -1,0 +1,83 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { BootFlags } from '../device/bootloader-env.js';
+import { readBootFlags, readBooted, rebootSentinelPresent, type Device } from '../device/device.js';
+import type { Deployment } from '../ostree/sysroot.js';
+import { emptyStatus, type DeviceStatus, type TargetRef } from '../device/status-file.js';
+import { compareVersions, targetFromMetadata, type Target } from '../tuf/target.js';
+import { refOf } from './plan.js';
+
+/**
+ * Rebuilds the status record from what the device shows when the record itself could not be read (it was moved
+ * aside to `.broken`): the booted deployment, the default deployment, the boot trial flags and the trusted targets.
+ * Pure: facts in, a record out.
+ */
+export function rebuildStatus(facts: {
+  readonly bootedCommit: string;
+  readonly deployments: readonly Deployment[];
+  readonly flags: BootFlags;
+  readonly rebootPending: boolean;
+  readonly known: readonly Target[];
+  readonly recovered: string;
+}): DeviceStatus {
+  const byCommit = (commit: string | undefined): TargetRef | null => {
+    const matches = facts.known
+      .filter((target) => target.commit === commit)
+      .sort((a, b) => compareVersions(b.version, a.version));
+    return matches[0] ? refOf(matches[0]) : null;
+  };
+  const booted = byCommit(facts.bootedCommit);
+  const defaultCommit = facts.deployments[0]?.commit;
+  const base: DeviceStatus = {
+    ...emptyStatus(),
+    state: 'DONE',
+    reason: `${facts.recovered}; rebuilt from the device`,
+    current: booted,
+  };
+  if (!facts.flags.upgradeAvailable) return base;
+  // A boot trial runs: an install deployed a new default. Before its reboot the device still boots the previous one;
+  // after it, it boots the new one with the previous one as rollback.
+  const waiting = facts.rebootPending || defaultCommit !== facts.bootedCommit;
+  const target = byCommit(waiting ? defaultCommit : facts.bootedCommit);
+  const previous = waiting ? booted : byCommit(facts.deployments[1]?.commit);
+  if (target === null) return base;
+  return {
+    ...base,
+    state: 'INPROGRESS',
+    current: previous,
+    pending: { target, previous, installedAt: new Date().toISOString(), completion: 'reboot', rootfsChanged: true },
+  };
+}
+
+/** The device's trusted targets, as verified at the last install. */
+async function trustedTargets(device: Device): Promise<Target[]> {
+  try {
+    const document = JSON.parse(
+      await fs.readFile(path.join(device.paths.trustedMetadataDir, 'targets.json'), 'utf8'),
+    ) as {
+      signed: { targets: Record<string, { hashes: Record<string, string>; custom?: Record<string, unknown> }> };
+    };
+    return Object.entries(document.signed.targets).flatMap(([name, entry]) => {
+      const target = targetFromMetadata(name, entry.hashes, entry.custom ?? {});
+      return 'invalid' in target ? [] : [target];
+    });
+  } catch {
+    return [];
+  }
+}
+
+/** Loads the status record; an unreadable one is moved aside and the record rebuilt from the device and saved. */
+export async function loadDeviceStatus(device: Device): Promise<{ status: DeviceStatus; recovered?: string }> {
+  const loaded = await device.statusFile.load();
+  if (loaded.recovered === undefined) return loaded;
+  const status = rebuildStatus({
+    bootedCommit: (await readBooted(device)).commit,
+    deployments: await device.sysroot.deployments(),
+    flags: await readBootFlags(device),
+    rebootPending: await rebootSentinelPresent(device),
+    known: await trustedTargets(device),
+    recovered: loaded.recovered,
+  });
+  await device.statusFile.save(status);
+  return { status, recovered: loaded.recovered };
+}
