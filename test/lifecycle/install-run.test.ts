@@ -5,7 +5,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, exportTo, OTHER_HARDWARE_ID, type TestFactory } from '../support/factory.js';
-import { assertRefused, makeDevice, statusOf as status } from '../support/sim-device.js';
+import { assertRefused, makeDevice, statusOf as status, trustedMetadata } from '../support/sim-device.js';
 import { buildFactory as buildAnotherFactory } from '../support/factory.js';
 import { flipSignatureBit, pastDate, resignBundleRole, rotateRootKey } from '../support/tamper.js';
 
@@ -181,9 +181,7 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     );
     const result = await cli('install', '--config', device.configDir, '--src-dir', bundle);
     assert.equal(result.code, 100, result.stderr);
-    const trusted = JSON.parse(
-      await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'),
-    );
+    const trusted = await trustedMetadata(device, 'root.json');
     assert.equal(trusted.signed.version, 2);
   });
 
@@ -194,9 +192,7 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     const bundle = await exportTo(rotated, rotated.v2);
     await resignBundleRole(rotated.repo, bundle, 'timestamp', (signed) => ({ ...signed, expires: pastDate(1) }));
     await assertRefused(device, bundle, 12, /timestamp\.json.*expired/);
-    const trusted = JSON.parse(
-      await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'),
-    );
+    const trusted = await trustedMetadata(device, 'root.json');
     assert.equal(trusted.signed.version, 1);
   });
 

@@ -5,7 +5,7 @@ import { before, describe, test } from 'node:test';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, type TestFactory } from '../support/factory.js';
 import { addRoot, factoryKeys, newKey, resign, setRoleKeys } from '../support/hostile.js';
-import { assertRefused, makeDevice, type TestDevice } from '../support/sim-device.js';
+import { assertRefused, makeDevice, type TestDevice, trustedMetadata } from '../support/sim-device.js';
 import { flipSignatureBit, pastDate, readBundleJson } from '../support/tamper.js';
 
 /**
@@ -193,9 +193,7 @@ describe('hostile media: rollback, freeze and mix-and-match', () => {
 
   test('snapshot version rollback under a newer timestamp: 11', async () => {
     const device = await deviceThatTrustsNewMetadata();
-    const trusted = JSON.parse(
-      await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'snapshot.json'), 'utf8'),
-    );
+    const trusted = await trustedMetadata(device, 'snapshot.json');
     const bundle = await exportTo(factory, factory.v3BootFails);
     const older = trusted.signed.version - 1;
     await resign(bundle, 'snapshot.json', await keys('snapshot'), (signed) => ({ ...signed, version: older }));
@@ -213,9 +211,7 @@ describe('hostile media: rollback, freeze and mix-and-match', () => {
 
   test('targets version rollback under a newer snapshot: 11', async () => {
     const device = await deviceThatTrustsNewMetadata();
-    const trusted = JSON.parse(
-      await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'targets.json'), 'utf8'),
-    );
+    const trusted = await trustedMetadata(device, 'targets.json');
     const bundle = await exportTo(factory, factory.v3BootFails);
     const older = trusted.signed.version - 1;
     await resign(bundle, 'targets.json', await keys('targets'), (signed) => ({ ...signed, version: older }));
@@ -257,9 +253,7 @@ describe('hostile media: root rotation', () => {
     const device = await deviceV1();
     const result = await cli('install', '--config', device.configDir, '--src-dir', bundle);
     assert.equal(result.code, 100, result.stderr);
-    const trusted = JSON.parse(
-      await fs.readFile(path.join(device.device.paths.trustedMetadataDir, 'root.json'), 'utf8'),
-    );
+    const trusted = await trustedMetadata(device, 'root.json');
     assert.equal(trusted.signed.version, 3);
   });
 

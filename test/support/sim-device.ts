@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadDeviceConfig, type DeviceConfig } from '../../src/device/config.js';
 import { openDevice, type Device } from '../../src/device/device.js';
@@ -90,4 +91,9 @@ export async function assertRefused(
   assert.equal(recorded['state'], 'WONTGO');
   assert.equal(recorded['lastError'].exitCode, code);
   assert.equal(recorded['pending'], null);
+}
+
+/** One file of the device's trusted TUF metadata, parsed. */
+export async function trustedMetadata(device: TestDevice, file: string): Promise<{ signed: Record<string, any> }> {
+  return JSON.parse(await fs.readFile(path.join(device.device.paths.trustedMetadataDir, file), 'utf8'));
 }
