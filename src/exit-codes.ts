@@ -237,6 +237,14 @@ export const OUTCOMES = {
     meaning: 'another ferry install or run is running on this device',
     next: 'wait for it (the message names its pid), then try again',
   },
+  INSTALL_INTERRUPTED: {
+    exitCode: 32,
+    kind: 'failure',
+    commands: ['run'],
+    meaning:
+      'an install stopped (power cut, kill) before it finished; what it had begun was undone, and the device runs what it ran before',
+    next: 'install again',
+  },
   STAGING_FAILED: {
     exitCode: 50,
     kind: 'failure',

@@ -111,6 +111,17 @@ export class AppStore {
     }
   }
 
+  /**
+   * A version leaves the store by one rename into the trash, and is deleted from there: a power cut in the middle of
+   * the delete never leaves a half-deleted version (that still has its .complete marker) in place.
+   */
+  private async removeVersion(name: string, version: string): Promise<void> {
+    const trash = path.join(this.root, `.trash-${randomBytes(6).toString('hex')}`);
+    await fs.rename(path.join(this.root, name, version), trash);
+    await syncDirectory(path.join(this.root, name));
+    await fs.rm(trash, { recursive: true, force: true });
+  }
+
   /** Removes app versions (and then blobs) that none of the `keep` targets use. */
   async prune(keep: ReadonlyArray<Readonly<Record<string, AppPin>>>): Promise<void> {
     const wanted = new Set(
@@ -124,10 +135,12 @@ export class AppStore {
     }
     const usedBlobs = new Set<string>();
     for (const name of names) {
+      // The trash of a prune a power cut interrupted.
+      if (name.startsWith('.trash-')) await fs.rm(path.join(this.root, name), { recursive: true, force: true });
       if (name === 'blobs' || name.startsWith('.')) continue;
       for (const version of await fs.readdir(path.join(this.root, name))) {
         if (!wanted.has(`${name}/${version}`)) {
-          await fs.rm(path.join(this.root, name, version), { recursive: true, force: true });
+          await this.removeVersion(name, version);
           continue;
         }
         const images = path.join(this.root, name, version, 'images');

@@ -135,6 +135,11 @@ export class BootControl {
     return this.env.update({ [this.vars.upgradeAvailable]: '1', [this.vars.bootCounter]: '0' });
   }
 
+  /** Counting starts over while the trial stays armed: the next boots are not counted against the default entry. */
+  resetBootCount(): Promise<void> {
+    return this.env.update({ [this.vars.bootCounter]: '0' });
+  }
+
   /** The trial is over (committed, or its failure recorded): stop counting. */
   endTrial(): Promise<void> {
     return this.env.update({

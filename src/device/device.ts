@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { AppStore } from '../apps/app-store.js';
 import { DockerEngine } from '../apps/docker-engine.js';
@@ -50,6 +51,26 @@ export function rebootSentinelPresent(device: Device): Promise<boolean> {
 export async function writeRebootSentinel(device: Device): Promise<void> {
   await fs.mkdir(device.paths.volatileDir, { recursive: true });
   await fs.writeFile(device.paths.rebootSentinel, `${new Date().toISOString()}\n`);
+}
+
+export async function removeRebootSentinel(device: Device): Promise<void> {
+  await fs.rm(device.paths.rebootSentinel, { force: true });
+}
+
+/**
+ * An id for the current boot, kept in the volatile directory: a testing window begun in an earlier boot (before a
+ * power cut) is not trusted to have watched the apps that run now.
+ */
+export async function currentBootId(device: Device): Promise<string> {
+  try {
+    return (await fs.readFile(device.paths.bootIdFile, 'utf8')).trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const id = randomUUID();
+  await fs.mkdir(device.paths.volatileDir, { recursive: true });
+  await fs.writeFile(device.paths.bootIdFile, `${id}\n`, { flag: 'wx' });
+  return id;
 }
 
 /** The bootloader's flags; an env that cannot be read is a device-state refusal, never a guess. */

@@ -12,6 +12,10 @@ export interface DevicePaths {
   readonly inconsistentFile: string;
   readonly rebootSentinel: string;
   readonly volatileDir: string;
+  /** `<storage>/ferry/journal`: intent and result of each device-changing step. */
+  readonly journalFile: string;
+  /** In the volatile directory: an id for this boot, made at its first use and gone after a reboot. */
+  readonly bootIdFile: string;
 }
 
 export function devicePaths(config: DeviceConfig): DevicePaths {
@@ -24,5 +28,7 @@ export function devicePaths(config: DeviceConfig): DevicePaths {
     inconsistentFile: path.join(config.storagePath, 'inconsistent'),
     rebootSentinel: path.join(config.rebootSentinelDir, config.rebootSentinelName),
     volatileDir: config.rebootSentinelDir,
+    journalFile: path.join(ferryDir, 'journal'),
+    bootIdFile: path.join(config.rebootSentinelDir, 'ferry-boot-id'),
   };
 }

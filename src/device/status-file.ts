@@ -41,8 +41,17 @@ export interface PendingUpdate {
   readonly rootfsChanged: boolean;
   /** Set when this pending update is the way back from a target whose apps failed on its new rootfs. */
   readonly rollbackOf?: TargetRef;
-  /** Set once `run` has started the apps: the testing window runs from `since` to `until`. */
-  readonly testing?: { readonly since: string; readonly until: string };
+  /**
+   * Set once `run` has started the apps: the testing window runs from `since` to `until`. `boot` names the boot it
+   * began in: after a power cut the apps were restarted, so the window starts again.
+   */
+  readonly testing?: { readonly since: string; readonly until: string; readonly boot?: string };
+  /**
+   * "deploying" is recorded before the boot trial, the reboot marker and the deployment are written, "staged" once
+   * they all are. A record still "deploying" after the install has stopped belongs to an interrupted install.
+   * Records written before this field existed are "staged".
+   */
+  readonly stage?: 'deploying' | 'staged';
   /** Set when this install repairs an inconsistent device with the same target. */
   readonly repair?: boolean;
 }

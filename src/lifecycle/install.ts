@@ -4,7 +4,15 @@ import { AppsDir } from '../apps/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
 import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
 import { openBundleSource, type BundleSource } from '../bundle/bundle-source.js';
-import { readBootFlags, readBooted, writeRebootSentinel, type Device } from '../device/device.js';
+import {
+  readBootFlags,
+  readBooted,
+  rebootSentinelPresent,
+  writeRebootSentinel,
+  type Device,
+} from '../device/device.js';
+import { removeLeftovers } from '../device/leftovers.js';
+import type { PendingUpdate } from '../device/status-file.js';
 import { availableBytes, treeBytes } from '../device/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
@@ -15,7 +23,9 @@ import {
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
 import { ToolError } from '../util/tool.js';
-import { planInstall, type InstallDecision } from './plan.js';
+import { Journal } from './journal.js';
+import { planInstall, planRun, type InstallDecision } from './plan.js';
+import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
 import { selectTarget } from './select-target.js';
 
@@ -31,12 +41,18 @@ export interface InstallOptions {
  * Everything up to the decision only reads; a refusal writes nothing but the status record.
  */
 export async function installFromBundle(device: Device, options: InstallOptions): Promise<CommandReport> {
-  const { status } = await loadDeviceStatus(device);
-  const recorder = new StatusRecorder(device, status, 'install');
+  const { status: loaded } = await loadDeviceStatus(device);
+  const recorder = new StatusRecorder(device, loaded, 'install');
+  const journal = await Journal.open(device.paths.journalFile, 'install');
   let verified: VerifiedMetadata | undefined;
   let source: BundleSource | undefined;
+  let report: CommandReport | undefined;
   try {
     await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
+    const interrupted = journal.describeInterrupted();
+    if (interrupted !== null) recorder.log(interrupted);
+    if (recorder.status.pending?.stage === 'deploying') await undoIfNeverRan(device, recorder, journal);
+    const status = recorder.status;
     source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
     const bundle = source.bundle;
     recorder.log(`bundle: ${source.kind} ${options.srcDir}`);
@@ -78,7 +94,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
       case 'refuse':
         throw decision.error;
       case 'already-installed': {
-        const report: CommandReport = {
+        report = {
           outcome: 'ALREADY_INSTALLED',
           message: `the device already runs target "${decision.target.name}" (version ${decision.target.version}); nothing to install`,
           data: { target: decision.target },
@@ -91,19 +107,67 @@ export async function installFromBundle(device: Device, options: InstallOptions)
         return report;
       }
     }
-    return await stage(device, recorder, bundle, verified, decision);
+    report = await stage(device, recorder, journal, bundle, verified, decision);
+    return report;
   } catch (error) {
-    const report = errorReport(error);
+    report = errorReport(noSpaceOr(error));
     await recorder.finish({ state: 'WONTGO', report, cause: error });
     return report;
   } finally {
     if (verified) await discardScratch(verified);
     await source?.close();
+    await journal.end(report?.outcome ?? 'INTERNAL_ERROR');
   }
+}
+
+/**
+ * An install that stopped before it finished is undone before another one starts, unless the device booted its
+ * target (then `run` finishes it, and this install is refused as pending).
+ */
+async function undoIfNeverRan(device: Device, recorder: StatusRecorder, journal: Journal): Promise<void> {
+  const pending = recorder.status.pending!;
+  const sentinel = await rebootSentinelPresent(device);
+  const decision = planRun({
+    status: recorder.status,
+    rebootSentinelPresent: sentinel,
+    booted: await readBooted(device),
+    flags: await readBootFlags(device),
+    defaultCommit: (await device.sysroot.deployments())[0]?.commit ?? null,
+  });
+  if (decision.action !== 'undo-interrupted') return;
+  await undoInterruptedInstall(device, journal, pending, (line) => recorder.log(line));
+  await journal.step('recover.record', () =>
+    recorder.phase('QUEUED', `the interrupted install of "${pending.target.name}" was undone`, null, {
+      pending: null,
+      current: pending.previous ?? recorder.status.current,
+    }),
+  );
+}
+
+/** Running out of space half-way is the same refusal as too little space up front: nothing was kept. */
+function noSpaceOr(error: unknown): unknown {
+  if (error instanceof FerryError && error.outcome === 'NO_SPACE') return error;
+  if (!isNoSpace(error)) return error;
+  return new FerryError(
+    'NO_SPACE',
+    `the filesystem filled up while the update was copied (${describeCause(error)}); what was copied was removed`,
+    { cause: error },
+  );
+}
+
+function isNoSpace(error: unknown): boolean {
+  for (let cause = error, depth = 0; cause !== undefined && depth < 8; depth++) {
+    if ((cause as NodeJS.ErrnoException).code === 'ENOSPC') return true;
+    if (cause instanceof ToolError && /No space left on device/i.test(cause.stderr)) return true;
+    if (cause instanceof Error && /ENOSPC|No space left on device/.test(cause.message)) return true;
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return false;
 }
 
 function pullFailure(name: string, error: unknown): FerryError {
   const text = error instanceof ToolError ? error.stderr : describeCause(error);
+  if (isNoSpace(error)) return noSpaceOr(error) as FerryError;
   if (/corrupted|checksum|invalid/i.test(text)) {
     return new FerryError(
       'CONTENT_VERIFICATION_FAILED',
@@ -189,6 +253,7 @@ async function checkSpace(
 async function stage(
   device: Device,
   recorder: StatusRecorder,
+  journal: Journal,
   bundle: BundleDir,
   verified: VerifiedMetadata,
   decision: Extract<InstallDecision, { action: 'stage' }>,
@@ -202,45 +267,65 @@ async function stage(
   const apps = await verifyApps(new AppsDir(bundle.appsDir), missing);
   const needs = await checkSpace(device, bundle, apps, transition.rootfsChanged);
   recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
+  // The first write of the install: every refusal comes before it.
+  const leftovers = await journal.step('install.leftovers-remove', () => removeLeftovers(device.paths));
+  if (leftovers.length > 0) recorder.log(`removed what an interrupted command left: ${leftovers.join(', ')}`);
 
   // Apps are copied into staging first and all at once; they enter the store only once the rootfs is in too, so a
   // blob or an OSTree object that fails its digest leaves the device as it was.
   const total = Math.max(1, needs.appBytes + needs.rootfsBytes);
   await recorder.phase('COPYING', `copying "${target.name}" from the bundle`, { unit: 'percent', value: 0 });
-  const staged = await device.appStore.prepare(new AppsDir(bundle.appsDir), apps, (bytes) =>
-    recorder.progress({ unit: 'percent', value: Math.min(99, Math.floor((100 * bytes) / total)) }),
+  const staged = await journal.step('install.apps-stage', () =>
+    device.appStore.prepare(new AppsDir(bundle.appsDir), apps, (bytes) =>
+      recorder.progress({ unit: 'percent', value: Math.min(99, Math.floor((100 * bytes) / total)) }),
+    ),
   );
   try {
-    if (transition.rootfsChanged) await pullRootfs(device, bundle, target.name, target.commit);
+    if (transition.rootfsChanged) {
+      await journal.step(
+        'install.rootfs-pull',
+        () => pullRootfs(device, bundle, target.name, target.commit),
+        target.commit,
+      );
+    }
   } catch (error) {
     await staged.discard();
     throw error;
   }
-  await staged.commit();
+  await journal.step('install.apps-commit', () => staged.commit());
   await recorder.progress({ unit: 'percent', value: 100 }, true);
 
-  await promoteTrustedMetadata(verified, device.paths.trustedMetadataDir);
+  await journal.step('install.metadata-promote', () =>
+    promoteTrustedMetadata(verified, device.paths.trustedMetadataDir),
+  );
   const completion = transition.kind === 'reboot' ? 'reboot' : 'restart-engine';
   const repair = recorder.status.inconsistent !== null;
-  // The update is recorded as pending before the deployment is written, so a later `run` knows what to expect.
-  await recorder.phase('INPROGRESS', `staging target "${target.name}": ${why}`, null, {
-    pending: {
-      target,
-      previous,
-      installedAt: new Date().toISOString(),
-      completion,
-      rootfsChanged: transition.rootfsChanged,
-      ...(repair ? { repair } : {}),
-    },
-  });
+  const pending: PendingUpdate = {
+    target,
+    previous,
+    installedAt: new Date().toISOString(),
+    completion,
+    rootfsChanged: transition.rootfsChanged,
+    ...(repair ? { repair } : {}),
+    stage: 'deploying',
+  };
+  // Recorded before the boot state changes, so that after a power cut `run` (or the next install) knows what may
+  // have been written, and undoes it or carries on.
+  await journal.step('install.pending-record', () =>
+    recorder.phase('INPROGRESS', `staging target "${target.name}": ${why}`, null, { pending }),
+  );
   try {
+    // The marker first: while it is there, nothing reads this boot's deployment as a rollback. The trial before the
+    // deployment: a new default entry must never exist without boot counting, or a rootfs that does not boot would
+    // never be rolled back.
+    if (completion === 'reboot') await journal.step('install.reboot-sentinel', () => writeRebootSentinel(device));
     if (transition.rootfsChanged) {
-      await device.sysroot.deploy(target.commit);
-      await device.boot.startTrial();
-      recorder.log(`deployed ${target.commit}; boot trial started`);
+      await journal.step('install.boot-trial-start', () => device.boot.startTrial());
+      await journal.step('install.rootfs-deploy', () => device.sysroot.deploy(target.commit), target.commit);
+      recorder.log(`boot trial started; deployed ${target.commit}`);
     }
-    if (completion === 'reboot') await writeRebootSentinel(device);
   } catch (error) {
+    await undoInterruptedInstall(device, journal, pending, (line) => recorder.log(line)).catch(() => undefined);
     const report = errorReport(
       new FerryError('STAGING_FAILED', `deploying target "${target.name}" failed: ${describeCause(error)}`, {
         cause: error,
@@ -261,6 +346,8 @@ async function stage(
           message: `installed target "${target.name}" (version ${target.version}; ${why}); no reboot needed: restart the container engine, then run \`run\``,
           data: { target, previous, reasons: transition.reasons },
         };
-  await recorder.finish({ state: 'INPROGRESS', report, target: target.name });
+  await journal.step('install.pending-staged', () =>
+    recorder.finish({ state: 'INPROGRESS', report, target: target.name }, { pending: { ...pending, stage: 'staged' } }),
+  );
   return report;
 }

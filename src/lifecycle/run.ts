@@ -1,6 +1,7 @@
 import { loadDeviceStatus } from './rebuild-status.js';
 import { startApps, switchApps, watchApps } from '../apps/app-runner.js';
 import {
+  currentBootId,
   readBootFlags,
   readBooted,
   rebootSentinelPresent,
@@ -9,13 +10,18 @@ import {
 } from '../device/device.js';
 import type { PendingUpdate, TargetRef } from '../device/status-file.js';
 import { FerryError, describeCause } from '../errors.js';
+import { Journal } from './journal.js';
 import { planRun } from './plan.js';
+import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
 
 export interface RunOptions {
   /** Start the apps and return at once (state TESTING, exit 105); a later `run` finishes the testing window. */
   readonly noWait?: boolean;
 }
+
+/** The states an install passes through before it records its update as pending. */
+const STATES_OF_AN_UNFINISHED_INSTALL: ReadonlySet<string> = new Set(['QUEUED', 'VERIFYING', 'COPYING']);
 
 /** A rollback's apps are watched for at most this long: the previous apps were known to run. */
 const RESTORE_WINDOW_MS = 10_000;
@@ -26,10 +32,24 @@ const RESTORE_WINDOW_MS = 10_000;
  */
 export async function runPending(device: Device, options: RunOptions = {}): Promise<CommandReport> {
   const { status } = await loadDeviceStatus(device);
-  if (status.pending === null) {
-    return { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
-  }
   const recorder = new StatusRecorder(device, status, 'run');
+  const journal = await Journal.open(device.paths.journalFile, 'run');
+  const interrupted = journal.describeInterrupted();
+  if (interrupted !== null) recorder.log(interrupted);
+  if (status.pending === null) {
+    if (!STATES_OF_AN_UNFINISHED_INSTALL.has(status.state)) {
+      return { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
+    }
+    // The install stopped before it recorded anything pending: nothing it copied is in use, and the next install
+    // clears what it left.
+    const report: CommandReport = {
+      outcome: 'INSTALL_INTERRUPTED',
+      message: `the last install stopped while ${status.state} (power cut or kill), before anything of it was in use: install again`,
+    };
+    await recorder.finish({ state: 'WONTGO', report });
+    return report;
+  }
+  let report: CommandReport | undefined;
   try {
     const sentinel = await rebootSentinelPresent(device);
     const decision = planRun({
@@ -37,28 +57,81 @@ export async function runPending(device: Device, options: RunOptions = {}): Prom
       rebootSentinelPresent: sentinel,
       booted: sentinel ? null : await readBooted(device),
       flags: await readBootFlags(device),
+      defaultCommit: (await device.sysroot.deployments())[0]?.commit ?? null,
     });
     switch (decision.action) {
       case 'nothing-pending':
-        return { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
+        report = { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
+        break;
       case 'reboot-first':
         // Nothing is written: the operator only has to reboot.
-        return {
+        report = {
           outcome: 'REBOOT_NOT_DONE_YET',
           message: `target "${decision.target.name}" is installed but the device has not rebooted yet: reboot, then run \`run\``,
         };
+        break;
       case 'refuse':
         throw decision.error;
+      case 'undo-interrupted':
+        report = await undoInterrupted(device, recorder, journal, status.pending);
+        break;
       case 'commit':
-        return await completeUpdate(device, recorder, status.pending, decision.bootFirmwareUpdated, options);
+        report = await completeUpdate(device, recorder, journal, status.pending, decision.bootFirmwareUpdated, options);
+        break;
       case 'rolled-back':
-        return await finishBootloaderRollback(device, recorder, decision.failed, decision.running);
+        report = await finishBootloaderRollback(device, recorder, journal, decision.failed, decision.running);
+        break;
     }
+    return report;
   } catch (error) {
-    const report = errorReport(error);
+    report = errorReport(error);
     await recorder.finish({ state: 'ERROR', report, cause: error });
     return report;
+  } finally {
+    await journal.end(report?.outcome ?? 'INTERNAL_ERROR');
   }
+}
+
+/**
+ * The install stopped before it finished and its target never ran: what it wrote to the boot state is undone, and
+ * the apps that ran before are brought up again (a power cut may have left them down).
+ */
+async function undoInterrupted(
+  device: Device,
+  recorder: StatusRecorder,
+  journal: Journal,
+  pending: PendingUpdate,
+): Promise<CommandReport> {
+  const { target } = pending;
+  await undoInterruptedInstall(device, journal, pending, (line) => recorder.log(line));
+  const running = isKnown(pending.previous) ? pending.previous : recorder.status.current;
+  if (running !== null && hasApps(running)) {
+    await device.engine.ensureReachable();
+    const started = await startApps(device.engine, device.appStore, {}, running.apps);
+    if (!started.ok) {
+      const report: CommandReport = {
+        outcome: 'APPS_ROLLBACK_FAILED',
+        message: `the install of "${target.name}" was interrupted and undone, but the apps of "${running.name}" did not start: ${started.failures.join('; ')}`,
+      };
+      const at = new Date().toISOString();
+      await journal.step('recover.record', () =>
+        recorder.finish(
+          { state: 'ERROR', report, target: target.name },
+          { pending: null, current: running, inconsistent: { reason: report.message, at, target: running } },
+        ),
+      );
+      return report;
+    }
+  }
+  const report: CommandReport = {
+    outcome: 'INSTALL_INTERRUPTED',
+    message: `the install of "${target.name}" stopped before it finished; it was undone and the device runs ${running === null ? 'what it ran before' : `"${running.name}"`}: install again`,
+    data: { target, running },
+  };
+  await journal.step('recover.record', () =>
+    recorder.finish({ state: 'ERROR', report, target: target.name }, { pending: null, current: running }),
+  );
+  return report;
 }
 
 function hasApps(...targets: Array<TargetRef | null>): boolean {
@@ -73,6 +146,7 @@ function isKnown(target: TargetRef | null): target is TargetRef {
 async function completeUpdate(
   device: Device,
   recorder: StatusRecorder,
+  journal: Journal,
   pending: PendingUpdate,
   bootFirmwareUpdated: boolean,
   options: RunOptions,
@@ -80,25 +154,35 @@ async function completeUpdate(
   const { target, previous } = pending;
   if (hasApps(target, previous)) {
     await device.engine.ensureReachable();
+    const boot = await currentBootId(device);
     let testing = pending.testing;
+    if (testing?.boot !== undefined && testing.boot !== boot) {
+      // A power cut restarted the apps: what the window saw before it says nothing about them now.
+      recorder.log(`the testing window that began at ${testing.since} was cut by a reboot; it starts again`);
+      testing = undefined;
+    }
     if (testing === undefined) {
-      const started = await startApps(device.engine, device.appStore, previous?.apps ?? {}, target.apps);
-      if (!started.ok) return await appsFailed(device, recorder, pending, started.failures);
+      const started = await journal.step('run.apps-start', () =>
+        startApps(device.engine, device.appStore, previous?.apps ?? {}, target.apps),
+      );
+      if (!started.ok) return await appsFailed(device, recorder, journal, pending, started.failures);
       const since = new Date();
       testing = {
         since: since.toISOString(),
         until: new Date(since.getTime() + device.config.testingWindowMs).toISOString(),
+        boot,
       };
     }
+    const window = testing;
     const until = new Date(testing.until);
     const secondsLeft = () => Math.max(0, Math.ceil((until.getTime() - Date.now()) / 1000));
-    await recorder.phase(
-      'TESTING',
-      `the apps of "${target.name}" must keep running until ${testing.until}`,
-      { unit: 'seconds-left', value: secondsLeft() },
-      {
-        pending: { ...pending, testing },
-      },
+    await journal.step('run.testing-record', () =>
+      recorder.phase(
+        'TESTING',
+        `the apps of "${target.name}" must keep running until ${window.until}`,
+        { unit: 'seconds-left', value: secondsLeft() },
+        { pending: { ...pending, testing: window } },
+      ),
     );
     if (options.noWait && secondsLeft() > 0) {
       const report: CommandReport = {
@@ -112,16 +196,18 @@ async function completeUpdate(
       );
       return report;
     }
-    const watched = await watchApps(device.engine, device.appStore, target.apps, {
-      since: new Date(testing.since),
-      until,
-      onTick: (left) => recorder.progress({ unit: 'seconds-left', value: left }),
-    });
-    if (!watched.ok) return await appsFailed(device, recorder, pending, watched.failures);
+    const watched = await journal.step('run.apps-watch', () =>
+      watchApps(device.engine, device.appStore, target.apps, {
+        since: new Date(window.since),
+        until,
+        onTick: (left) => recorder.progress({ unit: 'seconds-left', value: left }),
+      }),
+    );
+    if (!watched.ok) return await appsFailed(device, recorder, journal, pending, watched.failures);
   }
   if (pending.rootfsChanged) {
     try {
-      await device.boot.endTrial();
+      await journal.step('run.boot-trial-end', () => device.boot.endTrial());
     } catch (error) {
       throw new FerryError(
         'DEVICE_STATE_UNREADABLE',
@@ -132,7 +218,7 @@ async function completeUpdate(
   }
   // The store keeps what runs now and what a rollback would go back to.
   const rollback = pending.completion === 'reboot' ? previous : recorder.status.rollback;
-  await device.appStore.prune([target.apps, rollback?.apps ?? {}]);
+  await journal.step('run.apps-prune', () => device.appStore.prune([target.apps, rollback?.apps ?? {}]));
 
   if (pending.rollbackOf !== undefined) {
     const report: CommandReport = {
@@ -140,9 +226,11 @@ async function completeUpdate(
       message: `rolled back to "${target.name}" after the apps of "${pending.rollbackOf.name}" failed; its apps run again`,
       data: { target, failed: pending.rollbackOf },
     };
-    await recorder.finish(
-      { state: 'ERROR', report, target: target.name },
-      { current: target, pending: null, inconsistent: null },
+    await journal.step('run.commit-record', () =>
+      recorder.finish(
+        { state: 'ERROR', report, target: target.name },
+        { current: target, pending: null, inconsistent: null },
+      ),
     );
     return report;
   }
@@ -156,9 +244,11 @@ async function completeUpdate(
     : { outcome: 'UPDATE_SUCCEEDED', message: done, data: { target } };
   // DONE moves the rollback point (a reboot happened); UPDATED, with no reboot, leaves it where it was.
   const state = pending.completion === 'reboot' ? 'DONE' : 'UPDATED';
-  await recorder.finish(
-    { state, report, target: target.name },
-    { current: target, rollback, pending: null, inconsistent: null },
+  await journal.step('run.commit-record', () =>
+    recorder.finish(
+      { state, report, target: target.name },
+      { current: target, rollback, pending: null, inconsistent: null },
+    ),
   );
   return report;
 }
@@ -171,6 +261,7 @@ async function completeUpdate(
 async function appsFailed(
   device: Device,
   recorder: StatusRecorder,
+  journal: Journal,
   pending: PendingUpdate,
   failures: readonly string[],
 ): Promise<CommandReport> {
@@ -208,10 +299,9 @@ async function appsFailed(
 
   if (pending.rootfsChanged) {
     try {
-      await startApps(device.engine, device.appStore, target.apps, {});
-      await device.sysroot.deploy(previous.commit);
-      await device.boot.endTrial();
-      await writeRebootSentinel(device);
+      await journal.step('run.rollback-apps-stop', () => startApps(device.engine, device.appStore, target.apps, {}));
+      await journal.step('run.rollback-deploy', () => device.sysroot.deploy(previous.commit), previous.commit);
+      await journal.step('run.rollback-trial-end', () => device.boot.endTrial());
     } catch (error) {
       const report: CommandReport = {
         outcome: 'APPS_ROLLBACK_FAILED',
@@ -228,29 +318,36 @@ async function appsFailed(
       message: `the apps of "${target.name}" failed on its new rootfs (${why}); "${previous.name}" is the default again: reboot, then run \`run\``,
       data: { failed: target, next: previous },
     };
-    await recorder.finish(
-      { state: 'ERROR', report, target: target.name },
-      {
-        failedTargets,
-        pending: {
-          target: previous,
-          previous: target,
-          installedAt: at,
-          completion: 'reboot',
-          rootfsChanged: true,
-          rollbackOf: target,
+    // The marker before the record: once the record names the previous target as pending, the boot that runs now
+    // (the failed target's) must not be read as a rollback.
+    await journal.step('run.rollback-record', async () => {
+      await writeRebootSentinel(device);
+      await recorder.finish(
+        { state: 'ERROR', report, target: target.name },
+        {
+          failedTargets,
+          pending: {
+            target: previous,
+            previous: target,
+            installedAt: at,
+            completion: 'reboot',
+            rootfsChanged: true,
+            rollbackOf: target,
+          },
         },
-      },
-    );
+      );
+    });
     return report;
   }
 
-  const restore = await switchApps(
-    device.engine,
-    device.appStore,
-    target.apps,
-    previous.apps,
-    Math.min(device.config.testingWindowMs, RESTORE_WINDOW_MS),
+  const restore = await journal.step('run.rollback-apps-switch', () =>
+    switchApps(
+      device.engine,
+      device.appStore,
+      target.apps,
+      previous.apps,
+      Math.min(device.config.testingWindowMs, RESTORE_WINDOW_MS),
+    ),
   );
   if (restore.ok) {
     const report: CommandReport = {
@@ -258,9 +355,11 @@ async function appsFailed(
       message: `the apps of "${target.name}" failed (${why}); the apps of "${previous.name}" run again`,
       data: { failed: target, running: previous },
     };
-    await recorder.finish(
-      { state: 'ERROR', report, target: target.name },
-      { pending: null, current: previous, failedTargets },
+    await journal.step('run.rollback-record', () =>
+      recorder.finish(
+        { state: 'ERROR', report, target: target.name },
+        { pending: null, current: previous, failedTargets },
+      ),
     );
     return report;
   }
@@ -283,14 +382,20 @@ async function appsFailed(
 async function finishBootloaderRollback(
   device: Device,
   recorder: StatusRecorder,
+  journal: Journal,
   failed: TargetRef,
   running: TargetRef | null,
 ): Promise<CommandReport> {
   const status = recorder.status;
   const deployments = await device.sysroot.deployments();
   const failedDeployment = deployments.find((deployment) => deployment.commit === failed.commit);
-  if (failedDeployment !== undefined) await device.sysroot.undeploy(failedDeployment.index);
-  await device.boot.endTrial();
+  if (failedDeployment !== undefined) {
+    // With the count back at zero and the trial still armed, a power cut after the undeploy boots the running
+    // deployment (now the only default) instead of falling back past it.
+    await journal.step('run.fallback-bootcount-reset', () => device.boot.resetBootCount());
+    await journal.step('run.fallback-undeploy', () => device.sysroot.undeploy(failedDeployment.index), failed.commit);
+  }
+  await journal.step('run.fallback-trial-end', () => device.boot.endTrial());
   const at = new Date().toISOString();
   const failedTargets = [
     ...status.failedTargets,
@@ -299,12 +404,14 @@ async function finishBootloaderRollback(
   const rolledBack = `target "${failed.name}" did not boot; the bootloader rolled back to "${running?.name ?? 'the previous deployment'}"; "${failed.name}" is recorded as failed`;
   if (running !== null && hasApps(running)) {
     await device.engine.ensureReachable();
-    const restore = await switchApps(
-      device.engine,
-      device.appStore,
-      {},
-      running.apps,
-      Math.min(device.config.testingWindowMs, RESTORE_WINDOW_MS),
+    const restore = await journal.step('run.fallback-apps-restore', () =>
+      switchApps(
+        device.engine,
+        device.appStore,
+        {},
+        running.apps,
+        Math.min(device.config.testingWindowMs, RESTORE_WINDOW_MS),
+      ),
     );
     if (!restore.ok) {
       const report: CommandReport = {
@@ -325,9 +432,11 @@ async function finishBootloaderRollback(
     }
   }
   const report: CommandReport = { outcome: 'ROLLED_BACK', message: rolledBack, data: { failed, running } };
-  await recorder.finish(
-    { state: 'ERROR', report, target: failed.name },
-    { pending: null, current: running ?? status.current, failedTargets },
+  await journal.step('run.fallback-record', () =>
+    recorder.finish(
+      { state: 'ERROR', report, target: failed.name },
+      { pending: null, current: running ?? status.current, failedTargets },
+    ),
   );
   return report;
 }

@@ -27,6 +27,8 @@ const pendingV2: DeviceStatus = {
   pending: { target: v2, previous: v1, installedAt: '2026-11-23T00:00:00Z', completion: 'reboot', rootfsChanged: true },
 };
 
+const deployingV2: DeviceStatus = { ...pendingV2, pending: { ...pendingV2.pending!, stage: 'deploying' } };
+
 function describeDecision(decision: { action: string; error?: { outcome: string } }): string {
   return decision.action === 'refuse' ? `refuse ${decision.error!.outcome}` : decision.action;
 }
@@ -107,12 +109,18 @@ describe('run planner', () => {
   const cases: Array<[string, Parameters<typeof planRun>[0], string]> = [
     [
       'nothing pending',
-      { status: runningV1, rebootSentinelPresent: false, booted: v1, flags: flags() },
+      { status: runningV1, rebootSentinelPresent: false, booted: v1, flags: flags(), defaultCommit: v1.commit },
       'nothing-pending',
     ],
     [
       'before the reboot (sentinel present), even though v1 is booted',
-      { status: pendingV2, rebootSentinelPresent: true, booted: v1, flags: flags({ upgradeAvailable: true }) },
+      {
+        status: pendingV2,
+        rebootSentinelPresent: true,
+        booted: v1,
+        flags: flags({ upgradeAvailable: true }),
+        defaultCommit: v2.commit,
+      },
       'reboot-first',
     ],
     [
@@ -122,6 +130,7 @@ describe('run planner', () => {
         rebootSentinelPresent: false,
         booted: v2,
         flags: flags({ upgradeAvailable: true, bootcount: 1 }),
+        defaultCommit: v2.commit,
       },
       'commit',
     ],
@@ -132,12 +141,80 @@ describe('run planner', () => {
         rebootSentinelPresent: false,
         booted: v1,
         flags: flags({ upgradeAvailable: true, bootcount: 4 }),
+        defaultCommit: v2.commit,
       },
       'rolled-back',
     ],
     [
       'booted on something else',
-      { status: pendingV2, rebootSentinelPresent: false, booted: ref('x', '9', 9), flags: flags() },
+      {
+        status: pendingV2,
+        rebootSentinelPresent: false,
+        booted: ref('x', '9', 9),
+        flags: flags(),
+        defaultCommit: null,
+      },
+      'refuse DEVICE_STATE_UNREADABLE',
+    ],
+    // An install that stopped before it recorded "staged": the boot state may be written in part.
+    [
+      'interrupted install, same boot (marker there), deployment written',
+      {
+        status: deployingV2,
+        rebootSentinelPresent: true,
+        booted: null,
+        flags: flags({ upgradeAvailable: true }),
+        defaultCommit: v2.commit,
+      },
+      'undo-interrupted',
+    ],
+    [
+      'interrupted install, rebooted, the deployment never became the default',
+      {
+        status: deployingV2,
+        rebootSentinelPresent: false,
+        booted: v1,
+        flags: flags({ upgradeAvailable: true, bootcount: 1 }),
+        defaultCommit: v1.commit,
+      },
+      'undo-interrupted',
+    ],
+    [
+      'interrupted install, rebooted, no trial, the deployment is not the default',
+      { status: deployingV2, rebootSentinelPresent: false, booted: v1, flags: flags(), defaultCommit: v1.commit },
+      'undo-interrupted',
+    ],
+    [
+      'interrupted install, rebooted into its target: the deployment was complete',
+      {
+        status: deployingV2,
+        rebootSentinelPresent: false,
+        booted: v2,
+        flags: flags({ upgradeAvailable: true, bootcount: 1 }),
+        defaultCommit: v2.commit,
+      },
+      'commit',
+    ],
+    [
+      'interrupted install, its deployment the default and a trial running, yet the previous one booted',
+      {
+        status: deployingV2,
+        rebootSentinelPresent: false,
+        booted: v1,
+        flags: flags({ upgradeAvailable: true, bootcount: 4 }),
+        defaultCommit: v2.commit,
+      },
+      'rolled-back',
+    ],
+    [
+      'interrupted install, booted on something else',
+      {
+        status: deployingV2,
+        rebootSentinelPresent: false,
+        booted: ref('x', '9', 9),
+        flags: flags(),
+        defaultCommit: v2.commit,
+      },
       'refuse DEVICE_STATE_UNREADABLE',
     ],
   ];
@@ -151,6 +228,7 @@ describe('run planner', () => {
       rebootSentinelPresent: false,
       booted: v2,
       flags: flags({ bootUpgradeAvailable: true }),
+      defaultCommit: v2.commit,
     });
     assert.equal(decision.action === 'commit' && decision.bootFirmwareUpdated, true);
   });

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { run } from '../../src/cli/program.js';
 
 export interface CliResult {
@@ -20,4 +22,27 @@ async function runAs(name: 'ferry' | 'aklite-offline', args: string[]): Promise<
   let stderr = '';
   const code = await run(name, args, { stdout: (text) => (stdout += text), stderr: (text) => (stderr += text) });
   return { code, stdout, stderr };
+}
+
+export interface ProcessResult extends CliResult {
+  /** The signal that ended the process (SIGKILL for an injected crash), or null if it exited. */
+  readonly signal: NodeJS.Signals | null;
+}
+
+const FERRY_ENTRY = fileURLToPath(new URL('../../src/cli/ferry.js', import.meta.url));
+
+/** Runs ferry as its own process: the way to test what a SIGKILL (an injected crash) leaves behind. */
+export function ferryProcess(args: readonly string[], env: Record<string, string> = {}): Promise<ProcessResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FERRY_ENTRY, ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code: code ?? -1, signal, stdout, stderr }));
+  });
 }

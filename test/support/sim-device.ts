@@ -57,6 +57,7 @@ export function notDeviceState(dir: string, device: Device): string[] {
     path.relative(dir, device.paths.updateStateFile),
     path.relative(dir, device.paths.inconsistentFile),
     path.join('run', 'aktualizr-session', 'ferry-booted.json'),
+    path.relative(dir, device.paths.bootIdFile),
   ];
 }
 

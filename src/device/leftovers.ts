@@ -1,0 +1,34 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { DevicePaths } from './paths.js';
+
+/**
+ * What a killed command leaves behind: staging directories (apps, unpacked archive bundles), the app store's
+ * trash, and the temp files of atomic writes. All of it is ferry's own scratch, never a record: with the device
+ * lock held, no other ferry process can be using it.
+ */
+const SCRATCH = /^\.(apps-staging-|bundle-|trash-)|^\..+\.\d+\.[0-9a-f]{8}\.tmp$/;
+
+export async function removeLeftovers(paths: DevicePaths): Promise<string[]> {
+  const dirs = [
+    path.dirname(paths.statusFile),
+    paths.appStore,
+    paths.trustedMetadataDir,
+    path.dirname(paths.updateStateFile),
+  ];
+  const removed: string[] = [];
+  for (const dir of new Set(dirs)) {
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (!SCRATCH.test(name)) continue;
+      await fs.rm(path.join(dir, name), { recursive: true, force: true });
+      removed.push(path.join(dir, name));
+    }
+  }
+  return removed;
+}

@@ -1,0 +1,116 @@
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { STEPS, STEP_NAMES } from '../../src/lifecycle/steps.js';
+import { buildAppsFactory } from '../support/apps-factory.js';
+import { CrashRig, crashPointsOf, journaledSteps, type Scenario } from '../support/crash-harness.js';
+import { PrivateDockerd } from '../support/dockerd.js';
+import { statusOf } from '../support/sim-device.js';
+
+/**
+ * Power cut at every step of the ways back: the apps of a new target fail (with a new rootfs, and with apps alone),
+ * a new rootfs never boots, and an interrupted install is undone. The device must end on the old target, its apps
+ * running, the bad target remembered as failed; an undone install must still go through afterwards.
+ */
+
+const factory = await buildAppsFactory();
+const daemon = await PrivateDockerd.start();
+after(() => daemon.stop());
+const rig = new CrashRig(factory, daemon);
+
+const scenarios: Scenario[] = [
+  {
+    name: 'apps fail on a new rootfs',
+    path: 'apps-rollback',
+    kind: 'rootfs',
+    from: factory.targets.base,
+    to: factory.targets.crasherNewRootfs,
+    sequence: [
+      { do: 'install', expect: 100 },
+      { do: 'power-cycle' },
+      { do: 'run', expect: 100 },
+      { do: 'power-cycle' },
+      { do: 'run', expect: 99 },
+    ],
+    ends: 'old',
+  },
+  {
+    name: 'apps fail, same rootfs',
+    path: 'apps-rollback',
+    kind: 'apps',
+    from: factory.targets.base,
+    to: factory.targets.crasher,
+    sequence: [{ do: 'install', expect: 101 }, { do: 'restart-engine' }, { do: 'run', expect: 99 }],
+    ends: 'old',
+  },
+  {
+    name: 'a rootfs that never boots',
+    path: 'bootloader-rollback',
+    kind: 'rootfs',
+    from: factory.targets.base,
+    to: factory.targets.bootFails,
+    sequence: [{ do: 'install', expect: 100 }, { do: 'power-cycle' }, { do: 'run', expect: 99 }],
+    ends: 'old',
+  },
+  {
+    name: 'an install killed after its deployment, undone by run',
+    path: 'undo-interrupted',
+    kind: 'rootfs',
+    from: factory.targets.base,
+    to: factory.targets.mixed,
+    sequence: [
+      { do: 'install', expect: 100, crashAt: 'install.rootfs-deploy:done' },
+      { do: 'run', expect: 32 },
+    ],
+    ends: 'old-or-new',
+  },
+];
+
+test('every step of the table is covered by a crash scenario', () => {
+  const covered = new Set(
+    [...scenarios, { path: 'update', kind: 'rootfs' }, { path: 'update', kind: 'apps' }].flatMap((scenario) =>
+      crashPointsOf(scenario as Scenario).map((point) => point.step),
+    ),
+  );
+  assert.deepEqual(
+    STEP_NAMES.filter((step) => !covered.has(step)),
+    [],
+  );
+  assert.ok(Object.keys(STEPS).length >= 20);
+});
+
+for (const scenario of scenarios) {
+  describe(`crash harness: ${scenario.name}`, () => {
+    test("the scenario takes each of its path's steps, in the table's order", async () => {
+      const device = await rig.freshDevice(scenario.from);
+      await rig.playUntilCrash(device, scenario, 'none').catch((error: Error) => {
+        assert.match(error.message, /never reached none/);
+      });
+      const declared = [...new Set(crashPointsOf(scenario).map((point) => point.step))];
+      const taken = (await journaledSteps(device)).filter((step) => declared.includes(step as never));
+      assert.deepEqual(taken, declared);
+      await rig.discard(device);
+    });
+
+    for (const { point } of crashPointsOf(scenario)) {
+      test(`killed at ${point}: power cycle, recovery, back on the old target`, async () => {
+        const device = await rig.freshDevice(scenario.from);
+        const trail = await rig.playUntilCrash(device, scenario, point);
+        await rig.powerCycle(device);
+        const codes = await rig.recover(device, scenario.to);
+        const allowed = scenario.ends === 'old' ? [scenario.from] : [scenario.from, scenario.to];
+        await rig.assertSound(device, scenario, allowed).catch((error: Error) => {
+          throw new Error(`${trail.join(', ')}; recovery ${codes.join(', ')}: ${error.message}`, { cause: error });
+        });
+        if (scenario.ends === 'old-or-new') {
+          await rig.installAgain(device, scenario);
+        } else {
+          const failed = (await statusOf(device))['failedTargets'].map((entry: any) => entry.target.name);
+          assert.ok(failed.includes(scenario.to), `"${scenario.to}" is remembered as failed`);
+          const again = await rig.ferry(device, 'install', scenario.to, {});
+          assert.equal(again.code, 77, again.stderr);
+        }
+        await rig.discard(device);
+      });
+    }
+  });
+}
