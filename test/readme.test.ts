@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { test } from 'node:test';
 import { OUTCOMES } from '../src/exit-codes.js';
+import { STEPS } from '../src/lifecycle/steps.js';
 
 test('the README exit-code table lists every outcome of src/exit-codes.ts, with the same meaning', async () => {
   const readme = await fs.readFile(new URL('../../README.md', import.meta.url), 'utf8');
@@ -40,4 +41,15 @@ test('the README script snippet is valid sh and handles every exit code install 
       assert.ok(codes.has(info.exitCode), `${fn} does not handle ${info.exitCode} (${name})`);
     }
   }
+});
+
+test('the README lists every journaled step of src/lifecycle/steps.ts, with what it does', async () => {
+  const readme = await fs.readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const rows = readme.split('\n').filter((line) => /^\| `(install|run|recover)\./.test(line));
+  assert.deepEqual(
+    rows,
+    Object.entries(STEPS).map(
+      ([name, info]) => `| \`${name}\` | ${info.command} | ${info.path} | ${info.kinds.join(', ')} | ${info.does} |`,
+    ),
+  );
 });

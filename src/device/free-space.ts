@@ -2,12 +2,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
 /** Bytes available to an unprivileged writer on the filesystem that holds `target` (or its nearest existing parent). */
-export async function availableBytes(target: string): Promise<{ bytes: number; device: number }> {
+export async function availableBytes(target: string): Promise<{ bytes: number; totalBytes: number; device: number }> {
   let dir = path.resolve(target);
   for (;;) {
     try {
       const [stats, stat] = await Promise.all([fs.statfs(dir), fs.stat(dir)]);
-      return { bytes: stats.bavail * stats.bsize, device: stat.dev };
+      return { bytes: stats.bavail * stats.bsize, totalBytes: stats.blocks * stats.bsize, device: stat.dev };
     } catch (error) {
       const parent = path.dirname(dir);
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || parent === dir) throw error;

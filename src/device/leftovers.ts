@@ -8,6 +8,13 @@ import type { DevicePaths } from './paths.js';
  * lock held, no other ferry process can be using it.
  */
 const SCRATCH = /^\.(apps-staging-|bundle-|trash-)|^\..+\.\d+\.[0-9a-f]{8}\.tmp$/;
+/** The pid a scratch name carries, if it carries one. */
+const OWNER = /^\.(?:apps-staging|bundle)-(\d+)-|\.(\d+)\.[0-9a-f]{8}\.tmp$/;
+
+function ownedByThisProcess(name: string): boolean {
+  const match = OWNER.exec(name);
+  return match !== null && Number(match[1] ?? match[2]) === process.pid;
+}
 
 export async function removeLeftovers(paths: DevicePaths): Promise<string[]> {
   const dirs = [
@@ -25,7 +32,8 @@ export async function removeLeftovers(paths: DevicePaths): Promise<string[]> {
       continue;
     }
     for (const name of names) {
-      if (!SCRATCH.test(name)) continue;
+      // This command's own scratch (an archive bundle it unpacked) is in use.
+      if (!SCRATCH.test(name) || ownedByThisProcess(name)) continue;
       await fs.rm(path.join(dir, name), { recursive: true, force: true });
       removed.push(path.join(dir, name));
     }

@@ -158,7 +158,8 @@ function noSpaceOr(error: unknown): unknown {
 function isNoSpace(error: unknown): boolean {
   for (let cause = error, depth = 0; cause !== undefined && depth < 8; depth++) {
     if ((cause as NodeJS.ErrnoException).code === 'ENOSPC') return true;
-    if (cause instanceof ToolError && /No space left on device/i.test(cause.stderr)) return true;
+    if (cause instanceof ToolError && /No space left on device|min-free-space.* would be exceeded/i.test(cause.stderr))
+      return true;
     if (cause instanceof Error && /ENOSPC|No space left on device/.test(cause.message)) return true;
     cause = cause instanceof Error ? cause.cause : undefined;
   }
@@ -201,6 +202,9 @@ async function pullRootfs(device: Device, bundle: BundleDir, name: string, commi
   }
 }
 
+/** ostree's default `core.min-free-space-percent`. */
+const OSTREE_MIN_FREE_FRACTION = 0.03;
+
 /** Filesystem headroom kept free on top of what an update needs: metadata, status and journal writes. */
 const SPACE_MARGIN_BYTES = 1024 * 1024;
 
@@ -225,9 +229,13 @@ async function checkSpace(
       (sum, app) => sum + 2 * app.archive.length + app.files.reduce((total, file) => total + file.content.length, 0),
       0,
     );
-  const rootfsBytes = rootfsChanged ? await treeBytes(path.join(bundle.ostreeRepo.path, 'objects')) : 0;
   const storage = await availableBytes(device.config.storagePath);
   const sysroot = await availableBytes(device.config.sysroot);
+  // ostree refuses to write once less than min-free-space-percent (3 % by default) of its filesystem would be left.
+  const rootfsBytes = rootfsChanged
+    ? (await treeBytes(path.join(bundle.ostreeRepo.path, 'objects'))) +
+      Math.ceil(OSTREE_MIN_FREE_FRACTION * sysroot.totalBytes)
+    : 0;
   const needs =
     storage.device === sysroot.device
       ? [{ where: device.config.storagePath, required: appBytes + rootfsBytes, available: storage.bytes }]

@@ -33,16 +33,25 @@ const FERRY_ENTRY = fileURLToPath(new URL('../../src/cli/ferry.js', import.meta.
 
 /** Runs ferry as its own process: the way to test what a SIGKILL (an injected crash) leaves behind. */
 export function ferryProcess(args: readonly string[], env: Record<string, string> = {}): Promise<ProcessResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FERRY_ENTRY, ...args], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return startFerryProcess(args, env).result;
+}
+
+/** Starts ferry as its own process; `pid` lets a test stop and continue it (FERRY_PAUSE_AT). */
+export function startFerryProcess(
+  args: readonly string[],
+  env: Record<string, string> = {},
+): { readonly pid: number; readonly result: Promise<ProcessResult> } {
+  const child = spawn(process.execPath, [FERRY_ENTRY, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const result = new Promise<ProcessResult>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code: code ?? -1, signal, stdout, stderr }));
   });
+  return { pid: child.pid!, result };
 }
