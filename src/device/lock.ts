@@ -33,6 +33,12 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
   }
 }
 
+/** The live process that holds the lock, if one does. */
+export async function lockHolder(volatileDir: string): Promise<LockHolder | undefined> {
+  const holder = await readHolder(path.join(volatileDir, LOCK_NAME));
+  return holder !== undefined && alive(holder.pid) ? holder : undefined;
+}
+
 export async function withDeviceLock<T>(volatileDir: string, command: string, work: () => Promise<T>): Promise<T> {
   const file = path.join(volatileDir, LOCK_NAME);
   await fs.mkdir(volatileDir, { recursive: true });

@@ -1,6 +1,6 @@
 import { FerryError } from '../errors.js';
 import type { BootFlags } from '../device/bootloader-env.js';
-import type { DeviceStatus, PendingUpdate, TargetRef } from '../device/status-file.js';
+import type { DeviceStatus, TargetRef } from '../device/status-file.js';
 import { compareVersions, type Target } from '../tuf/target.js';
 import { decideTransition, type Transition } from './transition.js';
 
@@ -120,6 +120,15 @@ export type RunDecision =
   | { readonly action: 'undo-interrupted'; readonly target: TargetRef; readonly running: TargetRef | null }
   | { readonly action: 'refuse'; readonly error: FerryError };
 
+/**
+ * What `run` does with the pending update. A record still at stage "deploying" belongs to an install that stopped
+ * (power cut, kill) before it finished; its boot trial, reboot marker and deployment may each be written or not,
+ * and what the device booted decides:
+ * - still the boot the install ran in (the marker is there): the target never ran: undo it;
+ * - booted the target: the deployment was whole and it booted, so the update goes on as if staged;
+ * - booted the previous one while the target is the default and a trial runs: the bootloader fell back;
+ * - booted the previous one otherwise: the deployment never became the default: undo it.
+ */
 export function planRun(input: {
   readonly status: DeviceStatus;
   readonly rebootSentinelPresent: boolean;
@@ -129,54 +138,14 @@ export function planRun(input: {
   /** The commit of the default boot entry (deployment 0), or null if there is none. */
   readonly defaultCommit: string | null;
 }): RunDecision {
-  const { status, booted } = input;
+  const { status, booted, flags } = input;
   const pending = status.pending;
   if (pending === null) return { action: 'nothing-pending' };
-  if (pending.stage === 'deploying') return planInterruptedInstall({ ...input, pending });
+  const interrupted = pending.stage === 'deploying';
+  const undo = { action: 'undo-interrupted', target: pending.target, running: pending.previous } as const;
   // The sentinel lives in a tmpfs: while it is there, this is still the boot in which install ran. Reading the
   // booted deployment now would mistake "not rebooted yet" for "rolled back".
-  if (input.rebootSentinelPresent) return { action: 'reboot-first', target: pending.target };
-  if (booted === null) {
-    return { action: 'refuse', error: new FerryError('DEVICE_STATE_UNREADABLE', 'the booted deployment is unknown') };
-  }
-  if (booted.commit === pending.target.commit) {
-    return {
-      action: 'commit',
-      target: pending.target,
-      previous: pending.previous,
-      bootFirmwareUpdated: input.flags.bootUpgradeAvailable,
-    };
-  }
-  if (pending.previous !== null && booted.commit === pending.previous.commit) {
-    return { action: 'rolled-back', failed: pending.target, running: pending.previous };
-  }
-  return {
-    action: 'refuse',
-    error: new FerryError(
-      'DEVICE_STATE_UNREADABLE',
-      `booted commit ${booted.commit} is neither the pending target "${pending.target.name}" nor the previous one`,
-    ),
-  };
-}
-
-/**
- * An install that recorded its update as pending but stopped (power cut, kill) before it recorded it as staged. Its
- * boot trial, reboot marker and deployment may each be written or not. What the device booted decides:
- * - still the boot the install ran in (the marker is there): the target never ran: undo it;
- * - booted the target: the deployment was complete and it booted, so the update goes on as if staged;
- * - booted the previous one while the target is the default and a trial runs: the bootloader fell back;
- * - booted the previous one otherwise: the deployment never became the default: undo it.
- */
-function planInterruptedInstall(input: {
-  readonly pending: PendingUpdate;
-  readonly rebootSentinelPresent: boolean;
-  readonly booted: BootedFacts | null;
-  readonly flags: BootFlags;
-  readonly defaultCommit: string | null;
-}): RunDecision {
-  const { pending, booted, flags } = input;
-  const undo = { action: 'undo-interrupted', target: pending.target, running: pending.previous } as const;
-  if (input.rebootSentinelPresent) return undo;
+  if (input.rebootSentinelPresent) return interrupted ? undo : { action: 'reboot-first', target: pending.target };
   if (booted === null) {
     return { action: 'refuse', error: new FerryError('DEVICE_STATE_UNREADABLE', 'the booted deployment is unknown') };
   }
@@ -188,17 +157,17 @@ function planInterruptedInstall(input: {
       bootFirmwareUpdated: flags.bootUpgradeAvailable,
     };
   }
-  if (pending.previous === null || booted.commit !== pending.previous.commit) {
-    return {
-      action: 'refuse',
-      error: new FerryError(
-        'DEVICE_STATE_UNREADABLE',
-        `booted commit ${booted.commit} is neither the target "${pending.target.name}" of the interrupted install nor the previous one`,
-      ),
-    };
+  if (pending.previous !== null && booted.commit === pending.previous.commit) {
+    const fellBack =
+      !interrupted ||
+      (pending.rootfsChanged && input.defaultCommit === pending.target.commit && flags.upgradeAvailable);
+    return fellBack ? { action: 'rolled-back', failed: pending.target, running: pending.previous } : undo;
   }
-  if (pending.rootfsChanged && input.defaultCommit === pending.target.commit && flags.upgradeAvailable) {
-    return { action: 'rolled-back', failed: pending.target, running: pending.previous };
-  }
-  return undo;
+  return {
+    action: 'refuse',
+    error: new FerryError(
+      'DEVICE_STATE_UNREADABLE',
+      `booted commit ${booted.commit} is neither the pending target "${pending.target.name}" nor the previous one`,
+    ),
+  };
 }

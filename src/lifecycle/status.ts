@@ -1,6 +1,8 @@
 import { loadDeviceStatus } from './rebuild-status.js';
 import { readBooted, rebootSentinelPresent, type Device } from '../device/device.js';
 import { describeCause } from '../errors.js';
+import { lockHolder } from '../device/lock.js';
+import { Journal } from './journal.js';
 import { currentTargetOf } from './plan.js';
 import type { CommandReport } from './report.js';
 
@@ -19,6 +21,12 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     booted = { error: describeCause(error) };
   }
   const rebootPending = status.pending !== null && (await rebootSentinelPresent(device));
+  // A journal without its end line is a command still running (it holds the lock) or one that was cut off.
+  const journal = await Journal.open(device.paths.journalFile, 'status');
+  const interrupted =
+    journal.interrupted !== null && (await lockHolder(device.paths.volatileDir))?.pid !== journal.interrupted.pid
+      ? journal.interrupted
+      : null;
   const data = {
     state: status.state,
     reason: status.reason,
@@ -28,6 +36,7 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     booted,
     current: status.current,
     pending: status.pending,
+    ...(interrupted ? { interrupted } : {}),
     rebootPending,
     rollback: status.rollback,
     failedTargets: status.failedTargets,
@@ -39,11 +48,14 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     'error' in booted
       ? `unknown (${booted.error})`
       : `${booted.target ?? 'unknown target'} (${booted.commit.slice(0, 12)})`;
-  const waitingFor = rebootPending
-    ? 'a reboot'
-    : status.pending?.completion === 'restart-engine' && status.state !== 'TESTING'
-      ? 'an engine restart and run'
-      : 'run';
+  const waitingFor =
+    status.pending?.stage === 'deploying'
+      ? 'run, which finishes or undoes its interrupted install'
+      : rebootPending
+        ? 'a reboot'
+        : status.pending?.completion === 'restart-engine' && status.state !== 'TESTING'
+          ? 'an engine restart and run'
+          : 'run';
   const progress = status.progress
     ? ` (${status.progress.value}${status.progress.unit === 'percent' ? '%' : ' s left'})`
     : '';
@@ -52,6 +64,7 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     `pending: ${status.pending ? `${status.pending.target.name} (version ${status.pending.target.version}), waiting for ${waitingFor}` : 'none'}`,
     `state:   ${status.state}${progress}: ${status.reason}`,
     ...(status.inconsistent ? [`INCONSISTENT: ${status.inconsistent.reason}`] : []),
+    ...(interrupted ? [`interrupted: ${journal.describeInterrupted()}`] : []),
     `last error: ${status.lastError ? `${status.lastError.message} (exit ${status.lastError.exitCode}, ${status.lastError.at})` : 'none'}`,
   ];
   return { outcome: 'OK', message: lines.join('\n'), data };

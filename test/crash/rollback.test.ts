@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { STEPS, STEP_NAMES } from '../../src/lifecycle/steps.js';
-import { buildAppsFactory } from '../support/apps-factory.js';
-import { CrashRig, crashPointsOf, journaledSteps, type Scenario } from '../support/crash-harness.js';
-import { PrivateDockerd } from '../support/dockerd.js';
+import { crashPointsOf, journaledSteps, startCrashRig, type Scenario } from '../support/crash-harness.js';
 import { statusOf } from '../support/sim-device.js';
 
 /**
@@ -12,10 +10,8 @@ import { statusOf } from '../support/sim-device.js';
  * running, the bad target remembered as failed; an undone install must still go through afterwards.
  */
 
-const factory = await buildAppsFactory();
-const daemon = await PrivateDockerd.start();
-after(() => daemon.stop());
-const rig = new CrashRig(factory, daemon);
+const rig = await startCrashRig(after);
+const factory = rig.factory;
 
 const scenarios: Scenario[] = [
   {
@@ -91,10 +87,15 @@ for (const scenario of scenarios) {
       await rig.discard(device);
     });
 
-    for (const { point } of crashPointsOf(scenario)) {
+    for (const { step, point } of crashPointsOf(scenario)) {
       test(`killed at ${point}: power cycle, recovery, back on the old target`, async () => {
         const device = await rig.freshDevice(scenario.from);
         const trail = await rig.playUntilCrash(device, scenario, point);
+        assert.equal(
+          (await statusOf(device))['interrupted']?.step,
+          step,
+          'status names the step the journal stopped in',
+        );
         await rig.powerCycle(device);
         const codes = await rig.recover(device, scenario.to);
         const allowed = scenario.ends === 'old' ? [scenario.from] : [scenario.from, scenario.to];
@@ -114,3 +115,30 @@ for (const scenario of scenarios) {
     }
   });
 }
+
+test('install after an install killed mid-deployment (no reboot): it undoes the half-made update itself and installs', async () => {
+  const device = await rig.freshDevice(factory.targets.base);
+  const to = factory.targets.mixed;
+  await rig.bundleFor(to);
+  const killed = await rig.ferry(device, 'install', to, { FERRY_CRASH_AT: 'install.rootfs-deploy:done' });
+  assert.equal(killed.signal, 'SIGKILL');
+  const halfway = await statusOf(device);
+  assert.equal(halfway['pending'].stage, 'deploying');
+
+  const install = await rig.ferry(device, 'install', to, {});
+  assert.equal(install.code, 100, install.stderr);
+  const staged = await statusOf(device);
+  assert.equal(staged['pending'].stage, 'staged');
+  const deployments = await device.device.sysroot.deployments();
+  assert.equal(
+    deployments.filter((deployment) => deployment.commit === factory.rootfs.b).length,
+    1,
+    'one deployment of the target, not two',
+  );
+  await rig.powerCycle(device);
+  const run = await rig.ferry(device, 'run', to, {});
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal((await statusOf(device))['current'].name, to);
+  assert.deepEqual(rig.daemon.running(), rig.expectedContainers(to));
+  await rig.discard(device);
+});

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { buildAppsFactory } from '../support/apps-factory.js';
-import { CrashRig, crashPointsOf, journaledSteps, type Scenario } from '../support/crash-harness.js';
-import { PrivateDockerd } from '../support/dockerd.js';
+import { statusOf } from '../support/sim-device.js';
+import { crashPointsOf, journaledSteps, startCrashRig, type Scenario } from '../support/crash-harness.js';
 
 /**
  * Power cut at every step of `install` and `run`, for an update of the rootfs and its apps and for an update of
@@ -10,10 +9,8 @@ import { PrivateDockerd } from '../support/dockerd.js';
  * the old or the new target with its apps, and still takes the update.
  */
 
-const factory = await buildAppsFactory();
-const daemon = await PrivateDockerd.start();
-after(() => daemon.stop());
-const rig = new CrashRig(factory, daemon);
+const rig = await startCrashRig(after);
+const factory = rig.factory;
 
 const scenarios: Scenario[] = [
   {
@@ -48,10 +45,15 @@ for (const scenario of scenarios) {
       await rig.discard(device);
     });
 
-    for (const { point } of crashPointsOf(scenario)) {
+    for (const { step, point } of crashPointsOf(scenario)) {
       test(`killed at ${point}: power cycle, recovery, sound device, update still goes through`, async () => {
         const device = await rig.freshDevice(scenario.from);
         const trail = await rig.playUntilCrash(device, scenario, point);
+        assert.equal(
+          (await statusOf(device))['interrupted']?.step,
+          step,
+          'status names the step the journal stopped in',
+        );
         await rig.powerCycle(device);
         const codes = await rig.recover(device, scenario.to);
         await rig.assertSound(device, scenario, [scenario.from, scenario.to]).catch((error: Error) => {

@@ -11,6 +11,7 @@ import { addTarget } from '../../src/repo/add-target.js';
 import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
+import { compose } from '../support/apps-factory.js';
 import { cli, startFerryProcess } from '../support/cli.js';
 import { PrivateDockerd } from '../support/dockerd.js';
 import { HARDWARE_ID, TAG, tempDir } from '../support/factory.js';
@@ -55,7 +56,7 @@ before(async () => {
   const image = await buildImage({
     ref: 'ferry.local/test/bulk:1',
     outDir: path.join(dir, 'image'),
-    cmd: ['/bin/sh', '-c', 'trap "exit 0" TERM; while true; do sleep 1; done'],
+    cmd: ['/bin/sh'],
     layers: [busyboxLayer(), [{ type: 'file-from', name: 'data/bulk', source: bulkFile }]],
   });
   assert.ok(image.digest);
@@ -63,15 +64,7 @@ before(async () => {
   await fs.mkdir(composeDir);
   await fs.writeFile(
     path.join(composeDir, 'docker-compose.yml'),
-    [
-      'version: "3"',
-      'services:',
-      '  main:',
-      '    image: ferry.local/test/bulk:1',
-      '    network_mode: none',
-      '    restart: "unless-stopped"',
-      '',
-    ].join('\n'),
+    compose('ferry.local/test/bulk:1', 'trap "exit 0" TERM; while true; do sleep 1; done'),
   );
   const app = await addApp(repo, { name: 'bulk', composeDir, images: [path.join(dir, 'image')] });
   const target = async (version: string, ref: string, apps: Array<{ name: string; digest: string }>) =>

@@ -39,7 +39,8 @@ export interface AppsFactory {
   readonly images: { readonly v1: string; readonly v2: string };
 }
 
-const compose = (image: string, command: string, restart = 'unless-stopped'): string =>
+/** A one-service compose file: the image runs `command` under sh, with a data volume and no network. */
+export const compose = (image: string, command: string, restart = 'unless-stopped'): string =>
   [
     'version: "3"',
     'services:',

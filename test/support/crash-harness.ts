@@ -6,9 +6,9 @@ import { hexOf } from '../../src/apps/digest.js';
 import { exportBundle } from '../../src/bundle/export.js';
 import { faultPointName, STEPS, STEP_NAMES, type StepPath, type UpdateKind } from '../../src/lifecycle/steps.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
-import type { AppsFactory } from './apps-factory.js';
+import { buildAppsFactory, type AppsFactory } from './apps-factory.js';
 import { cli, ferryProcess, type ProcessResult } from './cli.js';
-import type { PrivateDockerd } from './dockerd.js';
+import { PrivateDockerd } from './dockerd.js';
 import { TAG, tempDir } from './factory.js';
 import { openTestDevice, statusOf, type TestDevice } from './sim-device.js';
 
@@ -51,6 +51,14 @@ export function crashPointsOf(scenario: Scenario): CrashPoint[] {
 
 /** The codes after which the recovery sequence stops: done, undone (install again), rolled back. */
 const SETTLED = new Set([0, 32, 99]);
+
+/** A rig for one test file: the apps factory, and a private dockerd stopped when the file is done. */
+export async function startCrashRig(after: (fn: () => Promise<void>) => void): Promise<CrashRig> {
+  const factory = await buildAppsFactory();
+  const daemon = await PrivateDockerd.start();
+  after(() => daemon.stop());
+  return new CrashRig(factory, daemon);
+}
 
 export class CrashRig {
   private readonly bundles = new Map<string, string>();
