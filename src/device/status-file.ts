@@ -138,15 +138,15 @@ export class StatusFile {
   ) {}
 
   async load(): Promise<{ status: DeviceStatus; recovered?: string }> {
-    let text: string;
+    let text: string | undefined;
     try {
       text = await fs.readFile(this.file, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { status: emptyStatus() };
-      throw error;
+      // Unreadable as a file at all (a directory, an I/O error): moved aside like a torn one.
     }
     try {
-      const parsed: unknown = JSON.parse(text);
+      const parsed: unknown = text === undefined ? undefined : JSON.parse(text);
       // Records written before a field existed get its empty value.
       if (looksLikeStatus(parsed)) return { status: { ...emptyStatus(), ...parsed } };
     } catch {

@@ -85,7 +85,11 @@ export class Journal {
     try {
       text = await fs.readFile(file, 'utf8');
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      // A journal that cannot be read is moved aside, never a reason to refuse: the status record is the truth.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        await fs.rename(file, `${file}.broken`).catch(() => undefined);
+        await fs.rm(file, { recursive: true, force: true }).catch(() => undefined);
+      }
     }
     const entries = parseJournal(text);
     return new Journal(file, command, entries, interruptedCommand(entries));

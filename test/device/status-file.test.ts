@@ -35,4 +35,14 @@ describe('status record', () => {
     assert.equal(await fs.readFile(`${name}.broken`, 'utf8'), '{"schema":1,"state":"DO');
     await assert.rejects(fs.access(name));
   });
+
+  test('a record that cannot be read as a file at all (a directory) is moved aside too', async () => {
+    const dir = await tempDir('status');
+    const name = path.join(dir, 'status.json');
+    await fs.mkdir(path.join(name, 'inside'), { recursive: true });
+    const { status, recovered } = await new StatusFile(name).load();
+    assert.deepEqual(status, emptyStatus());
+    assert.match(recovered ?? '', /moved to/);
+    await fs.access(path.join(`${name}.broken`, 'inside'));
+  });
 });

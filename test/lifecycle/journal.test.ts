@@ -61,6 +61,16 @@ describe('the journal of device-changing steps', () => {
     assert.equal(next.interrupted, null);
   });
 
+  test('a journal that cannot be read (a directory where the file should be) is moved aside, not a refusal', async () => {
+    const file = path.join(await tempDir('journal-broken'), 'journal');
+    await fs.mkdir(path.join(file, 'junk'), { recursive: true });
+    const journal = await Journal.open(file, 'install');
+    assert.equal(journal.interrupted, null);
+    await journal.step('install.apps-stage', async () => undefined);
+    assert.equal(parseJournal(await fs.readFile(file, 'utf8')).length, 3);
+    await fs.access(path.join(`${file}.broken`, 'junk'));
+  });
+
   test('FERRY_CRASH_AT kills the process with SIGKILL after the intent; the journal shows the step unfinished', async () => {
     const file = path.join(await tempDir('journal-crash'), 'journal');
     const module = new URL('../../src/lifecycle/journal.js', import.meta.url).href;
