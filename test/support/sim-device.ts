@@ -17,8 +17,8 @@ export interface TestDevice {
   readonly device: Device;
   /**
    * Hashes everything that makes up the device: sysroot (refs, objects, deployments, boot entries), bootloader env,
-   * storage (trusted metadata), cmdline and the volatile directory. Left out: the status record, which a refusal may
-   * change, and the per-boot cache of the booted deployment.
+   * storage (trusted metadata), cmdline and the volatile directory. Left out: the status record and its journal,
+   * which a refusal may change, and the per-boot caches (booted deployment, boot id).
    */
   fingerprint(extraExcludes?: readonly string[]): Promise<string>;
 }
@@ -58,6 +58,9 @@ export function notDeviceState(dir: string, device: Device): string[] {
     path.relative(dir, device.paths.inconsistentFile),
     path.join('run', 'aktualizr-session', 'ferry-booted.json'),
     path.relative(dir, device.paths.bootIdFile),
+    // The journal is the status record's log of steps: a refusal found while copying (a blob that fails its digest)
+    // has begun one.
+    path.relative(dir, device.paths.journalFile),
   ];
 }
 
