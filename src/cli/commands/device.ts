@@ -1,0 +1,80 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { loadDeviceConfig } from '../../device/config.js';
+import { openDevice } from '../../device/device.js';
+import { withDeviceLock } from '../../device/lock.js';
+import { installFromBundle } from '../../lifecycle/install.js';
+import { runPending } from '../../lifecycle/run.js';
+import { deviceStatus } from '../../lifecycle/status.js';
+import { collect, exitCodeTable, type CommandContext } from '../command-context.js';
+
+interface DeviceCommandOptions {
+  config?: string[];
+  json?: boolean;
+}
+
+/** install, run (both also under aklite-offline) and status: the commands that act on this device. */
+export function registerDeviceCommands(program: Command, { name, setReport }: CommandContext): void {
+  const deviceOptions = (command: Command): Command =>
+    command
+      .option(
+        '-c, --config <file|dir>',
+        'configuration file or directory (repeatable; default: the sota.toml locations aktualizr-lite reads)',
+        collect,
+      )
+      .option('--json', 'print the result as one JSON object');
+
+  const device = async (options: DeviceCommandOptions) => openDevice(await loadDeviceConfig(options.config ?? []));
+
+  deviceOptions(
+    program
+      .command('install')
+      .description('verify a bundle and stage its target; the device runs it after a reboot and `run`')
+      .requiredOption(
+        '--src-dir <path>',
+        'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
+      )
+      .option('--target <name>', 'install this target from the bundle instead of the highest version')
+      .option('--force', 'install even a lower version (downgrade)'),
+  )
+    .addHelpText('after', exitCodeTable(['install']))
+    .action(async (options: DeviceCommandOptions & { srcDir: string; target?: string; force?: boolean }) => {
+      const target = await device(options);
+      const report = await withDeviceLock(target.paths.volatileDir, 'install', () =>
+        installFromBundle(target, {
+          srcDir: path.resolve(options.srcDir),
+          targetName: options.target,
+          force: options.force ?? false,
+        }),
+      );
+      setReport(report, options.json ?? false);
+    });
+
+  deviceOptions(
+    program
+      .command('run')
+      .description(
+        'after the reboot (or engine restart): start the apps, watch them through the testing window, commit or roll back',
+      )
+      .option(
+        '--no-wait',
+        'start the apps and exit at once (105, state TESTING); a later run finishes the testing window',
+      ),
+  )
+    .addHelpText('after', exitCodeTable(['run']))
+    .action(async (options: DeviceCommandOptions & { wait: boolean }) => {
+      const target = await device(options);
+      const report = await withDeviceLock(target.paths.volatileDir, 'run', () =>
+        runPending(target, { noWait: !options.wait }),
+      );
+      setReport(report, options.json ?? false);
+    });
+
+  if (name === 'aklite-offline') return;
+
+  deviceOptions(
+    program.command('status').description('show the booted and pending targets, the update state and the last error'),
+  ).action(async (options: DeviceCommandOptions) => {
+    setReport(await deviceStatus(await device(options)), options.json ?? false);
+  });
+}
