@@ -16,6 +16,7 @@ declare -A PACKAGES=(
   [skopeo]=skopeo
   [runc]=runc
   [time]=/usr/bin/time
+  [faketime]=faketime
 )
 
 missing=()

@@ -45,3 +45,13 @@ export async function commitsPresent(bundle: BundleDir, commits: readonly string
   for (const commit of commits) if (await bundle.ostreeRepo.hasCommitObject(commit)) present.add(commit);
   return present;
 }
+
+/** The versions of the N.root.json files in a bundle's tuf/, oldest first; refused if there is none. */
+export async function rootVersionsOf(tufDir: string): Promise<number[]> {
+  const versions = (await fs.readdir(tufDir))
+    .filter((name) => /^\d+\.root\.json$/.test(name))
+    .map((name) => Number.parseInt(name, 10))
+    .sort((a, b) => a - b);
+  if (versions.length === 0) throw new FerryError('METADATA_NOT_FOUND', 'tuf/ holds no N.root.json');
+  return versions;
+}

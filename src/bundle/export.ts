@@ -1,14 +1,12 @@
 import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { FerryError, describeCause } from '../errors.js';
 import { OstreeRepo } from '../ostree/ostree-repo.js';
 import type { FactoryRepo } from '../repo/factory-repo.js';
 import { isEmptyOrMissingDir } from '../util/atomic-file.js';
 import { BUNDLE_TARGETS_FILE, signBundleTargets, type BundleType } from '../tuf/bundle-targets.js';
-import { expiresInDays, parseExpires } from '../tuf/expires.js';
+import { expiresInDays, formatExpires, parseExpires } from '../tuf/expires.js';
 import { serializeMetadata } from '../tuf/sign-metadata.js';
-import { discardScratch, verifyBundleMetadata } from '../tuf/verify-metadata.js';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
@@ -16,7 +14,9 @@ import yazl from 'yazl';
 import { membersOfDirectory, writeTar } from '../apps/tar-pack.js';
 import { pathExists } from '../util/atomic-file.js';
 import { extractBundleArchive } from './bundle-archive.js';
-import { bundleLayout } from './bundle-dir.js';
+import { verifyBundle } from './verify-bundle.js';
+import { withGrowthProgress, type ProgressListener } from '../progress.js';
+import { bundleLayout, type BundleDir } from './bundle-dir.js';
 import { AppsDir } from '../apps/apps-dir.js';
 import { copyVerifiedApps } from '../apps/copy-apps.js';
 import { verifyApps } from '../apps/verify-apps.js';
@@ -39,15 +39,26 @@ export interface ExportOptions {
   readonly expiresInDays: number;
   /** Write one file (a tar or a zip of the bundle tree) at `destination` instead of a directory. */
   readonly archive?: 'tar' | 'zip' | undefined;
+  /**
+   * new: into an empty destination; add-target: add the target to the bundle there (one stick, many devices);
+   * tuf-only: refresh only tuf/ of the bundle there (new expiry, new root versions after a key rotation).
+   */
+  readonly mode?: 'new' | 'add-target' | 'tuf-only' | undefined;
+  /** Byte progress of the copy, for bars or a dashboard. */
+  readonly progress?: ProgressListener | undefined;
   readonly now?: Date;
 }
 
 export interface ExportResult {
   readonly target: string;
+  /** Every target the bundle now carries. */
+  readonly targets: readonly string[];
   readonly commit: string;
   readonly expires: string;
   readonly destination: string;
   readonly rootVersions: number;
+  /** Offline countersignatures a production bundle still needs before a device takes it (`ferry bundle sign`). */
+  readonly offlineSignaturesMissing: number;
 }
 
 /**
@@ -56,6 +67,12 @@ export interface ExportResult {
  */
 export async function exportBundle(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
   if (options.archive === undefined) return exportBundleTree(repo, options);
+  if ((options.mode ?? 'new') !== 'new') {
+    throw new FerryError(
+      'USAGE',
+      '--allow-multiple-targets and --tuf-only work on a bundle directory: change it, then pack it with --archive',
+    );
+  }
   if (await pathExists(options.destination)) {
     throw new FerryError('DESTINATION_NOT_EMPTY', `${options.destination} already exists; export into a new file`);
   }
@@ -69,7 +86,7 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
     // Verified as a device reads it: unpacked with every member check, then the whole bundle check.
     try {
       await extractBundleArchive(partial, options.archive, verifyDir);
-      await verifyExport(repo, verifyDir, options.targetName, result.commit, options.now ?? new Date());
+      await verifyExport(repo, bundleLayout(verifyDir), options.targetName, result.commit, options.now ?? new Date());
     } catch (error) {
       await fs.rm(partial, { force: true });
       throw error instanceof FerryError && error.outcome === 'EXPORT_VERIFY_FAILED'
@@ -110,6 +127,29 @@ async function packBundle(tree: string, file: string, kind: 'tar' | 'zip'): Prom
   await pipeline(zip.outputStream, createWriteStream(file, { flags: 'wx' }));
 }
 
+/** What an existing bundle says it carries: read from our own stick, and checked again by the verification after. */
+async function existingBundle(destination: string): Promise<{ type: BundleType; tags: string[]; targets: string[] }> {
+  let document: {
+    signed?: { 'x-ferry-bundle'?: { type?: unknown; tag?: unknown; tags?: unknown; targets?: unknown } };
+  };
+  try {
+    document = JSON.parse(await fs.readFile(path.join(destination, 'tuf', BUNDLE_TARGETS_FILE), 'utf8'));
+  } catch (error) {
+    throw new FerryError(
+      'BUNDLE_UNREADABLE',
+      `${destination} is not a bundle this command can add to: ${describeCause(error)}`,
+      { cause: error },
+    );
+  }
+  const info = document.signed?.['x-ferry-bundle'] ?? {};
+  const strings = (value: unknown) =>
+    Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+  if ((info.type !== 'ci' && info.type !== 'prod') || typeof info.tag !== 'string')
+    throw new FerryError('BUNDLE_UNREADABLE', `${destination}/tuf/${BUNDLE_TARGETS_FILE} has no type and tag`);
+  const tags = strings(info.tags);
+  return { type: info.type, tags: tags.length > 0 ? tags : [info.tag], targets: strings(info.targets) };
+}
+
 async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
   const now = options.now ?? new Date();
   if (!Number.isInteger(options.expiresInDays) || options.expiresInDays < 1) {
@@ -143,11 +183,31 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
       `the bundle would expire at ${expires}, after root.json version ${String(root.signed['version'])} (expires ${String(root.signed['expires'])}); choose fewer --expires-in-days`,
     );
   }
-  if (!(await isEmptyOrMissingDir(options.destination))) {
+  const empty = await isEmptyOrMissingDir(options.destination);
+  const mode = options.mode ?? 'new';
+  if (mode === 'new' && !empty) {
     throw new FerryError(
       'DESTINATION_NOT_EMPTY',
-      `${options.destination} is not empty; export into a new or empty directory`,
+      `${options.destination} is not empty; export into a new or empty directory (or add to a bundle with --allow-multiple-targets)`,
     );
+  }
+  if (mode === 'tuf-only' && empty)
+    throw new FerryError('BUNDLE_UNREADABLE', `${options.destination} holds no bundle whose tuf/ could be refreshed`);
+  // Adding to an empty directory is a new bundle.
+  const previous = empty ? undefined : await existingBundle(options.destination);
+  if (previous !== undefined) {
+    if (previous.type !== options.type) {
+      throw new FerryError(
+        'USAGE',
+        `${options.destination} is a "${previous.type}" bundle; a "${options.type}" export cannot be added to it`,
+      );
+    }
+    if (mode === 'tuf-only' && !previous.targets.includes(options.targetName)) {
+      throw new FerryError(
+        'TARGET_UNKNOWN',
+        `the bundle carries ${previous.targets.join(', ')}, not "${options.targetName}"; --tuf-only refreshes the metadata of what it carries`,
+      );
+    }
   }
   const commit = entry.hashes['sha256'] ?? '';
   if (!(await repo.ostree.hasCommitObject(commit))) {
@@ -156,16 +216,26 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
       `the factory OSTree repo lacks commit ${commit} of target "${options.targetName}"`,
     );
   }
+  const names = [...new Set([...(previous?.targets ?? []), options.targetName])];
+  const bundleTags = [...new Set([...(previous?.tags ?? []), options.tag])];
+  for (const name of names) {
+    if (targets[name] === undefined)
+      throw new FerryError('TARGET_UNKNOWN', `the bundle carries "${name}", which the repository no longer has`);
+  }
 
   const bundle = bundleLayout(options.destination);
-  await fs.mkdir(bundle.tufDir, { recursive: true });
+  // New metadata is written beside the old and swapped in only once the whole bundle verifies with it: a failed
+  // export into an existing bundle leaves that bundle as it was (at most with extra, unreferenced content).
+  const nextTuf = previous === undefined ? bundle.tufDir : `${bundle.tufDir}.next`;
+  await fs.rm(`${bundle.tufDir}.next`, { recursive: true, force: true });
+  await fs.mkdir(nextTuf, { recursive: true });
   try {
     const rootFiles = await repo.rootFiles();
-    for (const file of rootFiles) await fs.copyFile(file, path.join(bundle.tufDir, path.basename(file)));
+    for (const file of rootFiles) await fs.copyFile(file, path.join(nextTuf, path.basename(file)));
     const published = await repo.publishTargets(targets, expires);
-    await fs.writeFile(path.join(bundle.tufDir, 'targets.json'), serializeMetadata(published.targets));
-    await fs.writeFile(path.join(bundle.tufDir, 'snapshot.json'), serializeMetadata(published.snapshot));
-    await fs.writeFile(path.join(bundle.tufDir, 'timestamp.json'), serializeMetadata(published.timestamp));
+    await fs.writeFile(path.join(nextTuf, 'targets.json'), serializeMetadata(published.targets));
+    await fs.writeFile(path.join(nextTuf, 'snapshot.json'), serializeMetadata(published.snapshot));
+    await fs.writeFile(path.join(nextTuf, 'timestamp.json'), serializeMetadata(published.timestamp));
 
     const settings = await repo.settings();
     const bundleVersion = settings.bundleVersion + 1;
@@ -175,43 +245,102 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
         _type: 'bundle',
         expires,
         version: bundleVersion,
-        'x-ferry-bundle': { type: options.type, tag: options.tag, targets: [options.targetName] },
+        'x-ferry-bundle': {
+          type: options.type,
+          tag: bundleTags[0]!,
+          ...(bundleTags.length > 1 ? { tags: bundleTags } : {}),
+          targets: names,
+          // Signed with the rest: devices without a working clock take it as a lower bound for the time.
+          signedAt: formatExpires(now),
+        },
       },
       await repo.keys.load('targets'),
     );
-    await fs.writeFile(path.join(bundle.tufDir, BUNDLE_TARGETS_FILE), serializeMetadata(bundleTargets));
+    await fs.writeFile(path.join(nextTuf, BUNDLE_TARGETS_FILE), serializeMetadata(bundleTargets));
 
-    await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
-    await bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false });
-    await bundle.ostreeRepo.setRef(options.targetName, commit);
-    // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
-    await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
+    if (mode !== 'tuf-only') {
+      // Objects a bundle already holds are not copied again: targets share what they can.
+      if (previous === undefined) await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
+      await withGrowthProgress(
+        bundle.ostreeRepo.stagingDir,
+        {
+          phase: 'rootfs',
+          total: options.progress ? await repo.ostree.contentBytes(commit) : 0,
+          target: options.targetName,
+        },
+        options.progress,
+        () => bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false }),
+      );
+      await bundle.ostreeRepo.setRef(options.targetName, commit);
+      // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
+      await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
 
-    const apps = new AppsDir(bundle.appsDir);
-    await fs.mkdir(apps.root, { recursive: true });
-    const verifiedApps = await verifyApps(repo.apps, appsOf(options.targetName, entry), 'factory apps/').catch(
-      (error: unknown) => {
-        throw new FerryError('REPO_INVALID', `the factory's apps do not verify: ${describeCause(error)}`, {
-          cause: error,
-        });
-      },
+      const apps = new AppsDir(bundle.appsDir);
+      await fs.mkdir(apps.root, { recursive: true });
+      const verifiedApps = await verifyApps(repo.apps, appsOf(options.targetName, entry), 'factory apps/').catch(
+        (error: unknown) => {
+          throw new FerryError('REPO_INVALID', `the factory's apps do not verify: ${describeCause(error)}`, {
+            cause: error,
+          });
+        },
+      );
+      const appBytes = verifiedApps.reduce(
+        (sum, app) =>
+          sum + app.images.reduce((bytes, image) => bytes + image.blobs.reduce((n, blob) => n + blob.size, 0), 0),
+        0,
+      );
+      const progress = options.progress;
+      progress?.({ phase: 'apps', bytes: 0, total: appBytes, target: options.targetName });
+      await copyVerifiedApps(repo.apps, apps, verifiedApps, {
+        unpackProject: false,
+        ...(progress
+          ? {
+              onProgress: async (bytes: number) =>
+                progress({
+                  phase: 'apps',
+                  bytes: Math.min(bytes, appBytes),
+                  total: appBytes,
+                  target: options.targetName,
+                }),
+            }
+          : {}),
+      });
+      progress?.({ phase: 'apps', bytes: appBytes, total: appBytes, target: options.targetName });
+    }
+
+    const offlineSignaturesMissing = await verifyExport(
+      repo,
+      { ...bundle, tufDir: nextTuf },
+      options.targetName,
+      commit,
+      now,
     );
-    await copyVerifiedApps(repo.apps, apps, verifiedApps, { unpackProject: false });
-
-    await verifyExport(repo, options.destination, options.targetName, commit, now);
+    if (previous !== undefined) await swapDirectory(nextTuf, bundle.tufDir);
     return {
       target: options.targetName,
+      targets: names,
       commit,
       expires,
       destination: options.destination,
       rootVersions: rootFiles.length,
+      offlineSignaturesMissing,
     };
   } catch (error) {
-    // Leave no half-written bundle behind for someone to carry to a device.
-    await removeContents(options.destination);
+    // Leave no half-written bundle behind for someone to carry to a device; an existing one keeps its metadata.
+    if (previous === undefined) await removeContents(options.destination);
+    else await fs.rm(nextTuf, { recursive: true, force: true });
     if (error instanceof FerryError) throw error;
     throw new FerryError('INTERNAL_ERROR', `export failed: ${describeCause(error)}`, { cause: error });
   }
+}
+
+/** Replaces `dir` with `next`: the old one is renamed away first, then removed, so a reader never sees a mix. */
+async function swapDirectory(next: string, dir: string): Promise<void> {
+  const old = `${dir}.old`;
+  await fs.rm(old, { recursive: true, force: true });
+  await fs.rename(dir, old);
+  await fs.rename(next, dir);
+  await fs.rm(old, { recursive: true, force: true });
 }
 
 async function unshareHardLinks(dir: string): Promise<void> {
@@ -231,40 +360,28 @@ async function removeContents(dir: string): Promise<void> {
     await fs.rm(path.join(dir, name), { recursive: true, force: true });
 }
 
-/** Verifies the written bundle as a fresh device would: from 1.root.json, through tuf-js, then every OSTree object. */
+/** Verifies the written bundle as a fresh device would: from 1.root.json, through tuf-js, then all its content. */
 async function verifyExport(
   repo: FactoryRepo,
-  destination: string,
+  bundle: BundleDir,
   targetName: string,
   commit: string,
   now: Date,
-): Promise<void> {
-  const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-export-verify-'));
+): Promise<number> {
   try {
-    const firstRoot = (await repo.rootFiles())[0]!;
-    await fs.copyFile(firstRoot, path.join(trustedDir, 'root.json'));
-    const bundle = bundleLayout(destination);
-    const verified = await verifyBundleMetadata({ trustedDir, bundleTufDir: bundle.tufDir, now });
-    await discardScratch(verified);
+    // Offline countersignatures are added after the export (bundle sign): here they are only counted.
+    const verified = await verifyBundle(bundle, {
+      trustedRoot: (await repo.rootFiles())[0]!,
+      now,
+      offlineSignatures: 'count',
+    });
     const target = verified.targets.find((candidate) => candidate.name === targetName);
     if (target === undefined || target.commit !== commit)
       throw new Error(`target "${targetName}" is not verifiable in the written metadata`);
-    if (!(await bundle.ostreeRepo.hasCommitObject(commit))) throw new Error(`ostree_repo/ lacks commit ${commit}`);
-    await bundle.ostreeRepo.fsck();
-    const apps = new AppsDir(bundle.appsDir);
-    for (const app of await verifyApps(apps, target.apps)) {
-      for (const image of app.images) {
-        for (const blob of image.blobs) {
-          if (!(await apps.blobs.verify(blob.digest, blob.size)))
-            throw new Error(`apps/blobs/sha256/${blob.digest.slice(7)} does not match its digest`);
-        }
-      }
-    }
+    return verified.bundle.offlineSignaturesMissing;
   } catch (error) {
     throw new FerryError('EXPORT_VERIFY_FAILED', `the written bundle failed verification: ${describeCause(error)}`, {
       cause: error,
     });
-  } finally {
-    await fs.rm(trustedDir, { recursive: true, force: true });
   }
 }

@@ -1,4 +1,8 @@
+import { fstatSync } from 'node:fs';
+import { Option } from 'commander';
 import { FerryError } from '../errors.js';
+import { fanOut, jsonLinesProgress, type ProgressListener } from '../progress.js';
+import { terminalProgress } from './progress-bars.js';
 import { OUTCOMES } from '../exit-codes.js';
 import type { CommandReport } from '../lifecycle/report.js';
 import type { Io } from './output.js';
@@ -29,4 +33,30 @@ export function exitCodeTable(commands: readonly string[]): string {
     .sort((a, b) => a.exitCode - b.exitCode)
     .map((info) => `  ${String(info.exitCode).padStart(3)}  ${info.meaning}`);
   return `\nExit codes (and 1 for an unexpected error, 2 for a bad command line):\n${rows.join('\n')}\n`;
+}
+
+/** `--progress-fd N`: the number of a file descriptor the caller opened for us. */
+export function progressFdOption(): Option {
+  return new Option(
+    '--progress-fd <n>',
+    'write progress as JSON lines ({phase, bytes, total, target, app}) to this open file descriptor',
+  ).argParser((value: string) => {
+    const fd = wholeNumber('--progress-fd', 0)(value);
+    try {
+      fstatSync(fd);
+    } catch {
+      throw new FerryError('USAGE', `--progress-fd ${fd} is not an open file descriptor`);
+    }
+    return fd;
+  });
+}
+
+/** Bars on a terminal and JSON lines on --progress-fd, as asked; stop() clears the bars before the result prints. */
+export function progressFor(io: Io, options: { progressFd?: number }): { listener?: ProgressListener; stop(): void } {
+  const bars = io.progressStream ? terminalProgress(io.progressStream) : undefined;
+  const listener = fanOut([
+    bars?.listener,
+    options.progressFd === undefined ? undefined : jsonLinesProgress(options.progressFd),
+  ]);
+  return { ...(listener ? { listener } : {}), stop: () => bars?.stop() };
 }

@@ -3,9 +3,12 @@ import { Command, CommanderError } from 'commander';
 import { OUTCOMES } from '../exit-codes.js';
 import { errorReport, type CommandReport } from '../lifecycle/report.js';
 import type { CommandContext } from './command-context.js';
+import { registerBundleCommands } from './commands/bundle.js';
 import { registerDeviceCommands } from './commands/device.js';
 import { registerExportCommand } from './commands/export.js';
+import { registerKeysCommands } from './commands/keys.js';
 import { registerRepoCommands } from './commands/repo.js';
+import { registerReportCommands } from './commands/reports.js';
 import { registerSimCommands } from './commands/sim.js';
 import { emitReport, type Io } from './output.js';
 
@@ -39,8 +42,21 @@ export function buildProgram(
   if (name === 'aklite-offline') return program;
   registerRepoCommands(program, context);
   registerExportCommand(program, context);
+  registerBundleCommands(program, context);
+  registerKeysCommands(program, context);
   registerSimCommands(program, context);
+  offerJsonEverywhere(program);
+  registerReportCommands(program, context);
   return program;
+}
+
+/** Every command that does something takes --json: its one result as one JSON object on stdout. */
+function offerJsonEverywhere(command: Command): void {
+  for (const sub of command.commands) {
+    if (sub.commands.length === 0 && !sub.options.some((option) => option.long === '--json'))
+      sub.option('--json', 'print the result as one JSON object (the human text goes to stderr)');
+    offerJsonEverywhere(sub);
+  }
 }
 
 /** Parses argv, runs the command, prints the result; returns the exit code. */
@@ -64,5 +80,5 @@ export async function run(name: 'ferry' | 'aklite-offline', argv: readonly strin
     program.outputHelp();
     return OUTCOMES.USAGE.exitCode;
   }
-  return emitReport(io, name, result.report, result.json);
+  return emitReport(io, name, result.report, result.json || wantsJson);
 }

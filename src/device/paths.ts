@@ -16,6 +16,14 @@ export interface DevicePaths {
   readonly journalFile: string;
   /** In the volatile directory: an id for this boot, made at its first use and gone after a reboot. */
   readonly bootIdFile: string;
+  /** `<storage>/ferry/device-key.pem`: the device's ed25519 private key (0600), made once at provisioning. */
+  readonly deviceKeyFile: string;
+  /** `<storage>/ferry/device-key.pub`: its public key, the one the workstation registers. */
+  readonly devicePublicKeyFile: string;
+  /** `<storage>/ferry/device-id`: the name the device signs its reports under. */
+  readonly deviceIdFile: string;
+  /** `<storage>/ferry/time-floor`: the newest verified signing time; expiry is never checked against less. */
+  readonly timeFloorFile: string;
 }
 
 export function devicePaths(config: DeviceConfig): DevicePaths {
@@ -30,5 +38,9 @@ export function devicePaths(config: DeviceConfig): DevicePaths {
     volatileDir: config.rebootSentinelDir,
     journalFile: path.join(ferryDir, 'journal'),
     bootIdFile: path.join(config.rebootSentinelDir, 'ferry-boot-id'),
+    deviceKeyFile: path.join(ferryDir, 'device-key.pem'),
+    devicePublicKeyFile: path.join(ferryDir, 'device-key.pub'),
+    deviceIdFile: path.join(ferryDir, 'device-id'),
+    timeFloorFile: path.join(ferryDir, 'time-floor'),
   };
 }

@@ -87,6 +87,11 @@ export interface DeviceStatus {
     readonly log: readonly string[];
   } | null;
   readonly history: readonly HistoryEntry[];
+  /**
+   * Where the last install's bundle came from: the bundle directory, or the directory holding a .tar or .zip bundle.
+   * `run` leaves its report there. Absent in records written before it existed.
+   */
+  readonly lastMedia?: string | null;
 }
 
 export const HISTORY_LIMIT = 200;
@@ -105,6 +110,7 @@ export function emptyStatus(): DeviceStatus {
     failedTargets: [],
     lastError: null,
     history: [],
+    lastMedia: null,
   };
 }
 

@@ -12,10 +12,12 @@ import {
   type Device,
 } from '../device/device.js';
 import { removeLeftovers } from '../device/leftovers.js';
+import { loadTimeFloor, raiseTimeFloor } from '../device/time-floor-file.js';
 import type { PendingUpdate } from '../device/status-file.js';
 import { availableBytes, treeBytes } from '../device/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
+import { describeTime, effectiveTime } from '../tuf/time-floor.js';
 import {
   discardScratch,
   promoteTrustedMetadata,
@@ -28,12 +30,17 @@ import { planInstall, planRun, type InstallDecision } from './plan.js';
 import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
 import { selectTarget } from './select-target.js';
+import { withGrowthProgress, type ProgressListener } from '../progress.js';
 
 export interface InstallOptions {
   readonly srcDir: string;
   readonly targetName?: string | undefined;
   readonly force?: boolean;
   readonly now?: Date;
+  /** Where the bundle came from (see DeviceStatus.lastMedia); recorded so that `run` can report there too. */
+  readonly media?: string;
+  /** Byte progress of the copy, for bars or a dashboard. */
+  readonly progress?: ProgressListener | undefined;
 }
 
 /**
@@ -48,7 +55,12 @@ export async function installFromBundle(device: Device, options: InstallOptions)
   let source: BundleSource | undefined;
   let report: CommandReport | undefined;
   try {
-    await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
+    await recorder.phase(
+      'QUEUED',
+      `bundle ${options.srcDir}`,
+      null,
+      options.media === undefined ? {} : { lastMedia: options.media },
+    );
     const interrupted = journal.describeInterrupted();
     if (interrupted !== null) recorder.log(interrupted);
     if (recorder.status.pending?.stage === 'deploying') await undoIfNeverRan(device, recorder, journal);
@@ -62,10 +74,16 @@ export async function installFromBundle(device: Device, options: InstallOptions)
       `booted commit ${booted.commit}; ${device.boot.description}: upgrade_available=${flags.upgradeAvailable ? 1 : 0}`,
     );
     await recorder.phase('VERIFYING', 'checking the TUF metadata of the bundle');
+    // Expiry is checked against the device clock, but never against a time before the newest signing time this
+    // device has verified: a clock that lost its battery must not make expired metadata valid again.
+    const floor = await loadTimeFloor(device.paths.timeFloorFile);
+    if (floor.recovered !== undefined) recorder.log(floor.recovered);
+    const time = effectiveTime(options.now ?? new Date(), floor.floor);
+    if (time.fromFloor) recorder.log(describeTime(time));
     verified = await verifyBundleMetadata({
       trustedDir: device.paths.trustedMetadataDir,
       bundleTufDir: bundle.tufDir,
-      ...(options.now ? { now: options.now } : {}),
+      now: time,
     });
     recorder.log(
       `metadata verified: root version ${verified.rootVersion}; bundle ${verified.bundle.type}/${verified.bundle.tag} names ${verified.bundle.targets.join(', ')}`,
@@ -100,14 +118,15 @@ export async function installFromBundle(device: Device, options: InstallOptions)
           data: { target: decision.target },
         };
         await recorder.finish({
-          state: status.state === 'IDLE' ? 'DONE' : status.state,
+          // Nothing happened: the state stays what it was before this install began, unless that said an update ran.
+          state: UNSETTLED_STATES.has(loaded.state) ? 'DONE' : loaded.state,
           report,
           target: decision.target.name,
         });
         return report;
       }
     }
-    report = await stage(device, recorder, journal, bundle, verified, decision);
+    report = await stage(device, recorder, journal, bundle, verified, decision, floor.floor, options.progress);
     return report;
   } catch (error) {
     report = errorReport(noSpaceOr(error));
@@ -143,6 +162,9 @@ async function undoIfNeverRan(device: Device, recorder: StatusRecorder, journal:
     }),
   );
 }
+
+/** States that say an update is (or was, before a power cut) under way, not how the device is. */
+const UNSETTLED_STATES: ReadonlySet<string> = new Set(['IDLE', 'QUEUED', 'VERIFYING', 'COPYING']);
 
 /** Running out of space half-way is the same refusal as too little space up front: nothing was kept. */
 function noSpaceOr(error: unknown): unknown {
@@ -265,6 +287,8 @@ async function stage(
   bundle: BundleDir,
   verified: VerifiedMetadata,
   decision: Extract<InstallDecision, { action: 'stage' }>,
+  timeFloor: Date | undefined,
+  progress: ProgressListener | undefined,
 ): Promise<CommandReport> {
   const { target, previous, transition } = decision;
   const why = transition.reasons.join('; ');
@@ -283,16 +307,29 @@ async function stage(
   // blob or an OSTree object that fails its digest leaves the device as it was.
   const total = Math.max(1, needs.appBytes + needs.rootfsBytes);
   await recorder.phase('COPYING', `copying "${target.name}" from the bundle`, { unit: 'percent', value: 0 });
-  const staged = await journal.step('install.apps-stage', () =>
-    device.appStore.prepare(new AppsDir(bundle.appsDir), apps, (bytes) =>
-      recorder.progress({ unit: 'percent', value: Math.min(99, Math.floor((100 * bytes) / total)) }),
-    ),
-  );
+  const staged = await journal.step('install.apps-stage', async () => {
+    progress?.({ phase: 'apps', bytes: 0, total: needs.appBytes, target: target.name });
+    return device.appStore.prepare(new AppsDir(bundle.appsDir), apps, async (bytes) => {
+      progress?.({ phase: 'apps', bytes: Math.min(bytes, needs.appBytes), total: needs.appBytes, target: target.name });
+      await recorder.progress({ unit: 'percent', value: Math.min(99, Math.floor((100 * bytes) / total)) });
+    });
+  });
   try {
     if (transition.rootfsChanged) {
       await journal.step(
         'install.rootfs-pull',
-        () => pullRootfs(device, bundle, target.name, target.commit),
+        async () =>
+          withGrowthProgress(
+            device.sysroot.repo.stagingDir,
+            {
+              phase: 'rootfs',
+              // Walking the commit's tree costs a little: only done when someone watches.
+              total: progress ? await bundle.ostreeRepo.contentBytes(target.commit) : 0,
+              target: target.name,
+            },
+            progress,
+            () => pullRootfs(device, bundle, target.name, target.commit),
+          ),
         target.commit,
       );
     }
@@ -303,9 +340,11 @@ async function stage(
   await journal.step('install.apps-commit', () => staged.commit());
   await recorder.progress({ unit: 'percent', value: 100 }, true);
 
-  await journal.step('install.metadata-promote', () =>
-    promoteTrustedMetadata(verified, device.paths.trustedMetadataDir),
-  );
+  // The floor rises with the metadata it came from, in the same step, and only once the install goes ahead.
+  await journal.step('install.metadata-promote', async () => {
+    await promoteTrustedMetadata(verified, device.paths.trustedMetadataDir);
+    await raiseTimeFloor(device.paths.timeFloorFile, timeFloor, verified.bundle.signedAt);
+  });
   const completion = transition.kind === 'reboot' ? 'reboot' : 'restart-engine';
   const repair = recorder.status.inconsistent !== null;
   const pending: PendingUpdate = {

@@ -32,10 +32,10 @@ export function selectTarget(input: SelectionInput): Target {
       `bundle-targets.json: this is a "${bundle.type}" bundle; this ${facts.production ? 'production' : 'non-production'} device takes only "${wantedType}" bundles`,
     );
   }
-  if (facts.tags.length > 0 && !facts.tags.includes(bundle.tag)) {
+  if (facts.tags.length > 0 && !bundle.tags.some((tag) => facts.tags.includes(tag))) {
     throw new FerryError(
       'BUNDLE_METADATA_INVALID',
-      `bundle-targets.json: the bundle is for tag "${bundle.tag}"; this device follows ${facts.tags.map((tag) => `"${tag}"`).join(', ')}`,
+      `bundle-targets.json: the bundle is for tag ${bundle.tags.map((tag) => `"${tag}"`).join(', ')}; this device follows ${facts.tags.map((tag) => `"${tag}"`).join(', ')}`,
     );
   }
 

@@ -2,6 +2,8 @@ import { loadDeviceStatus } from './rebuild-status.js';
 import { readBooted, rebootSentinelPresent, type Device } from '../device/device.js';
 import { describeCause } from '../errors.js';
 import { lockHolder } from '../device/lock.js';
+import { loadTimeFloor } from '../device/time-floor-file.js';
+import { formatExpires } from '../tuf/expires.js';
 import { Journal } from './journal.js';
 import { currentTargetOf } from './plan.js';
 import type { CommandReport } from './report.js';
@@ -27,6 +29,8 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     journal.interrupted !== null && (await lockHolder(device.paths.volatileDir))?.pid !== journal.interrupted.pid
       ? journal.interrupted
       : null;
+  const floor = await loadTimeFloor(device.paths.timeFloorFile);
+  const timeFloor = floor.floor === undefined ? null : formatExpires(floor.floor);
   const data = {
     state: status.state,
     reason: status.reason,
@@ -42,6 +46,8 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     failedTargets: status.failedTargets,
     lastError: status.lastError,
     history: status.history,
+    timeFloor,
+    lastMedia: status.lastMedia ?? null,
     ...(recovered ? { recovered } : {}),
   };
   const bootedText =
@@ -65,6 +71,7 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     `state:   ${status.state}${progress}: ${status.reason}`,
     ...(status.inconsistent ? [`INCONSISTENT: ${status.inconsistent.reason}`] : []),
     ...(interrupted ? [`interrupted: ${journal.describeInterrupted()}`] : []),
+    `time floor: ${timeFloor ?? 'none'}${floor.recovered ? ` (${floor.recovered})` : ''}`,
     `last error: ${status.lastError ? `${status.lastError.message} (exit ${status.lastError.exitCode}, ${status.lastError.at})` : 'none'}`,
   ];
   return { outcome: 'OK', message: lines.join('\n'), data };

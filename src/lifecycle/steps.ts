@@ -51,7 +51,7 @@ export const STEPS = {
     command: 'install',
     path: 'update',
     kinds: both,
-    does: 'makes the verified TUF metadata the trusted set',
+    does: 'makes the verified TUF metadata the trusted set and raises the time floor to its signing time',
   },
   'install.pending-record': {
     command: 'install',

@@ -52,6 +52,21 @@ export class OstreeRepo {
     }
   }
 
+  /** Where a pull stages the objects it writes before its transaction commits: its growth is a pull's progress. */
+  get stagingDir(): string {
+    return path.join(this.path, 'tmp');
+  }
+
+  /** The bytes of regular-file content a commit's tree holds (uncompressed): the size of the rootfs it is. */
+  async contentBytes(commit: string): Promise<number> {
+    let total = 0;
+    for (const line of (await this.run(['ls', '-R', commit])).split('\n')) {
+      const fields = line.trim().split(/\s+/);
+      if (line.startsWith('-') && fields.length >= 5) total += Number(fields[3]) || 0;
+    }
+    return total;
+  }
+
   private async scratchEntries(): Promise<Set<string>> {
     const entries = new Set<string>();
     for (const dir of ['tmp', 'state']) {

@@ -13,12 +13,23 @@ export class KeyStore {
 
   async create(role: RoleName): Promise<SigningKey> {
     const { key, privatePem } = generateSigningKey();
+    await this.store(role, key, privatePem);
+    return key;
+  }
+
+  async store(role: RoleName, key: SigningKey, privatePem: string): Promise<void> {
     const roleDir = path.join(this.dir, role);
     await fs.mkdir(roleDir, { recursive: true, mode: 0o700 });
     await fs.chmod(this.dir, 0o700);
     await fs.chmod(roleDir, 0o700);
     await fs.writeFile(path.join(roleDir, `${key.keyId}.pem`), privatePem, { mode: 0o600, flag: 'wx' });
-    return key;
+  }
+
+  /** Moves a replaced key out of use, into `keys/<role>/retired/`: kept, never signed with again. */
+  async retire(role: RoleName, keyId: string): Promise<void> {
+    const retired = path.join(this.dir, role, 'retired');
+    await fs.mkdir(retired, { recursive: true, mode: 0o700 });
+    await fs.rename(path.join(this.dir, role, `${keyId}.pem`), path.join(retired, `${keyId}.pem`));
   }
 
   async load(role: RoleName): Promise<SigningKey[]> {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { FerryError } from '../errors.js';
 import { bootControlFor, GRUB_VARIABLES, UBOOT_VARIABLES, type BootVariables } from '../device/bootloader-env.js';
 import { loadDeviceConfig, type DeviceConfig } from '../device/config.js';
+import { provisionDeviceKey } from '../device/device-key.js';
 import { devicePaths } from '../device/paths.js';
 import { StatusFile, emptyStatus } from '../device/status-file.js';
 import { Sysroot } from '../ostree/sysroot.js';
@@ -11,6 +12,7 @@ import { switchApps } from '../apps/app-runner.js';
 import { verifyApps } from '../apps/verify-apps.js';
 import { openDevice } from '../device/device.js';
 import { refOf } from '../lifecycle/plan.js';
+import { registerDeviceKey } from '../reports/device-registry.js';
 import { targetFromMetadata, type AppPin } from '../tuf/target.js';
 import { isEmptyOrMissingDir } from '../util/atomic-file.js';
 import { runTool } from '../util/tool.js';
@@ -24,7 +26,7 @@ import { simulateReboot, type SimulatedBoot } from './bootloader-model.js';
  *   etc/sota/conf.d/         the device configuration
  *   proc/cmdline             the booted kernel's command line
  *   run/aktualizr-session/   the volatile directory (emptied by every simulated reboot)
- *   var/sota/                storage: trusted metadata and the status record
+ *   var/sota/                storage: trusted metadata, the status record and the device key
  */
 export interface SimDeviceOptions {
   readonly target: string;
@@ -121,6 +123,10 @@ export async function createSimDevice(
     reason: 'provisioned by ferry sim create',
     current: refOf(initial),
   });
+  // Provisioned as a factory line would: the device gets its key, and the factory knows it, so that the reports
+  // the device leaves on a stick can be verified on the workstation.
+  const { key } = await provisionDeviceKey(paths);
+  await registerDeviceKey(repo.dir, key.id, key.publicKey);
 
   await fs.mkdir(path.dirname(config.cmdlineFile), { recursive: true });
   await rebootSimDevice(root);

@@ -3,6 +3,9 @@ import type { Root } from '@tufjs/models';
 import { FerryError } from '../errors.js';
 import { parseExpires } from './expires.js';
 import type { SigningKey } from './keys.js';
+import { asEffectiveTime, assertNotExpired, type EffectiveTime } from './time-floor.js';
+import { offlineSignatures, offlineTargetsPolicy } from './offline-targets.js';
+import { validSignatureKeyIds } from './signatures.js';
 
 /** `bundle-targets.json`: which targets a stick carries, signed by the targets role (reference §1). */
 export type BundleType = 'ci' | 'prod';
@@ -11,15 +14,29 @@ export interface BundleTargetsSigned {
   _type: 'bundle';
   expires: string;
   version: number;
-  'x-ferry-bundle': { type: BundleType; tag: string; targets: string[] };
+  'x-ferry-bundle': {
+    type: BundleType;
+    tag: string;
+    targets: string[];
+    /** Every tag the bundle is for, when it carries targets of more than one; `tag` is the first of them. */
+    tags?: string[];
+    /** When the bundle was signed (YYYY-MM-DDTHH:MM:SSZ); a device raises its time floor to it. Older bundles lack it. */
+    signedAt?: string;
+  };
 }
 
 export interface BundleTargets {
   readonly type: BundleType;
   readonly tag: string;
+  /** Every tag the bundle is for (at least `tag`). */
+  readonly tags: readonly string[];
+  /** For a production bundle whose root names offline targets keys: how many more of their signatures it needs. */
+  readonly offlineSignaturesMissing: number;
   readonly targets: readonly string[];
   readonly expires: Date;
   readonly version: number;
+  /** The signed signing time; undefined for bundles made before it existed. */
+  readonly signedAt?: Date | undefined;
 }
 
 export const BUNDLE_TARGETS_FILE = 'bundle-targets.json';
@@ -38,7 +55,12 @@ function malformed(message: string): FerryError {
  * object out. Distinct signatures from distinct role keys must reach the threshold; a key id that appears twice
  * counts once.
  */
-export function verifyBundleTargets(json: unknown, root: Root, now: Date): BundleTargets {
+export function verifyBundleTargets(
+  json: unknown,
+  root: Root,
+  now: Date | EffectiveTime,
+  options: { readonly offlineSignatures?: 'require' | 'count' } = {},
+): BundleTargets {
   if (typeof json !== 'object' || json === null) throw malformed('not a JSON object');
   const { signed, signatures } = json as { signed?: unknown; signatures?: unknown };
   if (typeof signed !== 'object' || signed === null || !Array.isArray(signatures)) {
@@ -61,35 +83,47 @@ export function verifyBundleTargets(json: unknown, root: Root, now: Date): Bundl
   ) {
     throw malformed('x-ferry-bundle needs type ("ci" or "prod"), tag and a list of target names');
   }
+  if (info.tags !== undefined && (!Array.isArray(info.tags) || !info.tags.every((tag) => typeof tag === 'string')))
+    throw malformed('x-ferry-bundle.tags must be a list of tags');
+  const tags = [...new Set([info.tag, ...(info.tags ?? [])])];
+  // Absent in bundles exported before it existed: those still install, and leave the time floor where it was.
+  const signedAt = info.signedAt === undefined ? undefined : parseExpires(info.signedAt);
+  if (info.signedAt !== undefined && signedAt === undefined) {
+    throw malformed(`x-ferry-bundle.signedAt ${JSON.stringify(info.signedAt)} is not YYYY-MM-DDTHH:MM:SSZ`);
+  }
 
   const role = root.roles['targets'];
   if (role === undefined) throw new FerryError('SECURITY_ERROR', 'root.json defines no targets role');
-  const valid = new Set<string>();
-  for (const entry of signatures as unknown[]) {
-    const { keyid, sig } = (entry ?? {}) as { keyid?: unknown; sig?: unknown };
-    if (typeof keyid !== 'string' || typeof sig !== 'string') continue;
-    if (!role.keyIDs.includes(keyid) || valid.has(keyid)) continue;
-    const key = root.keys[keyid];
-    if (key === undefined) continue;
-    try {
-      // A Signable shim lets the models' own verifier handle every key type root.json may hold.
-      key.verifySignature({
-        signed: { toJSON: () => signed },
-        signatures: { [keyid]: { keyID: keyid, sig } },
-      } as never);
-      valid.add(keyid);
-    } catch {
-      // An invalid signature simply does not count towards the threshold.
-    }
-  }
+  const valid = validSignatureKeyIds(root, 'targets', signed, signatures as unknown[]);
   if (valid.size < role.threshold) {
     throw new FerryError(
       'SECURITY_ERROR',
       `${BUNDLE_TARGETS_FILE}: ${valid.size} valid signature(s) from targets keys, threshold is ${role.threshold}`,
     );
   }
-  if (now.getTime() >= expires.getTime()) {
-    throw new FerryError('METADATA_EXPIRED', `${BUNDLE_TARGETS_FILE} expired at ${body.expires}`);
+  // A production bundle also needs its offline countersignatures, when the root names offline keys.
+  const policy = info.type === 'prod' ? offlineTargetsPolicy(root) : null;
+  const offlineValid = policy === null ? 0 : offlineSignatures(root, policy, signed, signatures as unknown[]);
+  const offlineSignaturesMissing = policy === null ? 0 : Math.max(0, policy.threshold - offlineValid);
+  if (offlineSignaturesMissing > 0 && options.offlineSignatures !== 'count') {
+    throw new FerryError(
+      'SECURITY_ERROR',
+      `${BUNDLE_TARGETS_FILE}: a production bundle needs ${policy!.threshold} signature(s) of offline targets keys, it has ${offlineValid} (add them with ferry bundle sign)`,
+    );
   }
-  return { type: info.type, tag: info.tag, targets: [...info.targets], expires, version: body.version as number };
+  assertNotExpired(BUNDLE_TARGETS_FILE, expires, asEffectiveTime(now));
+  // A signing time after the expiry is no export's doing; taken as the floor it would outlive the bundle itself.
+  if (signedAt !== undefined && signedAt.getTime() > expires.getTime()) {
+    throw malformed(`x-ferry-bundle.signedAt ${info.signedAt} is later than expires ${body.expires}`);
+  }
+  return {
+    type: info.type,
+    tag: info.tag,
+    tags,
+    offlineSignaturesMissing,
+    targets: [...info.targets],
+    expires,
+    version: body.version as number,
+    signedAt,
+  };
 }

@@ -8,8 +8,9 @@ import { readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
 import { BUNDLE_METADATA_URL, BundleFetcher } from './bundle-fetcher.js';
 import { BUNDLE_TARGETS_FILE, verifyBundleTargets, type BundleTargets } from './bundle-targets.js';
 import { classifyTufError } from './classify-error.js';
-import { parseExpires } from './expires.js';
+import { formatExpires, parseExpires } from './expires.js';
 import { targetFromMetadata, type Target } from './target.js';
+import { asEffectiveTime, assertNotExpired, type EffectiveTime } from './time-floor.js';
 
 /** Every metadata file is read with a cap before it is parsed. */
 export const METADATA_MAX_BYTES = 4 * 1024 * 1024;
@@ -59,16 +60,38 @@ async function readJson(file: string): Promise<unknown> {
 }
 
 /**
+ * tuf-js checks expiry against the real clock only, so a device whose clock reads 1970 would take expired metadata.
+ * This checks what tuf-js accepted (each role as it now stands in the scratch copy) against the effective time.
+ */
+async function checkExpiry(scratchDir: string, time: EffectiveTime): Promise<void> {
+  for (const name of TRUSTED_FILES) {
+    const expires = ((await readJson(path.join(scratchDir, name))) as { signed?: { expires?: unknown } } | null)?.signed
+      ?.expires;
+    const date = parseExpires(expires);
+    if (date === undefined) {
+      throw new FerryError(
+        'METADATA_MALFORMED',
+        `tuf/${name}: expires ${JSON.stringify(expires)} is not YYYY-MM-DDTHH:MM:SSZ`,
+      );
+    }
+    assertNotExpired(`tuf/${name}`, date, time);
+  }
+}
+
+/**
  * Verifies a bundle's metadata from the device's trusted set: walks the root chain, then timestamp, snapshot and
  * targets with tuf-js, then bundle-targets.json with the newest root. tuf-js writes what it accepts straight into
  * its metadata directory, so it works on a scratch copy: the device's trusted set changes only through promote().
+ * `now` is the time expiry is checked against; a device passes its effective time (clock and time floor).
  */
 export async function verifyBundleMetadata(options: {
   trustedDir: string;
   bundleTufDir: string;
-  now?: Date;
+  now?: Date | EffectiveTime;
+  /** `count`: a production bundle still missing offline countersignatures verifies, and says how many it lacks. */
+  offlineSignatures?: 'require' | 'count';
 }): Promise<VerifiedMetadata> {
-  const now = options.now ?? new Date();
+  const now = asEffectiveTime(options.now ?? new Date());
   await precheckBundleFiles(options.bundleTufDir);
 
   const scratchDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-tuf-'));
@@ -89,6 +112,8 @@ export async function verifyBundleMetadata(options: {
       }
     }
     let updater: Updater;
+    // The Updater reads the real clock once, when it is made: this is the time its own expiry checks use.
+    const tufClock = new Date();
     try {
       updater = new Updater({
         metadataDir: scratchDir,
@@ -109,8 +134,15 @@ export async function verifyBundleMetadata(options: {
     try {
       await updater.refresh();
     } catch (error) {
-      throw classifyTufError(error);
+      const refused = classifyTufError(error);
+      if (refused.outcome !== 'METADATA_EXPIRED') throw refused;
+      throw new FerryError(
+        'METADATA_EXPIRED',
+        `${refused.message} (time used: the device clock ${formatExpires(tufClock)})`,
+        { cause: error },
+      );
     }
+    await checkExpiry(scratchDir, now);
 
     const root = Metadata.fromJSON(
       MetadataKind.Root,
@@ -127,7 +159,9 @@ export async function verifyBundleMetadata(options: {
         cause: error,
       });
     }
-    const bundle = verifyBundleTargets(bundleJson, root.signed, now);
+    const bundle = verifyBundleTargets(bundleJson, root.signed, now, {
+      offlineSignatures: options.offlineSignatures ?? 'require',
+    });
 
     const targets: Target[] = [];
     const unusable: string[] = [];

@@ -49,7 +49,11 @@ describe('ferry export', () => {
     }
     const bundleTargets = await readJson(path.join(dst, 'tuf', 'bundle-targets.json'));
     assert.equal(bundleTargets.signed._type, 'bundle');
-    assert.deepEqual(bundleTargets.signed['x-ferry-bundle'], { type: 'ci', tag: 'main', targets: [factory.v2] });
+    const { signedAt, ...info } = bundleTargets.signed['x-ferry-bundle'];
+    assert.deepEqual(info, { type: 'ci', tag: 'main', targets: [factory.v2] });
+    // The time of export, signed with the rest, in TUF's date format (devices take it as their time floor).
+    assert.match(signedAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.ok(Math.abs(Date.parse(signedAt) - Date.now()) < 120_000, 'signedAt is the time of export');
     const ostree = new OstreeRepo(path.join(dst, 'ostree_repo'));
     assert.match((await ostree.readMode()) ?? '', /^archive/);
     assert.ok(await ostree.hasCommitObject(factory.commits[factory.v2]!));

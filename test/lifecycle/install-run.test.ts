@@ -67,6 +67,9 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /already runs/);
     assert.equal(await device.fingerprint(), before);
+    assert.equal((await status(device))['state'], 'DONE', 'not left in QUEUED, as if an install had been cut off');
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 0, run.stderr);
   });
 
   test('aklite-offline install and run behave the same', async () => {

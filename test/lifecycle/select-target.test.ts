@@ -25,6 +25,8 @@ function input(overrides: Partial<SelectionInput> = {}): SelectionInput {
     bundle: {
       type: 'ci',
       tag: 'main',
+      tags: ['main'],
+      offlineSignaturesMissing: 0,
       targets: ['os-1', 'os-2', 'os-10'],
       expires: new Date('2030-01-01'),
       version: 1,
@@ -80,10 +82,38 @@ describe('target selection', () => {
     ],
     [
       'a prod bundle on a ci device',
-      { bundle: { type: 'prod', tag: 'main', targets: ['os-1'], expires: new Date('2030-01-01'), version: 1 } },
+      {
+        bundle: {
+          type: 'prod',
+          tag: 'main',
+          tags: ['main'],
+          offlineSignaturesMissing: 0,
+          targets: ['os-1'],
+          expires: new Date('2030-01-01'),
+          version: 1,
+        },
+      },
       'BUNDLE_METADATA_INVALID',
     ],
     ['the bundle names nothing usable', { targets: [], unusable: ['os-3: not in targets.json'] }, 'NO_MATCHING_TARGET'],
+    [
+      'a bundle for two tags, on a device following the second: its target with that tag',
+      {
+        bundle: {
+          type: 'ci',
+          tag: 'main',
+          tags: ['main', 'devel'],
+          offlineSignaturesMissing: 0,
+          targets: ['os-1', 'os-7'],
+          expires: new Date('2030-01-01'),
+          version: 1,
+        },
+        targets: [t1, devel],
+        facts: { hardwareId: 'board', tags: ['devel'], production: false },
+        commitsInBundle: new Set([commit(1), commit(7)]),
+      },
+      'selected os-7',
+    ],
   ];
   for (const [name, overrides, expected] of cases) {
     test(`${name}: ${expected}`, () => assert.equal(outcome(overrides), expected));

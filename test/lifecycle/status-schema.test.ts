@@ -21,10 +21,13 @@ const minimal = {
   failedTargets: [],
   lastError: null,
   history: [],
+  timeFloor: null,
 };
 
 describe('schemas/status.schema.json', () => {
   test('accepts a well-formed status', () => assert.doesNotThrow(() => assertStatusSchema(minimal)));
+  test('accepts a time floor', () =>
+    assert.doesNotThrow(() => assertStatusSchema({ ...minimal, timeFloor: '2026-11-23T10:00:00Z' })));
 
   const broken: Array<[string, Record<string, unknown>]> = [
     ['an unknown state', { ...minimal, state: 'SLEEPING' }],
@@ -32,6 +35,7 @@ describe('schemas/status.schema.json', () => {
     ['a progress with another unit', { ...minimal, progress: { unit: 'bytes', value: 3 } }],
     ['a commit that is not a checksum', { ...minimal, booted: { commit: 'abc', target: null } }],
     ['an extra field', { ...minimal, surprise: true }],
+    ['a time floor with milliseconds', { ...minimal, timeFloor: '2026-11-23T10:00:00.000Z' }],
   ];
   for (const [name, document] of broken) {
     test(`refuses ${name}`, () => assert.throws(() => assertStatusSchema(document), /does not match/));

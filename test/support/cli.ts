@@ -36,12 +36,28 @@ export function ferryProcess(args: readonly string[], env: Record<string, string
   return startFerryProcess(args, env).result;
 }
 
+/**
+ * Runs ferry as its own process with the clock set by libfaketime (Debian `faketime`) to `time`, a UTC
+ * `YYYY-MM-DD hh:mm:ss` that runs on from there; the tools ferry starts see the same clock. Monotonic time stays
+ * real, so timers behave.
+ */
+export function ferryProcessAt(
+  time: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+): Promise<ProcessResult> {
+  return startFerryProcess(args, { ...env, TZ: 'UTC', FAKETIME_DONT_FAKE_MONOTONIC: '1' }, ['faketime', time]).result;
+}
+
 /** Starts ferry as its own process; `pid` lets a test stop and continue it (FERRY_PAUSE_AT). */
 export function startFerryProcess(
   args: readonly string[],
   env: Record<string, string> = {},
+  /** A command that runs node, such as faketime and its arguments. */
+  wrapper: readonly string[] = [],
 ): { readonly pid: number; readonly result: Promise<ProcessResult> } {
-  const child = spawn(process.execPath, [FERRY_ENTRY, ...args], {
+  const [command, ...prefix] = [...wrapper, process.execPath];
+  const child = spawn(command!, [...prefix, FERRY_ENTRY, ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -4,9 +4,12 @@ import { loadDeviceConfig } from '../../device/config.js';
 import { openDevice } from '../../device/device.js';
 import { withDeviceLock } from '../../device/lock.js';
 import { installFromBundle } from '../../lifecycle/install.js';
+import { errorReport } from '../../lifecycle/report.js';
 import { runPending } from '../../lifecycle/run.js';
 import { deviceStatus } from '../../lifecycle/status.js';
-import { collect, exitCodeTable, type CommandContext } from '../command-context.js';
+import { lastMediaOf, mediaDirOf } from '../../reports/write-report.js';
+import { collect, exitCodeTable, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
+import { reportToMedia } from './reports.js';
 
 interface DeviceCommandOptions {
   config?: string[];
@@ -14,7 +17,8 @@ interface DeviceCommandOptions {
 }
 
 /** install, run (both also under aklite-offline) and status: the commands that act on this device. */
-export function registerDeviceCommands(program: Command, { name, setReport }: CommandContext): void {
+export function registerDeviceCommands(program: Command, context: CommandContext): void {
+  const { name, setReport } = context;
   const deviceOptions = (command: Command): Command =>
     command
       .option(
@@ -35,20 +39,32 @@ export function registerDeviceCommands(program: Command, { name, setReport }: Co
         'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
       )
       .option('--target <name>', 'install this target from the bundle instead of the highest version')
-      .option('--force', 'install even a lower version (downgrade)'),
+      .option('--force', 'install even a lower version (downgrade)')
+      .addOption(progressFdOption()),
   )
     .addHelpText('after', exitCodeTable(['install']))
-    .action(async (options: DeviceCommandOptions & { srcDir: string; target?: string; force?: boolean }) => {
-      const target = await device(options);
-      const report = await withDeviceLock(target.paths.volatileDir, 'install', () =>
-        installFromBundle(target, {
-          srcDir: path.resolve(options.srcDir),
-          targetName: options.target,
-          force: options.force ?? false,
-        }),
-      );
-      setReport(report, options.json ?? false);
-    });
+    .action(
+      async (
+        options: DeviceCommandOptions & { srcDir: string; target?: string; force?: boolean; progressFd?: number },
+      ) => {
+        const target = await device(options);
+        const srcDir = path.resolve(options.srcDir);
+        const media = await mediaDirOf(srcDir);
+        const progress = progressFor(context.io, options);
+        const report = await withDeviceLock(target.paths.volatileDir, 'install', () =>
+          installFromBundle(target, {
+            srcDir,
+            targetName: options.target,
+            force: options.force ?? false,
+            media,
+            progress: progress.listener,
+          }),
+        )
+          .catch(errorReport)
+          .finally(() => progress.stop());
+        setReport(await reportToMedia(context, target, 'install', report, media), options.json ?? false);
+      },
+    );
 
   deviceOptions(
     program
@@ -66,8 +82,13 @@ export function registerDeviceCommands(program: Command, { name, setReport }: Co
       const target = await device(options);
       const report = await withDeviceLock(target.paths.volatileDir, 'run', () =>
         runPending(target, { noWait: !options.wait }),
+      ).catch(errorReport);
+      // A run with nothing to do (every boot calls it) leaves no report behind, and no warning either.
+      const media = report.outcome === 'NOTHING_PENDING' ? null : await lastMediaOf(target);
+      setReport(
+        media === null ? report : await reportToMedia(context, target, 'run', report, media),
+        options.json ?? false,
       );
-      setReport(report, options.json ?? false);
     });
 
   if (name === 'aklite-offline') return;

@@ -2,10 +2,16 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { exportBundle } from '../../bundle/export.js';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
-import { exitCodeTable, positiveInteger, type CommandContext } from '../command-context.js';
+import {
+  exitCodeTable,
+  positiveInteger,
+  progressFdOption,
+  progressFor,
+  type CommandContext,
+} from '../command-context.js';
 
 /** export: a bundle for the stick. */
-export function registerExportCommand(program: Command, { setReport }: CommandContext): void {
+export function registerExportCommand(program: Command, { io, setReport }: CommandContext): void {
   program
     .command('export <target> <dst>')
     .description('write a bundle for <target> into <dst>: tuf/ (re-signed, expiring in N days) and ostree_repo/')
@@ -20,13 +26,38 @@ export function registerExportCommand(program: Command, { setReport }: CommandCo
         .default(30)
         .argParser(positiveInteger('--expires-in-days')),
     )
+    .addOption(
+      new Option(
+        '--allow-multiple-targets',
+        'add <target> to the bundle already in <dst> (another hardware id or tag): one stick for many devices; shared content is stored once',
+      ).conflicts(['tufOnly', 'archive']),
+    )
+    .addOption(
+      new Option(
+        '--tuf-only',
+        'refresh only tuf/ of the bundle in <dst> (new expiry; new root versions after `ferry keys rotate`); <target> must be one it carries',
+      ).conflicts(['archive']),
+    )
+    .addOption(progressFdOption())
+    .option('--json', 'print the result as one JSON object')
     .addHelpText('after', exitCodeTable(['export']))
     .action(
       async (
         targetName: string,
         dst: string,
-        options: { repo: string; tag: string; prod?: boolean; expiresInDays: number; archive?: 'tar' | 'zip' },
+        options: {
+          repo: string;
+          tag: string;
+          prod?: boolean;
+          expiresInDays: number;
+          archive?: 'tar' | 'zip';
+          allowMultipleTargets?: boolean;
+          tufOnly?: boolean;
+          progressFd?: number;
+          json?: boolean;
+        },
       ) => {
+        const progress = progressFor(io, options);
         const result = await exportBundle(await openFactoryRepo(path.resolve(options.repo)), {
           targetName,
           destination: path.resolve(dst),
@@ -34,14 +65,23 @@ export function registerExportCommand(program: Command, { setReport }: CommandCo
           type: options.prod ? 'prod' : 'ci',
           expiresInDays: options.expiresInDays,
           archive: options.archive,
-        });
+          mode: options.tufOnly ? 'tuf-only' : options.allowMultipleTargets ? 'add-target' : 'new',
+          progress: progress.listener,
+        }).finally(() => progress.stop());
+        const what = options.tufOnly
+          ? `refreshed tuf/ of ${result.destination}`
+          : `exported ${result.target} to ${result.destination}`;
+        const missing =
+          result.offlineSignaturesMissing > 0
+            ? `; a device takes it once ${result.offlineSignaturesMissing} more offline signature(s) are added with \`ferry bundle sign\``
+            : '';
         setReport(
           {
             outcome: 'OK',
-            message: `exported ${result.target} to ${result.destination} (expires ${result.expires}); verified`,
+            message: `${what} (carries ${result.targets.join(', ')}; expires ${result.expires}); verified${missing}`,
             data: { ...result },
           },
-          false,
+          options.json ?? false,
         );
       },
     );

@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { buildImage, busyboxLayer } from '../../apps/build-image.js';
+import { loadDeviceKey } from '../../device/device-key.js';
+import { devicePaths } from '../../device/paths.js';
 import { FerryError } from '../../errors.js';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
 import { commitSimRootfs } from '../../sim/rootfs.js';
@@ -63,10 +65,12 @@ export function registerSimCommands(program: Command, { setReport }: CommandCont
           testingWindowSeconds: options.testingWindowSeconds,
           bootloader: options.bootloader,
         });
+        const key = await loadDeviceKey(devicePaths(config));
         setReport(
           {
             outcome: 'OK',
-            message: `created a simulated device in ${path.resolve(deviceDir)} running ${options.target}; config: ${config.sources.join(', ')}`,
+            message: `created a simulated device in ${path.resolve(deviceDir)} running ${options.target}; device id ${key?.id ?? 'unknown'} (its key registered in the repository); config: ${config.sources.join(', ')}`,
+            data: { deviceId: key?.id ?? null },
           },
           false,
         );

@@ -1,0 +1,84 @@
+import path from 'node:path';
+import { Option, type Command } from 'commander';
+import { openFactoryRepo } from '../../repo/factory-repo.js';
+import { addOfflineTargetsKeys, rotateRoleKey } from '../../repo/rotate-keys.js';
+import { ROLE_NAMES, type RoleName } from '../../tuf/sign-metadata.js';
+import { exitCodeTable, positiveInteger, type CommandContext } from '../command-context.js';
+
+/** keys rotate, keys add-offline: each writes the next N.root.json of the factory repository. */
+export function registerKeysCommands(program: Command, { setReport }: CommandContext): void {
+  const keys = program.command('keys').description('the TUF keys of the factory repository');
+  const expiry = () =>
+    new Option(
+      '--root-expires-in-days <n>',
+      'days until the new root.json expires (default: as the current one)',
+    ).argParser(positiveInteger('--root-expires-in-days'));
+
+  keys
+    .command('rotate')
+    .description(
+      "replace a role's online key: writes the next N.root.json, signed by the current root keys (and the new ones for root)",
+    )
+    .requiredOption('--repo <dir>', 'the factory repository')
+    .addOption(
+      new Option('--role <role>', 'the role whose key is replaced').choices([...ROLE_NAMES]).makeOptionMandatory(),
+    )
+    .addOption(expiry())
+    .option('--json', 'print the result as one JSON object')
+    .addHelpText('after', exitCodeTable(['keys']))
+    .action(async (options: { repo: string; role: RoleName; rootExpiresInDays?: number; json?: boolean }) => {
+      const result = await rotateRoleKey(await openFactoryRepo(path.resolve(options.repo)), options.role, {
+        expiresInDays: options.rootExpiresInDays,
+      });
+      setReport(
+        {
+          outcome: 'OK',
+          message: `rotated the ${options.role} key: new key ${result.keyIds[0]}; wrote ${result.rootVersion}.root.json (refresh sticks with \`ferry export --tuf-only\`)`,
+          data: { ...result, role: options.role },
+        },
+        options.json ?? false,
+      );
+    });
+
+  keys
+    .command('add-offline')
+    .description(
+      'make offline targets keys (private halves written to --out, to keep off this machine); prod bundles then need --threshold of their signatures',
+    )
+    .requiredOption('--repo <dir>', 'the factory repository')
+    .requiredOption('--out <dir>', 'where the private keys are written (created; 0700)')
+    .addOption(new Option('--count <n>', 'how many keys').default(1).argParser(positiveInteger('--count')))
+    .addOption(
+      new Option('--threshold <n>', 'how many of them must sign a prod bundle (default: all)').argParser(
+        positiveInteger('--threshold'),
+      ),
+    )
+    .addOption(expiry())
+    .option('--json', 'print the result as one JSON object')
+    .addHelpText('after', exitCodeTable(['keys']))
+    .action(
+      async (options: {
+        repo: string;
+        out: string;
+        count: number;
+        threshold?: number;
+        rootExpiresInDays?: number;
+        json?: boolean;
+      }) => {
+        const result = await addOfflineTargetsKeys(await openFactoryRepo(path.resolve(options.repo)), {
+          count: options.count,
+          threshold: options.threshold ?? options.count,
+          outDir: path.resolve(options.out),
+          expiresInDays: options.rootExpiresInDays,
+        });
+        setReport(
+          {
+            outcome: 'OK',
+            message: `added ${result.keyIds.length} offline targets key(s), written to ${result.files.join(', ')}; wrote ${result.rootVersion}.root.json`,
+            data: { ...result },
+          },
+          options.json ?? false,
+        );
+      },
+    );
+}

@@ -1,0 +1,123 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { FerryError } from '../errors.js';
+import { expiresInDays, parseExpires } from '../tuf/expires.js';
+import { generateSigningKey, type SigningKey } from '../tuf/keys.js';
+import { OFFLINE_TARGETS_FIELD } from '../tuf/offline-targets.js';
+import { signRole, type RoleName } from '../tuf/sign-metadata.js';
+import type { FactoryRepo } from './factory-repo.js';
+
+type RootSigned = Record<string, unknown> & {
+  version: number;
+  expires: string;
+  keys: Record<string, unknown>;
+  roles: Record<string, { keyids: string[]; threshold: number }>;
+};
+
+export interface RootChange {
+  readonly rootVersion: number;
+  readonly keyIds: readonly string[];
+}
+
+/**
+ * Writes the next N.root.json: the current root changed by `change`, one version up, signed by the current root
+ * keys and, when the root keys themselves change, by the new ones too (a device only takes a new root signed by
+ * the threshold of both). Old files stay: every root version must be on every stick.
+ */
+async function writeNextRoot(
+  repo: FactoryRepo,
+  change: (signed: RootSigned) => RootSigned,
+  newRootKeys: readonly SigningKey[],
+  options: { readonly expiresInDays?: number | undefined; readonly now?: Date | undefined },
+): Promise<number> {
+  const current = (await repo.readRole('root')).signed as RootSigned;
+  const next = change(structuredClone(current));
+  next.version = current.version + 1;
+  if (options.expiresInDays !== undefined)
+    next.expires = expiresInDays(options.now ?? new Date(), options.expiresInDays);
+  const expires = parseExpires(next.expires);
+  if (expires === undefined || expires.getTime() <= (options.now ?? new Date()).getTime()) {
+    throw new FerryError(
+      'EXPIRY_TOO_LATE',
+      `root.json version ${next.version} would expire at ${next.expires}, which is not in the future; give --root-expires-in-days`,
+    );
+  }
+  const signers = [...(await repo.keys.load('root')), ...newRootKeys];
+  await repo.writeRole('root', signRole('root', next, signers));
+  return next.version;
+}
+
+/**
+ * `keys rotate --role R`: a new online key for the role replaces the old one(s) in the next root; the old private
+ * keys move to `keys/<role>/retired/` once the new root is written. Metadata signed by the old keys stops verifying
+ * at that root, so the next export re-signs everything.
+ */
+export async function rotateRoleKey(
+  repo: FactoryRepo,
+  role: RoleName,
+  options: { readonly expiresInDays?: number | undefined; readonly now?: Date } = {},
+): Promise<RootChange> {
+  const old = await repo.keys.load(role);
+  const { key, privatePem } = generateSigningKey();
+  const oldIds = new Set(old.map((entry) => entry.keyId));
+  // Stored before the root names it; until the root is written an extra signature by it is simply not counted.
+  await repo.keys.store(role, key, privatePem);
+  const rootVersion = await writeNextRoot(
+    repo,
+    (signed) => {
+      const kept = signed.roles[role]!.keyids.filter((id) => !oldIds.has(id));
+      signed.roles[role] = { ...signed.roles[role]!, keyids: [...kept, key.keyId] };
+      for (const id of oldIds)
+        if (!Object.values(signed.roles).some((entry) => entry.keyids.includes(id))) delete signed.keys[id];
+      signed.keys[key.keyId] = key.publicKey;
+      return signed;
+    },
+    role === 'root' ? [key] : [],
+    options,
+  );
+  for (const id of oldIds) await repo.keys.retire(role, id);
+  return { rootVersion, keyIds: [key.keyId] };
+}
+
+/**
+ * `keys add-offline`: new targets keys whose private halves go to `outDir` (to be kept off the workstation), added
+ * to the targets role and named in root.json as the offline targets keys: a production bundle is accepted only once
+ * `threshold` of them have signed its bundle-targets.json (`ferry bundle sign`).
+ */
+export async function addOfflineTargetsKeys(
+  repo: FactoryRepo,
+  options: {
+    readonly count: number;
+    readonly threshold: number;
+    readonly outDir: string;
+    readonly expiresInDays?: number | undefined;
+    readonly now?: Date;
+  },
+): Promise<RootChange & { readonly files: readonly string[] }> {
+  if (options.threshold < 1 || options.threshold > options.count) {
+    throw new FerryError('USAGE', `--threshold must be between 1 and --count (${options.count})`);
+  }
+  const keys = Array.from({ length: options.count }, () => generateSigningKey());
+  await fs.mkdir(options.outDir, { recursive: true, mode: 0o700 });
+  // The private halves are written first: a root must never name keys that nobody holds.
+  const files: string[] = [];
+  for (const { key, privatePem } of keys) {
+    const file = path.join(options.outDir, `targets-offline-${key.keyId.slice(0, 16)}.pem`);
+    await fs.writeFile(file, privatePem, { mode: 0o600, flag: 'wx' });
+    files.push(file);
+  }
+  const rootVersion = await writeNextRoot(
+    repo,
+    (signed) => {
+      const ids = keys.map(({ key }) => key.keyId);
+      for (const { key } of keys) signed.keys[key.keyId] = key.publicKey;
+      signed.roles['targets'] = { ...signed.roles['targets']!, keyids: [...signed.roles['targets']!.keyids, ...ids] };
+      const previous = (signed[OFFLINE_TARGETS_FIELD] as { keyids?: string[] } | undefined)?.keyids ?? [];
+      signed[OFFLINE_TARGETS_FIELD] = { keyids: [...previous, ...ids], threshold: options.threshold };
+      return signed;
+    },
+    [],
+    options,
+  );
+  return { rootVersion, keyIds: keys.map(({ key }) => key.keyId), files };
+}
