@@ -50,6 +50,8 @@ export async function verifyApps(
   apps: AppsDir,
   pins: Readonly<Record<string, AppPin>>,
   where = 'apps/',
+  /** For a delta bundle: a layer missing here is fine if this says it is there already (the device's store). */
+  layerElsewhere?: (digest: string) => Promise<boolean>,
 ): Promise<VerifiedApp[]> {
   const verified: VerifiedApp[] = [];
   for (const [name, pin] of Object.entries(pins)) {
@@ -101,7 +103,7 @@ export async function verifyApps(
         );
       }
       if (images.some((known) => known.manifest.digest === image.digest)) continue;
-      images.push(await verifyImage(apps, name, pin, image, descriptor, label));
+      images.push(await verifyImage(apps, name, pin, image, descriptor, label, layerElsewhere));
     }
     if (images.length !== new Set(manifest.images.map((image) => image.manifest.digest)).size) {
       throw new FerryError('APP_CONTENT_INVALID', `${label}: the app manifest lists images that no service uses`);
@@ -118,6 +120,7 @@ async function verifyImage(
   image: ImageRef & { digest: string },
   descriptor: Descriptor,
   label: string,
+  layerElsewhere?: (digest: string) => Promise<boolean>,
 ): Promise<VerifiedImage> {
   const imageLabel = `${label}/images/${image.host}/${image.path}/${hexOf(image.digest).slice(0, 12)}`;
   const indexBytes = await readOrMissing(
@@ -162,6 +165,7 @@ async function verifyImage(
     try {
       size = (await fs.stat(apps.blobs.pathOf(layer.digest))).size;
     } catch {
+      if (layerElsewhere !== undefined && (await layerElsewhere(layer.digest))) continue;
       throw new FerryError('CONTENT_MISSING', `${layerLabel} is missing from the bundle`);
     }
     if (size !== layer.size)

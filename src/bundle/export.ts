@@ -46,6 +46,11 @@ export interface ExportOptions {
   readonly mode?: 'new' | 'add-target' | 'tuf-only' | undefined;
   /** Byte progress of the copy, for bars or a dashboard. */
   readonly progress?: ProgressListener | undefined;
+  /**
+   * A delta bundle on top of this target: only the OSTree objects the base commit does not reach, and only the
+   * layers the base's apps lack. Devices must run (or hold) the base.
+   */
+  readonly fromTarget?: string | undefined;
   readonly now?: Date;
 }
 
@@ -216,6 +221,19 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
       `the factory OSTree repo lacks commit ${commit} of target "${options.targetName}"`,
     );
   }
+  let baseCommit: string | undefined;
+  if (options.fromTarget !== undefined) {
+    if (mode !== 'new') throw new FerryError('USAGE', '--from makes a new delta bundle: it does not add to one');
+    const baseEntry = targets[options.fromTarget];
+    if (baseEntry === undefined)
+      throw new FerryError('TARGET_UNKNOWN', `the repository has no base target "${options.fromTarget}"`);
+    baseCommit = baseEntry.hashes['sha256'] ?? '';
+    if (!(await repo.ostree.hasCommitObject(baseCommit)))
+      throw new FerryError(
+        'REPO_INVALID',
+        `the factory OSTree repo lacks commit ${baseCommit} of "${options.fromTarget}"`,
+      );
+  }
   const names = [...new Set([...(previous?.targets ?? []), options.targetName])];
   const bundleTags = [...new Set([...(previous?.tags ?? []), options.tag])];
   for (const name of names) {
@@ -229,6 +247,11 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
   const nextTuf = previous === undefined ? bundle.tufDir : `${bundle.tufDir}.next`;
   await fs.rm(`${bundle.tufDir}.next`, { recursive: true, force: true });
   await fs.mkdir(nextTuf, { recursive: true });
+  // The base's objects, pulled beside the bundle: what the delta leaves out, and what its check pulls on top of.
+  const baseScratch =
+    baseCommit === undefined
+      ? undefined
+      : await fs.mkdtemp(path.join(path.dirname(options.destination), `.${path.basename(options.destination)}.base-`));
   try {
     const rootFiles = await repo.rootFiles();
     for (const file of rootFiles) await fs.copyFile(file, path.join(nextTuf, path.basename(file)));
@@ -250,6 +273,7 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
           tag: bundleTags[0]!,
           ...(bundleTags.length > 1 ? { tags: bundleTags } : {}),
           targets: names,
+          ...(baseCommit === undefined ? {} : { base: { target: options.fromTarget!, commit: baseCommit } }),
           // Signed with the rest: devices without a working clock take it as a lower bound for the time.
           signedAt: formatExpires(now),
         },
@@ -272,6 +296,15 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
         () => bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false }),
       );
       await bundle.ostreeRepo.setRef(options.targetName, commit);
+      if (baseScratch !== undefined) {
+        const baseRepo = await OstreeRepo.create(path.join(baseScratch, 'repo'), 'archive');
+        await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false });
+        await removeObjectsOf(
+          path.join(baseRepo.path, 'objects'),
+          path.join(bundle.ostreeRepo.path, 'objects'),
+          commit,
+        );
+      }
       // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
       await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
 
@@ -291,8 +324,16 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
       );
       const progress = options.progress;
       progress?.({ phase: 'apps', bytes: 0, total: appBytes, target: options.targetName });
+      const baseLayers = new Set<string>();
+      if (options.fromTarget !== undefined) {
+        for (const app of await verifyApps(repo.apps, appsOf(options.fromTarget, targets[options.fromTarget]!)))
+          for (const image of app.images) for (const layer of image.blobs.slice(2)) baseLayers.add(layer.digest);
+      }
       await copyVerifiedApps(repo.apps, apps, verifiedApps, {
         unpackProject: false,
+        // Manifests and configs always travel (they are small and the digest chain starts from them); layers the
+        // base already has do not.
+        skipBlob: async (digest) => baseLayers.has(digest),
         ...(progress
           ? {
               onProgress: async (bytes: number) =>
@@ -314,6 +355,9 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
       options.targetName,
       commit,
       now,
+      baseScratch === undefined
+        ? undefined
+        : { ostreeRepo: path.join(baseScratch, 'repo'), hasLayer: (digest) => repo.apps.blobs.has(digest) },
     );
     if (previous !== undefined) await swapDirectory(nextTuf, bundle.tufDir);
     return {
@@ -331,6 +375,21 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
     else await fs.rm(nextTuf, { recursive: true, force: true });
     if (error instanceof FerryError) throw error;
     throw new FerryError('INTERNAL_ERROR', `export failed: ${describeCause(error)}`, { cause: error });
+  } finally {
+    if (baseScratch !== undefined) await fs.rm(baseScratch, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Removes from `objectsDir` every object `baseObjectsDir` holds: what a device at the base already has. The target's
+ * own commit object stays, even when the base shares it (an apps-only change): a stick names what it carries.
+ */
+async function removeObjectsOf(baseObjectsDir: string, objectsDir: string, keepCommit: string): Promise<void> {
+  for (const prefix of await fs.readdir(baseObjectsDir)) {
+    for (const name of await fs.readdir(path.join(baseObjectsDir, prefix))) {
+      if (`${prefix}${name}`.startsWith(`${keepCommit}.commit`)) continue;
+      await fs.rm(path.join(objectsDir, prefix, name), { force: true });
+    }
   }
 }
 
@@ -367,6 +426,7 @@ async function verifyExport(
   targetName: string,
   commit: string,
   now: Date,
+  baseContent?: { ostreeRepo: string; hasLayer: (digest: string) => Promise<boolean> },
 ): Promise<number> {
   try {
     // Offline countersignatures are added after the export (bundle sign): here they are only counted.
@@ -374,6 +434,7 @@ async function verifyExport(
       trustedRoot: (await repo.rootFiles())[0]!,
       now,
       offlineSignatures: 'count',
+      ...(baseContent ? { baseContent } : {}),
     });
     const target = verified.targets.find((candidate) => candidate.name === targetName);
     if (target === undefined || target.commit !== commit)

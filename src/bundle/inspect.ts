@@ -47,6 +47,8 @@ export interface BundleSummary {
   readonly signaturesMissing: number;
   /** For a production bundle whose root names offline targets keys: their signatures on bundle-targets.json. */
   readonly offline: { readonly valid: number; readonly threshold: number; readonly missing: number } | null;
+  /** A delta bundle's base: the target whose content a device must already hold. */
+  readonly base: { readonly target: string; readonly commit: string } | null;
   readonly sizeBytes: number;
 }
 
@@ -115,6 +117,7 @@ export async function inspectBundle(bundle: BundleDir): Promise<BundleSummary> {
   roles.push(summarize(BUNDLE_TARGETS_FILE, 'targets', bundleDocument, root));
 
   const info = (bundleDocument.signed['x-ferry-bundle'] ?? {}) as {
+    base?: { target?: unknown; commit?: unknown };
     type?: unknown;
     tag?: unknown;
     tags?: unknown;
@@ -167,6 +170,10 @@ export async function inspectBundle(bundle: BundleDir): Promise<BundleSummary> {
     targets,
     signaturesMissing: roles.reduce((sum, role) => sum + role.missing, 0) + (offline?.missing ?? 0),
     offline,
+    base:
+      typeof info.base?.target === 'string' && typeof info.base.commit === 'string'
+        ? { target: info.base.target, commit: info.base.commit }
+        : null,
     sizeBytes: await treeBytes(bundle.root),
   };
 }
@@ -176,6 +183,11 @@ export function describeBundle(summary: BundleSummary): string {
   const lines = [
     `type ${summary.type}, tag${summary.tags.length === 1 ? '' : 's'} ${summary.tags.join(', ')}; bundle version ${summary.bundleVersion}; ${summary.sizeBytes} bytes`,
     `expires ${summary.expires} (the earliest expiry of its metadata)`,
+    ...(summary.base === null
+      ? []
+      : [
+          `a delta on top of ${summary.base.target} (commit ${summary.base.commit.slice(0, 12)}): devices must hold it`,
+        ]),
     `root versions ${summary.rootVersions.join(', ')}`,
     'metadata:',
     ...summary.roles.map(

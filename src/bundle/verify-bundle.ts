@@ -9,6 +9,7 @@ import type { BundleTargets } from '../tuf/bundle-targets.js';
 import type { Target } from '../tuf/target.js';
 import { discardScratch, verifyBundleMetadata } from '../tuf/verify-metadata.js';
 import type { BundleDir } from './bundle-dir.js';
+import { OstreeRepo, verifyArchiveObjects } from '../ostree/ostree-repo.js';
 import type { ProgressListener } from '../progress.js';
 
 export interface BundleVerification {
@@ -33,6 +34,15 @@ export async function verifyBundle(
     readonly offlineSignatures?: 'require' | 'count';
     /** Bytes of app blobs checked so far, for bars or a dashboard. */
     readonly progress?: ProgressListener | undefined;
+    /**
+     * For a delta bundle, where its base's content is: a repo holding the base commit (then every object of the
+     * target is checked by an untrusted pull on top of it) and the layers it has. Without it, the objects and blobs
+     * the bundle holds are checked, and what it leaves to the base is taken as the device's to have.
+     */
+    readonly baseContent?: {
+      readonly ostreeRepo: string;
+      readonly hasLayer: (digest: string) => Promise<boolean>;
+    };
   },
 ): Promise<BundleVerification> {
   const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-verify-'));
@@ -64,19 +74,24 @@ export async function verifyBundle(
           `ostree_repo/ lacks commit ${target.commit} of target "${target.name}"`,
         );
     }
+    const base = verified.bundle.base;
     try {
-      await bundle.ostreeRepo.fsck();
+      if (base === undefined) await bundle.ostreeRepo.fsck();
+      else await verifyDeltaObjects(bundle, verified.targets, base.commit, options.baseContent?.ostreeRepo);
     } catch (error) {
-      throw new FerryError('CONTENT_VERIFICATION_FAILED', `ostree_repo/ failed fsck: ${describeCause(error)}`, {
-        cause: error,
-      });
+      throw new FerryError(
+        'CONTENT_VERIFICATION_FAILED',
+        `ostree_repo/ failed ${base === undefined ? 'fsck' : 'verification'}: ${describeCause(error)}`,
+        { cause: error },
+      );
     }
+    const layerElsewhere = base === undefined ? undefined : (options.baseContent?.hasLayer ?? (async () => true));
     const apps = new AppsDir(bundle.appsDir);
     const checked = new Set<string>();
     const toCheck = new Map<string, number>();
     const verifiedApps = [];
     for (const target of verified.targets) {
-      for (const app of await verifyApps(apps, target.apps)) {
+      for (const app of await verifyApps(apps, target.apps, 'apps/', layerElsewhere)) {
         verifiedApps.push({ target: target.name, app });
         for (const image of app.images) for (const blob of image.blobs) toCheck.set(blob.digest, blob.size);
       }
@@ -88,6 +103,8 @@ export async function verifyBundle(
       for (const image of app.images) {
         for (const blob of image.blobs) {
           if (checked.has(blob.digest)) continue;
+          // A layer a delta leaves to its base was accepted by verifyApps as being there already.
+          if (layerElsewhere !== undefined && !(await apps.blobs.has(blob.digest))) continue;
           if (!(await apps.blobs.has(blob.digest)))
             throw new FerryError('CONTENT_MISSING', `apps/blobs/sha256/${blob.digest.slice(7)} is missing`);
           if (!(await apps.blobs.verify(blob.digest, blob.size)))
@@ -110,5 +127,27 @@ export async function verifyBundle(
     };
   } finally {
     await fs.rm(trustedDir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A delta's objects: each one it holds matches its name; with the base at hand, an untrusted pull of every target
+ * on top of the base proves nothing is missing either.
+ */
+async function verifyDeltaObjects(
+  bundle: BundleDir,
+  targets: readonly Target[],
+  baseCommit: string,
+  baseRepo: string | undefined,
+): Promise<void> {
+  await verifyArchiveObjects(bundle.ostreeRepo.path);
+  if (baseRepo === undefined) return;
+  const scratch = await fs.mkdtemp(path.join(path.dirname(bundle.root), '.delta-check-'));
+  try {
+    const repo = await OstreeRepo.create(path.join(scratch, 'repo'), 'archive');
+    await repo.pullLocal(baseRepo, baseCommit, { untrusted: false });
+    for (const target of targets) await repo.pullLocal(bundle.ostreeRepo.path, target.commit, { untrusted: true });
+  } finally {
+    await fs.rm(scratch, { recursive: true, force: true });
   }
 }

@@ -292,11 +292,25 @@ async function stage(
 ): Promise<CommandReport> {
   const { target, previous, transition } = decision;
   const why = transition.reasons.join('; ');
+  // A delta bundle holds only what its target adds to its base: the device must hold the base, checked before a
+  // byte is written (the untrusted pull would find out too, but only half-way).
+  const base = verified.bundle.base;
+  if (base !== undefined && !(await device.sysroot.repo.hasCommitObject(base.commit))) {
+    throw new FerryError(
+      'CONTENT_MISSING',
+      `this is a delta bundle on top of target "${base.target}" (commit ${base.commit}), which this device does not have: install "${base.target}" first, or use a full bundle`,
+    );
+  }
   await recorder.phase('VERIFYING', `checking the apps of "${target.name}" along their digest chain`);
   const missing: Record<string, AppPin> = {};
   for (const [name, pin] of Object.entries(target.apps))
     if (!(await device.appStore.hasApp(name, pin))) missing[name] = pin;
-  const apps = await verifyApps(new AppsDir(bundle.appsDir), missing);
+  const apps = await verifyApps(
+    new AppsDir(bundle.appsDir),
+    missing,
+    'apps/',
+    base === undefined ? undefined : (digest) => device.appStore.apps.blobs.has(digest),
+  );
   const needs = await checkSpace(device, bundle, apps, transition.rootfsChanged);
   recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
   // The first write of the install: every refusal comes before it.

@@ -20,6 +20,8 @@ export interface BundleTargetsSigned {
     targets: string[];
     /** Every tag the bundle is for, when it carries targets of more than one; `tag` is the first of them. */
     tags?: string[];
+    /** A delta bundle: it holds only what its targets add to this base target, which the device must have. */
+    base?: { target: string; commit: string };
     /** When the bundle was signed (YYYY-MM-DDTHH:MM:SSZ); a device raises its time floor to it. Older bundles lack it. */
     signedAt?: string;
   };
@@ -32,6 +34,8 @@ export interface BundleTargets {
   readonly tags: readonly string[];
   /** For a production bundle whose root names offline targets keys: how many more of their signatures it needs. */
   readonly offlineSignaturesMissing: number;
+  /** Set for a delta bundle: the target whose content the device must already hold. */
+  readonly base?: { readonly target: string; readonly commit: string } | undefined;
   readonly targets: readonly string[];
   readonly expires: Date;
   readonly version: number;
@@ -86,6 +90,16 @@ export function verifyBundleTargets(
   if (info.tags !== undefined && (!Array.isArray(info.tags) || !info.tags.every((tag) => typeof tag === 'string')))
     throw malformed('x-ferry-bundle.tags must be a list of tags');
   const tags = [...new Set([info.tag, ...(info.tags ?? [])])];
+  const base = info.base as { target?: unknown; commit?: unknown } | undefined;
+  if (
+    base !== undefined &&
+    (typeof base !== 'object' ||
+      base === null ||
+      typeof base.target !== 'string' ||
+      typeof base.commit !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(base.commit))
+  )
+    throw malformed('x-ferry-bundle.base needs a target name and its 64-hex commit');
   // Absent in bundles exported before it existed: those still install, and leave the time floor where it was.
   const signedAt = info.signedAt === undefined ? undefined : parseExpires(info.signedAt);
   if (info.signedAt !== undefined && signedAt === undefined) {
@@ -121,6 +135,7 @@ export function verifyBundleTargets(
     tag: info.tag,
     tags,
     offlineSignaturesMissing,
+    ...(base === undefined ? {} : { base: { target: base.target as string, commit: base.commit as string } }),
     targets: [...info.targets],
     expires,
     version: body.version as number,

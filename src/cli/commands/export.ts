@@ -38,6 +38,10 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
         'refresh only tuf/ of the bundle in <dst> (new expiry; new root versions after `ferry keys rotate`); <target> must be one it carries',
       ).conflicts(['archive']),
     )
+    .option(
+      '--from <base-target>',
+      'a delta bundle: only the OSTree objects and app layers <target> adds to <base-target>; devices must hold the base',
+    )
     .addOption(progressFdOption())
     .option('--json', 'print the result as one JSON object')
     .addHelpText('after', exitCodeTable(['export']))
@@ -53,6 +57,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
           archive?: 'tar' | 'zip';
           allowMultipleTargets?: boolean;
           tufOnly?: boolean;
+          from?: string;
           progressFd?: number;
           json?: boolean;
         },
@@ -67,6 +72,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
           archive: options.archive,
           mode: options.tufOnly ? 'tuf-only' : options.allowMultipleTargets ? 'add-target' : 'new',
           progress: progress.listener,
+          fromTarget: options.from,
         }).finally(() => progress.stop());
         const what = options.tufOnly
           ? `refreshed tuf/ of ${result.destination}`
