@@ -3,9 +3,18 @@
  * command that does only the unavoidable part, measured in the same run on the same data:
  *   export   vs  ostree init + ostree pull-local (archive -> archive) of the target commit
  *   install  vs  ostree pull-local --untrusted (bundle -> sysroot repo) + ostree admin deploy
+ *   verify   vs  JSON.parse + canonicalize + one ed25519 verify of a targets.json of 10,000 targets
+ * and the size of a delta bundle (export --from) for the payload change, against the full bundle.
  * Wall time and peak RSS come from GNU time; each command runs several times and the median is kept.
  */
 import { spawnSync } from 'node:child_process';
+import { createPublicKey, verify } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { canonicalize } from '@tufjs/canonical-json';
+import { exportBundle } from '../src/bundle/export.js';
+import type { FactoryRepo } from '../src/repo/factory-repo.js';
+import { expiresInDays } from '../src/tuf/expires.js';
+import { discardScratch, verifyBundleMetadata } from '../src/tuf/verify-metadata.js';
 import { randomBytes } from 'node:crypto';
 import { promises as fs, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -19,6 +28,7 @@ import { createSimDevice, simConfigDir } from '../src/sim/sim-device.js';
 const RUNS = Number(process.env['FERRY_BENCH_RUNS'] ?? 3);
 const PAYLOAD_FILES = Number(process.env['FERRY_BENCH_FILES'] ?? 1500);
 const FILE_BYTES = 32 * 1024;
+const TARGETS = Number(process.env['FERRY_BENCH_TARGETS'] ?? 10_000);
 const ferryCli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'ferry.js');
 
 interface Sample {
@@ -68,6 +78,16 @@ async function main(): Promise<void> {
     spawnSync('ostree', [`--repo=${build}`, 'checkout', '-U', 'bench/v1', v2Tree], { stdio: 'inherit' });
     spawnSync('cp', ['-a', `${payload}/.`, v2Tree], { stdio: 'inherit' });
     spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v2', `--tree=dir=${v2Tree}`, '-s', 'v2'], {
+      stdio: 'ignore',
+    });
+
+    // Version 3: version 2 plus one small "package" (1 % of the payload), for the delta figure.
+    const v3Tree = path.join(work, 'v3');
+    spawnSync('ostree', [`--repo=${build}`, 'checkout', '-U', 'bench/v2', v3Tree], { stdio: 'inherit' });
+    await fs.mkdir(path.join(v3Tree, 'usr/share/package'), { recursive: true });
+    for (let i = 0; i < Math.max(1, Math.floor(PAYLOAD_FILES / 100)); i++)
+      await fs.writeFile(path.join(v3Tree, 'usr/share/package', `p${i}`), randomBytes(FILE_BYTES));
+    spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v3', `--tree=dir=${v3Tree}`, '-s', 'v3'], {
       stdio: 'ignore',
     });
 
@@ -122,10 +142,87 @@ async function main(): Promise<void> {
     }
     report('export', 'ostree pull-local archive->archive', median(exportFerry), median(exportBase));
     report('install', 'ostree pull-local --untrusted + admin deploy', median(installFerry), median(installBase));
+
+    // The delta for a one-package change (version 2 -> 3), against the full bundle of version 3.
+    await addTarget(repo, {
+      name: 'bench',
+      version: '3',
+      hardwareIds: ['bench'],
+      tags: ['main'],
+      ref: 'bench/v3',
+      ostreeRepo: build,
+    });
+    const full = path.join(work, 'full-v3');
+    const delta = path.join(work, 'delta-v3');
+    measure('node', [ferryCli, 'export', '--repo', repo.dir, 'bench-3', full, '--tag', 'main']);
+    measure('node', [ferryCli, 'export', '--repo', repo.dir, 'bench-3', delta, '--tag', 'main', '--from', 'bench-2']);
+    const fullBytes = treeBytesSync(full);
+    const deltaBytes = treeBytesSync(delta);
+    console.log(
+      `delta    size  ${((100 * deltaBytes) / fullBytes).toFixed(1).padStart(6)}%  (export --from: ${(deltaBytes / 1048576).toFixed(1)} MiB of the full ${(fullBytes / 1048576).toFixed(1)} MiB, for a one-package change)`,
+    );
+
+    await benchVerifyTargets(repo, work);
   } finally {
     spawnSync('chattr', ['-R', '-i', work], { stdio: 'ignore' });
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** The bytes of the regular files under `dir`. */
+function treeBytesSync(dir: string): number {
+  const out = spawnSync('du', ['-sb', dir], { encoding: 'utf8' }).stdout;
+  return Number(out.split('\t')[0]);
+}
+
+/**
+ * Verifying a targets.json of TARGETS targets: ferry's whole metadata walk (tuf-js from the trusted root through
+ * timestamp, snapshot and targets, then bundle-targets.json) against the minimum: JSON.parse, canonicalize and one
+ * ed25519 verify of that one file. In-process timings, the median of RUNS.
+ */
+async function benchVerifyTargets(repo: FactoryRepo, work: string): Promise<void> {
+  const entry = (await repo.targets())['bench-1']!;
+  const many: Record<string, unknown> = {};
+  for (let i = 0; i < TARGETS; i++)
+    many[`bench-${1000 + i}`] = { ...entry, custom: { ...entry.custom, version: String(1000 + i) } };
+  await repo.publishTargets({ ...(await repo.targets()), ...many }, expiresInDays(new Date(), 30));
+  const bundle = path.join(work, 'many');
+  await exportBundle(repo, { targetName: 'bench-1', destination: bundle, tag: 'main', type: 'ci', expiresInDays: 30 });
+  const targetsFile = path.join(bundle, 'tuf', 'targets.json');
+  const root = JSON.parse(await fs.readFile((await repo.rootFiles())[0]!, 'utf8')) as {
+    signed: { keys: Record<string, { keyval: { public: string } }> };
+  };
+  const ours: number[] = [];
+  const baseline: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    const trusted = await fs.mkdtemp(path.join(work, 'trusted-'));
+    await fs.copyFile((await repo.rootFiles())[0]!, path.join(trusted, 'root.json'));
+    let started = performance.now();
+    const verified = await verifyBundleMetadata({ trustedDir: trusted, bundleTufDir: path.join(bundle, 'tuf') });
+    ours.push(performance.now() - started);
+    await discardScratch(verified);
+
+    started = performance.now();
+    const document = JSON.parse(await fs.readFile(targetsFile, 'utf8')) as {
+      signed: unknown;
+      signatures: Array<{ keyid: string; sig: string }>;
+    };
+    const signature = document.signatures[0]!;
+    const raw = Buffer.from(root.signed.keys[signature.keyid]!.keyval.public, 'hex');
+    const key = createPublicKey({
+      key: Buffer.concat([Buffer.from('302a300506032b6570032100', 'hex'), raw]),
+      format: 'der',
+      type: 'spki',
+    });
+    if (!verify(null, Buffer.from(canonicalize(document.signed)), key, Buffer.from(signature.sig, 'hex')))
+      throw new Error('the baseline could not verify targets.json');
+    baseline.push(performance.now() - started);
+  }
+  const pick = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const [a, b] = [pick(ours), pick(baseline)];
+  console.log(
+    `verify   time  ${(a / b).toFixed(2).padStart(6)}x  (ferry ${a.toFixed(0)} ms, baseline ${b.toFixed(0)} ms: JSON.parse + canonicalize + one ed25519 verify of a targets.json with ${TARGETS} targets)`,
+  );
 }
 
 await main();

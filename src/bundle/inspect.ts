@@ -1,3 +1,4 @@
+import '../tuf/models-patch.js';
 import path from 'node:path';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
 import { FerryError, describeCause } from '../errors.js';

@@ -1,3 +1,4 @@
+import '../tuf/models-patch.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';

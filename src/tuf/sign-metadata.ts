@@ -1,3 +1,4 @@
+import './models-patch.js';
 import { Metadata, MetadataKind } from '@tufjs/models';
 import type { SigningKey } from './keys.js';
 
