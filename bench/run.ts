@@ -5,17 +5,17 @@
  *   install  vs  ostree pull-local --untrusted (bundle -> sysroot repo) + ostree admin deploy
  *   verify   vs  JSON.parse + canonicalize + one ed25519 verify of a targets.json of 10,000 targets
  * and the size of a delta bundle (export --from) for the payload change, against the full bundle.
- * Wall time and peak RSS come from GNU time; each command runs several times and the median is kept.
+ * Wall time and peak RSS come from GNU time; each command runs several times and the median is kept. The data is
+ * generated deterministically, so every run measures the same bytes.
  */
 import { spawnSync } from 'node:child_process';
-import { createPublicKey, verify } from 'node:crypto';
+import { createHash, createPublicKey, verify } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { canonicalize } from '@tufjs/canonical-json';
 import { exportBundle } from '../src/bundle/export.js';
 import type { FactoryRepo } from '../src/repo/factory-repo.js';
 import { expiresInDays } from '../src/tuf/expires.js';
 import { discardScratch, verifyBundleMetadata } from '../src/tuf/verify-metadata.js';
-import { randomBytes } from 'node:crypto';
 import { promises as fs, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -73,7 +73,10 @@ async function main(): Promise<void> {
     const payload = path.join(work, 'payload');
     await fs.mkdir(path.join(payload, 'usr/share/bench'), { recursive: true });
     for (let i = 0; i < PAYLOAD_FILES; i++)
-      await fs.writeFile(path.join(payload, 'usr/share/bench', `f${i}`), randomBytes(FILE_BYTES));
+      await fs.writeFile(
+        path.join(payload, 'usr/share/bench', `f${i}`),
+        deterministicBytes(`payload ${i}`, FILE_BYTES),
+      );
     const v2Tree = path.join(work, 'v2');
     spawnSync('ostree', [`--repo=${build}`, 'checkout', '-U', 'bench/v1', v2Tree], { stdio: 'inherit' });
     spawnSync('cp', ['-a', `${payload}/.`, v2Tree], { stdio: 'inherit' });
@@ -86,7 +89,10 @@ async function main(): Promise<void> {
     spawnSync('ostree', [`--repo=${build}`, 'checkout', '-U', 'bench/v2', v3Tree], { stdio: 'inherit' });
     await fs.mkdir(path.join(v3Tree, 'usr/share/package'), { recursive: true });
     for (let i = 0; i < Math.max(1, Math.floor(PAYLOAD_FILES / 100)); i++)
-      await fs.writeFile(path.join(v3Tree, 'usr/share/package', `p${i}`), randomBytes(FILE_BYTES));
+      await fs.writeFile(
+        path.join(v3Tree, 'usr/share/package', `p${i}`),
+        deterministicBytes(`package ${i}`, FILE_BYTES),
+      );
     spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v3', `--tree=dir=${v3Tree}`, '-s', 'v3'], {
       stdio: 'ignore',
     });
@@ -167,6 +173,17 @@ async function main(): Promise<void> {
     spawnSync('chattr', ['-R', '-i', work], { stdio: 'ignore' });
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Bytes that do not compress and are the same on every run: sha256 in counter mode over a seed, so that two runs (or
+ * two machines) measure the same data.
+ */
+function deterministicBytes(seed: string, size: number): Buffer {
+  const chunks: Buffer[] = [];
+  for (let counter = 0; chunks.length * 32 < size; counter++)
+    chunks.push(createHash('sha256').update(`${seed}/${counter}`).digest());
+  return Buffer.concat(chunks).subarray(0, size);
 }
 
 /** The bytes of the regular files under `dir`. */
