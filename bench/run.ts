@@ -1,15 +1,16 @@
 /**
  * `npm run bench`: how much ferry costs on top of the minimum work. Each figure is a ratio against a baseline
  * command that does only the unavoidable part, measured in the same run on the same data:
- *   export   vs  ostree init + ostree pull-local (archive -> archive) of the target commit
- *   install  vs  ostree pull-local --untrusted (bundle -> sysroot repo) + ostree admin deploy
+ *   export   vs  ostree init + ostree pull-local (archive -> archive) of the target commit + copying the app blobs
+ *   install  vs  ostree pull-local --untrusted (bundle -> sysroot repo) + ostree admin deploy + sha256 of the blobs
  *   verify   vs  JSON.parse + canonicalize + one ed25519 verify of a targets.json of 10,000 targets
- * and the size of a delta bundle (export --from) for the payload change, against the full bundle.
+ * and the size of a delta bundle (export --from) for a one-package change, against the full bundle.
+ * Bundles are written to another filesystem than the factory (a tmpfs standing in for the stick), as in the field.
  * Wall time and peak RSS come from GNU time; each command runs several times and the median is kept. The data is
  * generated deterministically, so every run measures the same bytes.
  */
 import { spawnSync } from 'node:child_process';
-import { createHash, createPublicKey, verify } from 'node:crypto';
+import { createPublicKey, verify } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { canonicalize } from '@tufjs/canonical-json';
 import { exportBundle } from '../src/bundle/export.js';
@@ -20,15 +21,25 @@ import { promises as fs, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { addApp } from '../src/apps/add-app.js';
+import { buildImage, busyboxLayer } from '../src/apps/build-image.js';
+import type { TarMember } from '../src/apps/tar-pack.js';
 import { addTarget } from '../src/repo/add-target.js';
-import { initFactoryRepo } from '../src/repo/factory-repo.js';
+import { initFactoryRepo, openFactoryRepo } from '../src/repo/factory-repo.js';
 import { commitSimRootfs } from '../src/sim/rootfs.js';
 import { createSimDevice, simConfigDir } from '../src/sim/sim-device.js';
+import { deterministicBytes, writeTree } from './data.js';
 
-const RUNS = Number(process.env['FERRY_BENCH_RUNS'] ?? 3);
-const PAYLOAD_FILES = Number(process.env['FERRY_BENCH_FILES'] ?? 1500);
-const FILE_BYTES = 32 * 1024;
-const TARGETS = Number(process.env['FERRY_BENCH_TARGETS'] ?? 10_000);
+const number = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const RUNS = number('FERRY_BENCH_RUNS', 3);
+const ROOTFS_MB = number('FERRY_BENCH_ROOTFS_MB', 600);
+const ROOTFS_FILES = number('FERRY_BENCH_ROOTFS_FILES', 50_000);
+const APPS_MB = number('FERRY_BENCH_APPS_MB', 200);
+const TARGETS = number('FERRY_BENCH_TARGETS', 10_000);
+const PACKAGE = { files: 300, bytes: 20 * 1048576 };
+/** Which figures to measure (export and install go together): all by default. */
+const ONLY = new Set((process.env['FERRY_BENCH_ONLY'] ?? 'copy,delta,verify').split(','));
+const MiB = 1048576;
 const ferryCli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'ferry.js');
 
 interface Sample {
@@ -46,7 +57,7 @@ function measure(command: string, args: string[]): Sample {
 }
 
 function sh(script: string): Sample {
-  return measure('bash', ['-c', script]);
+  return measure('bash', ['-c', `set -e; ${script}`]);
 }
 
 function median(samples: Sample[]): Sample {
@@ -60,130 +71,177 @@ function report(name: string, baselineName: string, ferry: Sample, baseline: Sam
     `${name.padEnd(8)} time  ${ratio(ferry.seconds, baseline.seconds).padStart(6)}x  (ferry ${ferry.seconds.toFixed(2)} s, baseline ${baseline.seconds.toFixed(2)} s: ${baselineName})`,
   );
   console.log(
-    `${''.padEnd(8)} RSS   ${ratio(ferry.maxRssKb, baseline.maxRssKb).padStart(6)}x  (ferry ${(ferry.maxRssKb / 1024).toFixed(0)} MiB, baseline ${(baseline.maxRssKb / 1024).toFixed(0)} MiB)`,
+    `${''.padEnd(8)} RSS   ${ratio(ferry.maxRssKb, baseline.maxRssKb).padStart(6)}x  (ferry peak ${(ferry.maxRssKb / 1024).toFixed(0)} MiB, baseline ${(baseline.maxRssKb / 1024).toFixed(0)} MiB)`,
   );
+}
+
+/** Where bundles go: a filesystem other than the factory's, as a stick is. */
+async function mediaDir(): Promise<string> {
+  const wanted = process.env['FERRY_BENCH_MEDIA'] ?? '/dev/shm';
+  try {
+    return await fs.mkdtemp(path.join(wanted, 'ferry-bench-media-'));
+  } catch {
+    console.log(`(${wanted} is not writable: bundles go beside the factory)`);
+    return fs.mkdtemp(path.join(os.tmpdir(), 'ferry-bench-media-'));
+  }
+}
+
+/** An app of one image: busybox, then four layers of binaries that make up APPS_MB. */
+async function benchApp(work: string, repo: FactoryRepo): Promise<string> {
+  const layers: TarMember[][] = [busyboxLayer()];
+  const files = path.join(work, 'app-files');
+  await fs.mkdir(files);
+  const perLayer = Math.floor((APPS_MB * MiB) / 4);
+  for (let layer = 0; layer < 4; layer++) {
+    const members: TarMember[] = [{ type: 'directory', name: `opt/layer${layer}` }];
+    for (let i = 0; i < 16; i++) {
+      const file = path.join(files, `l${layer}-${i}`);
+      await fs.writeFile(file, deterministicBytes(`app ${layer}/${i}`, Math.floor(perLayer / 16)));
+      members.push({ type: 'file-from', name: `opt/layer${layer}/f${i}`, source: file });
+    }
+    layers.push(members);
+  }
+  const image = path.join(work, 'app-image');
+  await buildImage({ ref: 'ferry.local/bench/app:1', outDir: image, cmd: ['/bin/sh'], layers });
+  const compose = path.join(work, 'app-compose');
+  await fs.mkdir(compose);
+  await fs.writeFile(
+    path.join(compose, 'docker-compose.yml'),
+    'services:\n  main:\n    image: ferry.local/bench/app:1\n    command: ["/bin/sh", "-c", "sleep 3600"]\n',
+  );
+  await addApp(repo, { name: 'bench', composeDir: compose, images: [image] });
+  await fs.rm(files, { recursive: true });
+  return 'bench';
+}
+
+/**
+ * The factory of the bench: target 1 is the small rootfs the devices start from, 2 the full rootfs and its app, 3 is
+ * 2 plus one package. Built under `dir`, or taken from there when an earlier run with FERRY_BENCH_DATA built it.
+ */
+async function benchFactory(dir: string): Promise<FactoryRepo> {
+  const factory = path.join(dir, 'factory');
+  if (
+    await fs.stat(path.join(dir, 'ready')).then(
+      () => true,
+      () => false,
+    )
+  ) {
+    console.log(`data: reused from ${dir}`);
+    return openFactoryRepo(factory);
+  }
+  const started = performance.now();
+  const build = path.join(dir, 'build');
+  await commitSimRootfs({ repo: build, branch: 'bench/v1', version: '1' });
+  const tree = path.join(dir, 'tree');
+  spawnSync('ostree', [`--repo=${build}`, 'checkout', '-U', 'bench/v1', tree], { stdio: 'inherit' });
+  await writeTree(tree, { files: ROOTFS_FILES, bytes: ROOTFS_MB * MiB, under: 'usr/share/bench', seed: 'rootfs' });
+  spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v2', `--tree=dir=${tree}`, '-s', 'v2'], {
+    stdio: 'ignore',
+  });
+  await writeTree(tree, { ...PACKAGE, under: 'usr/share/package', seed: 'package', textShare: 0.5 });
+  spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v3', `--tree=dir=${tree}`, '-s', 'v3'], {
+    stdio: 'ignore',
+  });
+  spawnSync('rm', ['-rf', tree]);
+
+  const repo = await initFactoryRepo(factory, { rootExpiresInDays: 365 });
+  const app = await benchApp(dir, repo);
+  const target = (version: string, ref: string, apps: Array<{ name: string }>) =>
+    addTarget(repo, { name: 'bench', version, hardwareIds: ['bench'], tags: ['main'], ref, ostreeRepo: build, apps });
+  await target('1', 'bench/v1', []);
+  await target('2', 'bench/v2', [{ name: app }]);
+  await target('3', 'bench/v3', [{ name: app }]);
+  await fs.rm(build, { recursive: true });
+  await fs.writeFile(path.join(dir, 'ready'), '');
+  console.log(
+    `data: rootfs ${ROOTFS_FILES} files, ${ROOTFS_MB} MiB; apps ${APPS_MB} MiB of layers; built in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+  );
+  return repo;
 }
 
 async function main(): Promise<void> {
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-bench-'));
+  const kept = process.env['FERRY_BENCH_DATA'];
+  const media = await mediaDir();
   try {
-    const build = path.join(work, 'build');
-    await commitSimRootfs({ repo: build, branch: 'bench/v1', version: '1' });
-    // Version 2 carries a payload of incompressible files, so the copy dominates.
-    const payload = path.join(work, 'payload');
-    await fs.mkdir(path.join(payload, 'usr/share/bench'), { recursive: true });
-    for (let i = 0; i < PAYLOAD_FILES; i++)
-      await fs.writeFile(
-        path.join(payload, 'usr/share/bench', `f${i}`),
-        deterministicBytes(`payload ${i}`, FILE_BYTES),
-      );
-    const v2Tree = path.join(work, 'v2');
-    spawnSync('ostree', [`--repo=${build}`, 'checkout', '-U', 'bench/v1', v2Tree], { stdio: 'inherit' });
-    spawnSync('cp', ['-a', `${payload}/.`, v2Tree], { stdio: 'inherit' });
-    spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v2', `--tree=dir=${v2Tree}`, '-s', 'v2'], {
-      stdio: 'ignore',
-    });
-
-    // Version 3: version 2 plus one small "package" (1 % of the payload), for the delta figure.
-    const v3Tree = path.join(work, 'v3');
-    spawnSync('ostree', [`--repo=${build}`, 'checkout', '-U', 'bench/v2', v3Tree], { stdio: 'inherit' });
-    await fs.mkdir(path.join(v3Tree, 'usr/share/package'), { recursive: true });
-    for (let i = 0; i < Math.max(1, Math.floor(PAYLOAD_FILES / 100)); i++)
-      await fs.writeFile(
-        path.join(v3Tree, 'usr/share/package', `p${i}`),
-        deterministicBytes(`package ${i}`, FILE_BYTES),
-      );
-    spawnSync('ostree', [`--repo=${build}`, 'commit', '--branch=bench/v3', `--tree=dir=${v3Tree}`, '-s', 'v3'], {
-      stdio: 'ignore',
-    });
-
-    const repo = await initFactoryRepo(path.join(work, 'factory'), { rootExpiresInDays: 365 });
-    await addTarget(repo, {
-      name: 'bench',
-      version: '1',
-      hardwareIds: ['bench'],
-      tags: ['main'],
-      ref: 'bench/v1',
-      ostreeRepo: build,
-    });
-    const v2 = await addTarget(repo, {
-      name: 'bench',
-      version: '2',
-      hardwareIds: ['bench'],
-      tags: ['main'],
-      ref: 'bench/v2',
-      ostreeRepo: build,
-    });
-    console.log(
-      `payload: ${PAYLOAD_FILES} files, ${((PAYLOAD_FILES * FILE_BYTES) / 1048576).toFixed(0)} MiB; ${RUNS} runs each, medians`,
-    );
+    if (kept !== undefined) await fs.mkdir(kept, { recursive: true });
+    const repo = await benchFactory(kept ?? work);
+    const v2 = { name: 'bench-2', commit: (await repo.targets())['bench-2']!.hashes['sha256']! };
+    console.log(`${RUNS} runs each, medians`);
 
     const exportFerry: Sample[] = [];
     const exportBase: Sample[] = [];
     const installFerry: Sample[] = [];
     const installBase: Sample[] = [];
-    let bundle = '';
-    for (let run = 0; run < RUNS; run++) {
-      const dir = path.join(work, `run${run}`);
-      await fs.mkdir(dir);
-      bundle = path.join(dir, 'bundle');
-      exportFerry.push(measure('node', [ferryCli, 'export', '--repo', repo.dir, v2.name, bundle, '--tag', 'main']));
-      exportBase.push(
-        sh(
-          `ostree init --mode=archive --repo=${dir}/base-repo && ostree --repo=${dir}/base-repo pull-local ${repo.ostree.path} ${v2.commit}`,
-        ),
-      );
+    const blobs = path.join(repo.dir, 'apps', 'blobs');
+    if (ONLY.has('copy')) {
+      for (let run = 0; run < RUNS; run++) {
+        const dir = path.join(work, `run${run}`);
+        const stick = path.join(media, `run${run}`);
+        await fs.mkdir(dir);
+        await fs.mkdir(stick);
+        const bundle = path.join(stick, 'bundle');
+        exportFerry.push(measure('node', [ferryCli, 'export', '--repo', repo.dir, v2.name, bundle, '--tag', 'main']));
+        const copy = path.join(stick, 'baseline');
+        exportBase.push(
+          sh(
+            `mkdir -p ${copy}/ostree_repo && ostree init --mode=archive --repo=${copy}/ostree_repo && ostree --repo=${copy}/ostree_repo pull-local ${repo.ostree.path} ${v2.commit} && mkdir -p ${copy}/apps && cp -r ${blobs} ${copy}/apps/`,
+          ),
+        );
+        await fs.rm(copy, { recursive: true });
 
-      const device = path.join(dir, 'device');
-      await createSimDevice(device, repo, { target: 'bench-1' });
-      installFerry.push(measure('node', [ferryCli, 'install', '--config', simConfigDir(device), '--src-dir', bundle]));
-      const baseDevice = path.join(dir, 'base-device');
-      await createSimDevice(baseDevice, repo, { target: 'bench-1' });
-      const sysroot = path.join(baseDevice, 'sysroot');
-      installBase.push(
-        sh(
-          `ostree --repo=${sysroot}/ostree/repo pull-local --untrusted ${bundle}/ostree_repo ${v2.commit} && ostree admin --sysroot=${sysroot} deploy --os=lmp ${v2.commit}`,
-        ),
+        const device = path.join(dir, 'device');
+        await createSimDevice(device, repo, { target: 'bench-1' });
+        installFerry.push(
+          measure('node', [ferryCli, 'install', '--config', simConfigDir(device), '--src-dir', bundle]),
+        );
+        const baseDevice = path.join(dir, 'base-device');
+        await createSimDevice(baseDevice, repo, { target: 'bench-1' });
+        const sysroot = path.join(baseDevice, 'sysroot');
+        installBase.push(
+          sh(
+            `ostree --repo=${sysroot}/ostree/repo pull-local --untrusted ${bundle}/ostree_repo ${v2.commit} && ostree admin --sysroot=${sysroot} deploy --os=lmp ${v2.commit} && sha256sum ${bundle}/apps/blobs/sha256/* >/dev/null`,
+          ),
+        );
+        spawnSync('chattr', ['-R', '-i', dir], { stdio: 'ignore' });
+        await fs.rm(dir, { recursive: true });
+        await fs.rm(stick, { recursive: true });
+      }
+      report(
+        'export',
+        'ostree pull-local archive->archive + cp of the app blobs',
+        median(exportFerry),
+        median(exportBase),
       );
+      report(
+        'install',
+        'ostree pull-local --untrusted + admin deploy + sha256sum of the app blobs',
+        median(installFerry),
+        median(installBase),
+      );
+      const peak = Math.max(...[...exportFerry, ...installFerry].map((sample) => sample.maxRssKb)) / 1024;
+      console.log(`peak     RSS   ${peak.toFixed(0).padStart(6)} MiB of ferry, at most (goal: 150 MiB)`);
     }
-    report('export', 'ostree pull-local archive->archive', median(exportFerry), median(exportBase));
-    report('install', 'ostree pull-local --untrusted + admin deploy', median(installFerry), median(installBase));
-
-    // The delta for a one-package change (version 2 -> 3), against the full bundle of version 3.
-    await addTarget(repo, {
-      name: 'bench',
-      version: '3',
-      hardwareIds: ['bench'],
-      tags: ['main'],
-      ref: 'bench/v3',
-      ostreeRepo: build,
-    });
-    const full = path.join(work, 'full-v3');
-    const delta = path.join(work, 'delta-v3');
-    measure('node', [ferryCli, 'export', '--repo', repo.dir, 'bench-3', full, '--tag', 'main']);
-    measure('node', [ferryCli, 'export', '--repo', repo.dir, 'bench-3', delta, '--tag', 'main', '--from', 'bench-2']);
-    const fullBytes = treeBytesSync(full);
-    const deltaBytes = treeBytesSync(delta);
-    console.log(
-      `delta    size  ${((100 * deltaBytes) / fullBytes).toFixed(1).padStart(6)}%  (export --from: ${(deltaBytes / 1048576).toFixed(1)} MiB of the full ${(fullBytes / 1048576).toFixed(1)} MiB, for a one-package change)`,
-    );
-
-    await benchVerifyTargets(repo, work);
+    if (ONLY.has('delta')) {
+      // The delta for a one-package change (2 -> 3), against the full bundle of 3.
+      const full = path.join(media, 'full-v3');
+      const delta = path.join(media, 'delta-v3');
+      measure('node', [ferryCli, 'export', '--repo', repo.dir, 'bench-3', full, '--tag', 'main']);
+      measure('node', [ferryCli, 'export', '--repo', repo.dir, 'bench-3', delta, '--tag', 'main', '--from', 'bench-2']);
+      const fullBytes = treeBytesSync(full);
+      const deltaBytes = treeBytesSync(delta);
+      console.log(
+        `delta    size  ${((100 * deltaBytes) / fullBytes).toFixed(1).padStart(6)}%  (export --from: ${(deltaBytes / MiB).toFixed(1)} MiB of the full ${(fullBytes / MiB).toFixed(1)} MiB, for a one-package change of ${PACKAGE.files} files, ${PACKAGE.bytes / MiB} MiB)`,
+      );
+      await fs.rm(full, { recursive: true });
+      await fs.rm(delta, { recursive: true });
+    }
+    if (ONLY.has('verify')) await benchVerifyTargets(work);
   } finally {
     spawnSync('chattr', ['-R', '-i', work], { stdio: 'ignore' });
     rmSync(work, { recursive: true, force: true });
+    rmSync(media, { recursive: true, force: true });
   }
-}
-
-/**
- * Bytes that do not compress and are the same on every run: sha256 in counter mode over a seed, so that two runs (or
- * two machines) measure the same data.
- */
-function deterministicBytes(seed: string, size: number): Buffer {
-  const chunks: Buffer[] = [];
-  for (let counter = 0; chunks.length * 32 < size; counter++)
-    chunks.push(createHash('sha256').update(`${seed}/${counter}`).digest());
-  return Buffer.concat(chunks).subarray(0, size);
 }
 
 /** The bytes of the regular files under `dir`. */
@@ -197,7 +255,18 @@ function treeBytesSync(dir: string): number {
  * timestamp, snapshot and targets, then bundle-targets.json) against the minimum: JSON.parse, canonicalize and one
  * ed25519 verify of that one file. In-process timings, the median of RUNS.
  */
-async function benchVerifyTargets(repo: FactoryRepo, work: string): Promise<void> {
+async function benchVerifyTargets(work: string): Promise<void> {
+  const repo = await initFactoryRepo(path.join(work, 'many-factory'), { rootExpiresInDays: 365 });
+  const build = path.join(work, 'many-build');
+  await commitSimRootfs({ repo: build, branch: 'bench/v1', version: '1' });
+  await addTarget(repo, {
+    name: 'bench',
+    version: '1',
+    hardwareIds: ['bench'],
+    tags: ['main'],
+    ref: 'bench/v1',
+    ostreeRepo: build,
+  });
   const entry = (await repo.targets())['bench-1']!;
   const many: Record<string, unknown> = {};
   for (let i = 0; i < TARGETS; i++)

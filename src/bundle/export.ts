@@ -51,7 +51,19 @@ export interface ExportOptions {
    * layers the base's apps lack. Devices must run (or hold) the base.
    */
   readonly fromTarget?: string | undefined;
+  /**
+   * Read the whole bundle back once written (`ostree fsck`, every blob against its digest), as `ferry verify`
+   * does. Without it the content is checked while it is written (blobs hashed on the way, OSTree objects copied by
+   * ostree from the verified factory repo), so the media is written once and not read again.
+   */
+  readonly readBack?: boolean | undefined;
   readonly now?: Date;
+}
+
+/** Where the bundle tree of an archive export is built: never the media, which gets only the archive. */
+interface TreeOptions extends ExportOptions {
+  /** The tree is a scratch copy beside the factory: hard links to the factory's objects are fine there. */
+  readonly scratchTree?: boolean;
 }
 
 export interface ExportResult {
@@ -81,17 +93,28 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
   if (await pathExists(options.destination)) {
     throw new FerryError('DESTINATION_NOT_EMPTY', `${options.destination} already exists; export into a new file`);
   }
-  // The tree is written beside the archive, on the same filesystem, and removed once it is packed.
-  const tree = `${options.destination}.tree-${randomBytes(4).toString('hex')}`;
-  const verifyDir = `${options.destination}.verify-${randomBytes(4).toString('hex')}`;
+  // The tree is built beside the factory repo (ostree hard-links the objects there, nothing is copied twice) and
+  // removed once it is packed: the media gets one sequential write, the archive.
+  const suffix = randomBytes(4).toString('hex');
+  const tree = path.join(repo.dir, `.export-tree-${suffix}`);
+  const verifyDir = `${options.destination}.verify-${suffix}`;
   try {
-    const result = await exportBundleTree(repo, { ...options, destination: tree });
+    const result = await exportBundleTree(repo, { ...options, destination: tree, scratchTree: true });
     const partial = `${options.destination}.partial`;
     await packBundle(tree, partial, options.archive);
-    // Verified as a device reads it: unpacked with every member check, then the whole bundle check.
+    // With --read-back, verified as a device reads it: unpacked with every member check, then the whole bundle.
     try {
-      await extractBundleArchive(partial, options.archive, verifyDir);
-      await verifyExport(repo, bundleLayout(verifyDir), options.targetName, result.commit, options.now ?? new Date());
+      if (options.readBack === true) {
+        await extractBundleArchive(partial, options.archive, verifyDir);
+        await verifyExport(
+          repo,
+          bundleLayout(verifyDir),
+          options.targetName,
+          result.commit,
+          options.now ?? new Date(),
+          true,
+        );
+      }
     } catch (error) {
       await fs.rm(partial, { force: true });
       throw error instanceof FerryError && error.outcome === 'EXPORT_VERIFY_FAILED'
@@ -155,7 +178,7 @@ async function existingBundle(destination: string): Promise<{ type: BundleType; 
   return { type: info.type, tags: tags.length > 0 ? tags : [info.tag], targets: strings(info.targets) };
 }
 
-async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
+async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promise<ExportResult> {
   const now = options.now ?? new Date();
   if (!Number.isInteger(options.expiresInDays) || options.expiresInDays < 1) {
     throw new FerryError(
@@ -247,11 +270,9 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
   const nextTuf = previous === undefined ? bundle.tufDir : `${bundle.tufDir}.next`;
   await fs.rm(`${bundle.tufDir}.next`, { recursive: true, force: true });
   await fs.mkdir(nextTuf, { recursive: true });
-  // The base's objects, pulled beside the bundle: what the delta leaves out, and what its check pulls on top of.
-  const baseScratch =
-    baseCommit === undefined
-      ? undefined
-      : await fs.mkdtemp(path.join(path.dirname(options.destination), `.${path.basename(options.destination)}.base-`));
+  // The base's objects, pulled beside the factory repo (hard links, not copies): what the delta leaves out, and what
+  // its check pulls on top of. Never on the media, which gets only the delta.
+  const baseScratch = baseCommit === undefined ? undefined : await fs.mkdtemp(path.join(repo.dir, '.export-base-'));
   try {
     const rootFiles = await repo.rootFiles();
     for (const file of rootFiles) await fs.copyFile(file, path.join(nextTuf, path.basename(file)));
@@ -283,70 +304,14 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
     await fs.writeFile(path.join(nextTuf, BUNDLE_TARGETS_FILE), serializeMetadata(bundleTargets));
 
     if (mode !== 'tuf-only') {
-      // Objects a bundle already holds are not copied again: targets share what they can.
-      if (previous === undefined) await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
-      await withGrowthProgress(
-        bundle.ostreeRepo.stagingDir,
-        {
-          phase: 'rootfs',
-          total: options.progress ? await repo.ostree.contentBytes(commit) : 0,
-          target: options.targetName,
-        },
-        options.progress,
-        () => bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false }),
-      );
-      await bundle.ostreeRepo.setRef(options.targetName, commit);
-      if (baseScratch !== undefined) {
-        const baseRepo = await OstreeRepo.create(path.join(baseScratch, 'repo'), 'archive');
-        await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false });
-        await removeObjectsOf(
-          path.join(baseRepo.path, 'objects'),
-          path.join(bundle.ostreeRepo.path, 'objects'),
-          commit,
-        );
-      }
-      // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
-      await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
-
-      const apps = new AppsDir(bundle.appsDir);
-      await fs.mkdir(apps.root, { recursive: true });
-      const verifiedApps = await verifyApps(repo.apps, appsOf(options.targetName, entry), 'factory apps/').catch(
-        (error: unknown) => {
-          throw new FerryError('REPO_INVALID', `the factory's apps do not verify: ${describeCause(error)}`, {
-            cause: error,
-          });
-        },
-      );
-      const appBytes = verifiedApps.reduce(
-        (sum, app) =>
-          sum + app.images.reduce((bytes, image) => bytes + image.blobs.reduce((n, blob) => n + blob.size, 0), 0),
-        0,
-      );
-      const progress = options.progress;
-      progress?.({ phase: 'apps', bytes: 0, total: appBytes, target: options.targetName });
-      const baseLayers = new Set<string>();
-      if (options.fromTarget !== undefined) {
-        for (const app of await verifyApps(repo.apps, appsOf(options.fromTarget, targets[options.fromTarget]!)))
-          for (const image of app.images) for (const layer of image.blobs.slice(2)) baseLayers.add(layer.digest);
-      }
-      await copyVerifiedApps(repo.apps, apps, verifiedApps, {
-        unpackProject: false,
-        // Manifests and configs always travel (they are small and the digest chain starts from them); layers the
-        // base already has do not.
-        skipBlob: async (digest) => baseLayers.has(digest),
-        ...(progress
-          ? {
-              onProgress: async (bytes: number) =>
-                progress({
-                  phase: 'apps',
-                  bytes: Math.min(bytes, appBytes),
-                  total: appBytes,
-                  target: options.targetName,
-                }),
-            }
-          : {}),
-      });
-      progress?.({ phase: 'apps', bytes: appBytes, total: appBytes, target: options.targetName });
+      // The rootfs (ostree, a child process) and the app blobs (hashed here as they are copied) are written at the
+      // same time: two cores, and the media busy all along.
+      // Both finish before a failure is handled: nothing may still be writing while a failed export is cleared away.
+      const copies = await Promise.allSettled([
+        copyRootfs(repo, bundle, options, commit, previous === undefined, baseScratch, baseCommit),
+        copyApps(repo, bundle, options, targets, entry),
+      ]);
+      for (const copy of copies) if (copy.status === 'rejected') throw copy.reason;
     }
 
     const offlineSignaturesMissing = await verifyExport(
@@ -355,6 +320,7 @@ async function exportBundleTree(repo: FactoryRepo, options: ExportOptions): Prom
       options.targetName,
       commit,
       now,
+      options.readBack === true && options.archive === undefined,
       baseScratch === undefined
         ? undefined
         : { ostreeRepo: path.join(baseScratch, 'repo'), hasLayer: (digest) => repo.apps.blobs.has(digest) },
@@ -402,6 +368,88 @@ async function swapDirectory(next: string, dir: string): Promise<void> {
   await fs.rm(old, { recursive: true, force: true });
 }
 
+/** The target's commit and all it reaches, from the factory repo into the bundle's; for a delta, minus the base. */
+async function copyRootfs(
+  repo: FactoryRepo,
+  bundle: BundleDir,
+  options: TreeOptions,
+  commit: string,
+  newRepo: boolean,
+  baseScratch: string | undefined,
+  baseCommit: string | undefined,
+): Promise<void> {
+  // Objects a bundle already holds are not copied again: targets share what they can.
+  if (newRepo) await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
+  await withGrowthProgress(
+    bundle.ostreeRepo.stagingDir,
+    {
+      phase: 'rootfs',
+      total: options.progress ? await repo.ostree.contentBytes(commit) : 0,
+      target: options.targetName,
+    },
+    options.progress,
+    () => bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false }),
+  );
+  await bundle.ostreeRepo.setRef(options.targetName, commit);
+  if (baseScratch !== undefined) {
+    const baseRepo = await OstreeRepo.create(path.join(baseScratch, 'repo'), 'archive');
+    await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false });
+    await removeObjectsOf(path.join(baseRepo.path, 'objects'), path.join(bundle.ostreeRepo.path, 'objects'), commit);
+  }
+  // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
+  if (options.scratchTree !== true && (await sameFilesystem(repo.ostree.path, bundle.ostreeRepo.path)))
+    await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
+}
+
+async function sameFilesystem(a: string, b: string): Promise<boolean> {
+  const [first, second] = await Promise.all([fs.stat(a), fs.stat(b)]);
+  return first.dev === second.dev;
+}
+
+/** The target's apps, from the factory's verified digest chain; every blob hashed as it is written. */
+async function copyApps(
+  repo: FactoryRepo,
+  bundle: BundleDir,
+  options: TreeOptions,
+  targets: Awaited<ReturnType<FactoryRepo['targets']>>,
+  entry: { hashes: Record<string, string>; custom?: Record<string, unknown> },
+): Promise<void> {
+  const apps = new AppsDir(bundle.appsDir);
+  await fs.mkdir(apps.root, { recursive: true });
+  const verifiedApps = await verifyApps(repo.apps, appsOf(options.targetName, entry), 'factory apps/').catch(
+    (error: unknown) => {
+      throw new FerryError('REPO_INVALID', `the factory's apps do not verify: ${describeCause(error)}`, {
+        cause: error,
+      });
+    },
+  );
+  const appBytes = verifiedApps.reduce(
+    (sum, app) =>
+      sum + app.images.reduce((bytes, image) => bytes + image.blobs.reduce((n, blob) => n + blob.size, 0), 0),
+    0,
+  );
+  const progress = options.progress;
+  progress?.({ phase: 'apps', bytes: 0, total: appBytes, target: options.targetName });
+  const baseLayers = new Set<string>();
+  if (options.fromTarget !== undefined) {
+    for (const app of await verifyApps(repo.apps, appsOf(options.fromTarget, targets[options.fromTarget]!)))
+      for (const image of app.images) for (const layer of image.blobs.slice(2)) baseLayers.add(layer.digest);
+  }
+  await copyVerifiedApps(repo.apps, apps, verifiedApps, {
+    unpackProject: false,
+    // Manifests and configs always travel (they are small and the digest chain starts from them); layers the
+    // base already has do not.
+    skipBlob: async (digest) => baseLayers.has(digest),
+    ...(progress
+      ? {
+          onProgress: async (bytes: number) =>
+            progress({ phase: 'apps', bytes: Math.min(bytes, appBytes), total: appBytes, target: options.targetName }),
+        }
+      : {}),
+  });
+  progress?.({ phase: 'apps', bytes: appBytes, total: appBytes, target: options.targetName });
+}
+
 async function unshareHardLinks(dir: string): Promise<void> {
   for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);
@@ -426,6 +474,7 @@ async function verifyExport(
   targetName: string,
   commit: string,
   now: Date,
+  readBack: boolean,
   baseContent?: { ostreeRepo: string; hasLayer: (digest: string) => Promise<boolean> },
 ): Promise<number> {
   try {
@@ -434,6 +483,7 @@ async function verifyExport(
       trustedRoot: (await repo.rootFiles())[0]!,
       now,
       offlineSignatures: 'count',
+      readBack,
       ...(baseContent ? { baseContent } : {}),
     });
     const target = verified.targets.find((candidate) => candidate.name === targetName);

@@ -17,7 +17,8 @@ export interface BundleVerification {
   readonly bundle: BundleTargets;
   readonly targets: readonly Target[];
   readonly blobsChecked: number;
-  readonly sizeBytes: number;
+  /** The bundle's size on the media; counted only when it is read back (an export knows what it wrote). */
+  readonly sizeBytes: number | undefined;
 }
 
 /**
@@ -43,6 +44,12 @@ export async function verifyBundle(
       readonly ostreeRepo: string;
       readonly hasLayer: (digest: string) => Promise<boolean>;
     };
+    /**
+     * Re-read every byte of content: `ostree fsck` and each blob against its digest (the default, for `verify`).
+     * An export that hashed the blobs while it wrote them checks only the metadata and the digest chain, so that
+     * the media is written once and never read twice.
+     */
+    readonly readBack?: boolean;
   },
 ): Promise<BundleVerification> {
   const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-verify-'));
@@ -75,9 +82,11 @@ export async function verifyBundle(
         );
     }
     const base = verified.bundle.base;
+    const readBack = options.readBack ?? true;
     try {
-      if (base === undefined) await bundle.ostreeRepo.fsck();
-      else await verifyDeltaObjects(bundle, verified.targets, base.commit, options.baseContent?.ostreeRepo);
+      if (base === undefined) {
+        if (readBack) await bundle.ostreeRepo.fsck();
+      } else await verifyDeltaObjects(bundle, verified.targets, base.commit, options.baseContent?.ostreeRepo);
     } catch (error) {
       throw new FerryError(
         'CONTENT_VERIFICATION_FAILED',
@@ -99,7 +108,7 @@ export async function verifyBundle(
     const total = [...toCheck.values()].reduce((sum, size) => sum + size, 0);
     let bytes = 0;
     options.progress?.({ phase: 'verify', bytes, total });
-    for (const { target, app } of verifiedApps) {
+    for (const { target, app } of readBack ? verifiedApps : []) {
       for (const image of app.images) {
         for (const blob of image.blobs) {
           if (checked.has(blob.digest)) continue;
@@ -123,7 +132,7 @@ export async function verifyBundle(
       bundle: verified.bundle,
       targets: verified.targets,
       blobsChecked: checked.size,
-      sizeBytes: await treeBytes(bundle.root),
+      sizeBytes: readBack ? await treeBytes(bundle.root) : undefined,
     };
   } finally {
     await fs.rm(trustedDir, { recursive: true, force: true });

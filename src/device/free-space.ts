@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /** Bytes available to an unprivileged writer on the filesystem that holds `target` (or its nearest existing parent). */
@@ -16,19 +16,26 @@ export async function availableBytes(target: string): Promise<{ bytes: number; t
   }
 }
 
-/** The total size of the regular files under `dir`. */
+/**
+ * The total size of the regular files under `dir`. Synchronous on purpose: an OSTree repo holds tens of thousands of
+ * objects, and one promise round trip per stat costs ten times the stat itself.
+ */
 export async function treeBytes(dir: string): Promise<number> {
-  let total = 0;
+  return treeBytesSync(dir);
+}
+
+function treeBytesSync(dir: string): number {
   let entries;
   try {
-    entries = await fs.readdir(dir, { withFileTypes: true });
+    entries = readdirSync(dir, { withFileTypes: true });
   } catch {
     return 0;
   }
+  let total = 0;
   for (const entry of entries) {
     const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) total += await treeBytes(full);
-    else if (entry.isFile()) total += (await fs.stat(full)).size;
+    if (entry.isDirectory()) total += treeBytesSync(full);
+    else if (entry.isFile()) total += statSync(full, { throwIfNoEntry: false })?.size ?? 0;
   }
   return total;
 }

@@ -39,6 +39,8 @@ describe('delta bundles (export --from)', () => {
     const delta = path.join(await tempDir('delta'), 'bundle');
     const result = await cli('export', v5, delta, '--repo', factory.repo.dir, '--tag', TAG, '--from', factory.v2);
     assert.equal(result.code, 0, result.stderr);
+    // The base's objects, which the check pulls the delta on top of, never touch the media.
+    assert.deepEqual(await fs.readdir(path.dirname(delta)), ['bundle']);
     const fullObjects = await treeBytes(path.join(full, 'ostree_repo', 'objects'));
     const deltaObjects = await treeBytes(path.join(delta, 'ostree_repo', 'objects'));
     assert.ok(deltaObjects <= 0.05 * fullObjects, `delta ${deltaObjects} B of ${fullObjects} B`);

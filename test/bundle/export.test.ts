@@ -128,4 +128,49 @@ describe('ferry export', () => {
       }
     }
   });
+
+  test('by default the media is written once; --read-back then checks every byte, as verify does', async () => {
+    const parent = await tempDir('export-read-back');
+    const exportAs = (name: string, ...extra: string[]) =>
+      cli('export', '--repo', factory.repo.dir, factory.v2, path.join(parent, name), '--tag', 'main', ...extra);
+    const once = await exportAs('once');
+    assert.equal(once.code, 0, once.stderr);
+    assert.match(once.stdout, /verified as written/);
+    const twice = await exportAs('twice', '--read-back');
+    assert.equal(twice.code, 0, twice.stderr);
+    assert.match(twice.stdout, /read back and verified/);
+    // The same content either way, and nothing else on the media.
+    assert.equal(
+      await hashTree(path.join(parent, 'once', 'ostree_repo', 'objects')),
+      await hashTree(path.join(parent, 'twice', 'ostree_repo', 'objects')),
+    );
+    assert.deepEqual((await fs.readdir(parent)).sort(), ['once', 'twice']);
+  });
+
+  test('an archive is built beside the factory, not on the media, and nothing is left behind', async () => {
+    const parent = await tempDir('export-archive');
+    const before = (await fs.readdir(factory.repo.dir)).sort();
+    for (const [name, extra] of [
+      ['plain.tar', []],
+      ['read-back.tar', ['--read-back']],
+    ] as const) {
+      const result = await cli(
+        'export',
+        '--repo',
+        factory.repo.dir,
+        factory.v2,
+        path.join(parent, name),
+        '--tag',
+        'main',
+        '--archive',
+        'tar',
+        ...extra,
+      );
+      assert.equal(result.code, 0, result.stderr);
+    }
+    assert.deepEqual((await fs.readdir(parent)).sort(), ['plain.tar', 'read-back.tar']);
+    assert.deepEqual((await fs.readdir(factory.repo.dir)).sort(), before, 'no scratch tree left in the factory');
+    const shown = await cli('show', path.join(parent, 'plain.tar'), '--json');
+    assert.equal(shown.code, 0, shown.stderr);
+  });
 });

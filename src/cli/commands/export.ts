@@ -42,6 +42,10 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
       '--from <base-target>',
       'a delta bundle: only the OSTree objects and app layers <target> adds to <base-target>; devices must hold the base',
     )
+    .option(
+      '--read-back',
+      'once written, read the whole bundle back and check every byte (ostree fsck, every blob against its digest), as `ferry verify` does: a second pass over the media',
+    )
     .addOption(progressFdOption())
     .option('--json', 'print the result as one JSON object')
     .addHelpText('after', exitCodeTable(['export']))
@@ -58,6 +62,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
           allowMultipleTargets?: boolean;
           tufOnly?: boolean;
           from?: string;
+          readBack?: boolean;
           progressFd?: number;
           json?: boolean;
         },
@@ -73,6 +78,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
           mode: options.tufOnly ? 'tuf-only' : options.allowMultipleTargets ? 'add-target' : 'new',
           progress: progress.listener,
           fromTarget: options.from,
+          readBack: options.readBack,
         }).finally(() => progress.stop());
         const what = options.tufOnly
           ? `refreshed tuf/ of ${result.destination}`
@@ -84,7 +90,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
         setReport(
           {
             outcome: 'OK',
-            message: `${what} (carries ${result.targets.join(', ')}; expires ${result.expires}); verified${missing}`,
+            message: `${what} (carries ${result.targets.join(', ')}; expires ${result.expires}); ${options.readBack ? 'read back and verified' : 'verified as written'}${missing}`,
             data: { ...result },
           },
           options.json ?? false,
