@@ -1,5 +1,6 @@
 import { promises as fs, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { runTool } from '../util/tool.js';
 
 /** Bytes available to an unprivileged writer on the filesystem that holds `target` (or its nearest existing parent). */
 export async function availableBytes(target: string): Promise<{ bytes: number; totalBytes: number; device: number }> {
@@ -38,4 +39,18 @@ function treeBytesSync(dir: string): number {
     else if (entry.isFile()) total += statSync(full, { throwIfNoEntry: false })?.size ?? 0;
   }
   return total;
+}
+
+/**
+ * treeBytes, counted by `du` in a child process: started early, it runs on the other core while the metadata is
+ * verified. Where `du` cannot count bytes (busybox has no -b), the walk here does it.
+ */
+export async function treeBytesInBackground(dir: string): Promise<number> {
+  try {
+    const bytes = Number((await runTool('du', ['-s', '-b', '--', dir])).split('\t')[0]);
+    if (Number.isSafeInteger(bytes) && bytes >= 0) return bytes;
+  } catch {
+    // Counted below instead.
+  }
+  return treeBytes(dir);
 }

@@ -14,7 +14,7 @@ import {
 import { removeLeftovers } from '../device/leftovers.js';
 import { loadTimeFloor, raiseTimeFloor } from '../device/time-floor-file.js';
 import type { PendingUpdate } from '../device/status-file.js';
-import { availableBytes, treeBytes } from '../device/free-space.js';
+import { availableBytes, treeBytesInBackground } from '../device/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
 import { describeTime, effectiveTime } from '../tuf/time-floor.js';
@@ -68,6 +68,9 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
     const bundle = source.bundle;
     recorder.log(`bundle: ${source.kind} ${options.srcDir}`);
+    // The size of the rootfs objects, for the space check: counted while the metadata is verified.
+    const rootfsObjectBytes = treeBytesInBackground(path.join(bundle.ostreeRepo.path, 'objects'));
+    rootfsObjectBytes.catch(() => undefined);
     const booted = await readBooted(device);
     const flags = await readBootFlags(device);
     recorder.log(
@@ -126,7 +129,11 @@ export async function installFromBundle(device: Device, options: InstallOptions)
         return report;
       }
     }
-    report = await stage(device, recorder, journal, bundle, verified, decision, floor.floor, options.progress);
+    report = await stage(device, recorder, journal, bundle, verified, decision, {
+      timeFloor: floor.floor,
+      progress: options.progress,
+      rootfsObjectBytes,
+    });
     return report;
   } catch (error) {
     report = errorReport(noSpaceOr(error));
@@ -241,9 +248,9 @@ interface SpaceNeeds {
  */
 async function checkSpace(
   device: Device,
-  bundle: BundleDir,
   apps: readonly VerifiedApp[],
-  rootfsChanged: boolean,
+  /** The bytes of the bundle's rootfs objects, when the rootfs changes. */
+  rootfsObjectBytes: Promise<number> | undefined,
 ): Promise<SpaceNeeds> {
   const appBytes =
     (await device.appStore.missingBlobs(apps)).reduce((sum, blob) => sum + blob.size, 0) +
@@ -254,10 +261,10 @@ async function checkSpace(
   const storage = await availableBytes(device.config.storagePath);
   const sysroot = await availableBytes(device.config.sysroot);
   // ostree refuses to write once less than min-free-space-percent (3 % by default) of its filesystem would be left.
-  const rootfsBytes = rootfsChanged
-    ? (await treeBytes(path.join(bundle.ostreeRepo.path, 'objects'))) +
-      Math.ceil(OSTREE_MIN_FREE_FRACTION * sysroot.totalBytes)
-    : 0;
+  const rootfsBytes =
+    rootfsObjectBytes === undefined
+      ? 0
+      : (await rootfsObjectBytes) + Math.ceil(OSTREE_MIN_FREE_FRACTION * sysroot.totalBytes);
   const needs =
     storage.device === sysroot.device
       ? [{ where: device.config.storagePath, required: appBytes + rootfsBytes, available: storage.bytes }]
@@ -287,9 +294,13 @@ async function stage(
   bundle: BundleDir,
   verified: VerifiedMetadata,
   decision: Extract<InstallDecision, { action: 'stage' }>,
-  timeFloor: Date | undefined,
-  progress: ProgressListener | undefined,
+  context: {
+    timeFloor: Date | undefined;
+    progress: ProgressListener | undefined;
+    rootfsObjectBytes: Promise<number>;
+  },
 ): Promise<CommandReport> {
+  const { timeFloor, progress } = context;
   const { target, previous, transition } = decision;
   const why = transition.reasons.join('; ');
   // A delta bundle holds only what its target adds to its base: the device must hold the base, checked before a
@@ -311,7 +322,7 @@ async function stage(
     'apps/',
     base === undefined ? undefined : (digest) => device.appStore.apps.blobs.has(digest),
   );
-  const needs = await checkSpace(device, bundle, apps, transition.rootfsChanged);
+  const needs = await checkSpace(device, apps, transition.rootfsChanged ? context.rootfsObjectBytes : undefined);
   recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
   // The first write of the install: every refusal comes before it.
   const leftovers = await journal.step('install.leftovers-remove', () => removeLeftovers(device.paths));
