@@ -3,6 +3,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
+import { BIG_READ_CHUNK, createSparseWriteStream } from '../util/sparse-file.js';
 
 /** One member of a tar that ferry writes. Times and owners are fixed, so the same content gives the same bytes. */
 export type TarMember =
@@ -13,35 +14,41 @@ export type TarMember =
 
 const FIXED_TIME = new Date(0);
 
-/** Writes `members` (in the given order) as a tar, gzipped when `gzip` is set, into `file`. */
+/**
+ * Writes `members` (in the given order) as a tar, gzipped when `gzip` is set, into the new file `file`. Members are
+ * streamed from their files, so their size is not bounded by memory; tar-stream writes a size beyond the 8 GiB of
+ * the octal header field in base-256, as GNU tar does. The tar is written sparse: a member's holes stay holes.
+ */
 export async function writeTar(file: string, members: readonly TarMember[], options: { gzip: boolean }): Promise<void> {
   const pack = tar.pack();
-  const output = (async () => {
-    const sink = (await fs.open(file, 'wx')).createWriteStream();
-    if (options.gzip) await pipeline(pack, createGzip({ level: 6 }), sink);
-    else await pipeline(pack, sink);
-  })();
-  for (const member of members) {
-    const base = { name: member.name, mtime: FIXED_TIME, uid: 0, gid: 0, uname: 'root', gname: 'root' };
-    switch (member.type) {
-      case 'directory':
-        pack.entry({ ...base, type: 'directory', mode: member.mode ?? 0o755 });
-        break;
-      case 'symlink':
-        pack.entry({ ...base, type: 'symlink', linkname: member.target, mode: 0o777 });
-        break;
-      case 'file':
-        pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644 }, Buffer.from(member.content));
-        break;
-      case 'file-from': {
-        const { size } = await fs.stat(member.source);
-        const entry = pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644, size });
-        await pipeline(createReadStream(member.source), entry);
-        break;
+  const sink = createSparseWriteStream(file);
+  const output = options.gzip ? pipeline(pack, createGzip({ level: 6 }), sink) : pipeline(pack, sink);
+  try {
+    for (const member of members) {
+      const base = { name: member.name, mtime: FIXED_TIME, uid: 0, gid: 0, uname: 'root', gname: 'root' };
+      switch (member.type) {
+        case 'directory':
+          pack.entry({ ...base, type: 'directory', mode: member.mode ?? 0o755 });
+          break;
+        case 'symlink':
+          pack.entry({ ...base, type: 'symlink', linkname: member.target, mode: 0o777 });
+          break;
+        case 'file':
+          pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644 }, Buffer.from(member.content));
+          break;
+        case 'file-from': {
+          const { size } = await fs.stat(member.source);
+          const entry = pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644, size });
+          await pipeline(createReadStream(member.source, { highWaterMark: BIG_READ_CHUNK }), entry);
+          break;
+        }
       }
     }
+    pack.finalize();
+  } catch (error) {
+    // The pipeline then fails with the first error: the sink's own (a full disk) if that came first.
+    pack.destroy(error as Error);
   }
-  pack.finalize();
   await output;
 }
 

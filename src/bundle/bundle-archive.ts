@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,6 +8,7 @@ import yauzl from 'yauzl';
 import { FerryError, describeCause } from '../errors.js';
 import { ArchiveFileObjectHasher } from '../ostree/archive-object.js';
 import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
+import { BIG_READ_CHUNK, createSparseWriteStream } from '../util/sparse-file.js';
 
 /**
  * Single-file bundles: a tar (read as a stream with tar-stream) or a zip (read with yauzl) of the bundle tree.
@@ -121,7 +122,8 @@ class MemberWriter {
         callback(null, chunk);
       },
     });
-    await pipeline(source, check, createWriteStream(target, { flags: 'wx', mode: 0o644 }));
+    // Sparse, so that a layer that is mostly zeros does not fill the device's disk on its way to the app store.
+    await pipeline(source, check, createSparseWriteStream(target, { mode: 0o644 }));
     if (expected !== undefined) {
       const actual = hash.digest('hex');
       if (actual !== expected.hex) {
@@ -236,7 +238,7 @@ async function extractTar(file: string, writer: MemberWriter): Promise<void> {
       );
     });
   });
-  createReadStream(file)
+  createReadStream(file, { highWaterMark: BIG_READ_CHUNK })
     .on('error', (error) => extract.destroy(error))
     .pipe(extract);
   await done;
