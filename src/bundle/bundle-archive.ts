@@ -118,8 +118,9 @@ class MemberWriter {
           return;
         }
         if (expected !== undefined) hash.update(chunk);
-        objectHasher?.update(chunk);
-        callback(null, chunk);
+        const inflating = objectHasher?.update(chunk);
+        if (inflating === undefined) callback(null, chunk);
+        else inflating.then(() => callback(null, chunk), callback);
       },
     });
     // Sparse, so that a layer that is mostly zeros does not fill the device's disk on its way to the app store.

@@ -23,24 +23,27 @@ export class ArchiveFileObjectHasher {
   /** The most a header may take: far more than any real one. */
   static readonly MAX_HEADER = 64 * 1024;
 
-  update(chunk: Buffer): void {
-    if (this.failure) return;
+  /**
+   * Takes the next bytes of the object. When it returns a promise, wait for it before the next update: inflating
+   * runs behind, and a multi-GiB file object must not queue up in memory meanwhile.
+   */
+  update(chunk: Buffer): Promise<void> | undefined {
+    if (this.failure) return undefined;
     if (this.inflate === undefined) {
       this.buffered = Buffer.concat([this.buffered, chunk]);
-      if (this.buffered.length < 8) return;
+      if (this.buffered.length < 8) return undefined;
       const headerLength = this.buffered.readUInt32BE(0);
       if (headerLength < 26 || headerLength > ArchiveFileObjectHasher.MAX_HEADER) {
         this.failure = new Error(`a file object header of ${headerLength} bytes`);
-        return;
+        return undefined;
       }
-      if (this.buffered.length < 8 + headerLength) return;
+      if (this.buffered.length < 8 + headerLength) return undefined;
       this.start(this.buffered.subarray(8, 8 + headerLength));
       const rest = this.buffered.subarray(8 + headerLength);
       this.buffered = Buffer.alloc(0);
-      if (rest.length > 0) this.feed(rest);
-      return;
+      return rest.length > 0 ? this.feed(rest) : undefined;
     }
-    this.feed(chunk);
+    return this.feed(chunk);
   }
 
   private start(header: Buffer): void {
@@ -85,12 +88,15 @@ export class ArchiveFileObjectHasher {
     });
   }
 
-  private feed(chunk: Buffer): void {
+  private feed(chunk: Buffer): Promise<void> | undefined {
     if (!this.isRegular) {
       if (chunk.length > 0) this.failure ??= new Error('a symlink object with content');
-      return;
+      return undefined;
     }
-    this.inflate!.write(chunk);
+    const inflate = this.inflate!;
+    if (inflate.write(chunk) || this.failure) return undefined;
+    // Drained, or finished early (an error, or content past its declared size): either way, go on.
+    return Promise.race([new Promise<void>((resolve) => inflate.once('drain', resolve)), this.inflateDone]);
   }
 
   /** The checksum (hex), or an Error that says why the bytes are no file object. */

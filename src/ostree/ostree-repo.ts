@@ -124,7 +124,7 @@ export async function verifyArchiveObjects(repoPath: string): Promise<{ objects:
       let actual: string | Error;
       if (match[2] === 'filez') {
         const hasher = new ArchiveFileObjectHasher();
-        for await (const chunk of createReadStream(file)) hasher.update(chunk as Buffer);
+        for await (const chunk of createReadStream(file)) await hasher.update(chunk as Buffer);
         actual = await hasher.digest();
       } else if (match[2] === 'commitmeta') {
         // Detached metadata is named after its commit, not hashed: nothing to check by name.

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { promises as fs } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { ArchiveFileObjectHasher } from '../../src/ostree/archive-object.js';
-import { buildFactory, exportTo } from '../support/factory.js';
+import { OstreeRepo } from '../../src/ostree/ostree-repo.js';
+import { buildFactory, exportTo, tempDir } from '../support/factory.js';
 
 let objects: string[] = [];
 before(async () => {
@@ -18,7 +20,7 @@ before(async () => {
 
 async function checksumOf(bytes: Buffer, chunk = 7): Promise<string | Error> {
   const hasher = new ArchiveFileObjectHasher();
-  for (let at = 0; at < bytes.length; at += chunk) hasher.update(bytes.subarray(at, at + chunk));
+  for (let at = 0; at < bytes.length; at += chunk) await hasher.update(bytes.subarray(at, at + chunk));
   return hasher.digest();
 }
 
@@ -49,5 +51,37 @@ describe('OSTree archive file objects, checksummed as they stream', () => {
   test('a truncated object is refused', async () => {
     const bytes = await fs.readFile(objects[0]!);
     assert.ok((await checksumOf(bytes.subarray(0, 6))) instanceof Error);
+  });
+
+  test('a big file object streams through in bounded memory: the hasher waits for inflate to keep up', async () => {
+    const dir = await tempDir('big-object');
+    const tree = path.join(dir, 'tree');
+    await fs.mkdir(tree);
+    const size = 96 * 1024 * 1024;
+    // Incompressible, so the object is as big as its content and arrives much faster than it inflates.
+    const handle = await fs.open(path.join(tree, 'big'), 'w');
+    for (let written = 0; written < size; written += 4 * 1024 * 1024) await handle.write(randomBytes(4 * 1024 * 1024));
+    await handle.close();
+    const repo = await OstreeRepo.create(path.join(dir, 'repo'), 'archive');
+    await repo.commitTree({ tree, branch: 'big', subject: 'big' });
+    let biggest = { file: '', size: 0 };
+    const root = path.join(repo.path, 'objects');
+    for (const prefix of await fs.readdir(root)) {
+      for (const name of await fs.readdir(path.join(root, prefix))) {
+        const file = path.join(root, prefix, name);
+        const { size: bytes } = await fs.stat(file);
+        if (name.endsWith('.filez') && bytes > biggest.size) biggest = { file, size: bytes };
+      }
+    }
+    assert.ok(biggest.size > size, `the object holds the whole file (${biggest.size} B)`);
+    const hasher = new ArchiveFileObjectHasher();
+    const start = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    for await (const chunk of createReadStream(biggest.file, { highWaterMark: 1024 * 1024 })) {
+      await hasher.update(chunk as Buffer);
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - start);
+    }
+    assert.equal(await hasher.digest(), nameOf(biggest.file));
+    assert.ok(peak < 32 * 1024 * 1024, `at most ${peak} B of buffers were held at once`);
   });
 });
