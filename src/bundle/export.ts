@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
 import { membersOfDirectory, writeTar } from '../apps/tar-pack.js';
 import { pathExists } from '../util/atomic-file.js';
+import { processAlive } from '../util/process-alive.js';
 import { extractBundleArchive } from './bundle-archive.js';
 import { verifyBundle } from './verify-bundle.js';
 import { withGrowthProgress, type ProgressListener } from '../progress.js';
@@ -96,7 +97,7 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
   // The tree is built beside the factory repo (ostree hard-links the objects there, nothing is copied twice) and
   // removed once it is packed: the media gets one sequential write, the archive.
   const suffix = randomBytes(4).toString('hex');
-  const tree = path.join(repo.dir, `.export-tree-${suffix}`);
+  const tree = await scratchDir(repo, 'tree');
   const verifyDir = `${options.destination}.verify-${suffix}`;
   try {
     const result = await exportBundleTree(repo, { ...options, destination: tree, scratchTree: true });
@@ -131,6 +132,19 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
     await fs.rm(tree, { recursive: true, force: true });
     await fs.rm(verifyDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A scratch directory beside the factory repo (on its filesystem, where ostree hard-links instead of copying), named
+ * after this process. What an export killed half-way left there goes first.
+ */
+async function scratchDir(repo: FactoryRepo, kind: 'tree' | 'base'): Promise<string> {
+  for (const name of await fs.readdir(repo.dir)) {
+    const owner = /^\.export-(?:tree|base)-(\d+)-/.exec(name)?.[1];
+    if (owner !== undefined && !processAlive(Number(owner)))
+      await fs.rm(path.join(repo.dir, name), { recursive: true, force: true });
+  }
+  return fs.mkdtemp(path.join(repo.dir, `.export-${kind}-${process.pid}-`));
 }
 
 /** Packs a bundle tree into one file: members in a fixed order, with fixed times and owners. */
@@ -272,7 +286,7 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
   await fs.mkdir(nextTuf, { recursive: true });
   // The base's objects, pulled beside the factory repo (hard links, not copies): what the delta leaves out, and what
   // its check pulls on top of. Never on the media, which gets only the delta.
-  const baseScratch = baseCommit === undefined ? undefined : await fs.mkdtemp(path.join(repo.dir, '.export-base-'));
+  const baseScratch = baseCommit === undefined ? undefined : await scratchDir(repo, 'base');
   try {
     const rootFiles = await repo.rootFiles();
     for (const file of rootFiles) await fs.copyFile(file, path.join(nextTuf, path.basename(file)));

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError } from '../errors.js';
+import { processAlive } from '../util/process-alive.js';
 
 /**
  * One `install` or `run` at a time. The lock is a file in the volatile directory (a tmpfs, emptied by a reboot),
@@ -15,15 +16,6 @@ export interface LockHolder {
 
 const LOCK_NAME = 'ferry.lock';
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 async function readHolder(file: string): Promise<LockHolder | undefined> {
   try {
     const holder = JSON.parse(await fs.readFile(file, 'utf8')) as LockHolder;
@@ -36,7 +28,7 @@ async function readHolder(file: string): Promise<LockHolder | undefined> {
 /** The live process that holds the lock, if one does. */
 export async function lockHolder(volatileDir: string): Promise<LockHolder | undefined> {
   const holder = await readHolder(path.join(volatileDir, LOCK_NAME));
-  return holder !== undefined && alive(holder.pid) ? holder : undefined;
+  return holder !== undefined && processAlive(holder.pid) ? holder : undefined;
 }
 
 export async function withDeviceLock<T>(volatileDir: string, command: string, work: () => Promise<T>): Promise<T> {
@@ -58,7 +50,7 @@ export async function withDeviceLock<T>(volatileDir: string, command: string, wo
         throw error;
       }
       const holder = await readHolder(file);
-      if (holder !== undefined && holder.pid !== process.pid && alive(holder.pid)) {
+      if (holder !== undefined && holder.pid !== process.pid && processAlive(holder.pid)) {
         throw new FerryError(
           'LOCKED',
           `another ferry ${holder.command} is running (pid ${holder.pid}, since ${holder.since})`,

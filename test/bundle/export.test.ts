@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -147,9 +148,13 @@ describe('ferry export', () => {
     assert.deepEqual((await fs.readdir(parent)).sort(), ['once', 'twice']);
   });
 
-  test('an archive is built beside the factory, not on the media, and nothing is left behind', async () => {
+  test('an archive is built beside the factory, not on the media; nothing is left behind, nor what a killed export left', async () => {
     const parent = await tempDir('export-archive');
     const before = (await fs.readdir(factory.repo.dir)).sort();
+    // What an export killed half-way left: the process that owned it is gone.
+    const gone = spawnSync('true').pid!;
+    const stale = path.join(factory.repo.dir, `.export-tree-${gone}-x1y2z3`);
+    await fs.mkdir(path.join(stale, 'ostree_repo'), { recursive: true });
     for (const [name, extra] of [
       ['plain.tar', []],
       ['read-back.tar', ['--read-back']],
@@ -169,7 +174,11 @@ describe('ferry export', () => {
       assert.equal(result.code, 0, result.stderr);
     }
     assert.deepEqual((await fs.readdir(parent)).sort(), ['plain.tar', 'read-back.tar']);
-    assert.deepEqual((await fs.readdir(factory.repo.dir)).sort(), before, 'no scratch tree left in the factory');
+    assert.deepEqual(
+      (await fs.readdir(factory.repo.dir)).sort(),
+      before,
+      'no scratch tree left in the factory, old or new',
+    );
     const shown = await cli('show', path.join(parent, 'plain.tar'), '--json');
     assert.equal(shown.code, 0, shown.stderr);
   });
