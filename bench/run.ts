@@ -31,7 +31,7 @@ import { createSimDevice, simConfigDir } from '../src/sim/sim-device.js';
 import { deterministicBytes, writeTree } from './data.js';
 
 const number = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const RUNS = number('FERRY_BENCH_RUNS', 3);
+const RUNS = number('FERRY_BENCH_RUNS', 5);
 const ROOTFS_MB = number('FERRY_BENCH_ROOTFS_MB', 600);
 const ROOTFS_FILES = number('FERRY_BENCH_ROOTFS_FILES', 50_000);
 const APPS_MB = number('FERRY_BENCH_APPS_MB', 200);
