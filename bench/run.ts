@@ -6,7 +6,8 @@
  *   verify   vs  JSON.parse + canonicalize + one ed25519 verify of a targets.json of 10,000 targets
  * and the size of a delta bundle (export --from) for a one-package change, against the full bundle.
  * Bundles are written to another filesystem than the factory (a tmpfs standing in for the stick), as in the field.
- * Wall time and peak RSS come from GNU time; each command runs several times and the median is kept. The data is
+ * Wall time and peak RSS come from GNU time; each command runs several times, ferry and baseline taking turns to go
+ * first, with the disk flushed before each, and the median is kept. The data is
  * generated deterministically, so every run measures the same bytes.
  */
 import { spawnSync } from 'node:child_process';
@@ -48,6 +49,9 @@ interface Sample {
 }
 
 function measure(command: string, args: string[]): Sample {
+  // What earlier steps left unwritten (a device built, a tree removed) is flushed first, outside the timing: the
+  // disk's writeback then lands on nobody's figure.
+  spawnSync('sync');
   const result = spawnSync('/usr/bin/time', ['-f', '%e %M', command, ...args], { encoding: 'utf8' });
   const last = result.stderr.trim().split('\n').pop() ?? '';
   const [seconds, rss] = last.split(' ').map(Number);
@@ -180,29 +184,43 @@ async function main(): Promise<void> {
         const stick = path.join(media, `run${run}`);
         await fs.mkdir(dir);
         await fs.mkdir(stick);
+        // Who goes first alternates from run to run, so that neither side always finds the caches the other warmed.
+        const ferryFirst = run % 2 === 0;
         const bundle = path.join(stick, 'bundle');
-        exportFerry.push(measure('node', [ferryCli, 'export', '--repo', repo.dir, v2.name, bundle, '--tag', 'main']));
         const copy = path.join(stick, 'baseline');
-        exportBase.push(
-          sh(
-            `mkdir -p ${copy}/ostree_repo && ostree init --mode=archive --repo=${copy}/ostree_repo && ostree --repo=${copy}/ostree_repo pull-local ${repo.ostree.path} ${v2.commit} && mkdir -p ${copy}/apps && cp -r ${blobs} ${copy}/apps/`,
-          ),
-        );
+        const exports = [
+          () =>
+            exportFerry.push(
+              measure('node', [ferryCli, 'export', '--repo', repo.dir, v2.name, bundle, '--tag', 'main']),
+            ),
+          () =>
+            exportBase.push(
+              sh(
+                `mkdir -p ${copy}/ostree_repo && ostree init --mode=archive --repo=${copy}/ostree_repo && ostree --repo=${copy}/ostree_repo pull-local ${repo.ostree.path} ${v2.commit} && mkdir -p ${copy}/apps && cp -r ${blobs} ${copy}/apps/`,
+              ),
+            ),
+        ];
+        for (const step of ferryFirst ? exports : exports.reverse()) step();
         await fs.rm(copy, { recursive: true });
 
         const device = path.join(dir, 'device');
         await createSimDevice(device, repo, { target: 'bench-1' });
-        installFerry.push(
-          measure('node', [ferryCli, 'install', '--config', simConfigDir(device), '--src-dir', bundle]),
-        );
         const baseDevice = path.join(dir, 'base-device');
         await createSimDevice(baseDevice, repo, { target: 'bench-1' });
         const sysroot = path.join(baseDevice, 'sysroot');
-        installBase.push(
-          sh(
-            `ostree --repo=${sysroot}/ostree/repo pull-local --untrusted ${bundle}/ostree_repo ${v2.commit} && ostree admin --sysroot=${sysroot} deploy --os=lmp ${v2.commit} && sha256sum ${bundle}/apps/blobs/sha256/* >/dev/null`,
-          ),
-        );
+        const installs = [
+          () =>
+            installFerry.push(
+              measure('node', [ferryCli, 'install', '--config', simConfigDir(device), '--src-dir', bundle]),
+            ),
+          () =>
+            installBase.push(
+              sh(
+                `ostree --repo=${sysroot}/ostree/repo pull-local --untrusted ${bundle}/ostree_repo ${v2.commit} && ostree admin --sysroot=${sysroot} deploy --os=lmp ${v2.commit} && sha256sum ${bundle}/apps/blobs/sha256/* >/dev/null`,
+              ),
+            ),
+        ];
+        for (const step of ferryFirst ? installs : installs.reverse()) step();
         spawnSync('chattr', ['-R', '-i', dir], { stdio: 'ignore' });
         await fs.rm(dir, { recursive: true });
         await fs.rm(stick, { recursive: true });

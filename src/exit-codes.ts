@@ -387,6 +387,14 @@ export const OUTCOMES = {
     meaning: 'the exported bundle did not pass verification',
     next: 'report it: the factory repository may be damaged',
   },
+  MEDIA_WRITE_FAILED: {
+    exitCode: 59,
+    kind: 'failure',
+    commands: ['export'],
+    meaning:
+      'the bundle could not be written: the media (or the scratch space beside the factory) is full or failing; the export was undone',
+    next: 'free space or change the stick, then export again',
+  },
   APP_INVALID: {
     exitCode: 51,
     kind: 'failure',

@@ -12,8 +12,11 @@ import type { ImageRef } from './image-ref.js';
 export class AppsDir {
   readonly blobs: BlobStore;
 
-  constructor(readonly root: string) {
-    this.blobs = new BlobStore(path.join(root, 'blobs'));
+  constructor(
+    readonly root: string,
+    durability?: { readonly syncEachBlob: boolean },
+  ) {
+    this.blobs = new BlobStore(path.join(root, 'blobs'), durability);
   }
 
   appDir(app: string, digest: string): string {

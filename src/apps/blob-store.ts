@@ -20,7 +20,14 @@ export interface PutOptions {
  * whole blocks take no space in the copy.
  */
 export class BlobStore {
-  constructor(readonly dir: string) {}
+  /**
+   * `syncEachBlob: false` is for a store that is flushed whole once it is complete (a bundle on its media, synced by
+   * the export before it says done): one flush of the filesystem instead of one per blob.
+   */
+  constructor(
+    readonly dir: string,
+    private readonly durability: { readonly syncEachBlob: boolean } = { syncEachBlob: true },
+  ) {}
 
   pathOf(digest: string): string {
     return path.join(this.dir, 'sha256', hexOf(digest));
@@ -89,7 +96,7 @@ export class BlobStore {
     const limit = options.expectedSize;
     let file: SparseFile | undefined;
     try {
-      file = await SparseFile.create(temp, { mode: 0o644, sync: true });
+      file = await SparseFile.create(temp, { mode: 0o644, sync: this.durability.syncEachBlob });
       const out = file;
       await feed(async (chunk) => {
         size += chunk.length;

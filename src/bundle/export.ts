@@ -12,10 +12,12 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
 import { membersOfDirectory, writeTar } from '../apps/tar-pack.js';
-import { pathExists } from '../util/atomic-file.js';
+import { pathExists, syncDirectory } from '../util/atomic-file.js';
 import { processAlive } from '../util/process-alive.js';
 import { extractBundleArchive } from './bundle-archive.js';
-import { verifyBundle } from './verify-bundle.js';
+import { verifyBundleContent, verifyBundleMetadataOf, type VerifiedBundleMetadata } from './verify-bundle.js';
+import { syncFilesystem } from '../util/sync-filesystem.js';
+import { isNoSpace } from '../util/no-space.js';
 import { withGrowthProgress, type ProgressListener } from '../progress.js';
 import { bundleLayout, type BundleDir } from './bundle-dir.js';
 import { AppsDir } from '../apps/apps-dir.js';
@@ -102,31 +104,25 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
   try {
     const result = await exportBundleTree(repo, { ...options, destination: tree, scratchTree: true });
     const partial = `${options.destination}.partial`;
-    await packBundle(tree, partial, options.archive);
-    // With --read-back, verified as a device reads it: unpacked with every member check, then the whole bundle.
     try {
+      await packBundle(tree, partial, options.archive);
+      // With --read-back, verified as a device reads it: unpacked with every member check, then the whole bundle.
       if (options.readBack === true) {
-        await extractBundleArchive(partial, options.archive, verifyDir);
-        await verifyExport(
-          repo,
-          bundleLayout(verifyDir),
-          options.targetName,
-          result.commit,
-          options.now ?? new Date(),
-          true,
-        );
+        await extractBundleArchive(partial, options.archive, verifyDir).catch((error: unknown) => {
+          throw exportVerifyFailed(error, `the written ${options.archive}`);
+        });
+        const unpacked = bundleLayout(verifyDir);
+        const now = options.now ?? new Date();
+        const metadata = await verifyExportMetadata(repo, unpacked, options.targetName, result.commit, now);
+        await verifyExportContent(unpacked, metadata, true);
       }
+      await flushMedia(partial);
+      await fs.rename(partial, options.destination);
+      await syncDirectory(path.dirname(options.destination));
     } catch (error) {
       await fs.rm(partial, { force: true });
-      throw error instanceof FerryError && error.outcome === 'EXPORT_VERIFY_FAILED'
-        ? error
-        : new FerryError(
-            'EXPORT_VERIFY_FAILED',
-            `the written ${options.archive} failed verification: ${describeCause(error)}`,
-            { cause: error },
-          );
+      throw writeFailure(error);
     }
-    await fs.rename(partial, options.destination);
     return { ...result, destination: options.destination };
   } finally {
     await fs.rm(tree, { recursive: true, force: true });
@@ -288,57 +284,46 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
   // its check pulls on top of. Never on the media, which gets only the delta.
   const baseScratch = baseCommit === undefined ? undefined : await scratchDir(repo, 'base');
   try {
-    const rootFiles = await repo.rootFiles();
-    for (const file of rootFiles) await fs.copyFile(file, path.join(nextTuf, path.basename(file)));
-    const published = await repo.publishTargets(targets, expires);
-    await fs.writeFile(path.join(nextTuf, 'targets.json'), serializeMetadata(published.targets));
-    await fs.writeFile(path.join(nextTuf, 'snapshot.json'), serializeMetadata(published.snapshot));
-    await fs.writeFile(path.join(nextTuf, 'timestamp.json'), serializeMetadata(published.timestamp));
-
-    const settings = await repo.settings();
-    const bundleVersion = settings.bundleVersion + 1;
-    await repo.saveSettings({ ...settings, bundleVersion });
-    const bundleTargets = signBundleTargets(
-      {
-        _type: 'bundle',
-        expires,
-        version: bundleVersion,
-        'x-ferry-bundle': {
-          type: options.type,
-          tag: bundleTags[0]!,
-          ...(bundleTags.length > 1 ? { tags: bundleTags } : {}),
-          targets: names,
-          ...(baseCommit === undefined ? {} : { base: { target: options.fromTarget!, commit: baseCommit } }),
-          // Signed with the rest: devices without a working clock take it as a lower bound for the time.
-          signedAt: formatExpires(now),
-        },
-      },
-      await repo.keys.load('targets'),
-    );
-    await fs.writeFile(path.join(nextTuf, BUNDLE_TARGETS_FILE), serializeMetadata(bundleTargets));
-
-    if (mode !== 'tuf-only') {
-      // The rootfs (ostree, a child process) and the app blobs (hashed here as they are copied) are written at the
-      // same time: two cores, and the media busy all along.
-      // Both finish before a failure is handled: nothing may still be writing while a failed export is cleared away.
-      const copies = await Promise.allSettled([
-        copyRootfs(repo, bundle, options, commit, previous === undefined, baseScratch, baseCommit),
-        copyApps(repo, bundle, options, targets, entry),
-      ]);
-      for (const copy of copies) if (copy.status === 'rejected') throw copy.reason;
-    }
-
-    const offlineSignaturesMissing = await verifyExport(
-      repo,
-      { ...bundle, tufDir: nextTuf },
-      options.targetName,
-      commit,
+    // The rootfs copy is the long pole, so it starts first; the metadata is signed and checked from the trusted
+    // root while ostree copies, and the app blobs are copied (hashed on the way) on the other core. Everything
+    // settles before a failure is handled: nothing may still be writing while a failed export is cleared away.
+    const signed = signBundleMetadata(repo, nextTuf, {
+      targets,
+      expires,
+      type: options.type,
+      tags: bundleTags,
+      names,
+      base: baseCommit === undefined ? undefined : { target: options.fromTarget!, commit: baseCommit },
       now,
-      options.readBack === true && options.archive === undefined,
-      baseScratch === undefined
-        ? undefined
-        : { ostreeRepo: path.join(baseScratch, 'repo'), hasLayer: (digest) => repo.apps.blobs.has(digest) },
-    );
+    }).then(async (rootVersions) => ({
+      rootVersions,
+      verified: await verifyExportMetadata(repo, { ...bundle, tufDir: nextTuf }, options.targetName, commit, now),
+    }));
+    const copies =
+      mode === 'tuf-only'
+        ? []
+        : [
+            copyRootfs(repo, bundle, options, commit, previous === undefined, baseScratch, baseCommit),
+            copyApps(repo, bundle, options, targets, entry),
+          ];
+    const [metadata, ...copied] = await Promise.allSettled([signed, ...copies]);
+    for (const outcome of [metadata!, ...copied]) if (outcome.status === 'rejected') throw outcome.reason;
+    const { rootVersions, verified } = (metadata as PromiseFulfilledResult<Awaited<typeof signed>>).value;
+
+    await Promise.all([
+      mode === 'tuf-only' ? undefined : bundle.ostreeRepo.setRef(options.targetName, commit),
+      verifyExportContent(
+        { ...bundle, tufDir: nextTuf },
+        verified,
+        options.readBack === true && options.archive === undefined,
+        baseScratch === undefined
+          ? undefined
+          : { ostreeRepo: path.join(baseScratch, 'repo'), hasLayer: (digest) => repo.apps.blobs.has(digest) },
+      ),
+    ]);
+    // ostree and the blob copies wrote without syncing each file: the media is flushed once, here, before the
+    // bundle counts as written. A scratch tree is not the media; its archive is flushed when it is packed.
+    if (options.scratchTree !== true) await flushMedia(options.destination);
     if (previous !== undefined) await swapDirectory(nextTuf, bundle.tufDir);
     return {
       target: options.targetName,
@@ -346,18 +331,65 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
       commit,
       expires,
       destination: options.destination,
-      rootVersions: rootFiles.length,
-      offlineSignaturesMissing,
+      rootVersions,
+      offlineSignaturesMissing: verified.bundle.offlineSignaturesMissing,
     };
   } catch (error) {
     // Leave no half-written bundle behind for someone to carry to a device; an existing one keeps its metadata.
     if (previous === undefined) await removeContents(options.destination);
     else await fs.rm(nextTuf, { recursive: true, force: true });
-    if (error instanceof FerryError) throw error;
-    throw new FerryError('INTERNAL_ERROR', `export failed: ${describeCause(error)}`, { cause: error });
+    throw writeFailure(error);
   } finally {
     if (baseScratch !== undefined) await fs.rm(baseScratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * Writes the bundle's tuf/: the factory's root versions, targets, snapshot and timestamp re-signed to `expires`,
+ * and bundle-targets.json naming what the stick carries. Returns how many root versions it holds.
+ */
+async function signBundleMetadata(
+  repo: FactoryRepo,
+  tufDir: string,
+  bundle: {
+    targets: Awaited<ReturnType<FactoryRepo['targets']>>;
+    expires: string;
+    type: BundleType;
+    tags: readonly string[];
+    names: readonly string[];
+    base: { target: string; commit: string } | undefined;
+    now: Date;
+  },
+): Promise<number> {
+  const rootFiles = await repo.rootFiles();
+  for (const file of rootFiles) await fs.copyFile(file, path.join(tufDir, path.basename(file)));
+  const published = await repo.publishTargets(bundle.targets, bundle.expires);
+  await fs.writeFile(path.join(tufDir, 'targets.json'), serializeMetadata(published.targets));
+  await fs.writeFile(path.join(tufDir, 'snapshot.json'), serializeMetadata(published.snapshot));
+  await fs.writeFile(path.join(tufDir, 'timestamp.json'), serializeMetadata(published.timestamp));
+
+  const settings = await repo.settings();
+  const bundleVersion = settings.bundleVersion + 1;
+  await repo.saveSettings({ ...settings, bundleVersion });
+  const bundleTargets = signBundleTargets(
+    {
+      _type: 'bundle',
+      expires: bundle.expires,
+      version: bundleVersion,
+      'x-ferry-bundle': {
+        type: bundle.type,
+        tag: bundle.tags[0]!,
+        ...(bundle.tags.length > 1 ? { tags: [...bundle.tags] } : {}),
+        targets: [...bundle.names],
+        ...(bundle.base === undefined ? {} : { base: bundle.base }),
+        // Signed with the rest: devices without a working clock take it as a lower bound for the time.
+        signedAt: formatExpires(bundle.now),
+      },
+    },
+    await repo.keys.load('targets'),
+  );
+  await fs.writeFile(path.join(tufDir, BUNDLE_TARGETS_FILE), serializeMetadata(bundleTargets));
+  return rootFiles.length;
 }
 
 /**
@@ -382,7 +414,10 @@ async function swapDirectory(next: string, dir: string): Promise<void> {
   await fs.rm(old, { recursive: true, force: true });
 }
 
-/** The target's commit and all it reaches, from the factory repo into the bundle's; for a delta, minus the base. */
+/**
+ * The target's commit and all it reaches, from the factory repo into the bundle's; for a delta, minus the base. The
+ * ref that names it is set once the content is checked.
+ */
 async function copyRootfs(
   repo: FactoryRepo,
   bundle: BundleDir,
@@ -402,9 +437,9 @@ async function copyRootfs(
       target: options.targetName,
     },
     options.progress,
-    () => bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false }),
+    // The media is flushed once when everything is written (see exportBundleTree); a scratch tree never is.
+    () => bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false, disableFsync: true }),
   );
-  await bundle.ostreeRepo.setRef(options.targetName, commit);
   if (baseScratch !== undefined) {
     const baseRepo = await OstreeRepo.create(path.join(baseScratch, 'repo'), 'archive');
     await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false });
@@ -428,7 +463,8 @@ async function copyApps(
   targets: Awaited<ReturnType<FactoryRepo['targets']>>,
   entry: { hashes: Record<string, string>; custom?: Record<string, unknown> },
 ): Promise<void> {
-  const apps = new AppsDir(bundle.appsDir);
+  // Flushed once with the rest of the media, not blob by blob.
+  const apps = new AppsDir(bundle.appsDir, { syncEachBlob: false });
   await fs.mkdir(apps.root, { recursive: true });
   const verifiedApps = await verifyApps(repo.apps, appsOf(options.targetName, entry), 'factory apps/').catch(
     (error: unknown) => {
@@ -481,32 +517,72 @@ async function removeContents(dir: string): Promise<void> {
     await fs.rm(path.join(dir, name), { recursive: true, force: true });
 }
 
-/** Verifies the written bundle as a fresh device would: from 1.root.json, through tuf-js, then all its content. */
-async function verifyExport(
+/** Verifies the written metadata as a fresh device would: from 1.root.json, through tuf-js. */
+async function verifyExportMetadata(
   repo: FactoryRepo,
   bundle: BundleDir,
   targetName: string,
   commit: string,
   now: Date,
-  readBack: boolean,
-  baseContent?: { ostreeRepo: string; hasLayer: (digest: string) => Promise<boolean> },
-): Promise<number> {
+): Promise<VerifiedBundleMetadata> {
   try {
     // Offline countersignatures are added after the export (bundle sign): here they are only counted.
-    const verified = await verifyBundle(bundle, {
+    const verified = await verifyBundleMetadataOf(bundle, {
       trustedRoot: (await repo.rootFiles())[0]!,
       now,
       offlineSignatures: 'count',
-      readBack,
-      ...(baseContent ? { baseContent } : {}),
     });
     const target = verified.targets.find((candidate) => candidate.name === targetName);
     if (target === undefined || target.commit !== commit)
       throw new Error(`target "${targetName}" is not verifiable in the written metadata`);
-    return verified.bundle.offlineSignaturesMissing;
+    return verified;
   } catch (error) {
-    throw new FerryError('EXPORT_VERIFY_FAILED', `the written bundle failed verification: ${describeCause(error)}`, {
-      cause: error,
-    });
+    throw exportVerifyFailed(error);
   }
+}
+
+/** Then the content that metadata names, on the media: every target's commit and every app's digest chain. */
+async function verifyExportContent(
+  bundle: BundleDir,
+  verified: VerifiedBundleMetadata,
+  readBack: boolean,
+  baseContent?: { ostreeRepo: string; hasLayer: (digest: string) => Promise<boolean> },
+): Promise<void> {
+  try {
+    await verifyBundleContent(bundle, verified, { readBack, ...(baseContent ? { baseContent } : {}) });
+  } catch (error) {
+    throw exportVerifyFailed(error);
+  }
+}
+
+function exportVerifyFailed(error: unknown, what = 'the written bundle'): FerryError {
+  if (error instanceof FerryError && error.outcome === 'EXPORT_VERIFY_FAILED') return error;
+  return new FerryError('EXPORT_VERIFY_FAILED', `${what} failed verification: ${describeCause(error)}`, {
+    cause: error,
+  });
+}
+
+/** Makes what was written to the media durable: one flush of its filesystem (see exportBundleTree). */
+async function flushMedia(target: string): Promise<void> {
+  try {
+    await syncFilesystem(target);
+  } catch (error) {
+    throw new FerryError(
+      'MEDIA_WRITE_FAILED',
+      `what was written to ${target} could not be flushed to the media (${describeCause(error)}); the export was undone`,
+      { cause: error },
+    );
+  }
+}
+
+/** A full disk is the operator's to fix, not a bug: it gets its own code. Anything else unforeseen is a bug. */
+function writeFailure(error: unknown): FerryError {
+  if (error instanceof FerryError) return error;
+  if (isNoSpace(error))
+    return new FerryError(
+      'MEDIA_WRITE_FAILED',
+      `no space left while the bundle was written (${describeCause(error)}); the export was undone`,
+      { cause: error },
+    );
+  return new FerryError('INTERNAL_ERROR', `export failed: ${describeCause(error)}`, { cause: error });
 }

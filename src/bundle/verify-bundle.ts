@@ -21,6 +21,39 @@ export interface BundleVerification {
   readonly sizeBytes: number | undefined;
 }
 
+/** What the metadata of a bundle says, verified: the part of a bundle check that reads only its tuf/. */
+export interface VerifiedBundleMetadata {
+  readonly rootVersion: number;
+  readonly bundle: BundleTargets;
+  readonly targets: readonly Target[];
+}
+
+export interface BundleMetadataOptions {
+  readonly trustedRoot: string;
+  readonly now?: Date;
+  readonly offlineSignatures?: 'require' | 'count';
+}
+
+export interface BundleContentOptions {
+  /** Bytes of app blobs checked so far, for bars or a dashboard. */
+  readonly progress?: ProgressListener | undefined;
+  /**
+   * For a delta bundle, where its base's content is: a repo holding the base commit (then every object of the
+   * target is checked by an untrusted pull on top of it) and the layers it has. Without it, the objects and blobs
+   * the bundle holds are checked, and what it leaves to the base is taken as the device's to have.
+   */
+  readonly baseContent?: {
+    readonly ostreeRepo: string;
+    readonly hasLayer: (digest: string) => Promise<boolean>;
+  };
+  /**
+   * Re-read every byte of content: `ostree fsck` and each blob against its digest (the default, for `verify`).
+   * An export that hashed the blobs while it wrote them checks only the metadata and the digest chain, so that
+   * the media is written once and never read twice.
+   */
+  readonly readBack?: boolean;
+}
+
 /**
  * Checks a whole bundle the way a device would take it, and more: the metadata from `trustedRoot` through every
  * newer root (tuf-js), expiry at `now`, bundle-targets.json against the newest root's targets keys; then every
@@ -29,29 +62,19 @@ export interface BundleVerification {
  */
 export async function verifyBundle(
   bundle: BundleDir,
-  options: {
-    readonly trustedRoot: string;
-    readonly now?: Date;
-    readonly offlineSignatures?: 'require' | 'count';
-    /** Bytes of app blobs checked so far, for bars or a dashboard. */
-    readonly progress?: ProgressListener | undefined;
-    /**
-     * For a delta bundle, where its base's content is: a repo holding the base commit (then every object of the
-     * target is checked by an untrusted pull on top of it) and the layers it has. Without it, the objects and blobs
-     * the bundle holds are checked, and what it leaves to the base is taken as the device's to have.
-     */
-    readonly baseContent?: {
-      readonly ostreeRepo: string;
-      readonly hasLayer: (digest: string) => Promise<boolean>;
-    };
-    /**
-     * Re-read every byte of content: `ostree fsck` and each blob against its digest (the default, for `verify`).
-     * An export that hashed the blobs while it wrote them checks only the metadata and the digest chain, so that
-     * the media is written once and never read twice.
-     */
-    readonly readBack?: boolean;
-  },
+  options: BundleMetadataOptions & BundleContentOptions,
 ): Promise<BundleVerification> {
+  return verifyBundleContent(bundle, await verifyBundleMetadataOf(bundle, options), options);
+}
+
+/**
+ * The first half of verifyBundle: tuf/ alone, from `trustedRoot`. An export runs it while its content is still
+ * being written.
+ */
+export async function verifyBundleMetadataOf(
+  bundle: BundleDir,
+  options: BundleMetadataOptions,
+): Promise<VerifiedBundleMetadata> {
   const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-verify-'));
   try {
     try {
@@ -74,69 +97,72 @@ export async function verifyBundle(
         `bundle-targets.json names targets that do not verify: ${verified.unusable.join('; ')}`,
       );
     }
-    for (const target of verified.targets) {
-      if (!(await bundle.ostreeRepo.hasCommitObject(target.commit)))
-        throw new FerryError(
-          'CONTENT_MISSING',
-          `ostree_repo/ lacks commit ${target.commit} of target "${target.name}"`,
-        );
-    }
-    const base = verified.bundle.base;
-    const readBack = options.readBack ?? true;
-    try {
-      if (base === undefined) {
-        if (readBack) await bundle.ostreeRepo.fsck();
-      } else await verifyDeltaObjects(bundle, verified.targets, base.commit, options.baseContent?.ostreeRepo);
-    } catch (error) {
-      throw new FerryError(
-        'CONTENT_VERIFICATION_FAILED',
-        `ostree_repo/ failed ${base === undefined ? 'fsck' : 'verification'}: ${describeCause(error)}`,
-        { cause: error },
-      );
-    }
-    const layerElsewhere = base === undefined ? undefined : (options.baseContent?.hasLayer ?? (async () => true));
-    const apps = new AppsDir(bundle.appsDir);
-    const checked = new Set<string>();
-    const toCheck = new Map<string, number>();
-    const verifiedApps = [];
-    for (const target of verified.targets) {
-      for (const app of await verifyApps(apps, target.apps, 'apps/', layerElsewhere)) {
-        verifiedApps.push({ target: target.name, app });
-        for (const image of app.images) for (const blob of image.blobs) toCheck.set(blob.digest, blob.size);
-      }
-    }
-    const total = [...toCheck.values()].reduce((sum, size) => sum + size, 0);
-    let bytes = 0;
-    options.progress?.({ phase: 'verify', bytes, total });
-    for (const { target, app } of readBack ? verifiedApps : []) {
-      for (const image of app.images) {
-        for (const blob of image.blobs) {
-          if (checked.has(blob.digest)) continue;
-          // A layer a delta leaves to its base was accepted by verifyApps as being there already.
-          if (layerElsewhere !== undefined && !(await apps.blobs.has(blob.digest))) continue;
-          if (!(await apps.blobs.has(blob.digest)))
-            throw new FerryError('CONTENT_MISSING', `apps/blobs/sha256/${blob.digest.slice(7)} is missing`);
-          if (!(await apps.blobs.verify(blob.digest, blob.size)))
-            throw new FerryError(
-              'BLOB_MISMATCH',
-              `apps/blobs/sha256/${blob.digest.slice(7)} does not match its digest`,
-            );
-          checked.add(blob.digest);
-          bytes += blob.size;
-          options.progress?.({ phase: 'verify', bytes, total, target, app: app.name });
-        }
-      }
-    }
-    return {
-      rootVersion: verified.rootVersion,
-      bundle: verified.bundle,
-      targets: verified.targets,
-      blobsChecked: checked.size,
-      sizeBytes: readBack ? await treeBytes(bundle.root) : undefined,
-    };
+    return { rootVersion: verified.rootVersion, bundle: verified.bundle, targets: verified.targets };
   } finally {
     await fs.rm(trustedDir, { recursive: true, force: true });
   }
+}
+
+/** The second half of verifyBundle: the content the verified metadata names, on the stick. */
+export async function verifyBundleContent(
+  bundle: BundleDir,
+  verified: VerifiedBundleMetadata,
+  options: BundleContentOptions,
+): Promise<BundleVerification> {
+  for (const target of verified.targets) {
+    if (!(await bundle.ostreeRepo.hasCommitObject(target.commit)))
+      throw new FerryError('CONTENT_MISSING', `ostree_repo/ lacks commit ${target.commit} of target "${target.name}"`);
+  }
+  const base = verified.bundle.base;
+  const readBack = options.readBack ?? true;
+  try {
+    if (base === undefined) {
+      if (readBack) await bundle.ostreeRepo.fsck();
+    } else await verifyDeltaObjects(bundle, verified.targets, base.commit, options.baseContent?.ostreeRepo);
+  } catch (error) {
+    throw new FerryError(
+      'CONTENT_VERIFICATION_FAILED',
+      `ostree_repo/ failed ${base === undefined ? 'fsck' : 'verification'}: ${describeCause(error)}`,
+      { cause: error },
+    );
+  }
+  const layerElsewhere = base === undefined ? undefined : (options.baseContent?.hasLayer ?? (async () => true));
+  const apps = new AppsDir(bundle.appsDir);
+  const checked = new Set<string>();
+  const toCheck = new Map<string, number>();
+  const verifiedApps = [];
+  for (const target of verified.targets) {
+    for (const app of await verifyApps(apps, target.apps, 'apps/', layerElsewhere)) {
+      verifiedApps.push({ target: target.name, app });
+      for (const image of app.images) for (const blob of image.blobs) toCheck.set(blob.digest, blob.size);
+    }
+  }
+  const total = [...toCheck.values()].reduce((sum, size) => sum + size, 0);
+  let bytes = 0;
+  options.progress?.({ phase: 'verify', bytes, total });
+  for (const { target, app } of readBack ? verifiedApps : []) {
+    for (const image of app.images) {
+      for (const blob of image.blobs) {
+        if (checked.has(blob.digest)) continue;
+        // A layer a delta leaves to its base was accepted by verifyApps as being there already.
+        if (layerElsewhere !== undefined && !(await apps.blobs.has(blob.digest))) continue;
+        if (!(await apps.blobs.has(blob.digest)))
+          throw new FerryError('CONTENT_MISSING', `apps/blobs/sha256/${blob.digest.slice(7)} is missing`);
+        if (!(await apps.blobs.verify(blob.digest, blob.size)))
+          throw new FerryError('BLOB_MISMATCH', `apps/blobs/sha256/${blob.digest.slice(7)} does not match its digest`);
+        checked.add(blob.digest);
+        bytes += blob.size;
+        options.progress?.({ phase: 'verify', bytes, total, target, app: app.name });
+      }
+    }
+  }
+  return {
+    rootVersion: verified.rootVersion,
+    bundle: verified.bundle,
+    targets: verified.targets,
+    blobsChecked: checked.size,
+    sizeBytes: readBack ? await treeBytes(bundle.root) : undefined,
+  };
 }
 
 /**

@@ -25,6 +25,7 @@ import {
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
 import { ToolError } from '../util/tool.js';
+import { isNoSpace } from '../util/no-space.js';
 import { Journal } from './journal.js';
 import { planInstall, planRun, type InstallDecision } from './plan.js';
 import { undoInterruptedInstall } from './recover.js';
@@ -182,17 +183,6 @@ function noSpaceOr(error: unknown): unknown {
     `the filesystem filled up while the update was copied (${describeCause(error)}); what was copied was removed`,
     { cause: error },
   );
-}
-
-function isNoSpace(error: unknown): boolean {
-  for (let cause = error, depth = 0; cause !== undefined && depth < 8; depth++) {
-    if ((cause as NodeJS.ErrnoException).code === 'ENOSPC') return true;
-    if (cause instanceof ToolError && /No space left on device|min-free-space.* would be exceeded/i.test(cause.stderr))
-      return true;
-    if (cause instanceof Error && /ENOSPC|No space left on device/.test(cause.message)) return true;
-    cause = cause instanceof Error ? cause.cause : undefined;
-  }
-  return false;
 }
 
 function pullFailure(name: string, error: unknown): FerryError {
