@@ -287,6 +287,13 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
     // The rootfs copy is the long pole, so it starts first; the metadata is signed and checked from the trusted
     // root while ostree copies, and the app blobs are copied (hashed on the way) on the other core. Everything
     // settles before a failure is handled: nothing may still be writing while a failed export is cleared away.
+    const copies =
+      mode === 'tuf-only'
+        ? []
+        : [
+            copyRootfs(repo, bundle, options, commit, previous === undefined, baseScratch, baseCommit),
+            copyApps(repo, bundle, options, targets, entry),
+          ];
     const signed = signBundleMetadata(repo, nextTuf, {
       targets,
       expires,
@@ -299,18 +306,12 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
       rootVersions,
       verified: await verifyExportMetadata(repo, { ...bundle, tufDir: nextTuf }, options.targetName, commit, now),
     }));
-    const copies =
-      mode === 'tuf-only'
-        ? []
-        : [
-            copyRootfs(repo, bundle, options, commit, previous === undefined, baseScratch, baseCommit),
-            copyApps(repo, bundle, options, targets, entry),
-          ];
     const [metadata, ...copied] = await Promise.allSettled([signed, ...copies]);
     for (const outcome of [metadata!, ...copied]) if (outcome.status === 'rejected') throw outcome.reason;
     const { rootVersions, verified } = (metadata as PromiseFulfilledResult<Awaited<typeof signed>>).value;
 
-    await Promise.all([
+    // The ref is set while the content is checked; both settle before a failure is handled, as above.
+    const checked = await Promise.allSettled([
       mode === 'tuf-only' ? undefined : bundle.ostreeRepo.setRef(options.targetName, commit),
       verifyExportContent(
         { ...bundle, tufDir: nextTuf },
@@ -321,6 +322,7 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
           : { ostreeRepo: path.join(baseScratch, 'repo'), hasLayer: (digest) => repo.apps.blobs.has(digest) },
       ),
     ]);
+    for (const outcome of checked) if (outcome.status === 'rejected') throw outcome.reason;
     // ostree and the blob copies wrote without syncing each file: the media is flushed once, here, before the
     // bundle counts as written. A scratch tree is not the media; its archive is flushed when it is packed.
     if (options.scratchTree !== true) await flushMedia(options.destination);
@@ -442,7 +444,8 @@ async function copyRootfs(
   );
   if (baseScratch !== undefined) {
     const baseRepo = await OstreeRepo.create(path.join(baseScratch, 'repo'), 'archive');
-    await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false });
+    // Scratch, removed after the export: nothing to make durable.
+    await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false, disableFsync: true });
     await removeObjectsOf(path.join(baseRepo.path, 'objects'), path.join(bundle.ostreeRepo.path, 'objects'), commit);
   }
   // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
