@@ -7,8 +7,8 @@
  * and the size of a delta bundle (export --from) for a one-package change, against the full bundle.
  * Bundles are written to another filesystem than the factory (a tmpfs standing in for the stick), as in the field.
  * Wall time and peak RSS come from GNU time; each command runs several times (after one untimed warm-up copy), ferry
- * and baseline taking turns to go first, with the disk flushed before each, and the median is kept. The data is generated deterministically, so every
- * run measures the same bytes.
+ * and baseline taking turns to go first, with the disk flushed before each, and the median is kept. The data is
+ * generated deterministically, so every run measures the same bytes.
  */
 import { spawnSync } from 'node:child_process';
 import { createPublicKey, verify } from 'node:crypto';

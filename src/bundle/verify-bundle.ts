@@ -12,20 +12,17 @@ import type { BundleDir } from './bundle-dir.js';
 import { OstreeRepo, verifyArchiveObjects } from '../ostree/ostree-repo.js';
 import type { ProgressListener } from '../progress.js';
 
-export interface BundleVerification {
-  readonly rootVersion: number;
-  readonly bundle: BundleTargets;
-  readonly targets: readonly Target[];
-  readonly blobsChecked: number;
-  /** The bundle's size on the media; counted only when it is read back (an export knows what it wrote). */
-  readonly sizeBytes: number | undefined;
-}
-
 /** What the metadata of a bundle says, verified: the part of a bundle check that reads only its tuf/. */
 export interface VerifiedBundleMetadata {
   readonly rootVersion: number;
   readonly bundle: BundleTargets;
   readonly targets: readonly Target[];
+}
+
+export interface BundleVerification extends VerifiedBundleMetadata {
+  readonly blobsChecked: number;
+  /** The bundle's size on the media; counted only when it is read back (an export knows what it wrote). */
+  readonly sizeBytes: number | undefined;
 }
 
 export interface BundleMetadataOptions {
@@ -157,9 +154,7 @@ export async function verifyBundleContent(
     }
   }
   return {
-    rootVersion: verified.rootVersion,
-    bundle: verified.bundle,
-    targets: verified.targets,
+    ...verified,
     blobsChecked: checked.size,
     sizeBytes: readBack ? await treeBytes(bundle.root) : undefined,
   };
