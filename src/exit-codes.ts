@@ -228,7 +228,7 @@ export const OUTCOMES = {
     kind: 'failure',
     commands: ['install'],
     meaning: 'another install is pending: it waits for a reboot and run',
-    next: 'reboot, then run',
+    next: 'run (it completes the pending update, or says 100 if the reboot is still to come), then install again',
   },
   LOCKED: {
     exitCode: 31,

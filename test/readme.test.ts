@@ -43,6 +43,31 @@ test('the README script snippet is valid sh and handles every exit code install 
   }
 });
 
+test('the README script snippet finishes a pending install (30) with run, then installs again: no reboot asked', async () => {
+  const readme = await fs.readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const script = readme
+    .slice(readme.indexOf('<!-- script:start -->'), readme.indexOf('<!-- script:end -->'))
+    .replace(/^[\s\S]*?```sh\n/, '')
+    .replace(/```[\s\S]*$/, '');
+  // A device whose earlier install waits: install answers 30 until run has finished it, then 0.
+  const device = `
+calls=''
+ferry() {
+  calls="$calls $1"
+  case $1 in
+    install) case $calls in *run*) return 0 ;; *) return 30 ;; esac ;;
+    run) return 0 ;;
+  esac
+}
+ferry_update /media/bundle
+echo "exit $? calls$calls"
+`;
+  const result = spawnSync('sh', ['-c', `${script}\n${device}`], { encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+  assert.match(result.stdout, /exit 0 calls install run install$/m, result.stdout);
+  assert.doesNotMatch(result.stdout, /reboot/, result.stdout);
+});
+
 test('the README lists every journaled step of src/lifecycle/steps.ts, with what it does', async () => {
   const readme = await fs.readFile(new URL('../../README.md', import.meta.url), 'utf8');
   const rows = readme.split('\n').filter((line) => /^\| `(install|run|recover)\./.test(line));
