@@ -330,4 +330,24 @@ describe('progress', () => {
     assert.ok(events.every((event, i) => i === 0 || event['seconds'] >= events[i - 1]!['seconds']));
     assert.equal(events.at(-1)!['seconds'], 3);
   });
+
+  test('verify of a delta bundle ends complete: the layers it leaves to its base count as done', async () => {
+    const delta = path.join(await tempDir('progress-delta'), 'bundle');
+    const exported = await cli(
+      'export',
+      factory.targets.heartbeatV2,
+      delta,
+      '--repo',
+      factory.repo.dir,
+      '--tag',
+      TAG,
+      '--from',
+      factory.targets.base,
+    );
+    assert.equal(exported.code, 0, exported.stderr);
+    const events = await progressEvents(async (fd) => (await cli('verify', delta, '--progress-fd', String(fd))).code);
+    const last = events.at(-1)!;
+    assert.ok(last['total'] > 0);
+    assert.equal(last['bytes'], last['total']);
+  });
 });
