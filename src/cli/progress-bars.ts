@@ -25,6 +25,8 @@ export function formatDuration(seconds: number): string {
 const RATE_WINDOW_MS = 5000;
 /** A rate from less time than this would be a guess (one burst looks like hundreds of GiB/s). */
 const RATE_MIN_SPAN_MS = 1000;
+/** No sample for this long: the copy is stalled, not between two samples. */
+const RATE_STALL_MS = 2000;
 
 /** One phase on the screen: how far it is, and the recent samples its rate and ETA are taken from. */
 class PhaseLine {
@@ -45,19 +47,25 @@ class PhaseLine {
     return this.done >= this.total;
   }
 
-  /** Units per second over the last few seconds, or undefined while there is too little to tell. */
+  /**
+   * Units per second over the last few seconds, or undefined while there is too little to tell. Up to the last
+   * sample, unless none came for a while: then up to now, so that a stalled copy shows its rate falling.
+   */
   private rate(now: number): number | undefined {
     const first = this.samples[0];
-    if (first === undefined || now - first.at < RATE_MIN_SPAN_MS) return undefined;
-    return (this.done - first.done) / ((now - first.at) / 1000);
+    const last = this.samples.at(-1);
+    if (first === undefined || last === undefined) return undefined;
+    const end = now - last.at > RATE_STALL_MS ? now : last.at;
+    if (end - first.at < RATE_MIN_SPAN_MS) return undefined;
+    return (last.done - first.done) / ((end - first.at) / 1000);
   }
 
   text(now: number, width: number): string {
     const percent = Math.floor((100 * Math.min(this.done, this.total)) / this.total);
     const tail = `${String(percent).padStart(3)}% | ${this.phase === 'testing' ? this.testingText() : this.bytesText(now)}`;
-    // The bar takes what the terminal leaves, within bounds; the line is never wider than the terminal, since a
-    // wrapped line would throw off where the next redraw starts.
-    const barWidth = Math.max(MIN_BAR_WIDTH, Math.min(MAX_BAR_WIDTH, width - 1 - 11 - tail.length));
+    // Every line's bar is as wide, from what the terminal leaves beside the longest text; the line is never wider
+    // than the terminal, since a wrapped line would throw off where the next redraw starts.
+    const barWidth = Math.max(MIN_BAR_WIDTH, Math.min(MAX_BAR_WIDTH, width - 1 - 11 - TEXT_ROOM));
     return `${this.phase.padEnd(7)} [${drawBar(this.done / this.total, barWidth)}] ${tail}`.slice(
       0,
       Math.max(1, width - 1),
@@ -81,6 +89,8 @@ class PhaseLine {
 
 const MAX_BAR_WIDTH = 40;
 const MIN_BAR_WIDTH = 10;
+/** Room for the longest text beside a bar: " 42% | 1023.9 MiB of 1023.9 MiB | 1023.9 MiB/s | ETA 59m59s". */
+const TEXT_ROOM = 60;
 
 /** A full bar only when the phase is: the filled part rounds down. */
 function drawBar(fraction: number, width: number): string {
