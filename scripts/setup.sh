@@ -17,6 +17,7 @@ declare -A PACKAGES=(
   [runc]=runc
   [time]=/usr/bin/time
   [faketime]=faketime
+  [tmux]=tmux
 )
 
 missing=()

@@ -1,52 +1,31 @@
 import { writeSync } from 'node:fs';
-import { treeBytes } from './device/free-space.js';
 
 /**
- * Progress of the long steps (copying apps, pulling a rootfs, checking a bundle), in bytes. The code that copies
- * only reports events; how they are shown (bars on a terminal, JSON lines for a factory dashboard, nothing) is the
- * command line's business.
+ * Progress of the long steps (copying apps, pulling a rootfs, checking a bundle, the testing window). The code that
+ * does the work only reports events; how they are shown (bars on a terminal, JSON lines for a factory dashboard,
+ * nothing) is the command line's business.
  */
-export interface ProgressEvent {
-  /** What is being done: `apps`, `rootfs`, `verify`… */
-  readonly phase: string;
+export type ProgressEvent = ByteProgress | TestingProgress;
+
+/** A copy or a check, in bytes. A phase with nothing to do reports a total of 0. */
+export interface ByteProgress {
+  /** What is being done: `apps`, `rootfs`, `verify`. */
+  readonly phase: 'apps' | 'rootfs' | 'verify';
   readonly bytes: number;
   readonly total: number;
   readonly target?: string;
   readonly app?: string;
 }
 
-export type ProgressListener = (event: ProgressEvent) => void;
-
-/**
- * For a step that reports no progress of its own (an `ostree pull-local`): the bytes that have appeared under `dir`
- * are sampled twice a second until `work` settles, then the phase is reported complete.
- */
-export async function withGrowthProgress<T>(
-  dir: string,
-  event: Omit<ProgressEvent, 'bytes'>,
-  listener: ProgressListener | undefined,
-  work: () => Promise<T>,
-): Promise<T> {
-  if (listener === undefined) return work();
-  const base = await treeBytes(dir);
-  listener({ ...event, bytes: 0 });
-  let sampling = false;
-  const timer = setInterval(() => {
-    if (sampling) return;
-    sampling = true;
-    void treeBytes(dir)
-      .then((bytes) => listener({ ...event, bytes: Math.min(event.total, Math.max(0, bytes - base)) }))
-      .catch(() => undefined)
-      .finally(() => (sampling = false));
-  }, 500);
-  try {
-    const result = await work();
-    listener({ ...event, bytes: event.total });
-    return result;
-  } finally {
-    clearInterval(timer);
-  }
+/** The testing window of `run`, in seconds: how much of it has passed, of how long it is. */
+export interface TestingProgress {
+  readonly phase: 'testing';
+  readonly seconds: number;
+  readonly total: number;
+  readonly target?: string;
 }
+
+export type ProgressListener = (event: ProgressEvent) => void;
 
 /** Writes each event as one JSON line to an open file descriptor (`--progress-fd N`). */
 export function jsonLinesProgress(fd: number): ProgressListener {

@@ -18,7 +18,8 @@ import { extractBundleArchive } from './bundle-archive.js';
 import { verifyBundleContent, verifyBundleMetadataOf, type VerifiedBundleMetadata } from './verify-bundle.js';
 import { syncFilesystem } from '../util/sync-filesystem.js';
 import { isNoSpace } from '../util/no-space.js';
-import { withGrowthProgress, type ProgressListener } from '../progress.js';
+import type { ProgressListener } from '../progress.js';
+import { withPullProgress } from '../ostree/pull-progress.js';
 import { bundleLayout, type BundleDir } from './bundle-dir.js';
 import { AppsDir } from '../apps/apps-dir.js';
 import { copyVerifiedApps } from '../apps/copy-apps.js';
@@ -114,7 +115,7 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
         const unpacked = bundleLayout(verifyDir);
         const now = options.now ?? new Date();
         const metadata = await verifyExportMetadata(repo, unpacked, options.targetName, result.commit, now);
-        await verifyExportContent(unpacked, metadata, true);
+        await verifyExportContent(unpacked, metadata, true, undefined, options.progress);
       }
       await flushMedia(partial);
       await fs.rename(partial, options.destination);
@@ -310,16 +311,20 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
     for (const outcome of [metadata!, ...copied]) if (outcome.status === 'rejected') throw outcome.reason;
     const { rootVersions, verified } = (metadata as PromiseFulfilledResult<Awaited<typeof signed>>).value;
 
-    // The ref is set while the content is checked; both settle before a failure is handled, as above.
+    // The ref is set while the content is checked; both settle before a failure is handled, as above. An archive
+    // is read back once it is packed, not here.
+    const readBack = options.readBack === true && options.archive === undefined;
     const checked = await Promise.allSettled([
       mode === 'tuf-only' ? undefined : bundle.ostreeRepo.setRef(options.targetName, commit),
       verifyExportContent(
         { ...bundle, tufDir: nextTuf },
         verified,
-        options.readBack === true && options.archive === undefined,
+        readBack,
         baseScratch === undefined
           ? undefined
           : { ostreeRepo: path.join(baseScratch, 'repo'), hasLayer: (digest) => repo.apps.blobs.has(digest) },
+        // Only a read-back checks bytes: without it there is nothing to show.
+        readBack ? options.progress : undefined,
       ),
     ]);
     for (const outcome of checked) if (outcome.status === 'rejected') throw outcome.reason;
@@ -431,14 +436,10 @@ async function copyRootfs(
 ): Promise<void> {
   // Objects a bundle already holds are not copied again: targets share what they can.
   if (newRepo) await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
-  await withGrowthProgress(
-    bundle.ostreeRepo.stagingDir,
-    {
-      phase: 'rootfs',
-      total: options.progress ? await repo.ostree.contentBytes(commit) : 0,
-      target: options.targetName,
-    },
-    options.progress,
+  const progress = options.progress;
+  await withPullProgress(
+    { source: repo.ostree, destination: bundle.ostreeRepo, commit },
+    progress && ((bytes, total) => progress({ phase: 'rootfs', bytes, total, target: options.targetName })),
     // The media is flushed once when everything is written (see exportBundleTree); a scratch tree never is.
     () => bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false, disableFsync: true }),
   );
@@ -550,9 +551,10 @@ async function verifyExportContent(
   verified: VerifiedBundleMetadata,
   readBack: boolean,
   baseContent?: { ostreeRepo: string; hasLayer: (digest: string) => Promise<boolean> },
+  progress?: ProgressListener,
 ): Promise<void> {
   try {
-    await verifyBundleContent(bundle, verified, { readBack, ...(baseContent ? { baseContent } : {}) });
+    await verifyBundleContent(bundle, verified, { readBack, progress, ...(baseContent ? { baseContent } : {}) });
   } catch (error) {
     throw exportVerifyFailed(error);
   }

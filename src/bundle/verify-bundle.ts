@@ -126,6 +126,7 @@ export async function verifyBundleContent(
   const layerElsewhere = base === undefined ? undefined : (options.baseContent?.hasLayer ?? (async () => true));
   const apps = new AppsDir(bundle.appsDir);
   const checked = new Set<string>();
+  const leftToBase = new Set<string>();
   const toCheck = new Map<string, number>();
   const verifiedApps = [];
   for (const target of verified.targets) {
@@ -140,9 +141,15 @@ export async function verifyBundleContent(
   for (const { target, app } of readBack ? verifiedApps : []) {
     for (const image of app.images) {
       for (const blob of image.blobs) {
-        if (checked.has(blob.digest)) continue;
-        // A layer a delta leaves to its base was accepted by verifyApps as being there already.
-        if (layerElsewhere !== undefined && !(await apps.blobs.has(blob.digest))) continue;
+        if (checked.has(blob.digest) || leftToBase.has(blob.digest)) continue;
+        // A layer a delta leaves to its base was accepted by verifyApps as being there already: it counts as done,
+        // so that a bundle that verifies ends its progress complete.
+        if (layerElsewhere !== undefined && !(await apps.blobs.has(blob.digest))) {
+          leftToBase.add(blob.digest);
+          bytes += blob.size;
+          options.progress?.({ phase: 'verify', bytes, total, target, app: app.name });
+          continue;
+        }
         if (!(await apps.blobs.has(blob.digest)))
           throw new FerryError('CONTENT_MISSING', `apps/blobs/sha256/${blob.digest.slice(7)} is missing`);
         if (!(await apps.blobs.verify(blob.digest, blob.size)))

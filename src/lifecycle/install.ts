@@ -31,7 +31,8 @@ import { planInstall, planRun, type InstallDecision } from './plan.js';
 import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
 import { selectTarget } from './select-target.js';
-import { withGrowthProgress, type ProgressListener } from '../progress.js';
+import type { ProgressListener } from '../progress.js';
+import { withPullProgress } from '../ostree/pull-progress.js';
 
 export interface InstallOptions {
   readonly srcDir: string;
@@ -324,25 +325,22 @@ async function stage(
   await recorder.phase('COPYING', `copying "${target.name}" from the bundle`, { unit: 'percent', value: 0 });
   const staged = await journal.step('install.apps-stage', async () => {
     progress?.({ phase: 'apps', bytes: 0, total: needs.appBytes, target: target.name });
-    return device.appStore.prepare(new AppsDir(bundle.appsDir), apps, async (bytes) => {
+    const prepared = await device.appStore.prepare(new AppsDir(bundle.appsDir), apps, async (bytes) => {
       progress?.({ phase: 'apps', bytes: Math.min(bytes, needs.appBytes), total: needs.appBytes, target: target.name });
       await recorder.progress({ unit: 'percent', value: Math.min(99, Math.floor((100 * bytes) / total)) });
     });
+    progress?.({ phase: 'apps', bytes: needs.appBytes, total: needs.appBytes, target: target.name });
+    return prepared;
   });
   try {
     if (transition.rootfsChanged) {
       await journal.step(
         'install.rootfs-pull',
         async () =>
-          withGrowthProgress(
-            device.sysroot.repo.stagingDir,
-            {
-              phase: 'rootfs',
-              // Walking the commit's tree costs a little: only done when someone watches.
-              total: progress ? await bundle.ostreeRepo.contentBytes(target.commit) : 0,
-              target: target.name,
-            },
-            progress,
+          withPullProgress(
+            { source: bundle.ostreeRepo, destination: device.sysroot.repo, commit: target.commit },
+            progress &&
+              ((bytes, rootfsTotal) => progress({ phase: 'rootfs', bytes, total: rootfsTotal, target: target.name })),
             () => pullRootfs(device, bundle, target.name, target.commit),
           ),
         target.commit,

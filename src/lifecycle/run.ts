@@ -14,10 +14,13 @@ import { Journal } from './journal.js';
 import { planRun } from './plan.js';
 import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
+import type { ProgressListener } from '../progress.js';
 
 export interface RunOptions {
   /** Start the apps and return at once (state TESTING, exit 105); a later `run` finishes the testing window. */
   readonly noWait?: boolean;
+  /** The testing window as it passes, for a countdown or a dashboard. */
+  readonly progress?: ProgressListener | undefined;
 }
 
 /** The states an install passes through before it records its update as pending. */
@@ -196,14 +199,19 @@ async function completeUpdate(
       );
       return report;
     }
+    const testingProgress = testingWindowProgress(window, target.name, options.progress);
     const watched = await journal.step('run.apps-watch', () =>
       watchApps(device.engine, device.appStore, target.apps, {
         since: new Date(window.since),
         until,
-        onTick: (left) => recorder.progress({ unit: 'seconds-left', value: left }),
+        onTick: (left) => {
+          testingProgress.left(left);
+          return recorder.progress({ unit: 'seconds-left', value: left });
+        },
       }),
     );
     if (!watched.ok) return await appsFailed(device, recorder, journal, pending, watched.failures);
+    testingProgress.passed();
   }
   if (pending.rootfsChanged) {
     try {
@@ -439,4 +447,21 @@ async function finishBootloaderRollback(
     ),
   );
   return report;
+}
+
+/**
+ * The testing window as progress events: the seconds passed of its length, from the moment the window began (a
+ * window resumed after `--no-wait` or a power cut starts part-way).
+ */
+function testingWindowProgress(
+  window: { since: string; until: string },
+  target: string,
+  listener: ProgressListener | undefined,
+): { left(seconds: number): void; passed(): void } {
+  const total = Math.max(0, Math.round((Date.parse(window.until) - Date.parse(window.since)) / 1000));
+  const report = (seconds: number) => listener?.({ phase: 'testing', seconds, total, target });
+  return {
+    left: (seconds) => report(Math.max(0, Math.min(total, total - seconds))),
+    passed: () => report(total),
+  };
 }

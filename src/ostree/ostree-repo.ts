@@ -63,19 +63,43 @@ export class OstreeRepo {
     }
   }
 
-  /** Where a pull stages the objects it writes before its transaction commits: its growth is a pull's progress. */
-  get stagingDir(): string {
-    return path.join(this.path, 'tmp');
+  /**
+   * The content object of every regular file a commit reaches, with its size in bytes (uncompressed): what a pull
+   * of the commit writes, object by object. Symlinks (no content) and metadata objects are left out.
+   */
+  async fileObjectSizes(commit: string): Promise<Map<string, number>> {
+    const sizes = new Map<string, number>();
+    for (const line of (await this.run(['ls', '-R', '--checksum', commit])).split('\n')) {
+      // -00644 0 0   1234 <checksum> /path
+      const match = /^-\S*\s+\d+\s+\d+\s+(\d+)\s+([0-9a-f]{64})\s/.exec(line);
+      if (match !== null) sizes.set(match[2]!, Number(match[1]));
+    }
+    return sizes;
   }
 
-  /** The bytes of regular-file content a commit's tree holds (uncompressed): the size of the rootfs it is. */
-  async contentBytes(commit: string): Promise<number> {
-    let total = 0;
-    for (const line of (await this.run(['ls', '-R', commit])).split('\n')) {
-      const fields = line.trim().split(/\s+/);
-      if (line.startsWith('-') && fields.length >= 5) total += Number(fields[3]) || 0;
+  /**
+   * The checksums of the file objects this repo holds whose first two hex digits are one of `prefixes`, committed or
+   * still in the staging directory of a pull under way (ostree names an object only once it is written whole).
+   */
+  async fileObjectsUnder(prefixes: Iterable<string>): Promise<string[]> {
+    const tmp = path.join(this.path, 'tmp');
+    const roots = [
+      path.join(this.path, 'objects'),
+      ...(await fs.readdir(tmp, { withFileTypes: true }).catch(() => []))
+        .filter((entry) => entry.isDirectory() && entry.name.startsWith('staging-'))
+        .map((entry) => path.join(tmp, entry.name)),
+    ];
+    const checksums: string[] = [];
+    for (const prefix of prefixes) {
+      for (const root of roots) {
+        for (const name of await fs.readdir(path.join(root, prefix)).catch(() => [] as string[])) {
+          // archive repos store file objects as .filez, bare ones as .file
+          const rest = /^([0-9a-f]{62})\.filez?$/.exec(name)?.[1];
+          if (rest !== undefined) checksums.push(`${prefix}${rest}`);
+        }
+      }
     }
-    return total;
+    return checksums;
   }
 
   private async scratchEntries(): Promise<Set<string>> {

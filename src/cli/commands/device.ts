@@ -75,14 +75,18 @@ export function registerDeviceCommands(program: Command, context: CommandContext
       .option(
         '--no-wait',
         'start the apps and exit at once (105, state TESTING); a later run finishes the testing window',
-      ),
+      )
+      .addOption(progressFdOption()),
   )
     .addHelpText('after', exitCodeTable(['run']))
-    .action(async (options: DeviceCommandOptions & { wait: boolean }) => {
+    .action(async (options: DeviceCommandOptions & { wait: boolean; progressFd?: number }) => {
       const target = await device(options);
+      const progress = progressFor(context.io, options);
       const report = await withDeviceLock(target.paths.volatileDir, 'run', () =>
-        runPending(target, { noWait: !options.wait }),
-      ).catch(errorReport);
+        runPending(target, { noWait: !options.wait, progress: progress.listener }),
+      )
+        .catch(errorReport)
+        .finally(() => progress.stop());
       // A run with nothing to do (every boot calls it) leaves no report behind, and no warning either.
       const media = report.outcome === 'NOTHING_PENDING' ? null : await lastMediaOf(target);
       setReport(
