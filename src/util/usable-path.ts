@@ -54,7 +54,14 @@ export async function unusablePath(target: string, use: PathUse): Promise<Unusab
       return { problem: 'missing', reason: `${target} cannot be reached: ${code ?? stats.message}` };
     }
     // Missing, or under something that is not a directory: the nearest part that exists says which.
-    const { ancestor, ancestorStats } = await nearestExisting(target);
+    const nearest = await nearestExisting(target);
+    if ('link' in nearest) {
+      return {
+        problem: 'missing',
+        reason: `${nearest.link} is a symbolic link to ${nearest.to}, which does not exist`,
+      };
+    }
+    const { ancestor, ancestorStats } = nearest;
     if (!ancestorStats.isDirectory()) {
       return {
         problem: 'wrong-type',
@@ -91,14 +98,30 @@ async function statOf(target: string): Promise<Stats | Error> {
   }
 }
 
-async function nearestExisting(target: string): Promise<{ ancestor: string; ancestorStats: Stats }> {
-  let ancestor = path.resolve(target);
+/** The path itself or its nearest ancestor that exists; or the symbolic link on the way that points nowhere. */
+async function nearestExisting(
+  target: string,
+): Promise<{ ancestor: string; ancestorStats: Stats } | { link: string; to: string }> {
+  let current = path.resolve(target);
   for (;;) {
-    const parent = path.dirname(ancestor);
-    const stats = await statOf(parent);
-    if (!(stats instanceof Error)) return { ancestor: parent, ancestorStats: stats };
-    if (parent === ancestor) throw stats;
-    ancestor = parent;
+    const found = await lstatOf(current);
+    if (!(found instanceof Error)) {
+      if (!found.isSymbolicLink()) return { ancestor: current, ancestorStats: found };
+      const followed = await statOf(current);
+      if (followed instanceof Error) return { link: current, to: await fs.readlink(current) };
+      return { ancestor: current, ancestorStats: followed };
+    }
+    const parent = path.dirname(current);
+    if (parent === current) throw found;
+    current = parent;
+  }
+}
+
+async function lstatOf(target: string): Promise<Stats | Error> {
+  try {
+    return await fs.lstat(target);
+  } catch (error) {
+    return error as Error;
   }
 }
 
