@@ -203,7 +203,7 @@ export const OUTCOMES = {
   BUNDLE_UNREADABLE: {
     exitCode: 13,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign'],
+    commands: ['install', 'show', 'verify', 'bundle sign', 'export'],
     meaning: 'the bundle cannot be read (no such directory, or not a bundle)',
     next: 'check --src-dir and the media',
   },

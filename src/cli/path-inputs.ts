@@ -33,13 +33,14 @@ export const PATH_INPUTS: Readonly<
   'app add': { repo: factoryRepo(), compose: { use: { reads: 'dir' } }, image: { use: { reads: 'dir-or-file' } } },
   export: {
     repo: factoryRepo(),
-    dst: (options) => ({
-      use: options['archive']
-        ? { creates: 'file' }
-        : options['allowMultipleTargets'] || options['tufOnly']
-          ? { reads: 'dir', writesInPlace: true }
-          : { creates: 'dir' },
-    }),
+    // A new bundle, or one more target in the bundle there (a missing directory then starts one); --tuf-only needs
+    // the bundle it refreshes.
+    dst: (options) =>
+      options['archive']
+        ? { use: { creates: 'file' } }
+        : options['tufOnly']
+          ? { use: { reads: 'dir', writesInPlace: true }, unusable: 'BUNDLE_UNREADABLE' }
+          : { use: { creates: 'dir' } },
   },
   show: { bundle: bundle() },
   verify: { bundle: bundle(), trustedRoot: { use: { reads: 'file' } } },

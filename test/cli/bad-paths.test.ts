@@ -207,5 +207,30 @@ test('the reported cases, on a real factory: a file for a directory, a path unde
     assert.match(result.stderr, /^ferry: [^\n]+\n$/);
   }
   assert.equal(await hashTree(factory.repo.dir), before, 'the factory repository is unchanged');
+  // What a missing destination means stays the command's: --tuf-only has no bundle to refresh (13), while
+  // --allow-multiple-targets starts the bundle there, as a factory script's first export of a loop does.
+  const missing = path.join(await tempDir('bad-paths-missing'), 'sticks', 'multi');
+  const tufOnly = await runProgram('ferry', [
+    'export',
+    '--repo',
+    factory.repo.dir,
+    factory.v1,
+    missing,
+    '--tag',
+    TAG,
+    '--tuf-only',
+  ]);
+  assert.equal(tufOnly.code, 13, tufOnly.stderr);
+  const multi = await runProgram('ferry', [
+    'export',
+    '--repo',
+    factory.repo.dir,
+    factory.v1,
+    missing,
+    '--tag',
+    TAG,
+    '--allow-multiple-targets',
+  ]);
+  assert.equal(multi.code, 0, multi.stderr);
   assert.equal(await fs.readFile(aFile, 'utf8'), 'not a directory\n');
 });
