@@ -61,7 +61,8 @@ export function buildProgram(
     const missing = requiredOptionsOf(command).find(
       (option) => command.getOptionValue(option.attributeName()) === undefined,
     );
-    if (missing !== undefined) throw new FerryError('USAGE', `required option '${missing.flags}' not specified`);
+    if (missing !== undefined)
+      throw new FerryError('USAGE', `required option '${missing.flags}' not specified (see --help)`);
     await checkPathInputs(command);
   });
   return program;
