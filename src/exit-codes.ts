@@ -18,6 +18,26 @@ export interface OutcomeInfo {
 
 const DEVICE = ['install', 'run', 'status'] as const;
 
+/**
+ * The workstation commands whose paths are checked with codes of their own (62-65); the device commands answer a
+ * bad bundle path with 13 and a bad configuration path with 3, the codes aktualizr-lite scripts already handle.
+ */
+const PATH_COMMANDS = [
+  'repo init',
+  'target add',
+  'app add',
+  'export',
+  'verify',
+  'bundle sign',
+  'keys rotate',
+  'keys add-offline',
+  'sim create',
+  'sim reboot',
+  'sim rootfs',
+  'sim image',
+  'device register',
+] as const;
+
 export const OUTCOMES = {
   // ── success and instructions ────────────────────────────────────────────────────────────────────────────────────
   OK: { exitCode: 0, kind: 'success', commands: ['*'], meaning: 'done: nothing (more) to do', next: 'nothing' },
@@ -110,7 +130,7 @@ export const OUTCOMES = {
   APPS_FAILED_NO_ROLLBACK: {
     exitCode: 120,
     kind: 'failure',
-    commands: ['run'],
+    commands: ['run', 'sim create'],
     meaning: 'update failed: the apps failed and there is no known version to roll back to',
     next: 'install a known-good bundle',
   },
@@ -127,7 +147,7 @@ export const OUTCOMES = {
   CONFIG_INVALID: {
     exitCode: 3,
     kind: 'failure',
-    commands: [...DEVICE, 'device'],
+    commands: [...DEVICE, 'device provision', 'sim reboot'],
     meaning: 'the device configuration is missing or invalid',
     next: 'fix the sota.toml / conf.d files',
   },
@@ -141,7 +161,7 @@ export const OUTCOMES = {
   ENGINE_UNAVAILABLE: {
     exitCode: 5,
     kind: 'failure',
-    commands: ['run'],
+    commands: ['run', 'sim create'],
     meaning: 'the container engine cannot be reached',
     next: 'start the container engine (systemctl start docker), then run again',
   },
@@ -183,7 +203,7 @@ export const OUTCOMES = {
   BUNDLE_UNREADABLE: {
     exitCode: 13,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign'],
+    commands: ['install', 'show', 'verify', 'bundle sign', 'export'],
     meaning: 'the bundle cannot be read (no such directory, or not a bundle)',
     next: 'check --src-dir and the media',
   },
@@ -320,21 +340,30 @@ export const OUTCOMES = {
   REPO_INVALID: {
     exitCode: 40,
     kind: 'failure',
-    commands: ['repo', 'target', 'export', 'sim', 'keys', 'device', 'reports'],
+    commands: [
+      'target add',
+      'app add',
+      'export',
+      'sim create',
+      'keys rotate',
+      'keys add-offline',
+      'device register',
+      'reports',
+    ],
     meaning: 'the factory repository is missing, incomplete or unreadable',
     next: 'check --repo (ferry repo init creates one)',
   },
   REPO_EXISTS: {
     exitCode: 41,
     kind: 'failure',
-    commands: ['repo'],
+    commands: ['repo init'],
     meaning: 'the directory already holds a factory repository or other files',
     next: 'choose an empty directory',
   },
   TARGET_UNKNOWN: {
     exitCode: 42,
     kind: 'failure',
-    commands: ['export', 'sim'],
+    commands: ['export', 'sim create'],
     meaning: 'the factory repository has no target of that name',
     next: 'ferry target add, or check the name',
   },
@@ -348,28 +377,28 @@ export const OUTCOMES = {
   EXPIRY_TOO_LATE: {
     exitCode: 44,
     kind: 'failure',
-    commands: ['export', 'keys'],
+    commands: ['export', 'keys rotate', 'keys add-offline'],
     meaning: 'the requested expiry is later than the root metadata allows',
     next: 'choose fewer --expires-in-days, or rotate the root',
   },
   DESTINATION_NOT_EMPTY: {
     exitCode: 45,
     kind: 'failure',
-    commands: ['export', 'sim'],
+    commands: ['export', 'sim create', 'sim image'],
     meaning: 'the destination directory exists and is not empty',
     next: 'choose a new or empty directory',
   },
   COMMIT_UNKNOWN: {
     exitCode: 46,
     kind: 'failure',
-    commands: ['target'],
+    commands: ['target add'],
     meaning: 'the OSTree commit or ref cannot be found',
     next: 'check --commit/--ref and --ostree-repo',
   },
   TARGET_EXISTS: {
     exitCode: 47,
     kind: 'failure',
-    commands: ['target'],
+    commands: ['target add'],
     meaning: 'a target of that name already exists with other content',
     next: 'choose a new name or version',
   },
@@ -398,21 +427,21 @@ export const OUTCOMES = {
   APP_INVALID: {
     exitCode: 51,
     kind: 'failure',
-    commands: ['app'],
+    commands: ['app add'],
     meaning: "the app's compose project or images are invalid",
     next: 'read the message; fix the compose file or the images',
   },
   APP_UNKNOWN: {
     exitCode: 52,
     kind: 'failure',
-    commands: ['target'],
+    commands: ['target add'],
     meaning: 'the factory repository has no such app (or no such app version)',
     next: 'ferry app add, or check --app',
   },
   SIM_DEVICE_BRICKED: {
     exitCode: 49,
     kind: 'failure',
-    commands: ['sim'],
+    commands: ['sim reboot'],
     meaning: 'the simulated device found no deployment that boots',
     next: 'the device is bricked: this must never happen after a ferry update',
   },
@@ -435,23 +464,54 @@ export const OUTCOMES = {
   DEVICE_KEY_CONFLICT: {
     exitCode: 55,
     kind: 'failure',
-    commands: ['device'],
+    commands: ['device register'],
     meaning: 'another key is already registered for this device id',
     next: 'check --id and --key; remove <repo>/devices/<id>.pub only to replace the key on purpose',
   },
   DEVICE_ID_CONFLICT: {
     exitCode: 56,
     kind: 'failure',
-    commands: ['device'],
+    commands: ['device provision'],
     meaning: 'the device already has a key under another id; provisioning never changes them',
     next: 'leave out --id, or give the id the device has',
   },
   DEVICE_KEY_INVALID: {
     exitCode: 57,
     kind: 'failure',
-    commands: ['device'],
+    commands: ['device provision', 'device register'],
     meaning: 'a device key cannot be read or is not an ed25519 key',
     next: 'check the key file (--key, or <storage>/ferry/device-key.pem)',
+  },
+
+  // ── paths given on the command line (checked before the command does anything) ─────────────────────────────────
+  PATH_MISSING: {
+    exitCode: 62,
+    kind: 'failure',
+    commands: PATH_COMMANDS,
+    meaning: 'a path given does not exist or cannot be reached',
+    next: 'check the path (is the stick mounted?)',
+  },
+  PATH_WRONG_TYPE: {
+    exitCode: 63,
+    kind: 'failure',
+    commands: PATH_COMMANDS,
+    meaning:
+      'a path given is a file where a directory belongs (or lies under a file), or a directory where a file belongs',
+    next: 'check the path',
+  },
+  PATH_NOT_WRITABLE: {
+    exitCode: 64,
+    kind: 'failure',
+    commands: PATH_COMMANDS,
+    meaning: 'a path the command writes is on a read-only file system or not writable; nothing was written',
+    next: 'remount it read-write, or choose another place',
+  },
+  PATH_SPECIAL: {
+    exitCode: 65,
+    kind: 'failure',
+    commands: PATH_COMMANDS,
+    meaning: 'a path given is a device, a pipe or a socket, or lies on a kernel file system (/proc, /sys)',
+    next: 'give a regular file or directory',
   },
 } as const satisfies Record<string, OutcomeInfo>;
 

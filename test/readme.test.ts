@@ -78,3 +78,22 @@ test('the README lists every journaled step of src/lifecycle/steps.ts, with what
     ),
   );
 });
+
+test('the README names every code that prints on stdout: the successes and instructions of the table', async () => {
+  const readme = await fs.readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const codes = [
+    ...new Set(
+      Object.values(OUTCOMES)
+        .filter((info) => info.kind !== 'failure')
+        .map((info) => info.exitCode)
+        .sort((a, b) => a - b),
+    ),
+  ];
+  const list = `${codes.slice(0, -1).join(', ')} and ${codes.at(-1)!}`;
+  assert.ok(
+    readme
+      .replace(/\s+/g, ' ')
+      .includes(`Codes ${list} are successes or instructions and print their message on stdout`),
+    `the README should say that codes ${list} print on stdout`,
+  );
+});

@@ -4,14 +4,17 @@
  * start-up, and a factory line runs thousands of them. The bundles replace the compiled entry points in place, so
  * the rest of dist/ (what the tests import) and every path to the commands stay as they are.
  */
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const cliDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli');
 
+const entryPoints = ['ferry.js', 'aklite-offline.js'].map((name) => path.join(cliDir, name));
+
 await build({
-  entryPoints: ['ferry.js', 'aklite-offline.js'].map((name) => path.join(cliDir, name)),
+  entryPoints,
   outdir: cliDir,
   allowOverwrite: true,
   bundle: true,
@@ -24,3 +27,6 @@ await build({
   },
   logLevel: 'warning',
 });
+
+// Executable, so that a symlink on the PATH (or `npm link`) runs them as `ferry` and `aklite-offline`.
+for (const entry of entryPoints) await fs.chmod(entry, 0o755);

@@ -1,9 +1,8 @@
 import { fstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 import { FerryError } from '../errors.js';
 import { fanOut, jsonLinesProgress, type ProgressListener } from '../progress.js';
 import { terminalProgress } from './progress-bars.js';
-import { OUTCOMES } from '../exit-codes.js';
 import type { CommandReport } from '../lifecycle/report.js';
 import type { Io } from './output.js';
 
@@ -27,12 +26,11 @@ export function wholeNumber(name: string, min: number) {
 
 export const positiveInteger = (name: string) => wholeNumber(name, 1);
 
-export function exitCodeTable(commands: readonly string[]): string {
-  const rows = Object.values(OUTCOMES)
-    .filter((info) => (info.commands as readonly string[]).some((command) => commands.includes(command)))
-    .sort((a, b) => a.exitCode - b.exitCode)
-    .map((info) => `  ${String(info.exitCode).padStart(3)}  ${info.meaning}`);
-  return `\nExit codes (and 1 for an unexpected error, 2 for a bad command line):\n${rows.join('\n')}\n`;
+/** `bundle sign` for the command run as `ferry bundle sign …`: how the exit-code table and the path checks name it. */
+export function commandPath(command: Command): string {
+  const names: string[] = [];
+  for (let current: Command | null = command; current?.parent; current = current.parent) names.unshift(current.name());
+  return names.join(' ');
 }
 
 /** `--progress-fd N`: the number of a file descriptor the caller opened for us. */

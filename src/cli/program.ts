@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type Option } from 'commander';
+import { FerryError } from '../errors.js';
 import { OUTCOMES } from '../exit-codes.js';
 import { errorReport, type CommandReport } from '../lifecycle/report.js';
 import type { CommandContext } from './command-context.js';
@@ -10,6 +11,8 @@ import { registerKeysCommands } from './commands/keys.js';
 import { registerRepoCommands } from './commands/repo.js';
 import { registerReportCommands } from './commands/reports.js';
 import { registerSimCommands } from './commands/sim.js';
+import { addExitCodeSections, leafCommands } from './help.js';
+import { checkPathInputs } from './path-inputs.js';
 import { emitReport, type Io } from './output.js';
 
 const { version: VERSION } = createRequire(import.meta.url)('../../../package.json') as { version: string };
@@ -34,20 +37,61 @@ export function buildProgram(
     // `target add --version N` is the target version: the program's own --version counts only before a command.
     .enablePositionalOptions()
     .exitOverride()
-    .configureOutput({ writeOut: (text) => io.stdout(text), writeErr: (text) => io.stderr(text) })
-    .showHelpAfterError('(see --help)');
+    .configureOutput({
+      writeOut: (text) => io.stdout(text),
+      writeErr: (text) => io.stderr(text),
+      // A bad command line is reported as every refusal is, by run(): one line, and JSON with --json.
+      outputError: () => {},
+    });
 
   const context: CommandContext = { name, io, setReport };
   registerDeviceCommands(program, context);
-  if (name === 'aklite-offline') return program;
-  registerRepoCommands(program, context);
-  registerExportCommand(program, context);
-  registerBundleCommands(program, context);
-  registerKeysCommands(program, context);
-  registerSimCommands(program, context);
-  offerJsonEverywhere(program);
-  registerReportCommands(program, context);
+  if (name === 'ferry') {
+    registerRepoCommands(program, context);
+    registerExportCommand(program, context);
+    registerBundleCommands(program, context);
+    registerKeysCommands(program, context);
+    registerSimCommands(program, context);
+    offerJsonEverywhere(program);
+    registerReportCommands(program, context);
+  }
+  addExitCodeSections(program);
+  requireOptionsAfterUnknownOnes(program);
+  program.hook('preAction', async (_program, command) => {
+    const missing = requiredOptionsOf(command).find(
+      (option) => command.getOptionValue(option.attributeName()) === undefined,
+    );
+    if (missing !== undefined)
+      throw new FerryError('USAGE', `required option '${missing.flags}' not specified (see --help)`);
+    await checkPathInputs(command);
+  });
   return program;
+}
+
+const REQUIRED_OPTIONS = new WeakMap<Command, readonly Option[]>();
+
+/**
+ * commander reports a missing required option before an unknown one, so `--srcdir x` would read as "--src-dir not
+ * specified". The required options are checked once the unknown ones have been (with their "did you mean"), just
+ * before the action runs.
+ */
+function requireOptionsAfterUnknownOnes(program: Command): void {
+  for (const command of leafCommands(program)) {
+    const required = command.options.filter((option) => option.mandatory);
+    for (const option of required) option.mandatory = false;
+    REQUIRED_OPTIONS.set(command, required);
+  }
+}
+
+/** The options a command cannot run without. */
+export function requiredOptionsOf(command: Command): readonly Option[] {
+  return REQUIRED_OPTIONS.get(command) ?? [];
+}
+
+/** commander's own wording of a bad command line, as one line: `unknown option '--srcdir' (did you mean --src-dir?)`. */
+function usageMessage(error: CommanderError): string {
+  const text = error.code === 'commander.help' ? 'a command is missing' : error.message.replace(/^error: /, '');
+  return `${text.replace(/\s*\n\s*\(Did you mean/g, ' (did you mean')} (see --help)`;
 }
 
 /** Every command that does something takes --json: its one result as one JSON object on stdout. */
@@ -72,7 +116,7 @@ export async function run(name: 'ferry' | 'aklite-offline', argv: readonly strin
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0)
         return 0;
-      return OUTCOMES.USAGE.exitCode;
+      return emitReport(io, name, { outcome: 'USAGE', message: usageMessage(error) }, wantsJson);
     }
     return emitReport(io, name, errorReport(error), wantsJson);
   }

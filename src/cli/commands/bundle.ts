@@ -5,7 +5,7 @@ import { openBundleSource } from '../../bundle/bundle-source.js';
 import { describeBundle, inspectBundle } from '../../bundle/inspect.js';
 import { signBundle } from '../../bundle/sign-bundle.js';
 import { verifyBundle } from '../../bundle/verify-bundle.js';
-import { exitCodeTable, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
+import { progressFdOption, progressFor, type CommandContext } from '../command-context.js';
 
 /** show, verify and bundle sign: a release engineer's checks of a stick before it ships. */
 export function registerBundleCommands(program: Command, { io, setReport }: CommandContext): void {
@@ -15,7 +15,6 @@ export function registerBundleCommands(program: Command, { io, setReport }: Comm
       'what a bundle carries: type, tags, every role with its version, expiry and signatures (present, threshold, missing), targets and apps',
     )
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['show']))
     .action(async (bundlePath: string, options: { json?: boolean }) => {
       const source = await openBundleSource(path.resolve(bundlePath), os.tmpdir());
       try {
@@ -37,7 +36,6 @@ export function registerBundleCommands(program: Command, { io, setReport }: Comm
     )
     .addOption(progressFdOption())
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['verify']))
     .action(async (bundlePath: string, options: { trustedRoot?: string; progressFd?: number; json?: boolean }) => {
       const source = await openBundleSource(path.resolve(bundlePath), os.tmpdir());
       const progress = progressFor(io, options);
@@ -81,7 +79,6 @@ export function registerBundleCommands(program: Command, { io, setReport }: Comm
     .description("add one targets-key signature to the bundle's bundle-targets.json (offline keys countersign prod)")
     .requiredOption('--key <file>', 'the private targets key (PKCS#8 PEM), e.g. one `ferry keys add-offline` wrote')
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['bundle sign']))
     .action(async (bundlePath: string, options: { key: string; json?: boolean }) => {
       const result = await signBundle(path.resolve(bundlePath), path.resolve(options.key));
       const offline =

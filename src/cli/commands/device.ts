@@ -8,7 +8,7 @@ import { errorReport } from '../../lifecycle/report.js';
 import { runPending } from '../../lifecycle/run.js';
 import { deviceStatus } from '../../lifecycle/status.js';
 import { lastMediaOf, mediaDirOf } from '../../reports/write-report.js';
-import { collect, exitCodeTable, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
+import { collect, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
 import { reportToMedia } from './reports.js';
 
 interface DeviceCommandOptions {
@@ -39,10 +39,9 @@ export function registerDeviceCommands(program: Command, context: CommandContext
         'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
       )
       .option('--target <name>', 'install this target from the bundle instead of the highest version')
-      .option('--force', 'install even a lower version (downgrade)')
-      .addOption(progressFdOption()),
+      .option('--force', 'install even a lower version (downgrade)'),
   )
-    .addHelpText('after', exitCodeTable(['install']))
+    .addOption(progressFdOption())
     .action(
       async (
         options: DeviceCommandOptions & { srcDir: string; target?: string; force?: boolean; progressFd?: number },
@@ -71,14 +70,13 @@ export function registerDeviceCommands(program: Command, context: CommandContext
       .command('run')
       .description(
         'after the reboot (or engine restart): start the apps, watch them through the testing window, commit or roll back',
-      )
-      .option(
-        '--no-wait',
-        'start the apps and exit at once (105, state TESTING); a later run finishes the testing window',
-      )
-      .addOption(progressFdOption()),
+      ),
   )
-    .addHelpText('after', exitCodeTable(['run']))
+    .option(
+      '--no-wait',
+      'start the apps and exit at once (105, state TESTING); a later run finishes the testing window',
+    )
+    .addOption(progressFdOption())
     .action(async (options: DeviceCommandOptions & { wait: boolean; progressFd?: number }) => {
       const target = await device(options);
       const progress = progressFor(context.io, options);

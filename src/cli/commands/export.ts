@@ -2,13 +2,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { exportBundle } from '../../bundle/export.js';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
-import {
-  exitCodeTable,
-  positiveInteger,
-  progressFdOption,
-  progressFor,
-  type CommandContext,
-} from '../command-context.js';
+import { positiveInteger, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
 
 /** export: a bundle for the stick. */
 export function registerExportCommand(program: Command, { io, setReport }: CommandContext): void {
@@ -48,7 +42,6 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
     )
     .addOption(progressFdOption())
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['export']))
     .action(
       async (
         targetName: string,

@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
 import { addOfflineTargetsKeys, rotateRoleKey } from '../../repo/rotate-keys.js';
 import { ROLE_NAMES, type RoleName } from '../../tuf/sign-metadata.js';
-import { exitCodeTable, positiveInteger, type CommandContext } from '../command-context.js';
+import { positiveInteger, type CommandContext } from '../command-context.js';
 
 /** keys rotate, keys add-offline: each writes the next N.root.json of the factory repository. */
 export function registerKeysCommands(program: Command, { setReport }: CommandContext): void {
@@ -25,7 +25,6 @@ export function registerKeysCommands(program: Command, { setReport }: CommandCon
     )
     .addOption(expiry())
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['keys']))
     .action(async (options: { repo: string; role: RoleName; rootExpiresInDays?: number; json?: boolean }) => {
       const result = await rotateRoleKey(await openFactoryRepo(path.resolve(options.repo)), options.role, {
         expiresInDays: options.rootExpiresInDays,
@@ -55,7 +54,6 @@ export function registerKeysCommands(program: Command, { setReport }: CommandCon
     )
     .addOption(expiry())
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['keys']))
     .action(
       async (options: {
         repo: string;

@@ -4,7 +4,7 @@ import { addApp } from '../../apps/add-app.js';
 import { addTarget, parseAppOption } from '../../repo/add-target.js';
 import { initFactoryRepo, openFactoryRepo } from '../../repo/factory-repo.js';
 import type { RestartPolicy } from '../../tuf/target.js';
-import { collect, exitCodeTable, positiveInteger, type CommandContext } from '../command-context.js';
+import { collect, positiveInteger, type CommandContext } from '../command-context.js';
 
 /** repo init, target add, app add: the factory repository on the workstation. */
 export function registerRepoCommands(program: Command, { setReport }: CommandContext): void {
@@ -95,7 +95,6 @@ export function registerRepoCommands(program: Command, { setReport }: CommandCon
       "an image the compose file uses: an OCI layout directory or a 'docker save' archive (repeatable)",
       collect,
     )
-    .addHelpText('after', exitCodeTable(['app']))
     .action(async (name: string, options: { repo: string; compose: string; image?: string[] }) => {
       const added = await addApp(await openFactoryRepo(path.resolve(options.repo)), {
         name,

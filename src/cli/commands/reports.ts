@@ -10,7 +10,7 @@ import { loadRegisteredKeys, readKeyFile, registerDeviceKey } from '../../report
 import { readReports, reportTable } from '../../reports/read-reports.js';
 import type { ReportStep } from '../../reports/report.js';
 import { writeStepReport } from '../../reports/write-report.js';
-import { collect, exitCodeTable, type CommandContext } from '../command-context.js';
+import { collect, type CommandContext } from '../command-context.js';
 
 /**
  * Leaves the signed report of an `install` or `run` on the stick, once the command has decided everything, and
@@ -47,7 +47,6 @@ export function registerReportCommands(program: Command, { io, setReport }: Comm
     )
     .option('--id <id>', 'the device id (default: the first 16 hex digits of the sha256 of the public key)')
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['device']))
     .action(async (options: { config?: string[]; id?: string; json?: boolean }) => {
       const paths = devicePaths(await loadDeviceConfig(options.config ?? []));
       const { key, created } = await provisionDeviceKey(paths, { id: options.id });
@@ -75,7 +74,6 @@ export function registerReportCommands(program: Command, { io, setReport }: Comm
     .requiredOption('--id <id>', 'the device id (ferry device provision prints it)')
     .requiredOption('--key <pem-file>', "the device's public key, PEM (device-key.pub)")
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['device']))
     .action(async (options: { repo: string; id: string; key: string; json?: boolean }) => {
       const registration = await registerDeviceKey(
         path.resolve(options.repo),
@@ -101,7 +99,6 @@ export function registerReportCommands(program: Command, { io, setReport }: Comm
     )
     .requiredOption('--repo <dir>', 'the factory repository whose devices/ holds the registered keys')
     .option('--json', 'print the result as one JSON object')
-    .addHelpText('after', exitCodeTable(['reports']))
     .action(async (media: string, options: { repo: string; json?: boolean }) => {
       const rows = await readReports(path.resolve(media), await loadRegisteredKeys(path.resolve(options.repo)));
       const rejected = rows.filter((row) => !row.valid);
