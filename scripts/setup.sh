@@ -17,6 +17,8 @@ declare -A PACKAGES=(
   [runc]=runc
   [time]=/usr/bin/time
   [faketime]=faketime
+  [exfat-fuse]=/usr/sbin/mount.exfat-fuse
+  [exfatprogs]=/usr/sbin/mkfs.exfat
 )
 
 missing=()

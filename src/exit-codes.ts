@@ -395,6 +395,14 @@ export const OUTCOMES = {
       'the bundle could not be written: the media (or the scratch space beside the factory) is full or failing; the export was undone',
     next: 'free space or change the stick, then export again',
   },
+  MEDIA_FILE_TOO_LARGE: {
+    exitCode: 61,
+    kind: 'failure',
+    commands: ['export', 'bundle pack'],
+    meaning:
+      "a file of the bundle is larger than the media's filesystem allows (FAT32: 4 GiB - 1 B); refused before it was written",
+    next: 'use an exFAT (or ext4) stick, or write a bundle directory instead of one archive file',
+  },
   APP_INVALID: {
     exitCode: 51,
     kind: 'failure',
