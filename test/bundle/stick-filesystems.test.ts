@@ -140,6 +140,35 @@ describe('an exFAT stick (exfat-fuse)', () => {
       await fs.rm(path.join(mount, 'reports'), { recursive: true, force: true });
     }
   });
+
+  test('a stick that fills up: 59 with a one-line reason, and the stick is left as it was', async (t) => {
+    const mount = exfat(t);
+    if (mount === undefined) return;
+    // Leave 512 KiB free: room for the metadata, not for the rootfs (busybox alone is about 1 MiB).
+    const { bavail, bsize } = await fs.statfs(mount);
+    const filler = path.join(mount, 'filler');
+    const handle = await fs.open(filler, 'w');
+    const chunk = Buffer.alloc(1024 * 1024, 1);
+    for (let left = bavail * bsize - 512 * 1024; left > 0; left -= chunk.length)
+      await handle.write(chunk, 0, Math.min(left, chunk.length));
+    await handle.close();
+    try {
+      for (const [name, extra] of [
+        ['bundle', []],
+        ['bundle.tar', ['--archive', 'tar']],
+      ] as const) {
+        const before = await hashTree(mount);
+        const result = await cli(...exportArgs(factory.repo.dir, factory.v2, path.join(mount, name), ...extra));
+        assert.equal(result.code, 59, `${name}: ${result.stderr}`);
+        assert.match(result.stderr, /no space left while the bundle was written .*; the export was undone/);
+        assert.equal(result.stderr.trim().split('\n').length, 1, 'one line');
+        await fs.rm(path.join(mount, name), { recursive: true, force: true });
+        assert.equal(await hashTree(mount), before, `${name}: the stick is left as it was`);
+      }
+    } finally {
+      await fs.rm(filler);
+    }
+  });
 });
 
 /** A FAT32 stick as statfs tells it, with a limit the test's files can cross (the real one is 4 GiB - 1 B). */
