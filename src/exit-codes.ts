@@ -183,7 +183,7 @@ export const OUTCOMES = {
   BUNDLE_UNREADABLE: {
     exitCode: 13,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign'],
+    commands: ['install', 'show', 'verify', 'bundle sign', 'bundle pack'],
     meaning: 'the bundle cannot be read (no such directory, or not a bundle)',
     next: 'check --src-dir and the media',
   },
@@ -197,7 +197,7 @@ export const OUTCOMES = {
   BUNDLE_ARCHIVE_INVALID: {
     exitCode: 17,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign'],
+    commands: ['install', 'show', 'verify', 'bundle sign', 'bundle pack'],
     meaning:
       'a single-file bundle is damaged or hostile (path traversal, links, duplicates, special files, a zip bomb, truncation)',
     next: 'do not use this bundle; export a new one',
@@ -355,8 +355,8 @@ export const OUTCOMES = {
   DESTINATION_NOT_EMPTY: {
     exitCode: 45,
     kind: 'failure',
-    commands: ['export', 'sim'],
-    meaning: 'the destination directory exists and is not empty',
+    commands: ['export', 'sim', 'bundle pack'],
+    meaning: 'the destination directory exists and is not empty (for a file: it exists)',
     next: 'choose a new or empty directory',
   },
   COMMIT_UNKNOWN: {
@@ -383,16 +383,16 @@ export const OUTCOMES = {
   EXPORT_VERIFY_FAILED: {
     exitCode: 48,
     kind: 'failure',
-    commands: ['export'],
-    meaning: 'the exported bundle did not pass verification',
+    commands: ['export', 'bundle pack'],
+    meaning: 'the exported bundle (or the packed archive, read back) did not pass verification',
     next: 'report it: the factory repository may be damaged',
   },
   MEDIA_WRITE_FAILED: {
     exitCode: 59,
     kind: 'failure',
-    commands: ['export'],
+    commands: ['export', 'bundle pack'],
     meaning:
-      'the bundle could not be written: the media (or the scratch space beside the factory) is full or failing; the export was undone',
+      'the bundle could not be written: the media (or the scratch space beside the factory) is full or failing; the export (or pack) was undone',
     next: 'free space or change the stick, then export again',
   },
   MEDIA_FILE_TOO_LARGE: {

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
-import { membersOfDirectory, writeTar } from '../apps/tar-pack.js';
+import { membersOfDirectory, writeTar, type TarMember } from '../apps/tar-pack.js';
 import { pathExists, syncDirectory } from '../util/atomic-file.js';
 import { processAlive } from '../util/process-alive.js';
 import { extractBundleArchive } from './bundle-archive.js';
@@ -118,9 +118,10 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
   try {
     const result = await exportBundleTree(repo, { ...options, destination: tree, scratchTree: true });
     const partial = `${options.destination}.partial`;
-    await checkArchiveFitsMedia(tree, options.destination, media);
+    const members = await membersOfDirectory(tree);
+    await checkArchiveFitsMedia(members, options.destination, media);
     try {
-      await packBundle(tree, partial, options.archive);
+      await packBundle(members, partial, options.archive);
       // With --read-back, verified as a device reads it: unpacked with every member check, then the whole bundle.
       if (options.readBack === true) {
         await extractBundleArchive(partial, options.archive, verifyDir).catch((error: unknown) => {
@@ -162,11 +163,15 @@ async function scratchDir(repo: FactoryRepo, kind: 'tree' | 'base' | 'rootfs'): 
  * Refuses, before the archive is written, one that the media's filesystem cannot hold: the archive is at least as big
  * as its members' content (a tar adds a 512-byte header to each and pads it to 512 bytes).
  */
-export async function checkArchiveFitsMedia(tree: string, archive: string, media: MediaFilesystem): Promise<void> {
+export async function checkArchiveFitsMedia(
+  members: readonly TarMember[],
+  archive: string,
+  media: MediaFilesystem,
+): Promise<void> {
   if (media.maxFileBytes === undefined) return;
   let bytes = 1024;
   let largest: MediaFile = { name: '', bytes: 0 };
-  for (const member of await membersOfDirectory(tree)) {
+  for (const member of members) {
     bytes += 512;
     if (member.type !== 'file-from') continue;
     const size = (await fs.stat(member.source)).size;
@@ -184,8 +189,7 @@ export async function checkArchiveFitsMedia(tree: string, archive: string, media
 }
 
 /** Packs a bundle tree into one file: members in a fixed order, with fixed times and owners. */
-export async function packBundle(tree: string, file: string, kind: 'tar' | 'zip'): Promise<void> {
-  const members = await membersOfDirectory(tree);
+export async function packBundle(members: readonly TarMember[], file: string, kind: 'tar' | 'zip'): Promise<void> {
   if (kind === 'tar') {
     await writeTar(file, members, { gzip: false });
     return;

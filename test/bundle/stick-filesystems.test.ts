@@ -141,6 +141,21 @@ describe('an exFAT stick (exfat-fuse)', () => {
     }
   });
 
+  test('bundle pack of a directory on the stick into a tar and a zip beside it: 0, and each verifies', async (t) => {
+    const mount = exfat(t);
+    if (mount === undefined) return;
+    const dst = path.join(mount, 'bundle');
+    assert.equal((await cli(...exportArgs(factory.repo.dir, factory.v2, dst))).code, 0);
+    for (const name of ['bundle.tar', 'bundle.zip']) {
+      const packed = await cli('bundle', 'pack', dst, path.join(mount, name));
+      assert.equal(packed.code, 0, `${name}: ${packed.stderr}`);
+      const verified = await cli('verify', path.join(mount, name));
+      assert.equal(verified.code, 0, `${name}: ${verified.stderr}`);
+      await fs.rm(path.join(mount, name));
+    }
+    await fs.rm(dst, { recursive: true });
+  });
+
   test('a stick that fills up: 59 with a one-line reason, and the stick is left as it was', async (t) => {
     const mount = exfat(t);
     if (mount === undefined) return;
