@@ -485,24 +485,31 @@ async function copyRootfs(
       rootfsScratch === undefined
         ? bundle.ostreeRepo
         : await OstreeRepo.create(path.join(rootfsScratch, 'repo'), 'archive');
-    await withGrowthProgress(
-      into.stagingDir,
-      {
-        phase: 'rootfs',
-        total: options.progress ? await repo.ostree.contentBytes(commit) : 0,
-        target: options.targetName,
-      },
-      options.progress,
-      // The media is flushed once when everything is written (see exportBundleTree); a scratch tree never is.
-      () => into.pullLocal(repo.ostree.path, commit, { untrusted: false, disableFsync: true }),
-    );
+    // The media is flushed once when everything is written (see exportBundleTree); a scratch tree never is.
+    const pull = () => into.pullLocal(repo.ostree.path, commit, { untrusted: false, disableFsync: true });
+    // Beside the factory the pull only links; the copy onto the media is what takes time, and reports the progress.
+    if (rootfsScratch !== undefined) await pull();
+    else
+      await withGrowthProgress(
+        into.stagingDir,
+        {
+          phase: 'rootfs',
+          total: options.progress ? await repo.ostree.contentBytes(commit) : 0,
+          target: options.targetName,
+        },
+        options.progress,
+        pull,
+      );
     if (baseScratch !== undefined) {
       const baseRepo = await OstreeRepo.create(path.join(baseScratch, 'repo'), 'archive');
       // Scratch, removed after the export: nothing to make durable.
       await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false, disableFsync: true });
       await removeObjectsOf(path.join(baseRepo.path, 'objects'), path.join(into.path, 'objects'), commit);
     }
-    if (rootfsScratch !== undefined) await copyObjectsOntoMedia(into, bundle.ostreeRepo, options.media!);
+    if (rootfsScratch !== undefined)
+      await copyObjectsOntoMedia(into, bundle.ostreeRepo, options.media!, (bytes, total) =>
+        options.progress?.({ phase: 'rootfs', bytes, total, target: options.targetName }),
+      );
     // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
     else if (options.scratchTree !== true && (await sameFilesystem(repo.ostree.path, bundle.ostreeRepo.path)))
       await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
@@ -516,7 +523,12 @@ async function copyRootfs(
  * carry offers. Every object is measured against the media's file size limit before the first one is written. The
  * media is flushed once with the rest of the bundle.
  */
-async function copyObjectsOntoMedia(from: OstreeRepo, to: OstreeRepo, media: MediaFilesystem): Promise<void> {
+async function copyObjectsOntoMedia(
+  from: OstreeRepo,
+  to: OstreeRepo,
+  media: MediaFilesystem,
+  progress: (bytes: number, total: number) => void,
+): Promise<void> {
   const objectsDir = path.join(from.path, 'objects');
   const copies: { source: string; target: string; file: MediaFile }[] = [];
   for (const prefix of await fs.readdir(objectsDir)) {
@@ -533,6 +545,10 @@ async function copyObjectsOntoMedia(from: OstreeRepo, to: OstreeRepo, media: Med
     to.path,
     copies.map((copy) => copy.file),
   );
+  const total = copies.reduce((sum, copy) => sum + copy.file.bytes, 0);
+  let bytes = 0;
+  let reported = 0;
+  progress(bytes, total);
   const made = new Set<string>();
   for (const copy of copies) {
     const dir = path.dirname(copy.target);
@@ -541,6 +557,12 @@ async function copyObjectsOntoMedia(from: OstreeRepo, to: OstreeRepo, media: Med
       made.add(dir);
     }
     await pipeline(createReadStream(copy.source, { highWaterMark: BIG_READ_CHUNK }), createWriteStream(copy.target));
+    bytes += copy.file.bytes;
+    // Tens of thousands of objects: one event per half per cent, not one per object.
+    if (bytes - reported >= total / 200 || bytes === total) {
+      reported = bytes;
+      progress(bytes, total);
+    }
   }
 }
 

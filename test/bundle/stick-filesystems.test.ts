@@ -4,6 +4,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { exportBundle } from '../../src/bundle/export.js';
 import { FerryError } from '../../src/errors.js';
+import type { ProgressEvent } from '../../src/progress.js';
 import { exitCodeOf } from '../../src/exit-codes.js';
 import {
   checkFitsMedia,
@@ -139,6 +140,31 @@ describe('an exFAT stick (exfat-fuse)', () => {
       await fs.rm(dst, { recursive: true });
       await fs.rm(path.join(mount, 'reports'), { recursive: true, force: true });
     }
+  });
+
+  test('the rootfs progress follows the copy onto the stick: it grows to its total and never falls', async (t) => {
+    const mount = exfat(t);
+    if (mount === undefined) return;
+    const dst = path.join(mount, 'progress');
+    const events: ProgressEvent[] = [];
+    await exportBundle(factory.repo, {
+      targetName: factory.v2,
+      destination: dst,
+      tag: 'main',
+      type: 'ci',
+      expiresInDays: 30,
+      progress: (event) => events.push(event),
+    });
+    const rootfs = events.filter((event) => event.phase === 'rootfs');
+    assert.ok(rootfs.length >= 2, JSON.stringify(events));
+    const total = rootfs[0]!.total;
+    assert.ok(total > 1024 * 1024 * 0.9, 'the total is what goes onto the stick: busybox alone is about 1 MiB');
+    for (let index = 1; index < rootfs.length; index++) {
+      assert.equal(rootfs[index]!.total, total);
+      assert.ok(rootfs[index]!.bytes >= rootfs[index - 1]!.bytes, JSON.stringify(rootfs));
+    }
+    assert.equal(rootfs.at(-1)!.bytes, total);
+    await fs.rm(dst, { recursive: true });
   });
 
   test('bundle pack of a directory on the stick into a tar and a zip beside it: 0, and each verifies', async (t) => {
