@@ -47,9 +47,11 @@ export async function packBundleDirectory(dir: string, file: string, options: Pa
   const inside = path.relative(dir, file).split(path.sep)[0];
   if (inside !== undefined && (BUNDLE_PARTS as readonly string[]).includes(inside))
     throw new FerryError('USAGE', `${file} is inside the bundle it would pack; write it elsewhere`);
+  const parent = await fs.stat(path.dirname(file)).catch(() => undefined);
+  if (parent?.isDirectory() !== true)
+    throw new FerryError('USAGE', `${path.dirname(file)} is not a directory to write ${path.basename(file)} into`);
   if (await pathExists(file))
     throw new FerryError('DESTINATION_NOT_EMPTY', `${file} already exists; pack into a new file`);
-  const expected = await bundleContent(bundle.root);
   const partial = `${file}.partial`;
   if (await pathExists(partial))
     throw new FerryError('DESTINATION_NOT_EMPTY', `${partial} already exists (another pack, or one that was cut)`);
@@ -64,6 +66,7 @@ export async function packBundleDirectory(dir: string, file: string, options: Pa
   }
   const media = await (options.filesystemProbe ?? probeMediaFilesystem)(path.dirname(file));
   await checkArchiveFitsMedia(members, file, media);
+  const expected = await bundleContent(bundle.root);
   try {
     await packBundle(members, partial, kind);
     await checkReadBack(partial, kind, expected);
@@ -169,6 +172,12 @@ function packFailure(error: unknown, filesystem: string, where: string): FerryEr
     return new FerryError(
       'MEDIA_WRITE_FAILED',
       `no space left while the archive was written (${describeCause(error)}); nothing was left behind`,
+      { cause: error },
+    );
+  if (['EROFS', 'EACCES', 'EPERM', 'EIO'].includes((error as NodeJS.ErrnoException).code ?? ''))
+    return new FerryError(
+      'MEDIA_WRITE_FAILED',
+      `the archive cannot be written to ${where} (${describeCause(error)}); nothing was left behind`,
       { cause: error },
     );
   return new FerryError('INTERNAL_ERROR', `pack failed: ${describeCause(error)}`, { cause: error });

@@ -79,6 +79,8 @@ describe('bundle pack', () => {
       [[notABundle, path.join(out, 'x.tar')], 13, /is not a bundle: it has no tuf\/ directory$/],
       [[path.join(out, 'missing'), path.join(out, 'x.tar')], 13, /cannot open the bundle/],
       [[stick, path.join(stick, 'apps', 'x.tar')], 2, /is inside the bundle it would pack/],
+      [[stick, path.join(out, 'no-such-dir', 'x.tar')], 2, /no-such-dir is not a directory to write x\.tar into$/],
+      [[stick, path.join(existing, 'x.tar')], 2, /exists\.tar is not a directory to write x\.tar into$/],
     ];
     for (const [args, code, reason] of cases) {
       const result = await cli('bundle', 'pack', ...args);
