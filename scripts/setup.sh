@@ -18,6 +18,8 @@ declare -A PACKAGES=(
   [time]=/usr/bin/time
   [faketime]=faketime
   [tmux]=tmux
+  [exfat-fuse]=/usr/sbin/mount.exfat-fuse
+  [exfatprogs]=/usr/sbin/mkfs.exfat
 )
 
 missing=()

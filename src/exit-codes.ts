@@ -29,6 +29,7 @@ const PATH_COMMANDS = [
   'export',
   'verify',
   'bundle sign',
+  'bundle pack',
   'keys rotate',
   'keys add-offline',
   'sim create',
@@ -203,7 +204,7 @@ export const OUTCOMES = {
   BUNDLE_UNREADABLE: {
     exitCode: 13,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign', 'export'],
+    commands: ['install', 'show', 'verify', 'bundle sign', 'bundle pack', 'export'],
     meaning: 'the bundle cannot be read (no such directory, or not a bundle)',
     next: 'check --src-dir and the media',
   },
@@ -217,7 +218,7 @@ export const OUTCOMES = {
   BUNDLE_ARCHIVE_INVALID: {
     exitCode: 17,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign'],
+    commands: ['install', 'show', 'verify', 'bundle sign', 'bundle pack'],
     meaning:
       'a single-file bundle is damaged or hostile (path traversal, links, duplicates, special files, a zip bomb, truncation)',
     next: 'do not use this bundle; export a new one',
@@ -384,8 +385,8 @@ export const OUTCOMES = {
   DESTINATION_NOT_EMPTY: {
     exitCode: 45,
     kind: 'failure',
-    commands: ['export', 'sim create', 'sim image'],
-    meaning: 'the destination directory exists and is not empty',
+    commands: ['export', 'sim create', 'sim image', 'bundle pack'],
+    meaning: 'the destination directory exists and is not empty (for a file: it exists)',
     next: 'choose a new or empty directory',
   },
   COMMIT_UNKNOWN: {
@@ -412,17 +413,25 @@ export const OUTCOMES = {
   EXPORT_VERIFY_FAILED: {
     exitCode: 48,
     kind: 'failure',
-    commands: ['export'],
-    meaning: 'the exported bundle did not pass verification',
+    commands: ['export', 'bundle pack'],
+    meaning: 'the exported bundle (or the packed archive, read back) did not pass verification',
     next: 'report it: the factory repository may be damaged',
   },
   MEDIA_WRITE_FAILED: {
     exitCode: 59,
     kind: 'failure',
-    commands: ['export'],
+    commands: ['export', 'bundle pack'],
     meaning:
-      'the bundle could not be written: the media (or the scratch space beside the factory) is full or failing; the export was undone',
+      'the bundle could not be written: the media (or the scratch space beside the factory) is full or failing; the export (or pack) was undone',
     next: 'free space or change the stick, then export again',
+  },
+  MEDIA_FILE_TOO_LARGE: {
+    exitCode: 61,
+    kind: 'failure',
+    commands: ['export', 'bundle pack'],
+    meaning:
+      "a file of the bundle is larger than the media's filesystem allows (FAT32: 4 GiB - 1 B); refused before it was written",
+    next: 'use an exFAT (or ext4) stick, or write a bundle directory instead of one archive file',
   },
   APP_INVALID: {
     exitCode: 51,

@@ -22,34 +22,39 @@ const FIXED_TIME = new Date(0);
 export async function writeTar(file: string, members: readonly TarMember[], options: { gzip: boolean }): Promise<void> {
   const pack = tar.pack();
   const sink = createSparseWriteStream(file);
+  // The pipeline runs while the members are fed in, and it can fail at any await of that loop (the media fill up):
+  // both are awaited together, so its rejection is never left unhandled.
   const output = options.gzip ? pipeline(pack, createGzip({ level: 6 }), sink) : pipeline(pack, sink);
-  try {
-    for (const member of members) {
-      const base = { name: member.name, mtime: FIXED_TIME, uid: 0, gid: 0, uname: 'root', gname: 'root' };
-      switch (member.type) {
-        case 'directory':
-          pack.entry({ ...base, type: 'directory', mode: member.mode ?? 0o755 });
-          break;
-        case 'symlink':
-          pack.entry({ ...base, type: 'symlink', linkname: member.target, mode: 0o777 });
-          break;
-        case 'file':
-          pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644 }, Buffer.from(member.content));
-          break;
-        case 'file-from': {
-          const { size } = await fs.stat(member.source);
-          const entry = pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644, size });
-          await pipeline(createReadStream(member.source, { highWaterMark: BIG_READ_CHUNK }), entry);
-          break;
-        }
-      }
-    }
-    pack.finalize();
-  } catch (error) {
+  const fed = feedMembers(pack, members).catch((error: unknown) => {
     // The pipeline then fails with the first error: the sink's own (a full disk) if that came first.
     pack.destroy(error as Error);
+  });
+  const [written] = await Promise.allSettled([output, fed]);
+  if (written.status === 'rejected') throw written.reason;
+}
+
+async function feedMembers(pack: tar.Pack, members: readonly TarMember[]): Promise<void> {
+  for (const member of members) {
+    const base = { name: member.name, mtime: FIXED_TIME, uid: 0, gid: 0, uname: 'root', gname: 'root' };
+    switch (member.type) {
+      case 'directory':
+        pack.entry({ ...base, type: 'directory', mode: member.mode ?? 0o755 });
+        break;
+      case 'symlink':
+        pack.entry({ ...base, type: 'symlink', linkname: member.target, mode: 0o777 });
+        break;
+      case 'file':
+        pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644 }, Buffer.from(member.content));
+        break;
+      case 'file-from': {
+        const { size } = await fs.stat(member.source);
+        const entry = pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644, size });
+        await pipeline(createReadStream(member.source, { highWaterMark: BIG_READ_CHUNK }), entry);
+        break;
+      }
+    }
   }
-  await output;
+  pack.finalize();
 }
 
 /** The members of a directory tree, sorted, with paths relative to `root`. Only files, directories and symlinks. */

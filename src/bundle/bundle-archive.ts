@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import yauzl from 'yauzl';
@@ -46,16 +46,44 @@ export async function archiveKindOf(file: string): Promise<ArchiveKind | undefin
   }
 }
 
-/** The member's path inside the bundle, or a refusal naming the member and the check. */
-export function checkMemberName(name: string): string | null {
+/** The member's path in the archive, normalized (no "." or empty parts), or a refusal naming the member. */
+export function memberParts(name: string): string[] {
   if (name.includes('\0')) throw refuse(`member ${JSON.stringify(name)}: a NUL byte in its name`);
   if (name.includes('\\')) throw refuse(`member "${name}": a backslash in its name`);
   if (name.startsWith('/')) throw refuse(`member "${name}": an absolute path`);
   const parts = name.split('/').filter((part) => part !== '' && part !== '.');
   if (parts.includes('..')) throw refuse(`member "${name}": ".." leaves the bundle`);
-  if (parts.length === 0) return null;
-  if (!TOP_LEVEL.has(parts[0]!)) return null; // Not part of a bundle: never extracted.
-  return parts.join('/');
+  return parts;
+}
+
+/**
+ * Where the bundle's tree starts in the archive: at its top (what ferry writes), or under one folder (what
+ * `tar cf b.tar bundle/` writes). Decided by the first member that is part of a bundle; a member of the other kind
+ * after that is refused, since the archive would then hold two bundles.
+ */
+export class BundleRoot {
+  private folder: string | undefined;
+
+  /** The member's path inside the bundle, or null for a member that is not part of it (never extracted). */
+  place(name: string, parts: readonly string[]): string | null {
+    if (parts.length === 0) return null;
+    const atTop = TOP_LEVEL.has(parts[0]!);
+    const underFolder = parts.length >= 2 && TOP_LEVEL.has(parts[1]!);
+    if (this.folder === undefined) {
+      if (atTop) this.folder = '';
+      else if (underFolder) this.folder = parts[0]!;
+      else return null;
+    }
+    if (this.folder === '') return atTop ? parts.join('/') : null;
+    if (atTop)
+      throw refuse(`member "${name}": the bundle in this archive sits under "${this.folder}/", this member beside it`);
+    return parts[0] === this.folder && underFolder ? parts.slice(1).join('/') : null;
+  }
+
+  /** The folder the bundle sits under, for messages ("" at the top), or undefined when no member was part of one. */
+  get found(): string | undefined {
+    return this.folder;
+  }
 }
 
 interface MemberInfo {
@@ -74,16 +102,27 @@ function refuseLink(member: MemberInfo, relative: string): never {
   );
 }
 
-/** Writes members into the staging directory, checking what can be checked on the way. */
+/** What reading an archive back found in it: every file of the bundle, with its size and SHA-256. */
+export type ArchiveContent = Map<string, { readonly size: number; readonly sha256: string }>;
+
+/**
+ * Writes members into the staging directory, checking what can be checked on the way. Without a directory it only
+ * checks, and records what it read: how `bundle pack` reads back what it wrote, without a second copy on the media.
+ */
 class MemberWriter {
   private readonly seen = new Set<string>();
   private members = 0;
+  private readonly bundleRoot = new BundleRoot();
+  readonly content: ArchiveContent = new Map();
+  /** The first member's name, to say what the archive holds instead of a bundle. */
+  firstMember: string | undefined;
 
-  constructor(private readonly root: string) {}
+  constructor(private readonly root: string | undefined) {}
 
   /** Returns the relative path to write to, or null to skip the member. */
   admit(member: MemberInfo): string | null {
-    const relative = checkMemberName(member.name);
+    this.firstMember ??= member.name;
+    const relative = this.bundleRoot.place(member.name, memberParts(member.name));
     if (relative === null) return null;
     if (++this.members > ARCHIVE_LIMITS.maxMembers) throw refuse(`more than ${ARCHIVE_LIMITS.maxMembers} members`);
     if (member.type === 'symlink' || member.type === 'hardlink') refuseLink(member, relative);
@@ -96,16 +135,28 @@ class MemberWriter {
   }
 
   async directory(relative: string): Promise<void> {
-    await fs.mkdir(path.join(this.root, relative), { recursive: true });
+    if (this.root !== undefined) await fs.mkdir(path.join(this.root, relative), { recursive: true });
+  }
+
+  /** Refuses an archive in which no member is a bundle's tuf/: it holds no bundle. */
+  checkHoldsBundle(file: string): void {
+    if (![...this.seen].some((relative) => relative.startsWith('tuf/'))) {
+      const first = this.firstMember === undefined ? 'it has no member' : `its first member is "${this.firstMember}"`;
+      throw refuse(
+        `${path.basename(file)} holds no bundle: no member is a file of tuf/, at its top or under one folder (${first})`,
+      );
+    }
   }
 
   async file(relative: string, source: Readable): Promise<void> {
-    const target = path.join(this.root, relative);
-    await fs.mkdir(path.dirname(target), { recursive: true });
+    const target = this.root === undefined ? undefined : path.join(this.root, relative);
+    if (target !== undefined) await fs.mkdir(path.dirname(target), { recursive: true });
     const expected = expectedDigestOf(relative);
     const fileObject = /^ostree_repo\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})\.filez$/.exec(relative);
     const objectHasher = fileObject ? new ArchiveFileObjectHasher() : undefined;
     const cap = relative.startsWith('tuf/') ? METADATA_MAX_BYTES : undefined;
+    // Unpacking hashes only what names its digest; reading back (no directory) hashes every file, to compare.
+    const hashed = expected !== undefined || target === undefined;
     const hash = createHash('sha256');
     let size = 0;
     const check = new Transform({
@@ -117,16 +168,24 @@ class MemberWriter {
           );
           return;
         }
-        if (expected !== undefined) hash.update(chunk);
+        if (hashed) hash.update(chunk);
         const inflating = objectHasher?.update(chunk);
         if (inflating === undefined) callback(null, chunk);
         else inflating.then(() => callback(null, chunk), callback);
       },
     });
-    // Sparse, so that a layer that is mostly zeros does not fill the device's disk on its way to the app store.
-    await pipeline(source, check, createSparseWriteStream(target, { mode: 0o644 }));
+    // Sparse, so that a layer that is mostly zeros does not fill the device's disk on its way to the app store; a
+    // read-back writes nothing.
+    await pipeline(
+      source,
+      check,
+      target === undefined
+        ? new Writable({ write: (_chunk, _encoding, done) => done() })
+        : createSparseWriteStream(target, { mode: 0o644 }),
+    );
+    const actual = hashed ? hash.digest('hex') : '';
+    if (target === undefined) this.content.set(relative, { size, sha256: actual });
     if (expected !== undefined) {
-      const actual = hash.digest('hex');
       if (actual !== expected.hex) {
         throw new FerryError(
           expected.outcome,
@@ -321,7 +380,21 @@ export async function unpackedBytesOf(file: string, kind: ArchiveKind): Promise<
 /** Unpacks a single-file bundle into `stagingDir` (which must not exist), refusing anything hostile. */
 export async function extractBundleArchive(file: string, kind: ArchiveKind, stagingDir: string): Promise<void> {
   await fs.mkdir(stagingDir, { recursive: false, mode: 0o700 });
-  const writer = new MemberWriter(stagingDir);
+  await readArchive(file, kind, new MemberWriter(stagingDir));
+}
+
+/**
+ * Reads a single-file bundle with every check of extractBundleArchive, writing nothing: what it holds, file by
+ * file, with each one's size and SHA-256.
+ */
+export async function readBackBundleArchive(file: string, kind: ArchiveKind): Promise<ArchiveContent> {
+  const writer = new MemberWriter(undefined);
+  await readArchive(file, kind, writer);
+  return writer.content;
+}
+
+async function readArchive(file: string, kind: ArchiveKind, writer: MemberWriter): Promise<void> {
   if (kind === 'tar') await extractTar(file, writer);
   else await extractZip(file, writer);
+  writer.checkHoldsBundle(file);
 }

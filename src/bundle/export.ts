@@ -8,15 +8,16 @@ import { BUNDLE_TARGETS_FILE, signBundleTargets, type BundleType } from '../tuf/
 import { expiresInDays, formatExpires, parseExpires } from '../tuf/expires.js';
 import { serializeMetadata } from '../tuf/sign-metadata.js';
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
-import { membersOfDirectory, writeTar } from '../apps/tar-pack.js';
+import { membersOfDirectory, writeTar, type TarMember } from '../apps/tar-pack.js';
 import { pathExists, syncDirectory } from '../util/atomic-file.js';
 import { processAlive } from '../util/process-alive.js';
 import { extractBundleArchive } from './bundle-archive.js';
 import { verifyBundleContent, verifyBundleMetadataOf, type VerifiedBundleMetadata } from './verify-bundle.js';
 import { syncFilesystem } from '../util/sync-filesystem.js';
+import { BIG_READ_CHUNK } from '../util/sparse-file.js';
 import { isNoSpace } from '../util/no-space.js';
 import type { ProgressListener } from '../progress.js';
 import { withPullProgress } from '../ostree/pull-progress.js';
@@ -25,6 +26,14 @@ import { AppsDir } from '../apps/apps-dir.js';
 import { copyVerifiedApps } from '../apps/copy-apps.js';
 import { verifyApps } from '../apps/verify-apps.js';
 import { targetFromMetadata, type AppPin } from '../tuf/target.js';
+import {
+  checkFitsMedia,
+  isFileTooLarge,
+  probeMediaFilesystem,
+  type FilesystemProbe,
+  type MediaFile,
+  type MediaFilesystem,
+} from '../util/media-filesystem.js';
 
 function appsOf(
   name: string,
@@ -62,12 +71,16 @@ export interface ExportOptions {
    */
   readonly readBack?: boolean | undefined;
   readonly now?: Date;
+  /** Tells the filesystem of the media (tests stand in for a FAT32 stick with it). */
+  readonly filesystemProbe?: FilesystemProbe | undefined;
 }
 
 /** Where the bundle tree of an archive export is built: never the media, which gets only the archive. */
 interface TreeOptions extends ExportOptions {
   /** The tree is a scratch copy beside the factory: hard links to the factory's objects are fine there. */
   readonly scratchTree?: boolean;
+  /** The filesystem the tree is written to; a scratch tree beside the factory has none of the media's limits. */
+  readonly media?: MediaFilesystem | undefined;
 }
 
 export interface ExportResult {
@@ -87,7 +100,8 @@ export interface ExportResult {
  * byte is written; the finished bundle is then verified the way a device would, from 1.root.json.
  */
 export async function exportBundle(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
-  if (options.archive === undefined) return exportBundleTree(repo, options);
+  const media = await (options.filesystemProbe ?? probeMediaFilesystem)(options.destination);
+  if (options.archive === undefined) return exportBundleTree(repo, { ...options, media });
   if ((options.mode ?? 'new') !== 'new') {
     throw new FerryError(
       'USAGE',
@@ -105,8 +119,10 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
   try {
     const result = await exportBundleTree(repo, { ...options, destination: tree, scratchTree: true });
     const partial = `${options.destination}.partial`;
+    const members = await membersOfDirectory(tree);
+    await checkArchiveFitsMedia(members, options.destination, media);
     try {
-      await packBundle(tree, partial, options.archive);
+      await packBundle(members, partial, options.archive);
       // With --read-back, verified as a device reads it: unpacked with every member check, then the whole bundle.
       if (options.readBack === true) {
         await extractBundleArchive(partial, options.archive, verifyDir).catch((error: unknown) => {
@@ -117,12 +133,12 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
         const metadata = await verifyExportMetadata(repo, unpacked, options.targetName, result.commit, now);
         await verifyExportContent(unpacked, metadata, true, undefined, options.progress);
       }
-      await flushMedia(partial);
+      await flushMedia(partial, media, partial);
       await fs.rename(partial, options.destination);
       await syncDirectory(path.dirname(options.destination));
     } catch (error) {
       await fs.rm(partial, { force: true });
-      throw writeFailure(error);
+      throw writeFailure(error, media, path.dirname(options.destination));
     }
     return { ...result, destination: options.destination };
   } finally {
@@ -135,18 +151,46 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
  * A scratch directory beside the factory repo (on its filesystem, where ostree hard-links instead of copying), named
  * after this process. What an export killed half-way left there goes first.
  */
-async function scratchDir(repo: FactoryRepo, kind: 'tree' | 'base'): Promise<string> {
+async function scratchDir(repo: FactoryRepo, kind: 'tree' | 'base' | 'rootfs'): Promise<string> {
   for (const name of await fs.readdir(repo.dir)) {
-    const owner = /^\.export-(?:tree|base)-(\d+)-/.exec(name)?.[1];
+    const owner = /^\.export-(?:tree|base|rootfs)-(\d+)-/.exec(name)?.[1];
     if (owner !== undefined && !processAlive(Number(owner)))
       await fs.rm(path.join(repo.dir, name), { recursive: true, force: true });
   }
   return fs.mkdtemp(path.join(repo.dir, `.export-${kind}-${process.pid}-`));
 }
 
+/**
+ * Refuses, before the archive is written, one that the media's filesystem cannot hold: the archive is at least as big
+ * as its members' content (a tar adds a 512-byte header to each and pads it to 512 bytes).
+ */
+export async function checkArchiveFitsMedia(
+  members: readonly TarMember[],
+  archive: string,
+  media: MediaFilesystem,
+): Promise<void> {
+  if (media.maxFileBytes === undefined) return;
+  let bytes = 1024;
+  let largest: MediaFile = { name: '', bytes: 0 };
+  for (const member of members) {
+    bytes += 512;
+    if (member.type !== 'file-from') continue;
+    const size = (await fs.stat(member.source)).size;
+    bytes += Math.ceil(size / 512) * 512;
+    if (size > largest.bytes) largest = { name: member.name, bytes: size };
+  }
+  checkFitsMedia(
+    media,
+    path.dirname(archive),
+    [{ name: archive, bytes }],
+    largest.bytes > media.maxFileBytes
+      ? `use an exFAT (or ext4) stick: its largest member, ${largest.name}, is over the limit itself`
+      : 'use an exFAT (or ext4) stick, or write the bundle as a directory, whose largest file fits',
+  );
+}
+
 /** Packs a bundle tree into one file: members in a fixed order, with fixed times and owners. */
-async function packBundle(tree: string, file: string, kind: 'tar' | 'zip'): Promise<void> {
-  const members = await membersOfDirectory(tree);
+export async function packBundle(members: readonly TarMember[], file: string, kind: 'tar' | 'zip'): Promise<void> {
   if (kind === 'tar') {
     await writeTar(file, members, { gzip: false });
     return;
@@ -330,7 +374,8 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
     for (const outcome of checked) if (outcome.status === 'rejected') throw outcome.reason;
     // ostree and the blob copies wrote without syncing each file: the media is flushed once, here, before the
     // bundle counts as written. A scratch tree is not the media; its archive is flushed when it is packed.
-    if (options.scratchTree !== true) await flushMedia(options.destination);
+    if (options.scratchTree !== true)
+      await flushMedia(options.destination, options.media, path.join(bundle.ostreeRepo.path, 'config'));
     if (previous !== undefined) await swapDirectory(nextTuf, bundle.tufDir);
     return {
       target: options.targetName,
@@ -345,7 +390,7 @@ async function exportBundleTree(repo: FactoryRepo, options: TreeOptions): Promis
     // Leave no half-written bundle behind for someone to carry to a device; an existing one keeps its metadata.
     if (previous === undefined) await removeContents(options.destination);
     else await fs.rm(nextTuf, { recursive: true, force: true });
-    throw writeFailure(error);
+    throw writeFailure(error, options.media, options.destination);
   } finally {
     if (baseScratch !== undefined) await fs.rm(baseScratch, { recursive: true, force: true });
   }
@@ -436,22 +481,88 @@ async function copyRootfs(
 ): Promise<void> {
   // Objects a bundle already holds are not copied again: targets share what they can.
   if (newRepo) await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
+  // ostree writes its objects with hard links and rename flags that FAT32, exFAT and FUSE filesystems lack: there it
+  // pulls beside the factory, and the objects are copied onto the media with plain writes.
+  const plainWrites = options.media?.hardLinks === false;
+  const rootfsScratch = plainWrites ? await scratchDir(repo, 'rootfs') : undefined;
   const progress = options.progress;
-  await withPullProgress(
-    { source: repo.ostree, destination: bundle.ostreeRepo, commit },
-    progress && ((bytes, total) => progress({ phase: 'rootfs', bytes, total, target: options.targetName })),
+  const reportRootfs =
+    progress &&
+    ((bytes: number, total: number) => progress({ phase: 'rootfs', bytes, total, target: options.targetName }));
+  try {
+    const into =
+      rootfsScratch === undefined
+        ? bundle.ostreeRepo
+        : await OstreeRepo.create(path.join(rootfsScratch, 'repo'), 'archive');
     // The media is flushed once when everything is written (see exportBundleTree); a scratch tree never is.
-    () => bundle.ostreeRepo.pullLocal(repo.ostree.path, commit, { untrusted: false, disableFsync: true }),
-  );
-  if (baseScratch !== undefined) {
-    const baseRepo = await OstreeRepo.create(path.join(baseScratch, 'repo'), 'archive');
-    // Scratch, removed after the export: nothing to make durable.
-    await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false, disableFsync: true });
-    await removeObjectsOf(path.join(baseRepo.path, 'objects'), path.join(bundle.ostreeRepo.path, 'objects'), commit);
+    const pull = () => into.pullLocal(repo.ostree.path, commit, { untrusted: false, disableFsync: true });
+    // Beside the factory the pull only links; the copy onto the media is what takes time, and reports the progress.
+    if (rootfsScratch !== undefined) await pull();
+    else await withPullProgress({ source: repo.ostree, destination: into, commit }, reportRootfs, pull);
+    if (baseScratch !== undefined) {
+      const baseRepo = await OstreeRepo.create(path.join(baseScratch, 'repo'), 'archive');
+      // Scratch, removed after the export: nothing to make durable.
+      await baseRepo.pullLocal(repo.ostree.path, baseCommit!, { untrusted: false, disableFsync: true });
+      await removeObjectsOf(path.join(baseRepo.path, 'objects'), path.join(into.path, 'objects'), commit);
+    }
+    if (rootfsScratch !== undefined)
+      await copyObjectsOntoMedia(into, bundle.ostreeRepo, options.media!, (bytes, total) =>
+        reportRootfs?.(bytes, total),
+      );
+    // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
+    else if (options.scratchTree !== true && (await sameFilesystem(repo.ostree.path, bundle.ostreeRepo.path)))
+      await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
+  } finally {
+    if (rootfsScratch !== undefined) await fs.rm(rootfsScratch, { recursive: true, force: true });
   }
-  // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
-  if (options.scratchTree !== true && (await sameFilesystem(repo.ostree.path, bundle.ostreeRepo.path)))
-    await unshareHardLinks(path.join(bundle.ostreeRepo.path, 'objects'));
+}
+
+/**
+ * Copies the objects of `from` that `to` lacks, with nothing but create and write: what every filesystem a stick can
+ * carry offers. Every object is measured against the media's file size limit before the first one is written. The
+ * media is flushed once with the rest of the bundle.
+ */
+async function copyObjectsOntoMedia(
+  from: OstreeRepo,
+  to: OstreeRepo,
+  media: MediaFilesystem,
+  progress: (bytes: number, total: number) => void,
+): Promise<void> {
+  const objectsDir = path.join(from.path, 'objects');
+  const copies: { source: string; target: string; file: MediaFile }[] = [];
+  for (const prefix of await fs.readdir(objectsDir)) {
+    for (const name of await fs.readdir(path.join(objectsDir, prefix))) {
+      const relative = path.join('objects', prefix, name);
+      if (await pathExists(path.join(to.path, relative))) continue;
+      const source = path.join(from.path, relative);
+      const bytes = (await fs.stat(source)).size;
+      copies.push({ source, target: path.join(to.path, relative), file: { name: `ostree_repo/${relative}`, bytes } });
+    }
+  }
+  checkFitsMedia(
+    media,
+    to.path,
+    copies.map((copy) => copy.file),
+  );
+  const total = copies.reduce((sum, copy) => sum + copy.file.bytes, 0);
+  let bytes = 0;
+  let reported = 0;
+  progress(bytes, total);
+  const made = new Set<string>();
+  for (const copy of copies) {
+    const dir = path.dirname(copy.target);
+    if (!made.has(dir)) {
+      await fs.mkdir(dir, { recursive: true });
+      made.add(dir);
+    }
+    await pipeline(createReadStream(copy.source, { highWaterMark: BIG_READ_CHUNK }), createWriteStream(copy.target));
+    bytes += copy.file.bytes;
+    // Tens of thousands of objects: one event per half per cent, not one per object.
+    if (bytes - reported >= total / 200 || bytes === total) {
+      reported = bytes;
+      progress(bytes, total);
+    }
+  }
 }
 
 async function sameFilesystem(a: string, b: string): Promise<boolean> {
@@ -469,7 +580,6 @@ async function copyApps(
 ): Promise<void> {
   // Flushed once with the rest of the media, not blob by blob.
   const apps = new AppsDir(bundle.appsDir, { syncEachBlob: false });
-  await fs.mkdir(apps.root, { recursive: true });
   const verifiedApps = await verifyApps(repo.apps, appsOf(options.targetName, entry), 'factory apps/').catch(
     (error: unknown) => {
       throw new FerryError('REPO_INVALID', `the factory's apps do not verify: ${describeCause(error)}`, {
@@ -477,6 +587,18 @@ async function copyApps(
       });
     },
   );
+  // Every blob the media's filesystem cannot hold is refused before the first one is written.
+  if (options.media !== undefined)
+    checkFitsMedia(
+      options.media,
+      bundle.appsDir,
+      verifiedApps.flatMap((app) =>
+        app.images.flatMap((image) =>
+          image.blobs.map((blob) => ({ name: `apps/blobs/${blob.digest.replace(':', '/')}`, bytes: blob.size })),
+        ),
+      ),
+    );
+  await fs.mkdir(apps.root, { recursive: true });
   const appBytes = verifiedApps.reduce(
     (sum, app) =>
       sum + app.images.reduce((bytes, image) => bytes + image.blobs.reduce((n, blob) => n + blob.size, 0), 0),
@@ -568,9 +690,12 @@ function exportVerifyFailed(error: unknown, what = 'the written bundle'): FerryE
 }
 
 /** Makes what was written to the media durable: one flush of its filesystem (see exportBundleTree). */
-async function flushMedia(target: string): Promise<void> {
+async function flushMedia(target: string, media: MediaFilesystem | undefined, written: string): Promise<void> {
   try {
     await syncFilesystem(target);
+    // A FUSE filesystem (exfat-fuse) keeps its allocation tables in its own process: it writes them out on an fsync
+    // of any of its files, not on syncfs.
+    if (media?.hardLinks === false) await syncFile(written);
   } catch (error) {
     throw new FerryError(
       'MEDIA_WRITE_FAILED',
@@ -580,9 +705,24 @@ async function flushMedia(target: string): Promise<void> {
   }
 }
 
+async function syncFile(file: string): Promise<void> {
+  const handle = await fs.open(file, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
 /** A full disk is the operator's to fix, not a bug: it gets its own code. Anything else unforeseen is a bug. */
-function writeFailure(error: unknown): FerryError {
+function writeFailure(error: unknown, media: MediaFilesystem | undefined, where: string): FerryError {
   if (error instanceof FerryError) return error;
+  if (isFileTooLarge(error))
+    return new FerryError(
+      'MEDIA_FILE_TOO_LARGE',
+      `a file of the bundle is larger than ${media?.name ?? 'the filesystem'} at ${where} allows (${describeCause(error)}): use an exFAT (or ext4) stick; the export was undone`,
+      { cause: error },
+    );
   if (isNoSpace(error))
     return new FerryError(
       'MEDIA_WRITE_FAILED',

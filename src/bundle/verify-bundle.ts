@@ -179,7 +179,9 @@ async function verifyDeltaObjects(
 ): Promise<void> {
   await verifyArchiveObjects(bundle.ostreeRepo.path);
   if (baseRepo === undefined) return;
-  const scratch = await fs.mkdtemp(path.join(path.dirname(bundle.root), '.delta-check-'));
+  // Beside the base's copy (export's scratch, by the factory), never on the media: ostree writes its objects with
+  // hard links and rename flags that a FAT32 or exFAT stick lacks.
+  const scratch = await fs.mkdtemp(path.join(path.dirname(baseRepo), '.delta-check-'));
   try {
     const repo = await OstreeRepo.create(path.join(scratch, 'repo'), 'archive');
     // A scratch repo, removed after the check: nothing to make durable.

@@ -45,6 +45,7 @@ export const PATH_INPUTS: Readonly<
   show: { bundle: bundle() },
   verify: { bundle: bundle(), trustedRoot: { use: { reads: 'file' } } },
   'bundle sign': { bundle: { use: { reads: 'dir', writesInPlace: true }, unusable: 'BUNDLE_UNREADABLE' }, key: file() },
+  'bundle pack': { dir: { use: { reads: 'dir' }, unusable: 'BUNDLE_UNREADABLE' }, file: { use: { creates: 'file' } } },
   'keys rotate': { repo: factoryRepo() },
   'keys add-offline': { repo: factoryRepo(), out: { use: { creates: 'dir' } } },
   'sim create': { 'device-dir': { use: { creates: 'dir' } }, repo: factoryRepo() },

@@ -9,7 +9,11 @@ import { BlobStore } from '../../src/apps/blob-store.js';
 import { putBytes } from '../../src/apps/build-image.js';
 import { MEDIA } from '../../src/apps/digest.js';
 import { REF_NAME, writeImageLayout } from '../../src/apps/oci-layout.js';
+import { exportBundle } from '../../src/bundle/export.js';
+import { packBundleDirectory } from '../../src/bundle/pack-bundle.js';
+import { FerryError } from '../../src/errors.js';
 import { addTarget } from '../../src/repo/add-target.js';
+import { FAT32_MAX_FILE_BYTES } from '../../src/util/media-filesystem.js';
 import { cli } from '../support/cli.js';
 import { compose } from '../support/apps-factory.js';
 import { buildFactory, HARDWARE_ID, TAG, tempDir, type TestFactory } from '../support/factory.js';
@@ -293,6 +297,38 @@ describe('bundles and app blobs over 4 GiB', () => {
     const tar = await tamperedCopy(bundleTar, (copy) => copy, member.offset + TAMPER_OFFSET);
     await assertRefused(await makeDevice(factory, factory.v1), tar, 74, /hashes to sha256:[0-9a-f]{64}/);
     await drop(tar);
+  });
+
+  test('onto a FAT32 stick (its statfs type, through the probe): the layer over 4 GiB - 1 B is refused up front (61)', async () => {
+    const fat32 = async () => ({ name: 'FAT32 (vfat)', hardLinks: false, maxFileBytes: FAT32_MAX_FILE_BYTES });
+    const stick = await tempDir('fat32-big');
+    const refused = await exportBundle(factory.repo, {
+      targetName: target,
+      destination: path.join(stick, 'bundle'),
+      tag: TAG,
+      type: 'ci',
+      expiresInDays: 30,
+      filesystemProbe: fat32,
+    }).then(
+      () => assert.fail('export went ahead'),
+      (error: unknown) => error,
+    );
+    assert.ok(refused instanceof FerryError && refused.outcome === 'MEDIA_FILE_TOO_LARGE', String(refused));
+    assert.equal(
+      refused.message,
+      `apps/blobs/sha256/${layerDigest.slice(7)} would be ${LAYER_SIZE} B (4.0 GiB), more than the ${FAT32_MAX_FILE_BYTES} B a file can have on FAT32 (vfat) (${path.join(stick, 'bundle', 'apps')}): use an exFAT (or ext4) stick; nothing was written`,
+    );
+    assert.deepEqual(await fs.readdir(path.join(stick, 'bundle')).catch(() => []), []);
+
+    const packed = await packBundleDirectory(bundleDir, path.join(stick, 'bundle.tar'), {
+      filesystemProbe: fat32,
+    }).then(
+      () => assert.fail('pack went ahead'),
+      (error: unknown) => error,
+    );
+    assert.ok(packed instanceof FerryError && packed.outcome === 'MEDIA_FILE_TOO_LARGE', String(packed));
+    assert.match(packed.message, /its largest member, apps\/blobs\/sha256\/[0-9a-f]{64}, is over the limit itself/);
+    assert.deepEqual(await fs.readdir(stick), ['bundle']);
   });
 
   test('memory stays bounded: no copy held a whole layer', () => {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { openBundleSource } from '../../bundle/bundle-source.js';
 import { describeBundle, inspectBundle } from '../../bundle/inspect.js';
+import { packBundleDirectory } from '../../bundle/pack-bundle.js';
 import { signBundle } from '../../bundle/sign-bundle.js';
 import { verifyBundle } from '../../bundle/verify-bundle.js';
 import { progressFdOption, progressFor, type CommandContext } from '../command-context.js';
@@ -72,9 +73,10 @@ export function registerBundleCommands(program: Command, { io, setReport }: Comm
       }
     });
 
-  program
+  const bundleCommand = program
     .command('bundle')
-    .description('changes to a bundle directory')
+    .description('changes to a bundle directory, and packing one into a single file');
+  bundleCommand
     .command('sign <bundle>')
     .description("add one targets-key signature to the bundle's bundle-targets.json (offline keys countersign prod)")
     .requiredOption('--key <file>', 'the private targets key (PKCS#8 PEM), e.g. one `ferry keys add-offline` wrote')
@@ -89,6 +91,24 @@ export function registerBundleCommands(program: Command, { io, setReport }: Comm
         {
           outcome: 'OK',
           message: `${result.added ? 'signed' : 'already signed by'} key ${result.keyId}${offline}`,
+          data: { ...result },
+        },
+        options.json ?? false,
+      );
+    });
+
+  bundleCommand
+    .command('pack <dir> <file>')
+    .description(
+      'write a finished bundle directory (a signed prod bundle, a stick for many targets) as one file, a tar or a zip as <file> is named (.tar, .zip): only tuf/, ostree_repo/ and apps/, only files and directories (what install accepts); written to <file>.partial, read back as install reads it and compared file by file, flushed, then renamed. Signatures are not checked here: `ferry verify <file>` does',
+    )
+    .option('--json', 'print the result as one JSON object')
+    .action(async (dir: string, file: string, options: { json?: boolean }) => {
+      const result = await packBundleDirectory(path.resolve(dir), path.resolve(file));
+      setReport(
+        {
+          outcome: 'OK',
+          message: `packed ${result.files} files (${result.bytes} bytes) into ${result.archive}; read back and compared`,
           data: { ...result },
         },
         options.json ?? false,
