@@ -1,16 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { ProgressEvent, ProgressListener } from '../progress.js';
-
-function human(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
+import { formatBytes } from '../util/format-bytes.js';
 
 /** 42s, 3m05s, 2h07m. */
 export function formatDuration(seconds: number): string {
@@ -75,10 +65,10 @@ class PhaseLine {
   private bytesText(now: number): string {
     // Some phases are first heard of part-way (a pull is counted once its objects are listed): no duration or
     // average is made up for them.
-    if (this.complete) return human(this.total);
+    if (this.complete) return formatBytes(this.total);
     const rate = this.rate(now);
     const eta = rate === undefined || rate <= 0 ? '--' : formatDuration((this.total - this.done) / rate);
-    return `${human(this.done)} of ${human(this.total)} | ${rate === undefined ? '--' : human(rate)}/s | ETA ${eta}`;
+    return `${formatBytes(this.done)} of ${formatBytes(this.total)} | ${rate === undefined ? '--' : formatBytes(rate)}/s | ETA ${eta}`;
   }
 
   private testingText(): string {

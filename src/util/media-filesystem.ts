@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError } from '../errors.js';
+import { formatBytes } from './format-bytes.js';
 
 /** What ferry must know of the filesystem a bundle is written to: what it is called, and what it cannot do. */
 export interface MediaFilesystem {
@@ -155,16 +156,4 @@ export function isFileTooLarge(error: unknown): boolean {
     cause = cause instanceof Error ? cause.cause : undefined;
   }
   return false;
-}
-
-/** "5.0 GiB" for messages. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
