@@ -88,6 +88,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
       trustedDir: device.paths.trustedMetadataDir,
       bundleTufDir: bundle.tufDir,
       now: time,
+      expectedType: device.config.production ? 'prod' : 'ci',
     });
     recorder.log(
       `metadata verified: root version ${verified.rootVersion}; bundle ${verified.bundle.type}/${verified.bundle.tag} names ${verified.bundle.targets.join(', ')}`,
