@@ -38,8 +38,13 @@ export interface InstallOptions {
   readonly targetName?: string | undefined;
   readonly force?: boolean;
   readonly now?: Date;
-  /** Where the bundle came from (see DeviceStatus.lastMedia); recorded so that `run` can report there too. */
+  /**
+   * Where the bundle came from (see DeviceStatus.lastMedia); recorded, once the bundle's metadata verified, so that
+   * `run` can report there too.
+   */
   readonly media?: string;
+  /** Called once the bundle's metadata verified from the device's trusted root: its media may then take a report. */
+  readonly onBundleVerified?: () => void;
   /** Byte progress of the copy, for bars or a dashboard. */
   readonly progress?: ProgressListener | undefined;
 }
@@ -56,12 +61,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
   let source: BundleSource | undefined;
   let report: CommandReport | undefined;
   try {
-    await recorder.phase(
-      'QUEUED',
-      `bundle ${options.srcDir}`,
-      null,
-      options.media === undefined ? {} : { lastMedia: options.media },
-    );
+    await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
     const interrupted = journal.describeInterrupted();
     if (interrupted !== null) recorder.log(interrupted);
     if (recorder.status.pending?.stage === 'deploying') await undoIfNeverRan(device, recorder, journal);
@@ -93,6 +93,9 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     recorder.log(
       `metadata verified: root version ${verified.rootVersion}; bundle ${verified.bundle.type}/${verified.bundle.tag} names ${verified.bundle.targets.join(', ')}`,
     );
+    if (options.media !== undefined)
+      await recorder.phase('VERIFYING', `the bundle on ${options.media} verified`, null, { lastMedia: options.media });
+    options.onBundleVerified?.();
     const selected = selectTarget({
       bundle: verified.bundle,
       targets: verified.targets,
