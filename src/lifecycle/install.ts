@@ -24,6 +24,7 @@ import {
   verifyBundleMetadata,
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
+import { describeMissingObject, findMissingObject } from '../ostree/object-walk.js';
 import { ToolError } from '../util/tool.js';
 import { isNoSpace } from '../util/no-space.js';
 import { Journal } from './journal.js';
@@ -199,22 +200,26 @@ function pullFailure(name: string, error: unknown): FerryError {
       { cause: error },
     );
   }
-  if (/no such|not found|missing/i.test(text)) {
-    return new FerryError(
-      'CONTENT_MISSING',
-      `ostree_repo/: content of target "${name}" is incomplete: ${describeCause(error)}`,
-      { cause: error },
-    );
-  }
   return new FerryError('STAGING_FAILED', `pulling target "${name}" failed: ${describeCause(error)}`, { cause: error });
 }
 
-/** Pulls the commit with every object checked against its checksum; a failure leaves the repo as it was. */
+/**
+ * Pulls the commit with every object checked against its checksum; a failure leaves the repo as it was. When it
+ * fails, the objects on disk say whether the bundle lacks one (8): an object the device already holds is not
+ * needed from the bundle, as ostree itself skips it.
+ */
 async function pullRootfs(device: Device, bundle: BundleDir, name: string, commit: string): Promise<void> {
   const repo = device.sysroot.repo;
   try {
     await repo.pullLocal(bundle.ostreeRepo.path, commit, { untrusted: true });
   } catch (error) {
+    const missing = await findMissingObject(commit, [bundle.ostreeRepo.path, repo.path]).catch(() => undefined);
+    if (missing !== undefined)
+      throw new FerryError(
+        'CONTENT_MISSING',
+        `ostree_repo/: content of target "${name}" is incomplete: ${describeMissingObject(missing)}`,
+        { cause: error },
+      );
     throw pullFailure(name, error);
   }
   if (!(await repo.hasCommitObject(commit)) || (await repo.resolve(commit)) !== commit) {
