@@ -191,7 +191,7 @@ export const OUTCOMES = {
     exitCode: 11,
     kind: 'failure',
     commands: ['install', 'verify'],
-    meaning: 'bad signature or security check (signature, threshold, version rollback)',
+    meaning: 'bad signature or security check (signature, threshold, metadata versions that do not fit together)',
     next: 'do not use this bundle; export a new one',
   },
   METADATA_EXPIRED: {
@@ -199,6 +199,14 @@ export const OUTCOMES = {
     kind: 'failure',
     commands: ['install', 'verify'],
     meaning: 'the bundle metadata has expired',
+    next: 'export a fresh bundle',
+  },
+  METADATA_OLDER_THAN_TRUSTED: {
+    exitCode: 18,
+    kind: 'failure',
+    commands: ['install'],
+    meaning:
+      'the bundle is older than the metadata this device already trusts (an older stick, or one replayed): TUF refuses to go back',
     next: 'export a fresh bundle',
   },
   BUNDLE_UNREADABLE: {

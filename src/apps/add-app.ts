@@ -7,7 +7,7 @@ import { APP_NAME } from '../tuf/target.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { EMPTY_CONFIG, type AppManifest } from './app-manifest.js';
 import { putBytes } from './build-image.js';
-import { COMPOSE_FILE, parseCompose, setServiceImage } from './compose.js';
+import { COMPOSE_FILE_LIST, composeFileAmong, parseCompose, setServiceImage } from './compose.js';
 import { digestOf, MEDIA } from './digest.js';
 import { formatImageRef, nameOf, parseImageRef } from './image-ref.js';
 import { importImage, type ImportedImage } from './import-image.js';
@@ -47,17 +47,24 @@ export async function addApp(repo: FactoryRepo, options: AddAppOptions): Promise
       `app name "${options.name}" must be lower-case letters, digits, - and _ (and not "blobs")`,
     );
   }
-  let composeText: string;
+  let topLevel: string[];
   try {
-    composeText = await fs.readFile(path.join(options.composeDir, COMPOSE_FILE), 'utf8');
+    topLevel = (await fs.readdir(options.composeDir, { withFileTypes: true }))
+      .filter((entry) => entry.isFile())
+      .map((entry) => entry.name);
   } catch (error) {
-    throw invalid(`--compose ${options.composeDir}: ${describeCause(error)}`, error);
+    const code = (error as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'not a directory' : describeCause(error);
+    throw invalid(`--compose ${options.composeDir}: ${why}`, error);
   }
+  const composeFile = composeFileAmong(topLevel);
+  if (composeFile === undefined)
+    throw invalid(`--compose ${options.composeDir} holds no compose file (${COMPOSE_FILE_LIST})`);
   let project;
   try {
-    project = parseCompose(composeText);
+    project = parseCompose(await fs.readFile(path.join(options.composeDir, composeFile), 'utf8'));
   } catch (error) {
-    throw invalid(`${COMPOSE_FILE}: ${describeCause(error)}`, error);
+    throw invalid(`${composeFile}: ${describeCause(error)}`, error);
   }
 
   const apps = repo.apps;
@@ -91,9 +98,7 @@ export async function addApp(repo: FactoryRepo, options: AddAppOptions): Promise
     for (const member of await membersOfDirectory(options.composeDir)) {
       if (member.type === 'symlink')
         throw invalid(`--compose ${options.composeDir}: ${member.name} is a symlink; apps hold only files`);
-      members.push(
-        member.name === COMPOSE_FILE ? { type: 'file', name: COMPOSE_FILE, content: pinnedCompose } : member,
-      );
+      members.push(member.name === composeFile ? { type: 'file', name: composeFile, content: pinnedCompose } : member);
     }
     const archiveFile = path.join(work, 'app.tgz');
     await writeTar(archiveFile, members, { gzip: true });

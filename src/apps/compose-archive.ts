@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
-import { COMPOSE_FILE } from './compose.js';
+import { COMPOSE_FILE_LIST, composeFileAmong } from './compose.js';
 
 /** Caps for a compose project archive: it holds text files, never images. */
 export const ARCHIVE_LIMITS = {
@@ -76,7 +76,8 @@ export async function readComposeArchive(archive: Buffer): Promise<{ files: Proj
   gunzip.on('error', (error) => extract.destroy(error));
   Readable.from([archive]).pipe(gunzip).pipe(extract);
   await done;
-  const compose = files.find((file) => file.name === COMPOSE_FILE);
-  if (compose === undefined) throw new Error(`has no ${COMPOSE_FILE} at its top`);
+  const name = composeFileAmong(files.map((file) => file.name));
+  const compose = files.find((file) => file.name === name);
+  if (compose === undefined) throw new Error(`has no compose file (${COMPOSE_FILE_LIST}) at its top`);
   return { files, compose: compose.content.toString('utf8') };
 }

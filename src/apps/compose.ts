@@ -1,7 +1,19 @@
 import { parseDocument, type Document } from 'yaml';
 import { localTagOf, parseImageRef, type ImageRef } from './image-ref.js';
 
-export const COMPOSE_FILE = 'docker-compose.yml';
+/**
+ * The names a compose project's file may have, in the Compose specification's order of precedence: where a project
+ * holds several, the first one is the project's compose file (the others travel along as plain files).
+ */
+export const COMPOSE_FILE_NAMES = ['compose.yaml', 'compose.yml', 'docker-compose.yaml', 'docker-compose.yml'] as const;
+
+/** The project's compose file among the names of the files at the top of its directory, or undefined. */
+export function composeFileAmong(topLevelFiles: Iterable<string>): string | undefined {
+  const present = new Set(topLevelFiles);
+  return COMPOSE_FILE_NAMES.find((name) => present.has(name));
+}
+
+export const COMPOSE_FILE_LIST = COMPOSE_FILE_NAMES.join(', ');
 /** The file `run` hands to docker-compose: the verified compose file with images named by their local tags. */
 export const RENDERED_COMPOSE_FILE = 'docker-compose.ferry.yml';
 

@@ -16,12 +16,30 @@ export interface BundleSource {
 
 const UNPACK_MARGIN_BYTES = 1024 * 1024;
 
+/** What `--src-dir` names, once it is known to be a bundle: decided before anything is written anywhere. */
+export interface BundleLocation {
+  readonly path: string;
+  readonly kind: BundleSource['kind'];
+  /** The media that holds it: the bundle directory itself, or the directory that holds the .tar or .zip. */
+  readonly media: string;
+}
+
+/** The parts of a bundle directory: a path that ends in one of them is a mistyped path to the bundle. */
+const BUNDLE_PARTS = new Set(['tuf', 'ostree_repo', 'apps']);
+
+async function isDirectory(dir: string): Promise<boolean> {
+  return fs.stat(dir).then(
+    (stat) => stat.isDirectory(),
+    () => false,
+  );
+}
+
 /**
- * Opens `--src-dir`: a bundle directory is used where it is (a read-only stick is fine); a single-file bundle is
- * unpacked, with every member checked, into a directory beside the device's storage, never into a small /tmp. The
- * unpacked copy is removed by close(), whatever happened.
+ * Decides that `source` is a bundle: a directory with a tuf/ directory, or a regular file that is a tar or a zip.
+ * Only the path's type and a regular file's first bytes are read (a FIFO or a device is never opened), so a
+ * mistyped --src-dir (a file of the system, a part of a bundle) is refused before it can be mistaken for media.
  */
-export async function openBundleSource(source: string, stagingParent: string): Promise<BundleSource> {
+export async function locateBundle(source: string): Promise<BundleLocation> {
   let stat;
   try {
     stat = await fs.stat(source);
@@ -30,14 +48,34 @@ export async function openBundleSource(source: string, stagingParent: string): P
       cause: error,
     });
   }
-  if (stat.isDirectory())
-    return { bundle: await openBundleDir(source), kind: 'directory', close: async () => undefined };
-  const kind = stat.isFile() ? await archiveKindOf(source) : undefined;
+  if (stat.isDirectory()) {
+    if (await isDirectory(path.join(source, 'tuf'))) return { path: source, kind: 'directory', media: source };
+    const parent = path.dirname(source);
+    const hint =
+      BUNDLE_PARTS.has(path.basename(source)) && (await isDirectory(path.join(parent, 'tuf')))
+        ? ` (it is the ${path.basename(source)}/ of the bundle ${parent})`
+        : '';
+    throw new FerryError('BUNDLE_UNREADABLE', `${source} is not a bundle: it has no tuf/ directory${hint}`);
+  }
+  const kind = stat.isFile() ? await archiveKindOf(source).catch(() => undefined) : undefined;
   if (kind === undefined)
     throw new FerryError('BUNDLE_UNREADABLE', `${source} is neither a bundle directory nor a tar or zip bundle`);
+  return { path: source, kind, media: path.dirname(source) };
+}
+
+/**
+ * Opens `--src-dir`: a bundle directory is used where it is (a read-only stick is fine); a single-file bundle is
+ * unpacked, with every member checked, into a directory beside the device's storage, never into a small /tmp. The
+ * unpacked copy is removed by close(), whatever happened.
+ */
+export async function openBundleSource(source: string, stagingParent: string): Promise<BundleSource> {
+  const { kind } = await locateBundle(source);
+  if (kind === 'directory')
+    return { bundle: await openBundleDir(source), kind: 'directory', close: async () => undefined };
 
   await fs.mkdir(stagingParent, { recursive: true });
-  const needed = (await unpackedBytesOf(source, kind).catch(() => stat.size)) + UNPACK_MARGIN_BYTES;
+  const size = (await fs.stat(source)).size;
+  const needed = (await unpackedBytesOf(source, kind).catch(() => size)) + UNPACK_MARGIN_BYTES;
   const free = await availableBytes(stagingParent);
   if (needed > free.bytes) {
     throw new FerryError(

@@ -23,6 +23,8 @@ export interface RoleSummary {
   readonly threshold: number;
   /** Valid signatures still needed to reach the threshold. */
   readonly missing: number;
+  /** Whether its expiry has passed (by this machine's clock): devices refuse it (12). */
+  readonly expired: boolean;
 }
 
 export interface TargetSummary {
@@ -42,6 +44,8 @@ export interface BundleSummary {
   readonly bundleVersion: number;
   /** The earliest expiry of any role: when the bundle as a whole stops being accepted. */
   readonly expires: string;
+  /** The roles whose expiry has passed (by this machine's clock); any of them makes devices refuse the bundle. */
+  readonly expired: readonly string[];
   readonly rootVersions: readonly number[];
   readonly roles: readonly RoleSummary[];
   readonly targets: readonly TargetSummary[];
@@ -74,11 +78,12 @@ async function readDocument(tufDir: string, file: string): Promise<Document> {
   }
 }
 
-function summarize(file: string, role: string, document: Document, root: Root): RoleSummary {
+function summarize(file: string, role: string, document: Document, root: Root, now: Date): RoleSummary {
   const threshold = root.roles[role]?.threshold ?? 1;
   const valid = validSignatureKeyIds(root, role, document.signed, document.signatures).size;
   const expires = document.signed['expires'];
-  if (parseExpires(expires) === undefined)
+  const date = parseExpires(expires);
+  if (date === undefined)
     throw new FerryError('METADATA_MALFORMED', `tuf/${file}: expires ${JSON.stringify(expires)} is not a TUF date`);
   return {
     file,
@@ -89,6 +94,7 @@ function summarize(file: string, role: string, document: Document, root: Root): 
     valid,
     threshold,
     missing: Math.max(0, threshold - valid),
+    expired: date.getTime() <= now.getTime(),
   };
 }
 
@@ -97,7 +103,7 @@ function summarize(file: string, role: string, document: Document, root: Root): 
  * signatures against the newest root it carries, and its targets. Nothing here is trusted: `ferry verify` (or a
  * device) walks the root chain from a trusted root.
  */
-export async function inspectBundle(bundle: BundleDir): Promise<BundleSummary> {
+export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): Promise<BundleSummary> {
   const rootVersions = await rootVersionsOf(bundle.tufDir);
   const newest = rootVersions[rootVersions.length - 1]!;
   const rootFile = `${newest}.root.json`;
@@ -108,14 +114,14 @@ export async function inspectBundle(bundle: BundleDir): Promise<BundleSummary> {
   } catch (error) {
     throw new FerryError('METADATA_MALFORMED', `tuf/${rootFile}: ${describeCause(error)}`, { cause: error });
   }
-  const roles: RoleSummary[] = [summarize(rootFile, 'root', rootDocument, root)];
+  const roles: RoleSummary[] = [summarize(rootFile, 'root', rootDocument, root, now)];
   const documents: Record<string, Document> = {};
   for (const role of ['timestamp', 'snapshot', 'targets'] as const) {
     documents[role] = await readDocument(bundle.tufDir, `${role}.json`);
-    roles.push(summarize(`${role}.json`, role, documents[role]!, root));
+    roles.push(summarize(`${role}.json`, role, documents[role]!, root, now));
   }
   const bundleDocument = await readDocument(bundle.tufDir, BUNDLE_TARGETS_FILE);
-  roles.push(summarize(BUNDLE_TARGETS_FILE, 'targets', bundleDocument, root));
+  roles.push(summarize(BUNDLE_TARGETS_FILE, 'targets', bundleDocument, root, now));
 
   const info = (bundleDocument.signed['x-ferry-bundle'] ?? {}) as {
     base?: { target?: unknown; commit?: unknown };
@@ -166,6 +172,7 @@ export async function inspectBundle(bundle: BundleDir): Promise<BundleSummary> {
     tags,
     bundleVersion: Number(bundleDocument.signed['version']),
     expires: roles.map((role) => role.expires).sort()[0]!,
+    expired: roles.filter((role) => role.expired).map((role) => role.file),
     rootVersions,
     roles,
     targets,
@@ -183,7 +190,9 @@ export async function inspectBundle(bundle: BundleDir): Promise<BundleSummary> {
 export function describeBundle(summary: BundleSummary): string {
   const lines = [
     `type ${summary.type}, tag${summary.tags.length === 1 ? '' : 's'} ${summary.tags.join(', ')}; bundle version ${summary.bundleVersion}; ${summary.sizeBytes} bytes`,
-    `expires ${summary.expires} (the earliest expiry of its metadata)`,
+    summary.expired.length > 0
+      ? `EXPIRED at ${summary.expires} (${summary.expired.join(', ')}): devices refuse it (12); export a fresh bundle`
+      : `expires ${summary.expires} (the earliest expiry of its metadata)`,
     ...(summary.base === null
       ? []
       : [
@@ -193,7 +202,7 @@ export function describeBundle(summary: BundleSummary): string {
     'metadata:',
     ...summary.roles.map(
       (role) =>
-        `  ${role.file.padEnd(20)} version ${String(role.version).padEnd(4)} expires ${role.expires}  signatures ${role.valid}/${role.threshold} valid${role.signatures > role.valid ? ` (${role.signatures - role.valid} not counted)` : ''}${role.missing > 0 ? `, ${role.missing} missing` : ''}`,
+        `  ${role.file.padEnd(20)} version ${String(role.version).padEnd(4)} ${role.expired ? 'EXPIRED' : 'expires'} ${role.expires}  signatures ${role.valid}/${role.threshold} valid${role.signatures > role.valid ? ` (${role.signatures - role.valid} not counted)` : ''}${role.missing > 0 ? `, ${role.missing} missing` : ''}`,
     ),
     ...(summary.offline === null
       ? []

@@ -9,6 +9,7 @@ import type { BundleTargets } from '../tuf/bundle-targets.js';
 import type { Target } from '../tuf/target.js';
 import { discardScratch, verifyBundleMetadata } from '../tuf/verify-metadata.js';
 import type { BundleDir } from './bundle-dir.js';
+import { describeMissingObject, findMissingObject } from '../ostree/object-walk.js';
 import { OstreeRepo, verifyArchiveObjects } from '../ostree/ostree-repo.js';
 import type { ProgressListener } from '../progress.js';
 
@@ -112,11 +113,18 @@ export async function verifyBundleContent(
   }
   const base = verified.bundle.base;
   const readBack = options.readBack ?? true;
+  // An object the bundle lacks (8) is told from one that is damaged (70) by the objects on disk, not by ostree's
+  // words; and before fsck, which would mark the commit partial on the stick.
+  if (base === undefined && readBack) await refuseMissingObjects(verified.targets, [bundle.ostreeRepo.path]);
   try {
     if (base === undefined) {
       if (readBack) await bundle.ostreeRepo.fsck();
     } else await verifyDeltaObjects(bundle, verified.targets, base.commit, options.baseContent?.ostreeRepo);
   } catch (error) {
+    // A delta's base, when at hand, holds what the delta leaves out; without it, only damage can be told.
+    const baseRepo = options.baseContent?.ostreeRepo;
+    if (base !== undefined && baseRepo !== undefined)
+      await refuseMissingObjects(verified.targets, [bundle.ostreeRepo.path, baseRepo], error);
     throw new FerryError(
       'CONTENT_VERIFICATION_FAILED',
       `ostree_repo/ failed ${base === undefined ? 'fsck' : 'verification'}: ${describeCause(error)}`,
@@ -165,6 +173,21 @@ export async function verifyBundleContent(
     blobsChecked: checked.size,
     sizeBytes: readBack ? await treeBytes(bundle.root) : undefined,
   };
+}
+
+/** Refuses (8) the first target whose commit reaches an object none of `repos` holds, naming the object. */
+async function refuseMissingObjects(
+  targets: readonly Target[],
+  repos: readonly string[],
+  cause?: unknown,
+): Promise<void> {
+  for (const target of targets) {
+    const missing = await findMissingObject(target.commit, repos).catch(() => undefined);
+    if (missing !== undefined)
+      throw new FerryError('CONTENT_MISSING', `target "${target.name}": ${describeMissingObject(missing)}`, {
+        cause,
+      });
+  }
 }
 
 /**

@@ -24,6 +24,7 @@ import {
   verifyBundleMetadata,
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
+import { describeMissingObject, findMissingObject } from '../ostree/object-walk.js';
 import { ToolError } from '../util/tool.js';
 import { isNoSpace } from '../util/no-space.js';
 import { Journal } from './journal.js';
@@ -39,8 +40,13 @@ export interface InstallOptions {
   readonly targetName?: string | undefined;
   readonly force?: boolean;
   readonly now?: Date;
-  /** Where the bundle came from (see DeviceStatus.lastMedia); recorded so that `run` can report there too. */
+  /**
+   * Where the bundle came from (see DeviceStatus.lastMedia); recorded, once the bundle's metadata verified, so that
+   * `run` can report there too.
+   */
   readonly media?: string;
+  /** Called once the bundle's metadata verified from the device's trusted root: its media may then take a report. */
+  readonly onBundleVerified?: () => void;
   /** Byte progress of the copy, for bars or a dashboard. */
   readonly progress?: ProgressListener | undefined;
 }
@@ -57,12 +63,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
   let source: BundleSource | undefined;
   let report: CommandReport | undefined;
   try {
-    await recorder.phase(
-      'QUEUED',
-      `bundle ${options.srcDir}`,
-      null,
-      options.media === undefined ? {} : { lastMedia: options.media },
-    );
+    await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
     const interrupted = journal.describeInterrupted();
     if (interrupted !== null) recorder.log(interrupted);
     if (recorder.status.pending?.stage === 'deploying') await undoIfNeverRan(device, recorder, journal);
@@ -89,10 +90,14 @@ export async function installFromBundle(device: Device, options: InstallOptions)
       trustedDir: device.paths.trustedMetadataDir,
       bundleTufDir: bundle.tufDir,
       now: time,
+      expectedType: device.config.production ? 'prod' : 'ci',
     });
     recorder.log(
       `metadata verified: root version ${verified.rootVersion}; bundle ${verified.bundle.type}/${verified.bundle.tag} names ${verified.bundle.targets.join(', ')}`,
     );
+    if (options.media !== undefined)
+      await recorder.phase('VERIFYING', `the bundle on ${options.media} verified`, null, { lastMedia: options.media });
+    options.onBundleVerified?.();
     const selected = selectTarget({
       bundle: verified.bundle,
       targets: verified.targets,
@@ -196,22 +201,26 @@ function pullFailure(name: string, error: unknown): FerryError {
       { cause: error },
     );
   }
-  if (/no such|not found|missing/i.test(text)) {
-    return new FerryError(
-      'CONTENT_MISSING',
-      `ostree_repo/: content of target "${name}" is incomplete: ${describeCause(error)}`,
-      { cause: error },
-    );
-  }
   return new FerryError('STAGING_FAILED', `pulling target "${name}" failed: ${describeCause(error)}`, { cause: error });
 }
 
-/** Pulls the commit with every object checked against its checksum; a failure leaves the repo as it was. */
+/**
+ * Pulls the commit with every object checked against its checksum; a failure leaves the repo as it was. When it
+ * fails, the objects on disk say whether the bundle lacks one (8): an object the device already holds is not
+ * needed from the bundle, as ostree itself skips it.
+ */
 async function pullRootfs(device: Device, bundle: BundleDir, name: string, commit: string): Promise<void> {
   const repo = device.sysroot.repo;
   try {
     await repo.pullLocal(bundle.ostreeRepo.path, commit, { untrusted: true });
   } catch (error) {
+    const missing = await findMissingObject(commit, [bundle.ostreeRepo.path, repo.path]).catch(() => undefined);
+    if (missing !== undefined)
+      throw new FerryError(
+        'CONTENT_MISSING',
+        `ostree_repo/: content of target "${name}" is incomplete: ${describeMissingObject(missing)}`,
+        { cause: error },
+      );
     throw pullFailure(name, error);
   }
   if (!(await repo.hasCommitObject(commit)) || (await repo.resolve(commit)) !== commit) {

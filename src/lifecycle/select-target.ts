@@ -1,5 +1,5 @@
 import { FerryError } from '../errors.js';
-import type { BundleTargets } from '../tuf/bundle-targets.js';
+import { wrongBundleType, type BundleTargets } from '../tuf/bundle-targets.js';
 import { compareVersions, type Target } from '../tuf/target.js';
 
 export interface DeviceFacts {
@@ -26,12 +26,7 @@ export interface SelectionInput {
 export function selectTarget(input: SelectionInput): Target {
   const { bundle, facts } = input;
   const wantedType = facts.production ? 'prod' : 'ci';
-  if (bundle.type !== wantedType) {
-    throw new FerryError(
-      'BUNDLE_METADATA_INVALID',
-      `bundle-targets.json: this is a "${bundle.type}" bundle; this ${facts.production ? 'production' : 'non-production'} device takes only "${wantedType}" bundles`,
-    );
-  }
+  if (bundle.type !== wantedType) throw wrongBundleType(bundle.type, wantedType);
   if (facts.tags.length > 0 && !bundle.tags.some((tag) => facts.tags.includes(tag))) {
     throw new FerryError(
       'BUNDLE_METADATA_INVALID',

@@ -14,17 +14,6 @@ import { reportContent, reportFileName, signReport, type ReportStep } from './re
  * comes back as a warning, and nothing is written to the device.
  */
 
-/** The media a bundle came from: the bundle directory itself, or the directory that holds a .tar or .zip bundle. */
-export async function mediaDirOf(srcDir: string): Promise<string> {
-  const resolved = path.resolve(srcDir);
-  try {
-    return (await fs.stat(resolved)).isDirectory() ? resolved : path.dirname(resolved);
-  } catch {
-    // The install refuses a bundle it cannot open; the report then says where it looked.
-    return resolved;
-  }
-}
-
 /** One level at a time: a recursive mkdir on a read-only stick says ENOENT, where EROFS is the reason to show. */
 async function mkdirOnce(dir: string): Promise<void> {
   try {

@@ -50,6 +50,14 @@ export function signBundleTargets(signed: BundleTargetsSigned, keys: readonly Si
   return { signed, signatures: keys.map((key) => ({ keyid: key.keyId, sig: key.signHex(bytes) })) };
 }
 
+/** A bundle of the other type (ci on a production device, prod on any other) is for other devices. */
+export function wrongBundleType(type: BundleType, wanted: BundleType): FerryError {
+  return new FerryError(
+    'BUNDLE_METADATA_INVALID',
+    `${BUNDLE_TARGETS_FILE}: this is a "${type}" bundle; this ${wanted === 'prod' ? 'production' : 'non-production'} device takes only "${wanted}" bundles`,
+  );
+}
+
 function malformed(message: string): FerryError {
   return new FerryError('METADATA_MALFORMED', `${BUNDLE_TARGETS_FILE}: ${message}`);
 }
@@ -63,7 +71,11 @@ export function verifyBundleTargets(
   json: unknown,
   root: Root,
   now: Date | EffectiveTime,
-  options: { readonly offlineSignatures?: 'require' | 'count' } = {},
+  options: {
+    readonly offlineSignatures?: 'require' | 'count';
+    /** The type the device takes: a bundle of the other type is refused as such before its countersignatures count. */
+    readonly expectedType?: BundleType | undefined;
+  } = {},
 ): BundleTargets {
   if (typeof json !== 'object' || json === null) throw malformed('not a JSON object');
   const { signed, signatures } = json as { signed?: unknown; signatures?: unknown };
@@ -115,6 +127,9 @@ export function verifyBundleTargets(
       `${BUNDLE_TARGETS_FILE}: ${valid.size} valid signature(s) from targets keys, threshold is ${role.threshold}`,
     );
   }
+  // A bundle for other devices is that, however it is countersigned: a prod bundle on a ci device is the wrong stick.
+  if (options.expectedType !== undefined && info.type !== options.expectedType)
+    throw wrongBundleType(info.type, options.expectedType);
   // A production bundle also needs its offline countersignatures, when the root names offline keys.
   const policy = info.type === 'prod' ? offlineTargetsPolicy(root) : null;
   const offlineValid = policy === null ? 0 : offlineSignatures(root, policy, signed, signatures as unknown[]);

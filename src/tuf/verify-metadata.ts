@@ -4,10 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
 import { Updater } from 'tuf-js';
+import { BadVersionError } from 'tuf-js/dist/error.js';
 import { FerryError, describeCause } from '../errors.js';
 import { readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
 import { BUNDLE_METADATA_URL, BundleFetcher } from './bundle-fetcher.js';
-import { BUNDLE_TARGETS_FILE, verifyBundleTargets, type BundleTargets } from './bundle-targets.js';
+import { BUNDLE_TARGETS_FILE, verifyBundleTargets, type BundleTargets, type BundleType } from './bundle-targets.js';
 import { classifyTufError } from './classify-error.js';
 import { formatExpires, parseExpires } from './expires.js';
 import { targetFromMetadata, type Target } from './target.js';
@@ -79,6 +80,38 @@ async function checkExpiry(scratchDir: string, time: EffectiveTime): Promise<voi
   }
 }
 
+async function timestampVersionOf(file: string): Promise<number | undefined> {
+  try {
+    const version = ((await readJson(file)) as { signed?: { version?: unknown } } | null)?.signed?.version;
+    return Number.isSafeInteger(version) ? (version as number) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every export raises the metadata versions, so a stick exported before the newest one a device has taken carries
+ * an older timestamp.json. tuf-js refuses it (rollback protection), as it must, but only after the old timestamp's
+ * signatures verified against the trusted root: this is an honest older stick (or a replayed one, which is the same
+ * thing to the device), not a forgery, and it gets its own answer. A timestamp whose signatures do not verify fails
+ * earlier, and stays a security error.
+ */
+async function olderThanTrusted(
+  error: unknown,
+  trustedDir: string,
+  bundleTufDir: string,
+): Promise<FerryError | undefined> {
+  if (!(error instanceof BadVersionError) || !/timestamp/i.test(error.message)) return undefined;
+  const trusted = await timestampVersionOf(path.join(trustedDir, 'timestamp.json'));
+  const offered = await timestampVersionOf(path.join(bundleTufDir, 'timestamp.json'));
+  if (trusted === undefined || offered === undefined || offered >= trusted) return undefined;
+  return new FerryError(
+    'METADATA_OLDER_THAN_TRUSTED',
+    `tuf/timestamp.json: this stick is older than the metadata this device trusts (timestamp ${offered} < ${trusted}): export a fresh stick`,
+    { cause: error },
+  );
+}
+
 /**
  * Verifies a bundle's metadata from the device's trusted set: walks the root chain, then timestamp, snapshot and
  * targets with tuf-js, then bundle-targets.json with the newest root. tuf-js writes what it accepts straight into
@@ -91,6 +124,8 @@ export async function verifyBundleMetadata(options: {
   now?: Date | EffectiveTime;
   /** `count`: a production bundle still missing offline countersignatures verifies, and says how many it lacks. */
   offlineSignatures?: 'require' | 'count';
+  /** The bundle type the device takes (see verifyBundleTargets). */
+  expectedType?: BundleType;
 }): Promise<VerifiedMetadata> {
   const now = asEffectiveTime(options.now ?? new Date());
   await precheckBundleFiles(options.bundleTufDir);
@@ -135,6 +170,8 @@ export async function verifyBundleMetadata(options: {
     try {
       await updater.refresh();
     } catch (error) {
+      const older = await olderThanTrusted(error, options.trustedDir, options.bundleTufDir);
+      if (older !== undefined) throw older;
       const refused = classifyTufError(error);
       if (refused.outcome !== 'METADATA_EXPIRED') throw refused;
       throw new FerryError(
@@ -162,6 +199,7 @@ export async function verifyBundleMetadata(options: {
     }
     const bundle = verifyBundleTargets(bundleJson, root.signed, now, {
       offlineSignatures: options.offlineSignatures ?? 'require',
+      expectedType: options.expectedType,
     });
 
     const targets: Target[] = [];

@@ -5,7 +5,13 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, exportTo, OTHER_HARDWARE_ID, type TestFactory } from '../support/factory.js';
-import { assertRefused, makeDevice, statusOf as status, trustedMetadata } from '../support/sim-device.js';
+import {
+  assertRefused,
+  assertRefusedUntouched,
+  makeDevice,
+  statusOf as status,
+  trustedMetadata,
+} from '../support/sim-device.js';
 import { buildFactory as buildAnotherFactory } from '../support/factory.js';
 import { flipSignatureBit, pastDate, resignBundleRole, rotateRootKey } from '../support/tamper.js';
 
@@ -119,9 +125,9 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     await assertRefused(device, bundle, 8, new RegExp(`lacks commit ${commit}`));
   });
 
-  test('a --src-dir that is not a bundle: 13, device unchanged', async () => {
+  test('a --src-dir that is not a bundle: 13, nothing written, not even the status record', async () => {
     const device = await makeDevice(factory, factory.v1);
-    await assertRefused(device, path.join(factory.dir, 'no-such-bundle'), 13, /cannot open the bundle/);
+    await assertRefusedUntouched(device, path.join(factory.dir, 'no-such-bundle'), 13, /cannot open the bundle/);
   });
 
   test('a rootfs that does not boot: U-Boot falls back, run exits 99 and records the target as failed', async () => {

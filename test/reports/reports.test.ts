@@ -11,6 +11,7 @@ import { signingKeyFromPem } from '../../src/tuf/keys.js';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, HARDWARE_ID, tempDir, type TestFactory } from '../support/factory.js';
 import { makeDevice, statusOf, type TestDevice } from '../support/sim-device.js';
+import { flipSignatureBit } from '../support/tamper.js';
 import { hashTree } from '../support/tree-hash.js';
 
 let factory: TestFactory;
@@ -407,5 +408,57 @@ describe('reports back to the stick', () => {
       assert.equal(unmount.status, 0, unmount.stderr);
     }
     assert.deepEqual(await reportFiles(bundle), [], 'nothing reached the bundle through the read-only mount');
+  });
+});
+
+describe('reports go only to media that holds a verified bundle', () => {
+  test('a --src-dir that is a plain file, or the tuf/ of a bundle: 13 with one line, nothing written anywhere', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const bundle = await exportTo(factory, factory.v2);
+    const system = await tempDir('system');
+    const passwd = path.join(system, 'passwd');
+    await fs.writeFile(passwd, 'root:x:0:0:root:/root:/bin/sh\n');
+    const deviceBefore = await hashTree(device.dir);
+    const bundleBefore = await hashTree(bundle);
+
+    const file = await cli('install', '--config', device.configDir, '--src-dir', passwd, '--json');
+    assert.equal(file.code, 13, file.stderr);
+    assert.equal(file.stderr.trimEnd().split('\n').length, 1);
+    assert.match(file.stderr, /passwd is neither a bundle directory nor a tar or zip bundle/);
+    assert.equal(JSON.parse(file.stdout).report, undefined);
+    assert.deepEqual(await fs.readdir(system), ['passwd'], 'no reports/ beside the file');
+
+    const part = await cli('install', '--config', device.configDir, '--src-dir', path.join(bundle, 'tuf'));
+    assert.equal(part.code, 13, part.stderr);
+    assert.equal(part.stderr.trimEnd().split('\n').length, 1);
+    assert.match(
+      part.stderr,
+      new RegExp(`tuf is not a bundle: it has no tuf/ directory \\(it is the tuf/ of the bundle ${bundle}\\)`),
+    );
+    assert.equal(await hashTree(bundle), bundleBefore, 'nothing written into the bundle');
+    assert.equal(await hashTree(device.dir), deviceBefore, 'nothing written on the device, not even its status');
+  });
+
+  test('a bundle that fails verification gets no report, and is not where a later run reports', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const good = await exportTo(factory, factory.v2);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', good)).code, 100);
+
+    const forged = await exportTo(factory, factory.v2);
+    await flipSignatureBit(forged, 'targets.json');
+    const forgedBefore = await hashTree(forged);
+    const refused = await cli('install', '--config', device.configDir, '--src-dir', forged, '--json');
+    assert.equal(refused.code, 11, refused.stderr);
+    const answer = JSON.parse(refused.stdout);
+    assert.equal(answer.report, undefined);
+    assert.equal(answer.reportWarning, undefined);
+    assert.equal(await hashTree(forged), forgedBefore, 'no reports/ on the forged stick');
+    assert.equal((await statusOf(device))['lastMedia'], good);
+
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    const run = await cli('run', '--config', device.configDir, '--json');
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(path.dirname(path.dirname(JSON.parse(run.stdout).report)), path.join(good, 'reports'));
+    assert.equal(await hashTree(forged), forgedBefore);
   });
 });

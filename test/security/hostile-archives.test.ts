@@ -9,7 +9,7 @@ import { membersOfDirectory } from '../../src/apps/tar-pack.js';
 import { exportBundle } from '../../src/bundle/export.js';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, TAG, tempDir, type TestFactory } from '../support/factory.js';
-import { assertRefused, makeDevice } from '../support/sim-device.js';
+import { assertRefused, assertRefusedUntouched, makeDevice } from '../support/sim-device.js';
 
 /**
  * Single-file bundles: what a tar or a zip can lie about. Every case starts from a valid bundle tree and adds or
@@ -269,6 +269,6 @@ describe('single-file bundles: hostile zips', () => {
   test('a file that is neither a directory, a tar nor a zip: 13', async () => {
     const file = path.join(await tempDir('junk'), 'bundle.bin');
     await fs.writeFile(file, 'not a bundle at all');
-    await assertRefused(await device(), file, 13, /neither a bundle directory nor a tar or zip bundle/);
+    await assertRefusedUntouched(await device(), file, 13, /neither a bundle directory nor a tar or zip bundle/);
   });
 });

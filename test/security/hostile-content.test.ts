@@ -10,6 +10,7 @@ import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, TAG, tempDir, type TestFactory } from '../support/factory.js';
 import { flipByte, objectsOnlyInBundle, rewriteApp } from '../support/hostile.js';
 import { assertRefused, makeDevice } from '../support/sim-device.js';
+import { hashTree } from '../support/tree-hash.js';
 
 /**
  * Content the signatures reach only through digests: OSTree objects, app manifests, compose archives, image
@@ -40,12 +41,46 @@ describe('hostile media: OSTree content', () => {
     });
   }
 
-  test('an object missing from ostree_repo/: 8, nothing pulled', async () => {
+  for (const kind of ['file', 'dirtree'] as const) {
+    test(`a ${kind} object missing from ostree_repo/: 8 from install (nothing pulled) and from verify, naming it`, async () => {
+      const device = await makeDevice(rootfs, rootfs.v1);
+      const bundle = await exportTo(rootfs, rootfs.v2);
+      const [object] = await objectsOnlyInBundle(bundle, device.device.sysroot.repo.path, kind);
+      await fs.rm(object!);
+      const name = path.relative(bundle, object!).replace(/[./]/g, (c) => `\\${c}`);
+      await assertRefused(
+        device,
+        bundle,
+        8,
+        new RegExp(
+          `^ferry: ostree_repo/: content of target "sim-lmp-2" is incomplete: ${name} \\(the ${kind} of /\\S*\\) is missing$`,
+        ),
+      );
+      const before = await hashTree(bundle);
+      const verified = await cli('verify', bundle);
+      assert.equal(verified.code, 8, verified.stderr);
+      assert.match(
+        verified.stderr,
+        new RegExp(`^ferry: target "sim-lmp-2": ${name} \\(the ${kind} of /\\S*\\) is missing\n$`),
+      );
+      assert.equal(await hashTree(bundle), before, 'verify wrote nothing into the bundle');
+    });
+  }
+
+  test('an object the bundle lacks but the device holds is not needed: the install goes ahead', async () => {
     const device = await makeDevice(rootfs, rootfs.v1);
     const bundle = await exportTo(rootfs, rootfs.v2);
-    const [object] = await objectsOnlyInBundle(bundle, device.device.sysroot.repo.path, 'dirtree');
-    await fs.rm(object!);
-    await assertRefused(device, bundle, 8, /ostree_repo\/: content of target "sim-lmp-2" is incomplete/);
+    const objects = path.join(bundle, 'ostree_repo', 'objects');
+    const onlyInBundle = new Set(await objectsOnlyInBundle(bundle, device.device.sysroot.repo.path, 'file'));
+    let shared: string | undefined;
+    for (const prefix of await fs.readdir(objects))
+      for (const entry of await fs.readdir(path.join(objects, prefix)))
+        if (entry.endsWith('.filez') && !onlyInBundle.has(path.join(objects, prefix, entry)))
+          shared = path.join(objects, prefix, entry);
+    assert.ok(shared, 'v1 and v2 share a file object');
+    await fs.rm(shared);
+    const result = await cli('install', '--config', device.configDir, '--src-dir', bundle);
+    assert.equal(result.code, 100, result.stderr);
   });
 });
 

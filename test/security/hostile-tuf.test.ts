@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { cli } from '../support/cli.js';
-import { buildFactory, exportTo, type TestFactory } from '../support/factory.js';
+import { akliteOffline, cli } from '../support/cli.js';
+import { addOfflineTargetsKeys } from '../../src/repo/rotate-keys.js';
+import { buildFactory, exportTo, tempDir, type TestFactory } from '../support/factory.js';
 import { addRoot, factoryKeys, newKey, resign, setRoleKeys } from '../support/hostile.js';
 import { assertRefused, makeDevice, type TestDevice, trustedMetadata } from '../support/sim-device.js';
 import { flipSignatureBit, pastDate, readBundleJson } from '../support/tamper.js';
@@ -180,15 +181,44 @@ describe('hostile media: expiry and malformed metadata', () => {
 });
 
 describe('hostile media: rollback, freeze and mix-and-match', () => {
-  test('freeze: a bundle exported before the one the device installed (still valid, older versions): 11', async () => {
+  test('freeze: a bundle exported before the one the device installed (still valid, older versions): 18, not an attack', async () => {
     const old = await exportTo(factory, factory.v3BootFails);
     const device = await deviceThatTrustsNewMetadata();
+    const offered = (await readBundleJson(old, 'timestamp.json')).signed['version'] as number;
+    const trusted = (await trustedMetadata(device, 'timestamp.json')).signed['version'];
+    assert.ok(offered < trusted);
     await assertRefused(
       device,
       old,
-      11,
-      /timestamp\.json: version check failed: New timestamp version \d+ is less than current version \d+/,
+      18,
+      new RegExp(
+        `^ferry: tuf/timestamp\\.json: this stick is older than the metadata this device trusts \\(timestamp ${offered} < ${trusted}\\): export a fresh stick$`,
+      ),
     );
+  });
+
+  test('an older stick carrying the target the device runs, or asked for a --force downgrade: 18 (also from aklite-offline and in --json)', async () => {
+    const oldSameTarget = await exportTo(factory, factory.v2);
+    const oldDowngrade = await exportTo(factory, factory.v1);
+    const device = await deviceThatTrustsNewMetadata();
+    await assertRefused(device, oldSameTarget, 18, /this stick is older than the metadata this device trusts/);
+    await assertRefused(device, oldDowngrade, 18, /this stick is older than the metadata this device trusts/, [
+      '--force',
+    ]);
+    const before = await device.fingerprint();
+    const aklite = await akliteOffline('install', '--config', device.configDir, '--src-dir', oldDowngrade, '--json');
+    assert.equal(aklite.code, 18, aklite.stderr);
+    const answer = JSON.parse(aklite.stdout);
+    assert.equal(answer.outcome, 'METADATA_OLDER_THAN_TRUSTED');
+    assert.match(answer.message, /\(timestamp \d+ < \d+\): export a fresh stick/);
+    assert.equal(await device.fingerprint(), before);
+  });
+
+  test('an older timestamp whose signature does not verify is a forgery, not an older stick: 11', async () => {
+    const old = await exportTo(factory, factory.v3BootFails);
+    const device = await deviceThatTrustsNewMetadata();
+    await flipSignatureBit(old, 'timestamp.json');
+    await assertRefused(device, old, 11, /timestamp\.json: signature check failed/);
   });
 
   test('snapshot version rollback under a newer timestamp: 11', async () => {
@@ -327,6 +357,26 @@ describe('hostile media: bundle-targets.json and the target', () => {
     const bundle = await bundleV2();
     await resign(bundle, 'bundle-targets.json', await keys('timestamp'));
     await assertRefused(await deviceV1(), bundle, 11, /bundle-targets\.json: 0 valid signature/);
+  });
+
+  test('a prod bundle without its offline countersignatures on a ci device: 15 (the wrong stick), not 11', async () => {
+    const keysDir = path.join(await tempDir('offline-keys'), 'keys');
+    const offlineFactory = await buildFactory();
+    await addOfflineTargetsKeys(offlineFactory.repo, { count: 1, threshold: 1, outDir: keysDir });
+    const bundle = await exportTo(offlineFactory, offlineFactory.v2, { type: 'prod' });
+    await assertRefused(
+      await makeDevice(offlineFactory, offlineFactory.v1),
+      bundle,
+      15,
+      /^ferry: bundle-targets\.json: this is a "prod" bundle; this non-production device takes only "ci" bundles$/,
+    );
+    // On a production device the same stick is what it is: not countersigned yet.
+    await assertRefused(
+      await makeDevice(offlineFactory, offlineFactory.v1, { production: true }),
+      bundle,
+      11,
+      /needs 1 signature\(s\) of offline targets keys, it has 0/,
+    );
   });
 
   test('a prod bundle on a ci device: 15', async () => {

@@ -101,3 +101,22 @@ export async function assertRefused(
 export async function trustedMetadata(device: TestDevice, file: string): Promise<{ signed: Record<string, any> }> {
   return JSON.parse(await fs.readFile(path.join(device.device.paths.trustedMetadataDir, file), 'utf8'));
 }
+
+/**
+ * Asserts that an install is refused with `code` before it writes anything at all: one line on stderr matching
+ * `reason`, and the whole device directory, status record included, byte for byte as it was.
+ */
+export async function assertRefusedUntouched(
+  device: TestDevice,
+  bundle: string,
+  code: number,
+  reason: RegExp,
+): Promise<void> {
+  const before = await hashTree(device.dir);
+  const result = await cli('install', '--config', device.configDir, '--src-dir', bundle);
+  assert.equal(result.code, code, `stdout: ${result.stdout}\nstderr: ${result.stderr}`);
+  const lines = result.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line on stderr, got: ${result.stderr}`);
+  assert.match(lines[0]!, reason);
+  assert.equal(await hashTree(device.dir), before, 'the device changed after a refusal');
+}

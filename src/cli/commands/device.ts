@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
+import { locateBundle } from '../../bundle/bundle-source.js';
 import { loadDeviceConfig } from '../../device/config.js';
 import { openDevice } from '../../device/device.js';
 import { withDeviceLock } from '../../device/lock.js';
@@ -7,7 +8,7 @@ import { installFromBundle } from '../../lifecycle/install.js';
 import { errorReport } from '../../lifecycle/report.js';
 import { runPending } from '../../lifecycle/run.js';
 import { deviceStatus } from '../../lifecycle/status.js';
-import { lastMediaOf, mediaDirOf } from '../../reports/write-report.js';
+import { lastMediaOf } from '../../reports/write-report.js';
 import { collect, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
 import { reportToMedia } from './reports.js';
 
@@ -47,21 +48,29 @@ export function registerDeviceCommands(program: Command, context: CommandContext
         options: DeviceCommandOptions & { srcDir: string; target?: string; force?: boolean; progressFd?: number },
       ) => {
         const target = await device(options);
-        const srcDir = path.resolve(options.srcDir);
-        const media = await mediaDirOf(srcDir);
+        // A path that is not a bundle is refused before anything is written, on the device or beside that path.
+        const { path: srcDir, media } = await locateBundle(path.resolve(options.srcDir));
         const progress = progressFor(context.io, options);
+        // The report goes back to the media only once it is known to hold this factory's bundle.
+        let bundleVerified = false;
         const report = await withDeviceLock(target.paths.volatileDir, 'install', () =>
           installFromBundle(target, {
             srcDir,
             targetName: options.target,
             force: options.force ?? false,
             media,
+            onBundleVerified: () => {
+              bundleVerified = true;
+            },
             progress: progress.listener,
           }),
         )
           .catch(errorReport)
           .finally(() => progress.stop());
-        setReport(await reportToMedia(context, target, 'install', report, media), options.json ?? false);
+        setReport(
+          bundleVerified ? await reportToMedia(context, target, 'install', report, media) : report,
+          options.json ?? false,
+        );
       },
     );
 

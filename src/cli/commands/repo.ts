@@ -89,7 +89,10 @@ export function registerRepoCommands(program: Command, { setReport }: CommandCon
     .command('add <app>')
     .description('store a compose app content-addressed: its project archive and its images, pinned by digest')
     .requiredOption('--repo <dir>', 'the factory repository')
-    .requiredOption('--compose <dir>', 'the directory holding docker-compose.yml (and any files it uses)')
+    .requiredOption(
+      '--compose <dir>',
+      'the directory holding the compose file (compose.yaml, compose.yml, docker-compose.yaml or docker-compose.yml, in that order) and any files it uses',
+    )
     .option(
       '--image <path>',
       "an image the compose file uses: an OCI layout directory or a 'docker save' archive (repeatable)",

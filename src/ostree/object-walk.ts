@@ -1,0 +1,227 @@
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Walks the objects an OSTree commit reaches by reading the repos' own files: the commit, then each dirtree, its
+ * dirmeta and its file objects. It answers "which object is absent" from what is on disk, so that a bundle lacking
+ * an object is told apart from one whose objects are damaged without reading ostree's error text.
+ *
+ * The metadata objects are GVariants (ostree's `OSTREE_COMMIT_GVARIANT_FORMAT` and `OSTREE_TREE_GVARIANT_FORMAT`):
+ *   commit  (a{sv}aya(say)sstayay)  metadata, parent, related, subject, body, timestamp, root dirtree, root dirmeta
+ *   dirtree (a(say)a(sayay))         files (name, checksum), dirs (name, dirtree checksum, dirmeta checksum)
+ * Each is checked against its checksum (sha256 of its bytes) before it is read: a damaged object is not followed.
+ */
+
+export type ObjectKind = 'commit' | 'dirtree' | 'dirmeta' | 'file';
+
+export interface ReachedObject {
+  readonly checksum: string;
+  readonly kind: ObjectKind;
+  /** The path in the commit's tree the object belongs to ("/" for the commit and the root). */
+  readonly where: string;
+}
+
+/** Why a walk could not go on: an object is absent from every repo, or one present is damaged. */
+export type WalkStop =
+  | { readonly reason: 'missing'; readonly object: ReachedObject }
+  | { readonly reason: 'damaged'; readonly object: ReachedObject; readonly detail: string };
+
+const EXTENSIONS: Record<ObjectKind, readonly string[]> = {
+  commit: ['commit'],
+  dirtree: ['dirtree'],
+  dirmeta: ['dirmeta'],
+  // archive repos (a bundle's) compress file objects; bare repos (a device's) keep them as they are.
+  file: ['filez', 'file'],
+};
+
+/** The repo-relative path of an object, as ostree names it, with the first extension of its kind. */
+export function objectPath(checksum: string, kind: ObjectKind): string {
+  return path.join('objects', checksum.slice(0, 2), `${checksum.slice(2)}.${EXTENSIONS[kind][0]}`);
+}
+
+async function locate(repos: readonly string[], checksum: string, kind: ObjectKind): Promise<string | undefined> {
+  for (const repo of repos) {
+    for (const extension of EXTENSIONS[kind]) {
+      const file = path.join(repo, 'objects', checksum.slice(0, 2), `${checksum.slice(2)}.${extension}`);
+      const present = await fs.lstat(file).then(
+        (stat) => stat.isFile() || stat.isSymbolicLink(),
+        () => false,
+      );
+      if (present) return file;
+    }
+  }
+  return undefined;
+}
+
+class Malformed extends Error {}
+
+function offsetSize(length: number): number {
+  if (length <= 0xff) return 1;
+  if (length <= 0xffff) return 2;
+  return 4;
+}
+
+function readOffset(buffer: Buffer, at: number, size: number): number {
+  if (at < 0 || at + size > buffer.length) throw new Malformed('a framing offset outside the value');
+  return size === 1 ? buffer.readUInt8(at) : size === 2 ? buffer.readUInt16LE(at) : buffer.readUInt32LE(at);
+}
+
+/**
+ * Splits a tuple whose members are all variable-sized and byte-aligned except where `align8` says otherwise: the
+ * end of every member but the last is in the framing offsets at the tuple's end, the first member's last.
+ */
+function tupleMembers(value: Buffer, members: ReadonlyArray<{ fixed?: number; align8?: boolean }>): Buffer[] {
+  const size = offsetSize(value.length);
+  const framed = members.slice(0, -1).filter((member) => member.fixed === undefined).length;
+  const dataEnd = value.length - framed * size;
+  if (dataEnd < 0) throw new Malformed('shorter than its framing offsets');
+  const out: Buffer[] = [];
+  let start = 0;
+  let frame = 0;
+  members.forEach((member, index) => {
+    if (member.align8) start = Math.ceil(start / 8) * 8;
+    let end: number;
+    if (member.fixed !== undefined) end = start + member.fixed;
+    else if (index === members.length - 1) end = dataEnd;
+    else end = readOffset(value, value.length - ++frame * size, size);
+    if (end < start || end > dataEnd) throw new Malformed('a member outside the value');
+    out.push(value.subarray(start, end));
+    start = end;
+  });
+  return out;
+}
+
+/** The elements of an array of variable-sized, byte-aligned elements. */
+function arrayElements(value: Buffer): Buffer[] {
+  if (value.length === 0) return [];
+  const size = offsetSize(value.length);
+  const framesStart = readOffset(value, value.length - size, size);
+  if (framesStart > value.length || (value.length - framesStart) % size !== 0)
+    throw new Malformed('an array with bad framing');
+  const out: Buffer[] = [];
+  let start = 0;
+  for (let at = framesStart; at < value.length; at += size) {
+    const end = readOffset(value, at, size);
+    if (end < start || end > framesStart) throw new Malformed('an array element outside the array');
+    out.push(value.subarray(start, end));
+    start = end;
+  }
+  return out;
+}
+
+function stringOf(value: Buffer): string {
+  if (value.length === 0 || value[value.length - 1] !== 0) throw new Malformed('a string without its NUL');
+  const text = value.subarray(0, -1).toString('utf8');
+  if (text === '' || text.includes('/') || text.includes('\0') || text === '.' || text === '..')
+    throw new Malformed(`a bad file name ${JSON.stringify(text)}`);
+  return text;
+}
+
+function checksumOf(value: Buffer): string {
+  if (value.length !== 32) throw new Malformed(`a checksum of ${value.length} bytes`);
+  return value.toString('hex');
+}
+
+/** The root dirtree and dirmeta a commit names. */
+export function parseCommit(value: Buffer): { tree: string; meta: string } {
+  const members = tupleMembers(value, [{ align8: true }, {}, {}, {}, {}, { fixed: 8, align8: true }, {}, {}]);
+  return { tree: checksumOf(members[6]!), meta: checksumOf(members[7]!) };
+}
+
+export interface DirTree {
+  readonly files: ReadonlyArray<{ readonly name: string; readonly checksum: string }>;
+  readonly dirs: ReadonlyArray<{ readonly name: string; readonly tree: string; readonly meta: string }>;
+}
+
+export function parseDirTree(value: Buffer): DirTree {
+  const [files, dirs] = tupleMembers(value, [{}, {}]);
+  return {
+    files: arrayElements(files!).map((element) => {
+      const [name, checksum] = tupleMembers(element, [{}, {}]);
+      return { name: stringOf(name!), checksum: checksumOf(checksum!) };
+    }),
+    dirs: arrayElements(dirs!).map((element) => {
+      const [name, tree, meta] = tupleMembers(element, [{}, {}, {}]);
+      return { name: stringOf(name!), tree: checksumOf(tree!), meta: checksumOf(meta!) };
+    }),
+  };
+}
+
+/** Reads a metadata object and checks it against its checksum; a damaged one stops the walk. */
+async function readMetadata(file: string, object: ReachedObject): Promise<Buffer | WalkStop> {
+  const bytes = await fs.readFile(file);
+  const actual = createHash('sha256').update(bytes).digest('hex');
+  if (actual !== object.checksum) return { reason: 'damaged', object, detail: `hashes to ${actual}` };
+  return bytes;
+}
+
+/**
+ * Visits every object `commit` reaches in `repos` (an object counts as present in any of them), each once, and
+ * stops at the first one that is absent everywhere or damaged. Returns undefined when the whole commit is there.
+ */
+export async function walkCommit(
+  commit: string,
+  repos: readonly string[],
+  visit: (object: ReachedObject) => void = () => undefined,
+): Promise<WalkStop | undefined> {
+  const seen = new Set<string>();
+  const reach = async (object: ReachedObject): Promise<string | WalkStop | null> => {
+    const key = `${object.checksum}.${object.kind}`;
+    if (seen.has(key)) return null;
+    seen.add(key);
+    const file = await locate(repos, object.checksum, object.kind);
+    if (file === undefined) return { reason: 'missing', object };
+    visit(object);
+    return file;
+  };
+  const commitObject: ReachedObject = { checksum: commit, kind: 'commit', where: '/' };
+  const commitFile = await reach(commitObject);
+  if (commitFile === null) return undefined;
+  if (typeof commitFile !== 'string') return commitFile;
+  const commitBytes = await readMetadata(commitFile, commitObject);
+  if (!Buffer.isBuffer(commitBytes)) return commitBytes;
+  let root;
+  try {
+    root = parseCommit(commitBytes);
+  } catch (error) {
+    return { reason: 'damaged', object: commitObject, detail: (error as Error).message };
+  }
+  const trees: Array<{ tree: string; meta: string; where: string }> = [{ ...root, where: '/' }];
+  while (trees.length > 0) {
+    const { tree, meta, where } = trees.pop()!;
+    const metaFile = await reach({ checksum: meta, kind: 'dirmeta', where });
+    if (metaFile !== null && typeof metaFile !== 'string') return metaFile;
+    const treeObject: ReachedObject = { checksum: tree, kind: 'dirtree', where };
+    const treeFile = await reach(treeObject);
+    if (treeFile === null) continue;
+    if (typeof treeFile !== 'string') return treeFile;
+    const treeBytes = await readMetadata(treeFile, treeObject);
+    if (!Buffer.isBuffer(treeBytes)) return treeBytes;
+    let parsed: DirTree;
+    try {
+      parsed = parseDirTree(treeBytes);
+    } catch (error) {
+      return { reason: 'damaged', object: treeObject, detail: (error as Error).message };
+    }
+    for (const file of parsed.files) {
+      const reached = await reach({ checksum: file.checksum, kind: 'file', where: path.posix.join(where, file.name) });
+      if (reached !== null && typeof reached !== 'string') return reached;
+    }
+    for (const dir of [...parsed.dirs].reverse())
+      trees.push({ tree: dir.tree, meta: dir.meta, where: path.posix.join(where, dir.name) });
+  }
+  return undefined;
+}
+
+/** The first object `commit` reaches that none of `repos` holds, or undefined (all there, or one is damaged). */
+export async function findMissingObject(commit: string, repos: readonly string[]): Promise<ReachedObject | undefined> {
+  const stop = await walkCommit(commit, repos);
+  return stop?.reason === 'missing' ? stop.object : undefined;
+}
+
+/** One line naming an absent object of a bundle's ostree_repo/ and what it is in the tree. */
+export function describeMissingObject(object: ReachedObject): string {
+  const what = object.kind === 'commit' ? 'the commit' : `the ${object.kind} of ${object.where}`;
+  return `ostree_repo/${objectPath(object.checksum, object.kind)} (${what}) is missing`;
+}
