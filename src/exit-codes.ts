@@ -252,6 +252,14 @@ export const OUTCOMES = {
     meaning: 'staging the update failed; the device still runs and boots the current version',
     next: 'read the message; install again',
   },
+  STAGING_UNDO_INCOMPLETE: {
+    exitCode: 34,
+    kind: 'failure',
+    commands: ['install'],
+    meaning:
+      'staging the update failed, and undoing what it had written to the boot state failed too; the update stays pending so that run finishes the undo',
+    next: 'read the message; fix its cause, then run (it finishes the undo), then install again',
+  },
   CONTENT_VERIFICATION_FAILED: {
     exitCode: 70,
     kind: 'failure',

@@ -387,12 +387,22 @@ async function stage(
       recorder.log(`boot trial started; deployed ${target.commit}`);
     }
   } catch (error) {
-    await undoInterruptedInstall(device, journal, pending, (line) => recorder.log(line)).catch(() => undefined);
-    const report = errorReport(
-      new FerryError('STAGING_FAILED', `deploying target "${target.name}" failed: ${describeCause(error)}`, {
-        cause: error,
-      }),
-    );
+    const failed = `deploying target "${target.name}" failed: ${describeCause(error)}`;
+    try {
+      await undoInterruptedInstall(device, journal, pending, (line) => recorder.log(line));
+    } catch (undoError) {
+      // The pending record (stage "deploying") is what lets `run`, or the next install, finish the undo: it stays.
+      const report = errorReport(
+        new FerryError(
+          'STAGING_UNDO_INCOMPLETE',
+          `${failed}; undoing it failed too (${describeCause(undoError)}): run \`run\` to finish the undo`,
+          { cause: error },
+        ),
+      );
+      await recorder.finish({ state: 'ERROR', report, target: target.name, cause: undoError });
+      return report;
+    }
+    const report = errorReport(new FerryError('STAGING_FAILED', failed, { cause: error }));
     await recorder.finish({ state: 'ERROR', report, target: target.name, cause: error }, { pending: null });
     return report;
   }
