@@ -56,15 +56,18 @@ export async function installFromBundle(device: Device, options: InstallOptions)
   let source: BundleSource | undefined;
   let report: CommandReport | undefined;
   try {
+    const interrupted = journal.describeInterrupted();
+    if (interrupted !== null) recorder.log(interrupted);
+    if (recorder.status.pending?.stage === 'deploying') await undoIfNeverRan(device, recorder, journal);
+    // An update is pending, so this install ends in a refusal (30, or whatever the bundle earns first): the state, its
+    // last error and the media `run` reports to stay those of the pending update; the refusal goes to the history.
+    if (recorder.status.pending !== null) recorder.keepUpdateState();
     await recorder.phase(
       'QUEUED',
       `bundle ${options.srcDir}`,
       null,
       options.media === undefined ? {} : { lastMedia: options.media },
     );
-    const interrupted = journal.describeInterrupted();
-    if (interrupted !== null) recorder.log(interrupted);
-    if (recorder.status.pending?.stage === 'deploying') await undoIfNeverRan(device, recorder, journal);
     const status = recorder.status;
     source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
     const bundle = source.bundle;

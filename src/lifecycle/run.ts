@@ -247,7 +247,7 @@ async function completeUpdate(
   await journal.step('run.commit-record', () =>
     recorder.finish(
       { state, report, target: target.name },
-      { current: target, rollback, pending: null, inconsistent: null },
+      { current: target, rollback, pending: null, inconsistent: null, lastError: null },
     ),
   );
   return report;

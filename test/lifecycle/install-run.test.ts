@@ -220,6 +220,51 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     }
   });
 
+  test('a second install refused while an update is pending leaves the state of that update; the refusal goes to the history', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundleV2)).code, 100);
+    const pending = await status(device);
+    const tampered = await exportTo(factory, factory.v2);
+    await flipSignatureBit(tampered, 'targets.json');
+    for (const [bundle, code] of [
+      [await exportTo(factory, factory.v2), 30],
+      [tampered, 11],
+    ] as const) {
+      const refused = await cli('install', '--config', device.configDir, '--src-dir', bundle);
+      assert.equal(refused.code, code, refused.stderr);
+      assert.equal(refused.stderr.trimEnd().split('\n').length, 1, refused.stderr);
+      const after = await status(device);
+      for (const field of ['state', 'reason', 'progress', 'log', 'lastError', 'pending', 'lastMedia']) {
+        assert.deepEqual(after[field], pending[field], `${field} is that of the pending update`);
+      }
+      assert.equal((await fs.readFile(device.device.paths.updateStateFile, 'utf8')).trim(), 'INPROGRESS');
+      const last = after['history'].at(-1);
+      assert.equal(last.command, 'install');
+      assert.equal(last.state, 'WONTGO');
+      assert.equal(last.exitCode, code);
+    }
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await status(device))['current'].name, factory.v2);
+  });
+
+  test('a successful run clears the last error of an earlier refusal', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const tampered = await exportTo(factory, factory.v2);
+    await flipSignatureBit(tampered, 'targets.json');
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', tampered)).code, 11);
+    assert.equal((await status(device))['lastError'].exitCode, 11);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundleV2)).code, 100);
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 0, run.stderr);
+    const done = await status(device);
+    assert.equal(done['state'], 'DONE');
+    assert.equal(done['lastError'], null);
+    assert.match((await cli('status', '--config', device.configDir)).stdout, /last error: none/);
+  });
+
   test('a deploy that fails and an undo that fails too: 34, the pending record stays, and run finishes the undo', async () => {
     const device = await makeDevice(factory, factory.v1);
     const deploymentsBefore = await device.device.sysroot.deployments();
