@@ -1,5 +1,6 @@
 import { loadDeviceStatus } from './rebuild-status.js';
 import path from 'node:path';
+import { appsOutOfSync } from '../apps/app-runner.js';
 import { AppsDir } from '../apps/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
 import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
@@ -30,7 +31,7 @@ import { Journal } from './journal.js';
 import { planInstall, planRun, type InstallDecision } from './plan.js';
 import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
-import { selectTarget } from './select-target.js';
+import { fitsDevice, selectTarget } from './select-target.js';
 import { withGrowthProgress, type ProgressListener } from '../progress.js';
 
 export interface InstallOptions {
@@ -112,8 +113,10 @@ export async function installFromBundle(device: Device, options: InstallOptions)
       booted,
       flags,
       selected,
-      known: verified.targets,
+      known: verified.targets.filter((target) => fitsDevice(target, device.config)),
       force: options.force ?? false,
+      appsOutOfSync:
+        selected.commit === booted.commit ? await appsOutOfSync(device.engine, device.appStore, selected.apps) : [],
     });
     switch (decision.action) {
       case 'refuse':
@@ -124,12 +127,16 @@ export async function installFromBundle(device: Device, options: InstallOptions)
           message: `the device already runs target "${decision.target.name}" (version ${decision.target.version}); nothing to install`,
           data: { target: decision.target },
         };
-        await recorder.finish({
-          // Nothing happened: the state stays what it was before this install began, unless that said an update ran.
-          state: UNSETTLED_STATES.has(loaded.state) ? 'DONE' : loaded.state,
-          report,
-          target: decision.target.name,
-        });
+        await recorder.finish(
+          {
+            // Nothing happened: the state stays what it was before this install began, unless that said an update ran.
+            state: UNSETTLED_STATES.has(loaded.state) ? 'DONE' : loaded.state,
+            report,
+            target: decision.target.name,
+          },
+          // A record that did not know it (a factory-flashed device, a rebuilt record) learns what the device runs.
+          { current: decision.target },
+        );
         return report;
       }
     }
@@ -409,8 +416,13 @@ async function stage(
     await recorder.finish({ state: 'ERROR', report, target: target.name, cause: error }, { pending: null });
     return report;
   }
-  const report: CommandReport =
-    completion === 'reboot'
+  const report: CommandReport = decision.sync
+    ? {
+        outcome: 'APPS_SYNCED',
+        message: `the device already runs target "${target.name}" (version ${target.version}); its apps were synced (${why}): restart the container engine, then run \`run\` to start them`,
+        data: { target, previous, reasons: transition.reasons },
+      }
+    : completion === 'reboot'
       ? {
           outcome: 'REBOOT_REQUIRED',
           message: `installed target "${target.name}" (version ${target.version}; ${why}); reboot, then run \`run\``,

@@ -11,6 +11,9 @@ import { lastMediaOf, mediaDirOf } from '../../reports/write-report.js';
 import { collect, exitCodeTable, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
 import { reportToMedia } from './reports.js';
 
+/** How a `run` with no update pending ends. */
+const NO_UPDATE_PENDING: ReadonlySet<string> = new Set(['NOTHING_PENDING', 'APPS_RESTORED', 'APPS_RESTORE_FAILED']);
+
 interface DeviceCommandOptions {
   config?: string[];
   json?: boolean;
@@ -39,7 +42,7 @@ export function registerDeviceCommands(program: Command, context: CommandContext
         'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
       )
       .option('--target <name>', 'install this target from the bundle instead of the highest version')
-      .option('--force', 'install even a lower version (downgrade)')
+      .option('--force', 'install even a lower version (downgrade); on the target the device runs, sync its apps again')
       .addOption(progressFdOption()),
   )
     .addHelpText('after', exitCodeTable(['install']))
@@ -83,8 +86,9 @@ export function registerDeviceCommands(program: Command, context: CommandContext
       const report = await withDeviceLock(target.paths.volatileDir, 'run', () =>
         runPending(target, { noWait: !options.wait }),
       ).catch(errorReport);
-      // A run with nothing to do (every boot calls it) leaves no report behind, and no warning either.
-      const media = report.outcome === 'NOTHING_PENDING' ? null : await lastMediaOf(target);
+      // A run with no update pending (every boot calls it, and it may restart the current apps) leaves no report
+      // behind, and no warning either: the stick belongs to an update.
+      const media = NO_UPDATE_PENDING.has(report.outcome) ? null : await lastMediaOf(target);
       setReport(
         media === null ? report : await reportToMedia(context, target, 'run', report, media),
         options.json ?? false,
