@@ -46,10 +46,17 @@ export const OUTCOMES = {
     exitCode: 0,
     kind: 'success',
     commands: ['install'],
-    meaning: 'nothing installed: the device already runs this target',
+    meaning: 'nothing installed: the device already runs this target (apps in sync)',
     next: 'nothing',
   },
   NOTHING_PENDING: { exitCode: 0, kind: 'success', commands: ['run'], meaning: 'nothing was pending', next: 'nothing' },
+  APPS_RESTORED: {
+    exitCode: 0,
+    kind: 'success',
+    commands: ['run'],
+    meaning: "nothing was pending; the current target's apps that were not running were started again",
+    next: 'nothing',
+  },
   UPDATE_SUCCEEDED: {
     exitCode: 0,
     kind: 'success',
@@ -105,6 +112,14 @@ export const OUTCOMES = {
     kind: 'instruction',
     commands: ['install'],
     meaning: 'installed; only apps changed; restart the container engine',
+    next: 'systemctl restart docker, then run',
+  },
+  APPS_SYNCED: {
+    exitCode: 101,
+    kind: 'instruction',
+    commands: ['install'],
+    meaning:
+      'the device already runs this target, but its apps were not in sync (or --force): the app store holds them now; run starts them',
     next: 'systemctl restart docker, then run',
   },
   APPS_ROLLED_BACK: {
@@ -274,12 +289,27 @@ export const OUTCOMES = {
       'an install stopped (power cut, kill) before it finished; what it had begun was undone, and the device runs what it ran before',
     next: 'install again',
   },
+  APPS_RESTORE_FAILED: {
+    exitCode: 33,
+    kind: 'failure',
+    commands: ['run'],
+    meaning: "nothing was pending, but the current target's apps were not running and did not start again",
+    next: 'read the message; install the target again (it syncs its apps), or a known-good bundle',
+  },
   STAGING_FAILED: {
     exitCode: 50,
     kind: 'failure',
     commands: ['install'],
     meaning: 'staging the update failed; the device still runs and boots the current version',
     next: 'read the message; install again',
+  },
+  STAGING_UNDO_INCOMPLETE: {
+    exitCode: 34,
+    kind: 'failure',
+    commands: ['install'],
+    meaning:
+      'staging the update failed, and undoing what it had written to the boot state failed too; the update stays pending so that run finishes the undo',
+    next: 'read the message; fix its cause, then run (it finishes the undo), then install again',
   },
   CONTENT_VERIFICATION_FAILED: {
     exitCode: 70,

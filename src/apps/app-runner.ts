@@ -89,6 +89,27 @@ export async function checkApps(engine: DockerEngine, store: AppStore, apps: App
 }
 
 /**
+ * Why the apps of the target a device runs are not in sync, one line each: an app the store lacks, an engine that
+ * cannot be reached, a service without a running container. Empty when every app is in the store and running.
+ */
+export async function appsOutOfSync(engine: DockerEngine, store: AppStore, apps: Apps): Promise<string[]> {
+  const reasons: string[] = [];
+  const stored: Record<string, AppPin> = {};
+  for (const [name, pin] of Object.entries(apps)) {
+    if (await store.hasApp(name, pin)) stored[name] = pin;
+    else reasons.push(`app "${name}" is not in the app store`);
+  }
+  if (Object.keys(stored).length === 0) return reasons;
+  try {
+    await engine.ensureReachable();
+  } catch (error) {
+    return [...reasons, describeCause(error)];
+  }
+  // Started before now, so a container that merely runs is never counted as restarted.
+  return [...reasons, ...(await checkApps(engine, store, stored, new Date())).failures];
+}
+
+/**
  * The testing window: the apps are looked at about every second until `until`; the first failure ends it. With
  * `until` already past, they are looked at once.
  */

@@ -79,6 +79,10 @@ export interface DeviceStatus {
   readonly pending: PendingUpdate | null;
   readonly rollback: TargetRef | null;
   readonly failedTargets: ReadonlyArray<{ readonly target: TargetRef; readonly at: string; readonly reason: string }>;
+  /**
+   * How the last update (or the last start of the current apps) failed, with its log snippet; a successful `run`
+   * clears it. An install refused while another update is pending is only a history line: it is not the device's.
+   */
   readonly lastError: {
     readonly outcome: string;
     readonly exitCode: number;

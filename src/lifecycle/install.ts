@@ -1,5 +1,6 @@
 import { loadDeviceStatus } from './rebuild-status.js';
 import path from 'node:path';
+import { appsOutOfSync } from '../apps/app-runner.js';
 import { AppsDir } from '../apps/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
 import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
@@ -31,7 +32,7 @@ import { Journal } from './journal.js';
 import { planInstall, planRun, type InstallDecision } from './plan.js';
 import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
-import { selectTarget } from './select-target.js';
+import { fitsDevice, selectTarget } from './select-target.js';
 import type { ProgressListener } from '../progress.js';
 import { withPullProgress } from '../ostree/pull-progress.js';
 
@@ -63,10 +64,13 @@ export async function installFromBundle(device: Device, options: InstallOptions)
   let source: BundleSource | undefined;
   let report: CommandReport | undefined;
   try {
-    await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
     const interrupted = journal.describeInterrupted();
     if (interrupted !== null) recorder.log(interrupted);
     if (recorder.status.pending?.stage === 'deploying') await undoIfNeverRan(device, recorder, journal);
+    // An update is pending, so this install ends in a refusal (30, or whatever the bundle earns first): the state, its
+    // last error and the media `run` reports to stay those of the pending update; the refusal goes to the history.
+    if (recorder.status.pending !== null) recorder.keepUpdateState();
+    await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
     const status = recorder.status;
     source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
     const bundle = source.bundle;
@@ -115,8 +119,10 @@ export async function installFromBundle(device: Device, options: InstallOptions)
       booted,
       flags,
       selected,
-      known: verified.targets,
+      known: verified.targets.filter((target) => fitsDevice(target, device.config)),
       force: options.force ?? false,
+      appsOutOfSync:
+        selected.commit === booted.commit ? await appsOutOfSync(device.engine, device.appStore, selected.apps) : [],
     });
     switch (decision.action) {
       case 'refuse':
@@ -127,12 +133,16 @@ export async function installFromBundle(device: Device, options: InstallOptions)
           message: `the device already runs target "${decision.target.name}" (version ${decision.target.version}); nothing to install`,
           data: { target: decision.target },
         };
-        await recorder.finish({
-          // Nothing happened: the state stays what it was before this install began, unless that said an update ran.
-          state: UNSETTLED_STATES.has(loaded.state) ? 'DONE' : loaded.state,
-          report,
-          target: decision.target.name,
-        });
+        await recorder.finish(
+          {
+            // Nothing happened: the state stays what it was before this install began, unless that said an update ran.
+            state: UNSETTLED_STATES.has(loaded.state) ? 'DONE' : loaded.state,
+            report,
+            target: decision.target.name,
+          },
+          // A record that did not know it (a factory-flashed device, a rebuilt record) learns what the device runs.
+          { current: decision.target },
+        );
         return report;
       }
     }
@@ -394,17 +404,32 @@ async function stage(
       recorder.log(`boot trial started; deployed ${target.commit}`);
     }
   } catch (error) {
-    await undoInterruptedInstall(device, journal, pending, (line) => recorder.log(line)).catch(() => undefined);
-    const report = errorReport(
-      new FerryError('STAGING_FAILED', `deploying target "${target.name}" failed: ${describeCause(error)}`, {
-        cause: error,
-      }),
-    );
+    const failed = `deploying target "${target.name}" failed: ${describeCause(error)}`;
+    try {
+      await undoInterruptedInstall(device, journal, pending, (line) => recorder.log(line));
+    } catch (undoError) {
+      // The pending record (stage "deploying") is what lets `run`, or the next install, finish the undo: it stays.
+      const report = errorReport(
+        new FerryError(
+          'STAGING_UNDO_INCOMPLETE',
+          `${failed}; undoing it failed too (${describeCause(undoError)}): run \`run\` to finish the undo`,
+          { cause: error },
+        ),
+      );
+      await recorder.finish({ state: 'ERROR', report, target: target.name, cause: undoError });
+      return report;
+    }
+    const report = errorReport(new FerryError('STAGING_FAILED', failed, { cause: error }));
     await recorder.finish({ state: 'ERROR', report, target: target.name, cause: error }, { pending: null });
     return report;
   }
-  const report: CommandReport =
-    completion === 'reboot'
+  const report: CommandReport = decision.sync
+    ? {
+        outcome: 'APPS_SYNCED',
+        message: `the device already runs target "${target.name}" (version ${target.version}); its apps were synced (${why}): restart the container engine, then run \`run\` to start them`,
+        data: { target, previous, reasons: transition.reasons },
+      }
+    : completion === 'reboot'
       ? {
           outcome: 'REBOOT_REQUIRED',
           message: `installed target "${target.name}" (version ${target.version}; ${why}); reboot, then run \`run\``,

@@ -6,11 +6,13 @@ import type { Deployment } from '../ostree/sysroot.js';
 import { emptyStatus, type DeviceStatus, type TargetRef } from '../device/status-file.js';
 import { compareVersions, targetFromMetadata, type Target } from '../tuf/target.js';
 import { refOf } from './plan.js';
+import { fitsDevice, type DeviceFacts } from './select-target.js';
 
 /**
  * Rebuilds the status record from what the device shows when the record itself could not be read (it was moved
  * aside to `.broken`): the booted deployment, the default deployment, the boot trial flags and the trusted targets.
- * Pure: facts in, a record out.
+ * Only targets for this device (its hardware id, one of its tags) are candidates: a commit shared by another board's
+ * target names nothing here. Pure: facts in, a record out.
  */
 export function rebuildStatus(facts: {
   readonly bootedCommit: string;
@@ -18,11 +20,12 @@ export function rebuildStatus(facts: {
   readonly flags: BootFlags;
   readonly rebootPending: boolean;
   readonly known: readonly Target[];
+  readonly device: Pick<DeviceFacts, 'hardwareId' | 'tags'>;
   readonly recovered: string;
 }): DeviceStatus {
   const byCommit = (commit: string | undefined): TargetRef | null => {
     const matches = facts.known
-      .filter((target) => target.commit === commit)
+      .filter((target) => target.commit === commit && fitsDevice(target, facts.device))
       .sort((a, b) => compareVersions(b.version, a.version));
     return matches[0] ? refOf(matches[0]) : null;
   };
@@ -76,6 +79,7 @@ export async function loadDeviceStatus(device: Device): Promise<{ status: Device
     flags: await readBootFlags(device),
     rebootPending: await rebootSentinelPresent(device),
     known: await trustedTargets(device),
+    device: device.config,
     recovered: loaded.recovered,
   });
   await device.statusFile.save(status);

@@ -31,6 +31,8 @@ export const LOG_SNIPPET_LINES = 30;
 export class StatusRecorder {
   private readonly lines: string[] = [];
   private lastProgressWrite = 0;
+  /** Set by keepUpdateState(): this command's phases and end are not the device's update. */
+  private updateStateKept = false;
 
   constructor(
     private readonly device: Device,
@@ -47,6 +49,15 @@ export class StatusRecorder {
     if (this.lines.length > 200) this.lines.shift();
   }
 
+  /**
+   * From now on this command leaves the update state, its reason, progress, log and last error as they are: another
+   * update is pending, and the state describes that one. Its phases are only logged, and its end (a refusal) becomes
+   * a history line; the command's own output says the rest.
+   */
+  keepUpdateState(): void {
+    this.updateStateKept = true;
+  }
+
   /** Enters a phase (QUEUED, VERIFYING, COPYING, TESTING…): no history line, only the state as it is now. */
   async phase(
     state: UpdateState,
@@ -57,6 +68,7 @@ export class StatusRecorder {
     this.log(
       `${state}: ${reason}${progress ? ` (${progress.value}${progress.unit === 'percent' ? '%' : ' s left'})` : ''}`,
     );
+    if (this.updateStateKept) return;
     this.current = { ...this.current, ...changes, state, reason, progress, log: [] };
     await this.device.statusFile.save(this.current);
     this.lastProgressWrite = Date.now();
@@ -64,6 +76,7 @@ export class StatusRecorder {
 
   /** A progress update within the current phase, written at most once a second (and always at the end). */
   async progress(progress: Progress, final = false): Promise<void> {
+    if (this.updateStateKept) return;
     if (!final && Date.now() - this.lastProgressWrite < 1000) return;
     this.current = { ...this.current, progress };
     await this.device.statusFile.save(this.current);
@@ -74,6 +87,7 @@ export class StatusRecorder {
     entry: { state: UpdateState; report: CommandReport; target?: string; cause?: unknown; progress?: Progress },
     changes: StatusChanges = {},
   ): Promise<DeviceStatus> {
+    if (this.updateStateKept) return this.note(entry);
     const at = new Date().toISOString();
     const exitCode = exitCodeOf(entry.report.outcome);
     const failed = entry.state === 'WONTGO' || entry.state === 'ERROR';
@@ -88,11 +102,45 @@ export class StatusRecorder {
       log: snippet,
       lastError: failed
         ? { outcome: entry.report.outcome, exitCode, message: entry.report.message, at, log: snippet }
-        : (changes.lastError ?? this.current.lastError),
+        : 'lastError' in changes
+          ? (changes.lastError ?? null)
+          : this.current.lastError,
       history: appendHistory(this.current, {
         at,
         command: this.command,
         state: entry.state,
+        outcome: entry.report.outcome,
+        exitCode,
+        ...(entry.target === undefined ? {} : { target: entry.target }),
+        message: entry.report.message,
+      }),
+    };
+    await this.device.statusFile.save(this.current);
+    return this.current;
+  }
+
+  /**
+   * Ends a command that does not move the device's update: a history line, and nothing else of the update's state
+   * changes. The line carries `entry.state` (what became of this command: WONTGO for a refusal), or else the state the
+   * device stays in. With `lastError`, a failure is kept as the last error too, with its log snippet.
+   */
+  async note(
+    entry: { report: CommandReport; state?: UpdateState; target?: string; cause?: unknown },
+    options: { lastError?: boolean } = {},
+  ): Promise<DeviceStatus> {
+    const at = new Date().toISOString();
+    const exitCode = exitCodeOf(entry.report.outcome);
+    this.log(`${entry.report.message} (exit ${exitCode})`);
+    const snippet = [...this.lines, ...causesOf(entry.cause)].slice(-LOG_SNIPPET_LINES);
+    this.current = {
+      ...this.current,
+      ...(options.lastError
+        ? { lastError: { outcome: entry.report.outcome, exitCode, message: entry.report.message, at, log: snippet } }
+        : {}),
+      history: appendHistory(this.current, {
+        at,
+        command: this.command,
+        state: entry.state ?? this.current.state,
         outcome: entry.report.outcome,
         exitCode,
         ...(entry.target === undefined ? {} : { target: entry.target }),

@@ -1,5 +1,5 @@
 import { loadDeviceStatus } from './rebuild-status.js';
-import { startApps, switchApps, watchApps } from '../apps/app-runner.js';
+import { checkApps, startApps, switchApps, watchApps } from '../apps/app-runner.js';
 import {
   currentBootId,
   readBootFlags,
@@ -9,6 +9,7 @@ import {
   type Device,
 } from '../device/device.js';
 import type { PendingUpdate, TargetRef } from '../device/status-file.js';
+import type { AppPin } from '../tuf/target.js';
 import { FerryError, describeCause } from '../errors.js';
 import { Journal } from './journal.js';
 import { planRun } from './plan.js';
@@ -40,9 +41,7 @@ export async function runPending(device: Device, options: RunOptions = {}): Prom
   const interrupted = journal.describeInterrupted();
   if (interrupted !== null) recorder.log(interrupted);
   if (status.pending === null) {
-    if (!STATES_OF_AN_UNFINISHED_INSTALL.has(status.state)) {
-      return { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
-    }
+    if (!STATES_OF_AN_UNFINISHED_INSTALL.has(status.state)) return restoreApps(device, recorder);
     // The install stopped before it recorded anything pending: nothing it copied is in use, and the next install
     // clears what it left.
     const report: CommandReport = {
@@ -96,6 +95,59 @@ export async function runPending(device: Device, options: RunOptions = {}): Prom
 }
 
 /**
+ * Nothing is pending: the apps of the target the device runs that are not running (a container removed by hand, or
+ * lost by the engine) are started again, as aktualizr-lite keeps the running target's apps in sync. This is no
+ * update: the state stays as it is, and a history line (with the last error, if they do not start) says what was done.
+ */
+async function restoreApps(device: Device, recorder: StatusRecorder): Promise<CommandReport> {
+  const nothing: CommandReport = { outcome: 'NOTHING_PENDING', message: 'no update is pending; nothing to do' };
+  const current = recorder.status.current;
+  if (current === null || !hasApps(current)) return nothing;
+  let report: CommandReport;
+  try {
+    // Only the target whose rootfs runs: a record that names another one is not acted on.
+    if ((await readBooted(device)).commit !== current.commit) return nothing;
+    await device.engine.ensureReachable();
+    const down: Record<string, AppPin> = {};
+    const why: string[] = [];
+    for (const [name, pin] of Object.entries(current.apps)) {
+      const checked = await checkApps(device.engine, device.appStore, { [name]: pin }, new Date());
+      if (!checked.ok) {
+        down[name] = pin;
+        why.push(...checked.failures);
+      }
+    }
+    const names = Object.keys(down);
+    if (names.length === 0) return { ...nothing, message: `no update is pending; the apps of "${current.name}" run` };
+    recorder.log(`the apps of "${current.name}" are not all running: ${why.join('; ')}`);
+    const restored = await switchApps(
+      device.engine,
+      device.appStore,
+      {},
+      down,
+      Math.min(device.config.testingWindowMs, RESTORE_WINDOW_MS),
+    );
+    report = restored.ok
+      ? {
+          outcome: 'APPS_RESTORED',
+          message: `no update is pending; the apps of "${current.name}" that were not running were started again: ${names.join(', ')}`,
+          data: { target: current, restored: names },
+        }
+      : {
+          outcome: 'APPS_RESTORE_FAILED',
+          message: `no update is pending, but the apps of "${current.name}" were not running (${why.join('; ')}) and did not start again: ${restored.failures.join('; ')}`,
+          data: { target: current },
+        };
+  } catch (error) {
+    report = errorReport(error);
+    await recorder.note({ report, target: current.name, cause: error }, { lastError: true });
+    return report;
+  }
+  await recorder.note({ report, target: current.name }, { lastError: report.outcome !== 'APPS_RESTORED' });
+  return report;
+}
+
+/**
  * The install stopped before it finished and its target never ran: what it wrote to the boot state is undone, and
  * the apps that ran before are brought up again (a power cut may have left them down).
  */
@@ -139,6 +191,17 @@ async function undoInterrupted(
 
 function hasApps(...targets: Array<TargetRef | null>): boolean {
   return targets.some((target) => target !== null && Object.keys(target.apps).length > 0);
+}
+
+/** The same target: same name, rootfs and app versions. */
+function sameTarget(a: TargetRef, b: TargetRef): boolean {
+  const digests = (target: TargetRef) =>
+    JSON.stringify(
+      Object.entries(target.apps)
+        .map(([name, pin]) => [name, pin.digest])
+        .sort(),
+    );
+  return a.name === b.name && a.commit === b.commit && digests(a) === digests(b);
 }
 
 function isKnown(target: TargetRef | null): target is TargetRef {
@@ -255,7 +318,7 @@ async function completeUpdate(
   await journal.step('run.commit-record', () =>
     recorder.finish(
       { state, report, target: target.name },
-      { current: target, rollback, pending: null, inconsistent: null },
+      { current: target, rollback, pending: null, inconsistent: null, lastError: null },
     ),
   );
   return report;
@@ -284,6 +347,19 @@ async function appsFailed(
     const report: CommandReport = {
       outcome: 'APPS_ROLLBACK_FAILED',
       message: `rolled back to "${target.name}", but its apps did not start: ${why}`,
+    };
+    await recorder.finish(
+      { state: 'ERROR', report, target: target.name },
+      { pending: null, current: target, ...inconsistent(target, report.message) },
+    );
+    return report;
+  }
+  if (previous !== null && sameTarget(previous, target)) {
+    // A sync (or repair) of the target the device runs: there is no other version to go back to, and the running
+    // target is not recorded as failed, so that installing it again stays allowed.
+    const report: CommandReport = {
+      outcome: 'APPS_FAILED_NO_ROLLBACK',
+      message: `the apps of "${target.name}", the target the device runs, did not start: ${why}`,
     };
     await recorder.finish(
       { state: 'ERROR', report, target: target.name },

@@ -18,6 +18,14 @@ export interface SelectionInput {
   readonly requestedName?: string | undefined;
 }
 
+/** Whether a target is for this device: its hardware id, and one of its tags when the device follows tags. */
+export function fitsDevice(target: Target, facts: Pick<DeviceFacts, 'hardwareId' | 'tags'>): boolean {
+  return (
+    target.hardwareIds.includes(facts.hardwareId) &&
+    (facts.tags.length === 0 || target.tags.some((tag) => facts.tags.includes(tag)))
+  );
+}
+
 /**
  * Picks the target to install (reference §2): named in bundle-targets.json, for this hardware id, carrying one of
  * the device's tags, with its content on the stick; the highest version wins. Pure, so every refusal is tested

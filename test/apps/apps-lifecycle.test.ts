@@ -4,6 +4,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
 import { AppsDir } from '../../src/apps/apps-dir.js';
+import { RENDERED_COMPOSE_FILE } from '../../src/apps/compose.js';
 import { hexOf } from '../../src/apps/digest.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
 import { cli } from '../support/cli.js';
@@ -266,5 +267,126 @@ describe('compose apps on a real dockerd', () => {
     assert.equal(ran.code, 99, ran.stderr);
     assert.match(JSON.parse(ran.stdout).message, /flaky.*exited \(exit code 4\)/);
     assert.deepEqual(device.daemon.running(), [heartbeatImage(factory.images.v1)]);
+  });
+});
+
+describe("the running target's apps are kept in sync", () => {
+  const storeOf = (device: AppsDevice) => new AppsDir(device.device.paths.appStore);
+  const heartbeatStored = async (device: AppsDevice) =>
+    fs
+      .access(path.join(storeOf(device).root, 'heartbeat'))
+      .then(() => true)
+      .catch(() => false);
+
+  test('a factory-flashed device without a status record or apps: install syncs them (101), run starts them', async (t) => {
+    const device = await deviceOn(t, factory.targets.base);
+    device.daemon.docker('rm', '-f', 'heartbeat_main_1');
+    await fs.rm(device.device.paths.appStore, { recursive: true, force: true });
+    await fs.rm(device.device.paths.statusFile);
+    await fs.rm(device.device.paths.updateStateFile);
+    const deploymentsBefore = await device.device.sysroot.deployments();
+
+    const result = await install(device, await bundleFor(factory.targets.base));
+    assert.equal(result.code, 101, `${result.stdout}${result.stderr}`);
+    assert.match(result.stdout, /already runs target .*its apps were synced.*not in the app store/);
+    assert.ok(await heartbeatStored(device), 'the app is in the store');
+    assert.deepEqual(await device.device.sysroot.deployments(), deploymentsBefore, 'the rootfs is not touched');
+    assert.equal((await device.device.boot.env.read())['upgrade_available'], '0');
+
+    await device.daemon.restart();
+    const ran = await run(device);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.deepEqual(device.daemon.running(), [heartbeatImage(factory.images.v1)]);
+    const after = await status(device);
+    assert.equal(after['current'].name, factory.targets.base);
+    assert.equal(after['state'], 'UPDATED');
+    assert.equal(after['pending'], null);
+  });
+
+  test('a removed container: run with nothing pending starts it again and says so; install then answers 0', async (t) => {
+    const device = await deviceOn(t, factory.targets.base);
+    const quiet = await run(device);
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.doesNotMatch(quiet.stdout, /started again/);
+    const stateBefore = (await status(device))['state'];
+
+    device.daemon.docker('rm', '-f', 'heartbeat_main_1');
+    assert.deepEqual(device.daemon.running(), []);
+    const ran = await cli('run', '--config', device.configDir, '--json');
+    assert.equal(ran.code, 0, ran.stderr);
+    const report = JSON.parse(ran.stdout);
+    assert.equal(report.outcome, 'APPS_RESTORED');
+    assert.match(report.message, /started again: heartbeat/);
+    assert.deepEqual(device.daemon.running(), [heartbeatImage(factory.images.v1)]);
+    const after = await status(device);
+    assert.equal(after['state'], stateBefore, 'no update ran: the state stays');
+    assert.equal(after['history'].at(-1).outcome, 'APPS_RESTORED');
+
+    const again = await install(device, await bundleFor(factory.targets.base));
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /already runs/);
+  });
+
+  test('a removed container: install of the running target answers 101 and run brings the app back', async (t) => {
+    const device = await deviceOn(t, factory.targets.base);
+    device.daemon.docker('rm', '-f', 'heartbeat_main_1');
+    const result = await install(device, await bundleFor(factory.targets.base));
+    assert.equal(result.code, 101, `${result.stdout}${result.stderr}`);
+    assert.match(result.stdout, /service "main" has no container/);
+    await device.daemon.restart();
+    const ran = await run(device);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.deepEqual(device.daemon.running(), [heartbeatImage(factory.images.v1)]);
+  });
+
+  test('--force on a device whose apps are in sync syncs them again (101); run then commits (0)', async (t) => {
+    const device = await deviceOn(t, factory.targets.base);
+    const bundle = await bundleFor(factory.targets.base);
+    assert.equal((await install(device, bundle)).code, 0);
+    const forced = await cli('install', '--config', device.configDir, '--src-dir', bundle, '--force');
+    assert.equal(forced.code, 101, `${forced.stdout}${forced.stderr}`);
+    assert.match(forced.stdout, /--force/);
+    const ran = await run(device);
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.deepEqual(device.daemon.running(), [heartbeatImage(factory.images.v1)]);
+    assert.equal((await status(device))['state'], 'UPDATED');
+  });
+
+  test('synced apps that do not start: run 120, INCONSISTENT, and the running target is not recorded as failed', async (t) => {
+    const device = await deviceOn(t, factory.targets.base);
+    const pin = (await status(device))['current'].apps.heartbeat;
+    device.daemon.docker('rm', '-f', 'heartbeat_main_1');
+    await fs.rm(path.join(storeOf(device).projectDir('heartbeat', pin.digest), RENDERED_COMPOSE_FILE));
+    const synced = await install(device, await bundleFor(factory.targets.base));
+    assert.equal(synced.code, 101, `${synced.stdout}${synced.stderr}`);
+    const ran = await run(device);
+    assert.equal(ran.code, 120, `${ran.stdout}${ran.stderr}`);
+    assert.match(ran.stderr, /the target the device runs, did not start/);
+    const after = await status(device);
+    assert.equal(after['state'], 'ERROR');
+    assert.notEqual(after['inconsistent'], null);
+    assert.deepEqual(after['failedTargets'], []);
+    assert.equal(after['current'].name, factory.targets.base);
+  });
+
+  test('an app gone from the store and the engine: run answers 33 and keeps the state; install syncs it back', async (t) => {
+    const device = await deviceOn(t, factory.targets.base);
+    device.daemon.docker('rm', '-f', 'heartbeat_main_1');
+    await fs.rm(path.join(device.device.paths.appStore, 'heartbeat'), { recursive: true, force: true });
+    const stateBefore = (await status(device))['state'];
+    const ran = await run(device);
+    assert.equal(ran.code, 33, `${ran.stdout}${ran.stderr}`);
+    assert.equal(ran.stderr.trimEnd().split('\n').length, 1);
+    assert.match(ran.stderr, /did not start again/);
+    const failed = await status(device);
+    assert.equal(failed['state'], stateBefore);
+    assert.equal(failed['lastError'].exitCode, 33);
+
+    const synced = await install(device, await bundleFor(factory.targets.base));
+    assert.equal(synced.code, 101, synced.stderr);
+    const back = await run(device);
+    assert.equal(back.code, 0, back.stderr);
+    assert.deepEqual(device.daemon.running(), [heartbeatImage(factory.images.v1)]);
+    assert.equal((await status(device))['lastError'], null);
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { addApp } from '../../src/apps/add-app.js';
@@ -12,7 +12,7 @@ import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.j
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
 import { compose } from '../support/apps-factory.js';
-import { cli, startFerryProcess } from '../support/cli.js';
+import { cli, startFerryProcess, waitUntilStopped } from '../support/cli.js';
 import { PrivateDockerd } from '../support/dockerd.js';
 import { HARDWARE_ID, TAG, tempDir } from '../support/factory.js';
 import { openTestDevice, statusOf, type TestDevice } from '../support/sim-device.js';
@@ -114,16 +114,6 @@ async function fillLeaving(leave: number): Promise<void> {
   const size = Math.max(0, free - leave);
   const result = spawnSync('fallocate', ['-l', String(size), path.join(mountPoint, 'filler')], { encoding: 'utf8' });
   assert.equal(result.status, 0, result.stderr);
-}
-
-async function waitUntilStopped(pid: number): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
-    if (state === 'T') return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  assert.fail(`process ${pid} never paused`);
 }
 
 async function completes(device: TestDevice): Promise<void> {

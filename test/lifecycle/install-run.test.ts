@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { akliteOffline, cli } from '../support/cli.js';
+import { akliteOffline, cli, startFerryProcess, waitUntilStopped } from '../support/cli.js';
 import { buildFactory, exportTo, OTHER_HARDWARE_ID, type TestFactory } from '../support/factory.js';
 import {
   assertRefused,
@@ -224,6 +224,91 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     } finally {
       spawnSync('umount', [mountPoint]);
     }
+  });
+
+  test('a second install refused while an update is pending leaves the state of that update; the refusal goes to the history', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundleV2)).code, 100);
+    const pending = await status(device);
+    const tampered = await exportTo(factory, factory.v2);
+    await flipSignatureBit(tampered, 'targets.json');
+    for (const [bundle, code] of [
+      [await exportTo(factory, factory.v2), 30],
+      [tampered, 11],
+    ] as const) {
+      const refused = await cli('install', '--config', device.configDir, '--src-dir', bundle);
+      assert.equal(refused.code, code, refused.stderr);
+      assert.equal(refused.stderr.trimEnd().split('\n').length, 1, refused.stderr);
+      const after = await status(device);
+      for (const field of ['state', 'reason', 'progress', 'log', 'lastError', 'pending', 'lastMedia']) {
+        assert.deepEqual(after[field], pending[field], `${field} is that of the pending update`);
+      }
+      assert.equal((await fs.readFile(device.device.paths.updateStateFile, 'utf8')).trim(), 'INPROGRESS');
+      const last = after['history'].at(-1);
+      assert.equal(last.command, 'install');
+      assert.equal(last.state, 'WONTGO');
+      assert.equal(last.exitCode, code);
+    }
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await status(device))['current'].name, factory.v2);
+  });
+
+  test('a successful run clears the last error of an earlier refusal', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const tampered = await exportTo(factory, factory.v2);
+    await flipSignatureBit(tampered, 'targets.json');
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', tampered)).code, 11);
+    assert.equal((await status(device))['lastError'].exitCode, 11);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundleV2)).code, 100);
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 0, run.stderr);
+    const done = await status(device);
+    assert.equal(done['state'], 'DONE');
+    assert.equal(done['lastError'], null);
+    assert.match((await cli('status', '--config', device.configDir)).stdout, /last error: none/);
+  });
+
+  test('a deploy that fails and an undo that fails too: 34, the pending record stays, and run finishes the undo', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const deploymentsBefore = await device.device.sysroot.deployments();
+    const child = startFerryProcess(['install', '--config', device.configDir, '--src-dir', bundleV2], {
+      FERRY_PAUSE_AT: 'install.rootfs-deploy',
+    });
+    await waitUntilStopped(child.pid);
+    // The boot trial is armed; now the deployment cannot be written, nor the bootloader env to end the trial.
+    const deployDir = path.join(device.config.sysroot, 'ostree', 'deploy', 'lmp', 'deploy');
+    const envFile = path.join(device.dir, 'boot-env', 'uboot.env');
+    const locked = [deployDir, envFile];
+    for (const file of locked) {
+      const chattr = spawnSync('chattr', ['+i', file], { encoding: 'utf8' });
+      assert.equal(chattr.status, 0, `chattr +i ${file}: ${chattr.stderr}`);
+    }
+    try {
+      process.kill(child.pid, 'SIGCONT');
+      const result = await child.result;
+      assert.equal(result.code, 34, `${result.stdout}${result.stderr}`);
+      assert.match(result.stderr, /deploying target .* failed.*undoing it failed too.*run `run`/);
+      assert.equal(result.stderr.trimEnd().split('\n').length, 1);
+    } finally {
+      for (const file of locked) spawnSync('chattr', ['-i', file]);
+    }
+    const failed = await status(device);
+    assert.equal(failed['state'], 'ERROR');
+    assert.equal(failed['pending']?.target.name, factory.v2, 'what run needs to finish the undo is kept');
+    assert.equal(failed['pending'].stage, 'deploying');
+    assert.equal((await device.device.boot.env.read())['upgrade_available'], '1', 'the trial is still armed');
+
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 32, run.stderr);
+    const undone = await status(device);
+    assert.equal(undone['pending'], null);
+    assert.equal(undone['current'].name, factory.v1);
+    assert.equal((await device.device.boot.env.read())['upgrade_available'], '0');
+    assert.deepEqual(await device.device.sysroot.deployments(), deploymentsBefore);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundleV2)).code, 100);
   });
 
   test('a torn status record is moved aside and rebuilt from the device; the update still completes', async () => {

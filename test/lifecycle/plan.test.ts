@@ -91,6 +91,59 @@ describe('install planner', () => {
     test(`${name}: ${expected}`, () => assert.equal(describeDecision(planInstall(input)), expected));
   }
 
+  const withApps = (target: TargetRef): TargetRef => ({
+    ...target,
+    apps: {
+      app: { uri: 'r/f/app@sha256:' + 'a'.repeat(64), digest: 'sha256:' + 'a'.repeat(64), restartPolicy: 'container' },
+    },
+  });
+  const runningApps: DeviceStatus = { ...runningV1, current: withApps(v1) };
+  const sameTarget = { status: runningApps, booted: v1, flags: flags(), selected: asTarget(withApps(v1)), known: [] };
+
+  test('the running target with its apps out of sync: staged as an apps sync (101), previous the same target', () => {
+    const decision = planInstall({ ...sameTarget, force: false, appsOutOfSync: ['app "app" is not in the app store'] });
+    assert.equal(decision.action, 'stage');
+    if (decision.action !== 'stage') return;
+    assert.equal(decision.sync, true);
+    assert.equal(decision.transition.kind, 'restart-engine');
+    assert.equal(decision.transition.rootfsChanged, false);
+    assert.match(decision.transition.reasons.join(), /not in the app store/);
+    assert.deepEqual(decision.previous, withApps(v1));
+  });
+
+  test('the running target with its apps in sync: already installed; with --force its apps are synced again', () => {
+    assert.equal(planInstall({ ...sameTarget, force: false, appsOutOfSync: [] }).action, 'already-installed');
+    const forced = planInstall({ ...sameTarget, force: true, appsOutOfSync: [] });
+    assert.equal(forced.action === 'stage' && forced.sync, true);
+  });
+
+  test('--force on the running target without apps: nothing to sync, already installed', () => {
+    const decision = planInstall({
+      status: runningV1,
+      booted: v1,
+      flags: flags(),
+      selected: asTarget(v1),
+      known: [],
+      force: true,
+    });
+    assert.equal(decision.action, 'already-installed');
+  });
+
+  test('no record: the running target is the highest known version with the booted commit', () => {
+    const older = { ...asTarget(withApps(v1)), name: 'os-0', version: '0' };
+    const decision = planInstall({
+      status: emptyStatus(),
+      booted: v1,
+      flags: flags(),
+      selected: asTarget(withApps(v1)),
+      known: [older, asTarget(withApps(v1))],
+      force: false,
+      appsOutOfSync: ['app "app": service "main" has no container'],
+    });
+    assert.equal(decision.action === 'stage' && decision.sync, true);
+    assert.equal(decision.action === 'stage' && decision.previous?.name, 'os-1');
+  });
+
   test('the previous target is what the device boots, so a rollback knows where to go', () => {
     const decision = planInstall({
       status: runningV1,

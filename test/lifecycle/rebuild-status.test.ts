@@ -14,6 +14,7 @@ const target = (version: string, n: number): Target => ({
 });
 const known = [target('1', 1), target('2', 2)];
 const deployment = (n: number, index: number) => ({ index, os: 'lmp', commit: commit(n), serial: 0 });
+const device = { hardwareId: 'b', tags: ['main'] };
 const flags = (upgradeAvailable: boolean) => ({ upgradeAvailable, bootcount: 0, bootUpgradeAvailable: false });
 
 describe('rebuilding an unreadable status record from the device', () => {
@@ -24,6 +25,7 @@ describe('rebuilding an unreadable status record from the device', () => {
       flags: flags(false),
       rebootPending: false,
       known,
+      device,
       recovered: 'x',
     });
     assert.equal(status.state, 'DONE');
@@ -38,6 +40,7 @@ describe('rebuilding an unreadable status record from the device', () => {
       flags: flags(true),
       rebootPending: true,
       known,
+      device,
       recovered: 'x',
     });
     assert.equal(status.state, 'INPROGRESS');
@@ -52,10 +55,40 @@ describe('rebuilding an unreadable status record from the device', () => {
       flags: flags(true),
       rebootPending: false,
       known,
+      device,
       recovered: 'x',
     });
     assert.equal(status.pending?.target.name, 'os-2');
     assert.equal(status.pending?.previous?.name, 'os-1');
+  });
+
+  test('a target for another hardware id or tag with the booted commit is never picked', () => {
+    const elsewhere = [
+      { ...target('7', 1), hardwareIds: ['other-board'] },
+      { ...target('8', 1), tags: ['devel'] },
+      { ...target('9', 2), hardwareIds: ['other-board'] },
+    ];
+    const idle = rebuildStatus({
+      bootedCommit: commit(1),
+      deployments: [deployment(1, 0)],
+      flags: flags(false),
+      rebootPending: false,
+      known: [...known, ...elsewhere],
+      device,
+      recovered: 'x',
+    });
+    assert.equal(idle.current?.name, 'os-1');
+    const trial = rebuildStatus({
+      bootedCommit: commit(1),
+      deployments: [deployment(2, 0), deployment(1, 1)],
+      flags: flags(true),
+      rebootPending: true,
+      known: [target('1', 1), ...elsewhere],
+      device,
+      recovered: 'x',
+    });
+    assert.equal(trial.pending, null, "the trial commit names only another board's target");
+    assert.equal(trial.current?.name, 'os-1');
   });
 
   test('a trial of a commit no trusted target names: not guessed', () => {
@@ -65,6 +98,7 @@ describe('rebuilding an unreadable status record from the device', () => {
       flags: flags(true),
       rebootPending: true,
       known,
+      device,
       recovered: 'x',
     });
     assert.equal(status.pending, null);

@@ -1,4 +1,6 @@
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { run } from '../../src/cli/program.js';
 
@@ -70,4 +72,15 @@ export function startFerryProcess(
     child.once('close', (code, signal) => resolve({ code: code ?? -1, signal, stdout, stderr }));
   });
   return { pid: child.pid!, result };
+}
+
+/** Waits until a process started with FERRY_PAUSE_AT has stopped itself at its step (state T), for up to 60 s. */
+export async function waitUntilStopped(pid: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    if (state === 'T') return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail(`process ${pid} never paused`);
 }

@@ -12,6 +12,9 @@ import { lastMediaOf } from '../../reports/write-report.js';
 import { collect, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
 import { reportToMedia } from './reports.js';
 
+/** How a `run` with no update pending ends. */
+const NO_UPDATE_PENDING: ReadonlySet<string> = new Set(['NOTHING_PENDING', 'APPS_RESTORED', 'APPS_RESTORE_FAILED']);
+
 interface DeviceCommandOptions {
   config?: string[];
   json?: boolean;
@@ -40,7 +43,10 @@ export function registerDeviceCommands(program: Command, context: CommandContext
         'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
       )
       .option('--target <name>', 'install this target from the bundle instead of the highest version')
-      .option('--force', 'install even a lower version (downgrade)'),
+      .option(
+        '--force',
+        'install even a lower version (downgrade); on the target the device runs, sync its apps again',
+      ),
   )
     .addOption(progressFdOption())
     .action(
@@ -94,8 +100,9 @@ export function registerDeviceCommands(program: Command, context: CommandContext
       )
         .catch(errorReport)
         .finally(() => progress.stop());
-      // A run with nothing to do (every boot calls it) leaves no report behind, and no warning either.
-      const media = report.outcome === 'NOTHING_PENDING' ? null : await lastMediaOf(target);
+      // A run with no update pending (every boot calls it, and it may restart the current apps) leaves no report
+      // behind, and no warning either: the stick belongs to an update.
+      const media = NO_UPDATE_PENDING.has(report.outcome) ? null : await lastMediaOf(target);
       setReport(
         media === null ? report : await reportToMedia(context, target, 'run', report, media),
         options.json ?? false,
