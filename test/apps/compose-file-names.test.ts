@@ -73,18 +73,19 @@ describe('compose file names', () => {
     assert.match(text, /heartbeat@sha256:/, 'the device takes compose.yml, not docker-compose.yml');
   });
 
-  test('no compose file, a missing directory, a file: 51, one line naming the names looked for', async () => {
+  test('no compose file: 51; a missing directory or a file: the path codes (62, 63); one line each', async () => {
     const empty = await project({ 'README.md': 'nothing here\n', 'sub/docker-compose.yml': 'services: {}\n' });
-    for (const [dir, reason] of [
+    for (const [dir, code, reason] of [
       [
         empty,
+        51,
         /^ferry: --compose .* holds no compose file \(compose\.yaml, compose\.yml, docker-compose\.yaml, docker-compose\.yml\)$/,
       ],
-      [path.join(empty, 'no-such-dir'), /^ferry: --compose .*no-such-dir: no such directory$/],
-      [path.join(empty, 'README.md'), /^ferry: --compose .*README\.md: not a directory$/],
+      [path.join(empty, 'no-such-dir'), 62, /^ferry: .*no-such-dir does not exist$/],
+      [path.join(empty, 'README.md'), 63, /^ferry: .*README\.md is a file, not a directory$/],
     ] as const) {
       const result = await addApp('nofile', dir);
-      assert.equal(result.code, 51, result.stderr);
+      assert.equal(result.code, code, result.stderr);
       assert.equal(result.stderr.trimEnd().split('\n').length, 1, result.stderr);
       assert.match(result.stderr.trimEnd(), reason);
     }
