@@ -105,15 +105,7 @@ export class StatusRecorder {
         : 'lastError' in changes
           ? (changes.lastError ?? null)
           : this.current.lastError,
-      history: appendHistory(this.current, {
-        at,
-        command: this.command,
-        state: entry.state,
-        outcome: entry.report.outcome,
-        exitCode,
-        ...(entry.target === undefined ? {} : { target: entry.target }),
-        message: entry.report.message,
-      }),
+      history: this.historyWith(at, entry.state, entry),
     };
     await this.device.statusFile.save(this.current);
     return this.current;
@@ -137,18 +129,26 @@ export class StatusRecorder {
       ...(options.lastError
         ? { lastError: { outcome: entry.report.outcome, exitCode, message: entry.report.message, at, log: snippet } }
         : {}),
-      history: appendHistory(this.current, {
-        at,
-        command: this.command,
-        state: entry.state ?? this.current.state,
-        outcome: entry.report.outcome,
-        exitCode,
-        ...(entry.target === undefined ? {} : { target: entry.target }),
-        message: entry.report.message,
-      }),
+      history: this.historyWith(at, entry.state ?? this.current.state, entry),
     };
     await this.device.statusFile.save(this.current);
     return this.current;
+  }
+  /** The history with one more line: what became of this command (`state`), its outcome and target. */
+  private historyWith(
+    at: string,
+    state: UpdateState,
+    entry: { report: CommandReport; target?: string },
+  ): DeviceStatus['history'] {
+    return appendHistory(this.current, {
+      at,
+      command: this.command,
+      state,
+      outcome: entry.report.outcome,
+      exitCode: exitCodeOf(entry.report.outcome),
+      ...(entry.target === undefined ? {} : { target: entry.target }),
+      message: entry.report.message,
+    });
   }
 }
 
