@@ -40,6 +40,7 @@ printf '%s\\n' "$name\${*:+ $*}" >>"$FAKE_CALLS"
  */
 const FAKE_FERRY = `#!/bin/sh
 printf '%s\\n' "ferry $*" >>"$FAKE_CALLS"
+if [ -n "\${FAKE_RECORD_PATH:-}" ]; then env | sed -n 's/^PATH=.*/ferry got a PATH/p' >>"$FAKE_CALLS"; fi
 answer=$(head -n 1 "$FAKE_ANSWERS")
 sed -i 1d "$FAKE_ANSWERS"
 set -- \${answer:-0 OK}
@@ -122,6 +123,7 @@ async function runHook(shell: (typeof SHELLS)[number], args: readonly string[], 
     FERRY_STICK_DIR: path.join(dir, 'media'),
     ...options.env,
   };
+  if (env['PATH'] === '') delete env['PATH'];
   const result = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve, reject) => {
     const child = spawn(shell.argv[0]!, [...shell.argv.slice(1), HOOK, ...args], { env, stdio: 'pipe' });
     let stdout = '';
@@ -303,6 +305,18 @@ for (const shell of SHELLS) {
       const run = await runHook(shell, ['boot'], { env: { FERRY: 'false' } });
       assert.equal(run.code, 1);
       assert.deepEqual(run.lines, ['ferry-boot: run exited 1 (UNKNOWN): stop']);
+    });
+
+    test('boot: started with no PATH at all (a plain init), it gives ferry one (ferry runs ostree, fw_setenv…)', async () => {
+      const dir = await tempDir('ferry-boot');
+      const run = await runHook(shell, ['boot'], {
+        dir,
+        answers: [[0, 'NOTHING_PENDING']],
+        env: { PATH: '', FERRY: path.join(dir, 'bin', 'ferry'), FAKE_RECORD_PATH: '1' },
+      });
+      assert.equal(run.code, 0, explain(run));
+      assert.deepEqual(run.lines, ['ferry-boot: run exited 0 (NOTHING_PENDING): done']);
+      assert.deepEqual(run.calls, ['ferry run --json', 'ferry got a PATH']);
     });
 
     test('boot: settings come from the defaults file', async () => {
