@@ -185,6 +185,26 @@ for (const shell of SHELLS) {
       assert.deepEqual(after.calls, ['ferry run --json', 'reboot'], explain(after));
     });
 
+    test('stick: 90 at every boot (boot firmware that never confirms) meets the reboot limit; runs that find nothing pending do not end the chain', async () => {
+      const stick = await mountedStick();
+      const first = await runHook(shell, ['stick', stick], {
+        answers: [[90, 'BOOT_FIRMWARE_REBOOT_FIRST']],
+        env: { FERRY_MAX_REBOOTS: '2' },
+      });
+      assert.deepEqual(first.calls, [`ferry install --src-dir ${stick} --json`, 'reboot'], explain(first));
+      const options = { dir: first.dir, env: { FERRY_MAX_REBOOTS: '2' } };
+      for (const attempt of [2, 3]) {
+        const boot = await runHook(shell, ['boot'], { ...options, answers: [[0, 'NOTHING_PENDING']] });
+        assert.equal(boot.code, 0, explain(boot));
+        const again = await runHook(shell, ['stick', stick], {
+          ...options,
+          answers: [[90, 'BOOT_FIRMWARE_REBOOT_FIRST']],
+        });
+        const rebooted = again.calls.includes('reboot');
+        assert.equal(rebooted, attempt === 2, `attempt ${attempt}:\n${explain(again)}`);
+      }
+    });
+
     test('boot: 101 and 5 restart the container engine, then run again', async () => {
       const run = await runHook(shell, ['boot'], {
         answers: [
