@@ -165,6 +165,16 @@ for (const shell of SHELLS) {
       assert.equal((await fs.readFile(path.join(run.dir, 'state', 'reboots-in-a-row'), 'utf8')).trim(), '1');
     });
 
+    test('boot: an unreadable reboot count starts from 0: the reboot happens and the count is whole again', async () => {
+      const dir = await tempDir('ferry-boot');
+      await fs.mkdir(path.join(dir, 'state'));
+      await fs.writeFile(path.join(dir, 'state', 'reboots-in-a-row'), '2x\n');
+      const run = await runHook(shell, ['boot'], { dir, answers: [[100, 'REBOOT_NOT_DONE_YET']] });
+      assert.deepEqual(run.calls, ['ferry run --json', 'reboot'], explain(run));
+      assert.equal(await fs.readFile(path.join(dir, 'state', 'reboots-in-a-row'), 'utf8'), '1\n');
+      assert.deepEqual(await fs.readdir(path.join(dir, 'state')), ['reboots-in-a-row'], 'no temporary file left');
+    });
+
     test('boot: after FERRY_MAX_REBOOTS reboots in a row it stops rebooting; a settled run starts the count again', async () => {
       const first = await runHook(shell, ['boot'], {
         answers: [[100, 'REBOOT_NOT_DONE_YET']],
