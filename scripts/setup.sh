@@ -18,6 +18,8 @@ declare -A PACKAGES=(
   [time]=/usr/bin/time
   [faketime]=faketime
   [tmux]=tmux
+  [dash]=dash
+  [systemd]=systemd-analyze
   [exfat-fuse]=/usr/sbin/mount.exfat-fuse
   [exfatprogs]=/usr/sbin/mkfs.exfat
 )
