@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -25,6 +26,16 @@ export const FERRY_ROOT = fileURLToPath(new URL('../../../../', import.meta.url)
 /** Where the built images are kept between runs; one directory per hash of their inputs. */
 export function realbootCacheRoot(): string {
   return process.env['FERRY_REALBOOT_CACHE'] ?? '/var/tmp/ferry-realboot';
+}
+
+/**
+ * Why the real-boot tests cannot run on this machine (QEMU is not installed), or false. Under CI=true it is always
+ * false: there a machine without QEMU fails the lane instead of skipping it.
+ */
+export function realbootSkipReason(): string | false {
+  if (process.env['CI'] === 'true') return false;
+  const qemu = spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+  return qemu.status === 0 ? false : 'qemu-system-x86_64 is not installed (bash scripts/setup.sh installs it)';
 }
 
 /** Everything the real-boot tests boot, built once per machine and set of inputs. */
