@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Debian package -> a command it provides, to tell whether it is installed already.
+# Debian package -> a command (or an absolute path to a file) it provides, to tell whether it is installed already.
 declare -A PACKAGES=(
   [ostree]=ostree
   [u-boot-tools]=mkenvimage
@@ -20,13 +20,24 @@ declare -A PACKAGES=(
   [tmux]=tmux
   [exfat-fuse]=/usr/sbin/mount.exfat-fuse
   [exfatprogs]=/usr/sbin/mkfs.exfat
+  # The real-boot lane (test/realboot): the VM, its two bootloaders, and the tools that build its disks and sticks
+  # without a loop device. The kernel and ostree-boot are fetched there with apt-get download, not installed.
+  [qemu-system-x86]=qemu-system-x86_64
+  [u-boot-qemu]=/usr/lib/u-boot/qemu-x86/u-boot.rom
+  [grub-pc-bin]=/usr/lib/grub/i386-pc/boot.img
+  [mtools]=mcopy
+  [dosfstools]=mkfs.vfat
+  [fdisk]=sfdisk
+  [cpio]=cpio
+  [kmod]=depmod
+  [e2fsprogs]=mkfs.ext4
 )
 
 missing=()
 for package in "${!PACKAGES[@]}"; do
   probe=${PACKAGES[$package]}
   if [[ $probe == /* ]]; then
-    [[ -x $probe ]] || missing+=("$package")
+    [[ -e $probe ]] || missing+=("$package")
   else
     command -v "$probe" >/dev/null 2>&1 || missing+=("$package")
   fi

@@ -4,7 +4,7 @@ import { FerryError } from '../errors.js';
 import { bootControlFor, GRUB_VARIABLES, UBOOT_VARIABLES, type BootVariables } from '../device/bootloader-env.js';
 import { loadDeviceConfig, type DeviceConfig } from '../device/config.js';
 import { provisionDeviceKey } from '../device/device-key.js';
-import { devicePaths } from '../device/paths.js';
+import { devicePaths, type DevicePaths } from '../device/paths.js';
 import { StatusFile, emptyStatus } from '../device/status-file.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import type { FactoryRepo } from '../repo/factory-repo.js';
@@ -13,7 +13,7 @@ import { verifyApps } from '../apps/verify-apps.js';
 import { openDevice } from '../device/device.js';
 import { refOf } from '../lifecycle/plan.js';
 import { registerDeviceKey } from '../reports/device-registry.js';
-import { targetFromMetadata, type AppPin } from '../tuf/target.js';
+import { targetFromMetadata, type AppPin, type Target } from '../tuf/target.js';
 import { isEmptyOrMissingDir } from '../util/atomic-file.js';
 import { runTool } from '../util/tool.js';
 import { simulateReboot, type SimulatedBoot } from './bootloader-model.js';
@@ -113,26 +113,36 @@ export async function createSimDevice(
   ].join('\n');
   await fs.writeFile(path.join(configDir, '50-ferry-sim.toml'), toml);
   const config = await loadDeviceConfig([configDir]);
-  const paths = devicePaths(config);
+  await provisionStorage(devicePaths(config), repo, initial, 'provisioned by ferry sim create');
 
+  await fs.mkdir(path.dirname(config.cmdlineFile), { recursive: true });
+  await rebootSimDevice(root);
+  if (Object.keys(initial.apps).length > 0) await provisionApps(config, repo, initial.apps);
+  return config;
+}
+
+/**
+ * The storage of a device as a factory line leaves it: the factory's newest root trusted, the initial target DONE,
+ * and a device key the factory knows, so that the reports the device leaves on a stick can be verified on the
+ * workstation. `paths` may lie anywhere (a disk image being built keeps them under its sysroot's /var).
+ */
+export async function provisionStorage(
+  paths: DevicePaths,
+  repo: FactoryRepo,
+  initial: Target,
+  reason: string,
+): Promise<void> {
   await fs.mkdir(paths.trustedMetadataDir, { recursive: true });
   const rootFiles = await repo.rootFiles();
   await fs.copyFile(rootFiles[rootFiles.length - 1]!, path.join(paths.trustedMetadataDir, 'root.json'));
   await new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile).save({
     ...emptyStatus(),
     state: 'DONE',
-    reason: 'provisioned by ferry sim create',
+    reason,
     current: refOf(initial),
   });
-  // Provisioned as a factory line would: the device gets its key, and the factory knows it, so that the reports
-  // the device leaves on a stick can be verified on the workstation.
   const { key } = await provisionDeviceKey(paths);
   await registerDeviceKey(repo.dir, key.id, key.publicKey);
-
-  await fs.mkdir(path.dirname(config.cmdlineFile), { recursive: true });
-  await rebootSimDevice(root);
-  if (Object.keys(initial.apps).length > 0) await provisionApps(config, repo, initial.apps);
-  return config;
 }
 
 /** As a factory image would: the initial target's apps are in the store and running. */

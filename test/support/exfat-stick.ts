@@ -6,6 +6,8 @@ import { tempDir } from './factory.js';
 /** An exFAT filesystem mounted through FUSE (exfat-fuse) from an image on a loop device: a technician's stick. */
 export interface ExfatStick {
   readonly mountPoint: string;
+  /** The stick's image file: once unmounted, a disk a VM can take. */
+  readonly image: string;
   unmount(): void;
 }
 
@@ -40,6 +42,7 @@ export async function mountExfatStick(sizeMiB: number): Promise<ExfatStick | und
   }
   return {
     mountPoint,
+    image,
     unmount() {
       run('umount', [mountPoint]);
       run('losetup', ['--detach', loop!]);
