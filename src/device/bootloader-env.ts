@@ -129,6 +129,9 @@ export const GRUB_VARIABLES: BootVariables = {
   rollback: 'rollback',
 };
 
+/** Where the boot counting of boot/grub/grub.cfg and boot/u-boot/boot.cmd stops: bootlimit can be 1 to 8. */
+export const MAX_BOOT_COUNT = 9;
+
 export interface BootFlags {
   readonly upgradeAvailable: boolean;
   readonly bootcount: number;
@@ -179,9 +182,12 @@ export class BootControl {
     });
   }
 
-  /** What the bootloader does at power-on while a trial runs. */
+  /**
+   * What the bootloader does at power-on while a trial runs. The shipped scripts (boot/) have no arithmetic and count
+   * by a table that stops at 9 (MAX_BOOT_COUNT), so the count stops there too.
+   */
   async countBoot(): Promise<number> {
-    const count = (await this.flags()).bootcount + 1;
+    const count = Math.min((await this.flags()).bootcount + 1, MAX_BOOT_COUNT);
     await this.env.update({ [this.vars.bootCounter]: String(count) });
     return count;
   }

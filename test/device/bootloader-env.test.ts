@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { GrubEnv, UbootEnv } from '../../src/device/bootloader-env.js';
+import { BootControl, GRUB_VARIABLES, GrubEnv, MAX_BOOT_COUNT, UbootEnv } from '../../src/device/bootloader-env.js';
 import { tempDir } from '../support/factory.js';
 import { nextWrite, tearWrite, writeFwEnvConfig } from '../support/torn-env.js';
 
@@ -143,5 +143,18 @@ describe('a power cut during a GRUB env write (grub-editenv)', () => {
     await env.update(ENDED);
     assert.deepEqual(await env.read(), { ...ARMED, ...ENDED });
     assert.deepEqual(await fs.readdir(dir), ['grubenv'], 'nothing is left beside grubenv');
+  });
+});
+
+describe('the boot count of the model', () => {
+  test('stops where the shipped boot scripts stop counting (9), as a real boot does', async () => {
+    const dir = await tempDir('grubenv-count');
+    const file = path.join(dir, 'grubenv');
+    const created = spawnSync('grub-editenv', [file, 'set', 'upgrade_available=1', 'boot_counter=8', 'bootlimit=3']);
+    assert.equal(created.status, 0);
+    const boot = new BootControl(new GrubEnv(file), GRUB_VARIABLES);
+    assert.equal(await boot.countBoot(), MAX_BOOT_COUNT);
+    assert.equal(await boot.countBoot(), MAX_BOOT_COUNT, 'the table has no entry past 9');
+    assert.equal((await boot.env.read())['boot_counter'], '9');
   });
 });
