@@ -1,3 +1,6 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { syncDirectory } from '../util/atomic-file.js';
 import { runTool } from '../util/tool.js';
 import type { BootloaderConfig } from './config.js';
 
@@ -31,6 +34,12 @@ function parseAssignments(out: string): Record<string, string> {
   return vars;
 }
 
+/**
+ * fw_setenv rewrites an env copy in place: with one copy, a power cut during the write leaves a copy whose crc fails,
+ * and the whole env (the boot trial with it) is lost. A device therefore keeps a redundant env, two copies named on
+ * two lines of fw_env.config: libubootenv writes only the copy not in use, with a newer flags byte, so the other one
+ * survives any cut (boot/u-boot/boot.cmd reads and writes them the same way).
+ */
 export class UbootEnv implements BootloaderEnv {
   constructor(readonly fwEnvConfig: string) {}
 
@@ -64,12 +73,33 @@ export class GrubEnv implements BootloaderEnv {
     return parseAssignments(await runTool('grub-editenv', [this.file, 'list']));
   }
 
+  /**
+   * grub-editenv rewrites its file in place (open with O_TRUNC, then write): a power cut between the two leaves an
+   * empty or partial grubenv, which GRUB's load_env rejects, so the boot trial is lost and a broken deployment
+   * boots again and again. So it edits a copy beside grubenv, and the copy, once synced, is renamed over it: the
+   * rename is atomic, and a cut leaves the old env or the new one.
+   */
   async update(changes: Record<string, string | null>): Promise<void> {
     const set = Object.entries(changes).filter(([, value]) => value !== null);
     const unset = Object.entries(changes).filter(([, value]) => value === null);
-    if (set.length > 0)
-      await runTool('grub-editenv', [this.file, 'set', ...set.map(([name, value]) => `${name}=${value}`)]);
-    if (unset.length > 0) await runTool('grub-editenv', [this.file, 'unset', ...unset.map(([name]) => name)]);
+    const staged = path.join(path.dirname(this.file), `.${path.basename(this.file)}.new`);
+    await fs.copyFile(this.file, staged);
+    try {
+      if (set.length > 0)
+        await runTool('grub-editenv', [staged, 'set', ...set.map(([name, value]) => `${name}=${value}`)]);
+      if (unset.length > 0) await runTool('grub-editenv', [staged, 'unset', ...unset.map(([name]) => name)]);
+      const handle = await fs.open(staged, 'r+');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await fs.rename(staged, this.file);
+    } catch (error) {
+      await fs.rm(staged, { force: true });
+      throw error;
+    }
+    await syncDirectory(path.dirname(this.file));
     await verifyWritten(this, changes);
   }
 }
@@ -98,6 +128,9 @@ export const GRUB_VARIABLES: BootVariables = {
   bootUpgradeAvailable: 'bootupgrade_available',
   rollback: 'rollback',
 };
+
+/** Where the boot counting of boot/grub/grub.cfg and boot/u-boot/boot.cmd stops: bootlimit can be 1 to 8. */
+export const MAX_BOOT_COUNT = 9;
 
 export interface BootFlags {
   readonly upgradeAvailable: boolean;
@@ -149,9 +182,12 @@ export class BootControl {
     });
   }
 
-  /** What the bootloader does at power-on while a trial runs. */
+  /**
+   * What the bootloader does at power-on while a trial runs. The shipped scripts (boot/) have no arithmetic and count
+   * by a table that stops at 9 (MAX_BOOT_COUNT), so the count stops there too.
+   */
   async countBoot(): Promise<number> {
-    const count = (await this.flags()).bootcount + 1;
+    const count = Math.min((await this.flags()).bootcount + 1, MAX_BOOT_COUNT);
     await this.env.update({ [this.vars.bootCounter]: String(count) });
     return count;
   }

@@ -21,8 +21,9 @@ import { simulateReboot, type SimulatedBoot } from './bootloader-model.js';
 /**
  * A simulated device is a directory that holds what a board would:
  *   sysroot/                 a real OSTree sysroot (ostree admin init-fs / os-init / deploy)
- *   boot-env/uboot.env       a real U-Boot env image (mkenvimage), used through fw_setenv/fw_printenv
- *   etc/fw_env.config        points the env tools at that file
+ *   boot-env/uboot.env       a real, redundant U-Boot env (mkenvimage -r): two copies, used through
+ *   boot-env/uboot-redund.env  fw_setenv/fw_printenv (GRUB: boot-env/grubenv, through grub-editenv)
+ *   etc/fw_env.config        points the env tools at the two copies
  *   etc/sota/conf.d/         the device configuration
  *   proc/cmdline             the booted kernel's command line
  *   run/aktualizr-session/   the volatile directory (emptied by every simulated reboot)
@@ -178,11 +179,15 @@ async function createBootEnv(root: string, kind: 'uboot' | 'grub', bootlimit: nu
       .map(([name, value]) => `${name}=${value}\n`)
       .join(''),
   );
+  // A redundant env, as on a real device (boot/u-boot/boot.cmd): two copies, so that a power cut during a write
+  // tears at most the copy being written.
   const envImage = path.join(envDir, 'uboot.env');
-  await runTool('mkenvimage', ['-s', '0x4000', '-o', envImage, envText]);
+  const redundantImage = path.join(envDir, 'uboot-redund.env');
+  await runTool('mkenvimage', ['-r', '-s', '0x4000', '-o', envImage, envText]);
+  await fs.copyFile(envImage, redundantImage);
   await fs.rm(envText);
   const fwEnvConfig = path.join(root, 'etc', 'fw_env.config');
-  await fs.writeFile(fwEnvConfig, `# device   offset   size\n${envImage} 0x0 0x4000\n`);
+  await fs.writeFile(fwEnvConfig, `# device   offset   size\n${envImage} 0x0 0x4000\n${redundantImage} 0x0 0x4000\n`);
   return ['rollback_mode = "uboot_masked"', `fw_env_config = ${JSON.stringify(fwEnvConfig)}`];
 }
 

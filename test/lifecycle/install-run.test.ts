@@ -280,8 +280,8 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     await waitUntilStopped(child.pid);
     // The boot trial is armed; now the deployment cannot be written, nor the bootloader env to end the trial.
     const deployDir = path.join(device.config.sysroot, 'ostree', 'deploy', 'lmp', 'deploy');
-    const envFile = path.join(device.dir, 'boot-env', 'uboot.env');
-    const locked = [deployDir, envFile];
+    const envCopies = ['uboot.env', 'uboot-redund.env'].map((copy) => path.join(device.dir, 'boot-env', copy));
+    const locked = [deployDir, ...envCopies];
     for (const file of locked) {
       const chattr = spawnSync('chattr', ['+i', file], { encoding: 'utf8' });
       assert.equal(chattr.status, 0, `chattr +i ${file}: ${chattr.stderr}`);

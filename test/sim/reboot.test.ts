@@ -7,6 +7,7 @@ import { readBootEntries } from '../../src/sim/boot-entries.js';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, tempDir, type TestFactory } from '../support/factory.js';
 import { makeDevice } from '../support/sim-device.js';
+import { envCopies, nextWrite, tearWrite } from '../support/torn-env.js';
 
 let factory: TestFactory;
 before(async () => {
@@ -49,6 +50,33 @@ describe('ferry sim (the simulated U-Boot)', () => {
     assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundle)).code, 100);
     assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
     assert.equal((await device.device.boot.env.read())['bootcount'], '1');
+  });
+
+  test('the U-Boot env is redundant, as on a device: a power cut during the boot count write leaves the other copy, and the trial goes on', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    assert.equal(device.config.bootloader.kind, 'uboot');
+    const copies = await envCopies(
+      device.config.bootloader.kind === 'uboot' ? device.config.bootloader.fwEnvConfig : '',
+    );
+    assert.deepEqual(
+      copies.map((copy) => path.relative(device.dir, copy)),
+      ['boot-env/uboot.env', 'boot-env/uboot-redund.env'],
+    );
+    const bundle = await exportTo(factory, factory.v2);
+    assert.equal((await cli('install', '--config', device.configDir, '--src-dir', bundle)).code, 100);
+
+    // The power fails while the first boot of the trial writes its count.
+    const next = await nextWrite(copies, { bootcount: '1' });
+    await tearWrite(next.copy, next.bytes, 5);
+    const env = await device.device.boot.env.read();
+    assert.equal(env['upgrade_available'], '1', 'the trial is still armed');
+    assert.equal(env['bootcount'], '0');
+
+    const result = await cli('sim', 'reboot', device.dir);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal((await device.device.boot.env.read())['bootcount'], '1', 'the boot after the cut is counted');
+    const [entry] = await readBootEntries(device.config.sysroot);
+    assert.equal(ostreeArgOf(await fs.readFile(device.config.cmdlineFile, 'utf8')), ostreeArgOf(entry!.options));
   });
 
   test('a device whose only deployment never boots is reported as bricked (49)', async () => {
