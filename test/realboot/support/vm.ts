@@ -211,6 +211,17 @@ export class Vm {
     return result.output;
   }
 
+  /**
+   * Types `command`, which ends with the guest rebooting itself (ferry's boot hook acting on 100), and waits for
+   * `line`, the hook's line that says so; the next waitForBoot times the boot from that line.
+   */
+  async runUntilGuestReboots(command: string, line: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
+    await this.sendLine(command);
+    const { match } = await this.expect(line, timeoutMs);
+    this.bootStartedAt = Date.now();
+    return match;
+  }
+
   /** A real reboot: flush, then `reboot -f` (no init to stop services); the firmware and bootloader run again. */
   async reboot(): Promise<void> {
     this.cursor = this.console.length;
