@@ -34,10 +34,28 @@ export class Sysroot {
   /** Deploys `commit` as the new default; ostree keeps the current default as the rollback deployment. */
   async deploy(commit: string): Promise<void> {
     await this.admin(['deploy', `--os=${this.os}`, commit]);
+    await this.settleBootPartition();
   }
 
   async undeploy(index: number): Promise<void> {
     await this.admin(['undeploy', String(index)]);
+    await this.settleBootPartition();
+  }
+
+  /**
+   * The last thing `ostree admin deploy` and `undeploy` do is swap the `loader` symlink on /boot, after their own
+   * sync: that rename is then durable in the filesystem's journal only. Bootloaders read ext4 without replaying its
+   * journal (U-Boot's ext4load, GRUB), so after a power cut they read the previous boot configuration, whose
+   * `ostree=/ostree/boot.N/…` the kernel (which does replay the journal of the root filesystem) no longer finds: the
+   * machine never boots again. Freezing and thawing /boot writes its journal back into place, so the bootloader reads
+   * what Linux reads. Only for a /boot that is a filesystem of its own (a test sysroot on the host is left alone).
+   */
+  private async settleBootPartition(): Promise<void> {
+    const boot = path.join(this.path, 'boot');
+    const [bootStat, sysrootStat] = await Promise.all([fs.stat(boot).catch(() => null), fs.stat(this.path)]);
+    if (bootStat === null || bootStat.dev === sysrootStat.dev) return;
+    // One shell runs both, so that the thaw still happens if ferry itself is killed in between.
+    await runTool('sh', ['-c', 'fsfreeze --freeze "$1" && exec fsfreeze --unfreeze "$1"', 'sh', boot]);
   }
 
   /** Deployments in boot order: index 0 is the default, index 1 the rollback. */
