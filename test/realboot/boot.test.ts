@@ -3,7 +3,7 @@ import { before, describe, test } from 'node:test';
 import { tempDir } from '../support/factory.js';
 import { BOOTLOADERS } from './support/disk-image.js';
 import { guestBootedCommit, guestFerry } from './support/guest.js';
-import { copyDisk, realbootImages, serialLogFile, type RealbootImages } from './support/images.js';
+import { copyDisk, realbootImages, realbootSkipReason, serialLogFile, type RealbootImages } from './support/images.js';
 import { VM_OS } from './support/rootfs.js';
 import { Vm } from './support/vm.js';
 
@@ -14,21 +14,18 @@ import { Vm } from './support/vm.js';
 let images: RealbootImages;
 
 before(async () => {
-  images = await realbootImages();
+  if (realbootSkipReason() === false) images = await realbootImages();
 });
 
-describe('a real boot', () => {
+describe('a real boot', { skip: realbootSkipReason() }, () => {
   for (const bootloader of BOOTLOADERS) {
     test(`${bootloader}: the disk boots OSTree's deployment of v1 and ferry status names v1`, async (t) => {
       if (bootloader === BOOTLOADERS[0] && images.buildSeconds > 0)
         t.diagnostic(`images built in ${images.buildSeconds.toFixed(0)} s`);
       const disk = await copyDisk(images, bootloader, await tempDir(`realboot-${bootloader}`));
-      const vm = await Vm.start({
-        bootloader,
-        disk,
-        ubootRom: images.ubootRom,
-        logFile: await serialLogFile(`boot-${bootloader}`),
-      });
+      const logFile = await serialLogFile(`boot-${bootloader}`);
+      t.diagnostic(`serial console: ${logFile}`);
+      const vm = await Vm.start({ bootloader, disk, ubootRom: images.ubootRom, logFile });
       t.after(() => vm.kill());
 
       const boot = await vm.waitForBoot();

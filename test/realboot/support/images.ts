@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -27,6 +28,16 @@ export function realbootCacheRoot(): string {
   return process.env['FERRY_REALBOOT_CACHE'] ?? '/var/tmp/ferry-realboot';
 }
 
+/**
+ * Why the real-boot tests cannot run on this machine (QEMU is not installed), or false. Under CI=true it is always
+ * false: there a machine without QEMU fails the lane instead of skipping it.
+ */
+export function realbootSkipReason(): string | false {
+  if (process.env['CI'] === 'true') return false;
+  const qemu = spawnSync('qemu-system-x86_64', ['--version'], { stdio: 'ignore' });
+  return qemu.status === 0 ? false : 'qemu-system-x86_64 is not installed (bash scripts/setup.sh installs it)';
+}
+
 /** Everything the real-boot tests boot, built once per machine and set of inputs. */
 export interface RealbootImages {
   readonly dir: string;
@@ -39,12 +50,15 @@ export interface RealbootImages {
   readonly factory: FactoryRepo;
   readonly targets: VmTargets;
   readonly commits: Readonly<Record<string, string>>;
+  /** ferry's boot hook (integration/ferry-boot) is in the rootfs: /sbin/init runs it at every boot. */
+  readonly bootHook: boolean;
   /** Seconds the build took, or 0 when the images came from the cache. */
   readonly buildSeconds: number;
 }
 
 interface Manifest {
   readonly kernelPackage: string;
+  readonly bootHook: boolean;
   readonly targets: VmTargets;
   readonly commits: Record<string, string>;
 }
@@ -84,6 +98,7 @@ export async function realbootImages(): Promise<RealbootImages> {
     factory: new FactoryRepo(path.join(dir, 'factory/repo')),
     targets: manifest.targets,
     commits: manifest.commits,
+    bootHook: manifest.bootHook,
     buildSeconds,
   };
 }
@@ -98,6 +113,16 @@ export async function serialLogFile(name: string): Promise<string> {
   const file = path.join(dir, `${name}.log`);
   await fs.rm(file, { force: true });
   return file;
+}
+
+/**
+ * A private copy of the factory repository in `dir`: exporting a bundle counts bundle versions in the repository, and
+ * the cached one stays as built.
+ */
+export async function copyFactory(images: RealbootImages, dir: string): Promise<FactoryRepo> {
+  const copy = path.join(dir, 'factory');
+  await runTool('cp', ['-a', images.factory.dir, copy]);
+  return new FactoryRepo(copy);
 }
 
 /** A private copy of a built disk in `dir`, sparse as the original. */
@@ -134,7 +159,12 @@ async function build(dir: string, cacheRoot: string, kernelPackage: string): Pro
       output: path.join(partial, `disk-${bootloader}.img`),
     });
   }
-  const manifest: Manifest = { kernelPackage, targets: factory.targets, commits: factory.commits };
+  const manifest: Manifest = {
+    kernelPackage,
+    bootHook: await exists(path.join(FERRY_ROOT, 'integration/ferry-boot')),
+    targets: factory.targets,
+    commits: factory.commits,
+  };
   await fs.writeFile(path.join(partial, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
   // The factory was made under the partial directory; its files name no absolute path, so it moves with it.
   await removeTree(dir);

@@ -82,6 +82,12 @@ reboot_sentinel_name = "need_reboot"
 testing_window_seconds = 0
 `;
 
+/** The boot hook's settings on this machine: a plain init (no systemctl) and no container engine. */
+const BOOT_HOOK_SETTINGS = `# ferry-boot on the real-boot test machine: busybox init, no container engine.
+FERRY_REBOOT="reboot -f"
+FERRY_ENGINE_CHECK=""
+`;
+
 export interface RootfsOptions {
   readonly version: string;
   /** /sbin/init exits at once: the kernel panics, and `panic=1` resets the machine. */
@@ -157,6 +163,7 @@ async function installFerry(tree: string, ferryRoot: string): Promise<void> {
   if (await exists(path.join(ferryRoot, 'integration')))
     await fs.cp(path.join(ferryRoot, 'integration'), path.join(lib, 'integration'), { recursive: true });
   await writeFile(tree, 'usr/lib/sota/conf.d/50-ferry.toml', FERRY_CONFIG);
+  await writeFile(tree, 'usr/etc/default/ferry-boot', BOOT_HOOK_SETTINGS);
 }
 
 async function writeFile(tree: string, relative: string, content: string, mode = 0o644): Promise<void> {

@@ -17,7 +17,7 @@ export async function buildFat32Stick(bundleDir: string, output: string): Promis
   await fs.rm(output, { force: true });
   await runTool('mkfs.vfat', ['-F', '32', '-n', 'FERRYSTICK', '-C', output, String(sizeMiB * 1024)]);
   const entries = (await fs.readdir(bundleDir)).map((name) => path.join(bundleDir, name));
-  await runTool('mcopy', ['-s', '-b', '-i', output, ...entries, '::/']);
+  await runTool('mcopy', ['-s', '-i', output, ...entries, '::/']);
 }
 
 /**

@@ -10,6 +10,8 @@ import { BOOTED_MARKER } from './rootfs.js';
 export const BOOT_TIMEOUT_MS = 120_000;
 /** How long a command in the guest may take unless its caller says otherwise. */
 export const COMMAND_TIMEOUT_MS = 120_000;
+/** What busybox ash prints when the console shell starts. */
+const SHELL_BANNER = /built-in shell \(ash\)/;
 /** How much of the serial log an error message carries. */
 const LOG_TAIL_BYTES = 3000;
 
@@ -33,6 +35,8 @@ export interface BootInfo {
   readonly deployment: string;
   /** From power-on, reset or reboot command to the marker. */
   readonly seconds: number;
+  /** What the console printed from the power-on or reboot up to the shell. */
+  readonly console: string;
 }
 
 export interface CommandResult {
@@ -157,12 +161,22 @@ export class Vm {
     }
   }
 
-  /** Waits for /sbin/init's marker and then the shell; the time counts from power-on or the last reboot. */
+  /**
+   * Waits for /sbin/init's marker and then the shell, and returns what the console printed before it: the
+   * bootloader's lines, kernel panics of failed boots, the boot hook. The time counts from power-on or the last
+   * reboot to the marker. Nothing is typed before the shell says it is there, so no echo mixes with the boot hook.
+   */
   async waitForBoot(timeoutMs = BOOT_TIMEOUT_MS): Promise<BootInfo> {
-    const { match } = await this.expect(new RegExp(`${BOOTED_MARKER} version=(\\S+) deployment=(\\S*)`), timeoutMs);
+    const booted = await this.expect(new RegExp(`${BOOTED_MARKER} version=(\\S+) deployment=(\\S*)`), timeoutMs);
     const seconds = (Date.now() - this.bootStartedAt) / 1000;
+    const shell = await this.expect(SHELL_BANNER, timeoutMs);
     await this.run('true', timeoutMs);
-    return { version: match[1]!, deployment: match[2]!, seconds };
+    return {
+      version: booted.match[1]!,
+      deployment: booted.match[2]!,
+      seconds,
+      console: `${booted.before}${booted.match[0]}${shell.before}`.replace(/\r/g, ''),
+    };
   }
 
   /** Types `text` and Enter, a few characters at a time (a serial FIFO drops long bursts). */
