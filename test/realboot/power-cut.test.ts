@@ -102,6 +102,9 @@ test(
     };
 
     /** Old or new, never neither: both views of the booted deployment agree, the repo is whole, nothing pending. */
+    /** A target as the table shows it: the one the update started from, or the one it went to. */
+    const side = (name: string, old: string) => `${name} (${name === old ? 'old' : 'new'})`;
+
     const assertSound = async (allowed: readonly string[], where: string): Promise<string> => {
       const view = await viewDevice(vm);
       const { status } = view;
@@ -172,7 +175,7 @@ test(
           failedBoots: 0,
           brokenBoots: cutResult.brokenBoots + recovery.brokenBoots,
           recovery: recovery.codes.join(' → '),
-          finalTarget: final,
+          finalTarget: side(final, v1),
           seconds: (Date.now() - linkStarted) / 1000,
         });
       }
@@ -196,7 +199,7 @@ test(
           failedBoots: 0,
           brokenBoots: result.brokenBoots + recovery.brokenBoots,
           recovery: recovery.codes.join(' → '),
-          finalTarget: final,
+          finalTarget: side(final, v1),
           seconds: (Date.now() - linkStarted) / 1000,
         });
       }
@@ -280,7 +283,7 @@ test(
         rows.push({
           ...row,
           recovery: last ? [...notes, settled.codes.join(' → ')].join('; ') : 'its run cut at the next point',
-          finalTarget: final,
+          finalTarget: side(final, allowed[0]!),
           brokenBoots: row.brokenBoots + (last ? settled.brokenBoots : 0),
           seconds: row.seconds + (last ? (Date.now() - settleStarted) / 1000 : 0),
         });
