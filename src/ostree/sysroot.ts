@@ -54,8 +54,14 @@ export class Sysroot {
     const boot = path.join(this.path, 'boot');
     const [bootStat, sysrootStat] = await Promise.all([fs.stat(boot).catch(() => null), fs.stat(this.path)]);
     if (bootStat === null || bootStat.dev === sysrootStat.dev) return;
-    // One shell runs both, so that the thaw still happens if ferry itself is killed in between.
-    await runTool('sh', ['-c', 'fsfreeze --freeze "$1" && exec fsfreeze --unfreeze "$1"', 'sh', boot]);
+    // One shell runs both, so that the thaw still happens if ferry itself is killed in between. A filesystem that
+    // cannot be frozen is left as it is, as OSTree does; one that was frozen must be thawed, or the step fails.
+    await runTool('sh', [
+      '-c',
+      'fsfreeze --freeze "$1" 2>/dev/null || exit 0; exec fsfreeze --unfreeze "$1"',
+      'sh',
+      boot,
+    ]);
   }
 
   /** Deployments in boot order: index 0 is the default, index 1 the rollback. */
