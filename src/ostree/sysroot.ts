@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { settleFilesystemJournal } from '../util/sync-filesystem.js';
 import { runTool } from '../util/tool.js';
 import { OstreeRepo } from './ostree-repo.js';
 
@@ -44,24 +45,12 @@ export class Sysroot {
 
   /**
    * The last thing `ostree admin deploy` and `undeploy` do is swap the `loader` symlink on /boot, after their own
-   * sync: that rename is then durable in the filesystem's journal only. Bootloaders read ext4 without replaying its
-   * journal (U-Boot's ext4load, GRUB), so after a power cut they read the previous boot configuration, whose
-   * `ostree=/ostree/boot.N/…` the kernel (which does replay the journal of the root filesystem) no longer finds: the
-   * machine never boots again. Freezing and thawing /boot writes its journal back into place, so the bootloader reads
-   * what Linux reads. Only for a /boot that is a filesystem of its own (a test sysroot on the host is left alone).
+   * sync: that rename is then durable in the filesystem's journal only, and a bootloader that reads the partition
+   * without replaying it boots the previous configuration, whose `ostree=/ostree/boot.N/…` Linux (which replays the
+   * journal of the root filesystem) has removed: after a power cut the machine never boots again.
    */
   private async settleBootPartition(): Promise<void> {
-    const boot = path.join(this.path, 'boot');
-    const [bootStat, sysrootStat] = await Promise.all([fs.stat(boot).catch(() => null), fs.stat(this.path)]);
-    if (bootStat === null || bootStat.dev === sysrootStat.dev) return;
-    // One shell runs both, so that the thaw still happens if ferry itself is killed in between. A filesystem that
-    // cannot be frozen is left as it is, as OSTree does; one that was frozen must be thawed, or the step fails.
-    await runTool('sh', [
-      '-c',
-      'fsfreeze --freeze "$1" 2>/dev/null || exit 0; exec fsfreeze --unfreeze "$1"',
-      'sh',
-      boot,
-    ]);
+    await settleFilesystemJournal(path.join(this.path, 'boot'));
   }
 
   /** Deployments in boot order: index 0 is the default, index 1 the rollback. */

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { tempDir } from '../support/factory.js';
-import { copyDisk, realbootImages, realbootSkipReason, serialLogFile } from './support/images.js';
+import { copyDisk, realbootImages, realbootSkipReason, serialLogFile, type RealbootImages } from './support/images.js';
 import {
   brokenBootsIn,
   buildPowerCutStick,
@@ -14,6 +14,7 @@ import {
   STICK_MOUNT,
   viewDevice,
   type PowerCutRow,
+  type PowerCutStick,
 } from './support/power-cut.js';
 import { NO_BOOT_HOOK_FILE } from './support/rootfs.js';
 import { Vm } from './support/vm.js';
@@ -41,13 +42,18 @@ const JOURNAL = '/var/sota/ferry/journal';
 /** A boot that falls back takes BOOTLIMIT kernel panics and resets first. */
 const FALLBACK_TIMEOUT_MS = 360_000;
 
+/** The stick both tests install from, built once. */
+let stickBuilt: Promise<PowerCutStick> | undefined;
+const powerCutStick = (images: RealbootImages): Promise<PowerCutStick> =>
+  (stickBuilt ??= tempDir('realboot-power-stick').then((dir) => buildPowerCutStick(images, dir)));
+
 test(
   'power cuts at ferry fault points and inside a long pull: every boot comes up, on the old or the new target',
   { timeout: 20 * 60_000, skip: realbootSkipReason() },
   async (t) => {
     const images = await realbootImages();
     const dir = await tempDir('realboot-power');
-    const stick = await buildPowerCutStick(images, dir);
+    const stick = await powerCutStick(images);
     const disk = await copyDisk(images, 'uboot', dir);
     const logFile = await serialLogFile('power-cut-uboot');
     t.diagnostic(`seed ${seed} (FERRY_POWER_CUT_SEED=${seed} replays it); serial console: ${logFile}`);
@@ -290,5 +296,42 @@ test(
       });
       return final;
     }
+  },
+);
+
+test(
+  'grub: the power cut just after the deployment (OSTree swapped the loader on /boot) boots the new target, and run completes the update',
+  { timeout: 10 * 60_000, skip: realbootSkipReason() },
+  async (t) => {
+    const images = await realbootImages();
+    const stick = await powerCutStick(images);
+    const disk = await copyDisk(images, 'grub', await tempDir('realboot-power-grub'));
+    const logFile = await serialLogFile('power-cut-grub');
+    const vm = await Vm.start({ bootloader: 'grub', disk, ubootRom: images.ubootRom, sticks: [stick.image], logFile });
+    t.after(() => vm.kill());
+    const started = Date.now();
+    assert.equal((await vm.waitForBoot()).version, 'v1');
+    await vm.mustRun(`mkdir -p ${path.dirname(NO_BOOT_HOOK_FILE)} && touch ${NO_BOOT_HOOK_FILE} && sync`);
+    await vm.mustRun(`mkdir -p ${STICK_MOUNT} && mount -t vfat -o ro /dev/vdb ${STICK_MOUNT}`);
+
+    const paused = await startPaused(
+      vm,
+      `install --src-dir ${STICK_MOUNT} --target ${stick.long}`,
+      'install.pending-staged',
+    );
+    assert.ok(paused.paused, `install ended before install.pending-staged: ${!paused.paused ? paused.output : ''}`);
+    // GRUB reads /boot without replaying its journal: it boots what is on disk, which must be what Linux wrote.
+    const { boot } = await cutAndBoot(vm);
+    assert.equal(boot.version, 'v4', 'the deployment made before the cut boots');
+    const run = await vm.run('ferry run', 300_000);
+    assert.equal(run.code, 0, run.output);
+    const view = await viewDevice(vm);
+    assert.ok(view.fsckClean, 'ostree fsck is clean');
+    assert.equal(view.status.booted.commit, view.ostreeBooted, 'ferry and ostree agree on the booted deployment');
+    assert.equal(view.status.current?.name, stick.long);
+    assert.equal(view.status.pending, null);
+    t.diagnostic(
+      `grub: cut after the deployment, booted ${boot.version}, run 0, in ${((Date.now() - started) / 1000).toFixed(0)} s`,
+    );
   },
 );
