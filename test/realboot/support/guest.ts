@@ -1,4 +1,6 @@
+import path from 'node:path';
 import type { Bootloader } from './disk-image.js';
+import { NO_BOOT_HOOK_FILE } from './rootfs.js';
 import type { Vm } from './vm.js';
 
 /**
@@ -61,4 +63,12 @@ export async function guestMountStick(
   mountPoint = '/mnt/stick',
 ): Promise<void> {
   await vm.mustRun(`mkdir -p ${mountPoint} && mount -t ${filesystem} ${device} ${mountPoint}`);
+}
+
+/**
+ * From the next boot on, /sbin/init leaves the boot hook alone (the file is in /etc, which OSTree carries into later
+ * deployments): for tests that run ferry's commands themselves, one at a time.
+ */
+export async function guestDisableBootHook(vm: Vm): Promise<void> {
+  await vm.mustRun(`mkdir -p ${path.dirname(NO_BOOT_HOOK_FILE)} && touch ${NO_BOOT_HOOK_FILE} && sync`);
 }

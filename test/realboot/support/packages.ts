@@ -27,10 +27,22 @@ export interface UnpackedKernel {
 
 /** The versioned package `linux-image-cloud-amd64` depends on today. */
 export async function resolveCloudKernel(): Promise<string> {
-  const out = await runTool('apt-cache', ['depends', CLOUD_KERNEL_METAPACKAGE]);
-  const match = /Depends:\s*(linux-image-\d\S*-cloud-amd64)/.exec(out);
-  if (match === null) throw new Error(`cannot resolve the cloud kernel: apt-cache depends said:\n${out}`);
-  return match[1]!;
+  const resolve = async (): Promise<string | undefined> => {
+    const out = await runTool('apt-cache', ['depends', CLOUD_KERNEL_METAPACKAGE]).catch(() => '');
+    return /Depends:\s*(linux-image-\d\S*-cloud-amd64)/.exec(out)?.[1];
+  };
+  // A machine whose package lists are missing or older than the archive (a fresh container) reads them first.
+  const name = (await resolve()) ?? (await updatePackageLists().then(resolve));
+  if (name === undefined)
+    throw new Error(`cannot resolve the cloud kernel: apt-cache depends ${CLOUD_KERNEL_METAPACKAGE} names none`);
+  return name;
+}
+
+let listsUpdated = false;
+async function updatePackageLists(): Promise<void> {
+  if (listsUpdated) return;
+  await runTool('apt-get', ['update', '-qq']);
+  listsUpdated = true;
 }
 
 /** Downloads `name` into `dir` (once) and unpacks it into `dir/<name>/`; returns that directory. */
@@ -41,7 +53,11 @@ export async function unpackDebianPackage(name: string, dir: string): Promise<st
   await fs.mkdir(dir, { recursive: true });
   let deb = await findDeb(dir, name);
   if (deb === undefined) {
-    await runTool('apt-get', ['download', '-qq', name], { cwd: dir });
+    // The lists may name a version the archive has dropped since: read them again and retry once.
+    await runTool('apt-get', ['download', '-qq', name], { cwd: dir }).catch(async () => {
+      await updatePackageLists();
+      await runTool('apt-get', ['download', '-qq', name], { cwd: dir });
+    });
     deb = await findDeb(dir, name);
     if (deb === undefined) throw new Error(`apt-get download ${name} left no ${name}_*.deb in ${dir}`);
   }

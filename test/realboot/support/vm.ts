@@ -113,6 +113,8 @@ export class Vm {
     this.qemu = qemu;
     this.exitStatus = undefined;
     this.bootStartedAt = Date.now();
+    // What the console printed before belongs to an earlier boot: no wait may match it.
+    this.cursor = this.console.length;
     running.add(qemu);
     const onOutput = (chunk: Buffer) => {
       const text = chunk.toString('latin1');
@@ -211,6 +213,7 @@ export class Vm {
 
   /** A real reboot: flush, then `reboot -f` (no init to stop services); the firmware and bootloader run again. */
   async reboot(): Promise<void> {
+    this.cursor = this.console.length;
     await this.sendLine('sync; reboot -f');
     this.bootStartedAt = Date.now();
   }
