@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, test } from 'node:test';
 import { tempDir } from '../support/factory.js';
 import { copyDisk, realbootImages, realbootSkipReason, serialLogFile, type RealbootImages } from './support/images.js';
@@ -16,7 +15,7 @@ import {
   type PowerCutRow,
   type PowerCutStick,
 } from './support/power-cut.js';
-import { NO_BOOT_HOOK_FILE } from './support/rootfs.js';
+import { guestDisableBootHook } from './support/guest.js';
 import { Vm } from './support/vm.js';
 
 /**
@@ -156,7 +155,7 @@ test(
         assert.equal(first.version, 'v1');
       });
       // The boot hook would run `ferry run` at each boot; here every run is typed, to stop it at its fault points.
-      await vm.mustRun(`mkdir -p ${path.dirname(NO_BOOT_HOOK_FILE)} && touch ${NO_BOOT_HOOK_FILE} && sync`);
+      await guestDisableBootHook(vm);
 
       // 1. Random moments inside the pull of a long rootfs: each cut leaves a half-written OSTree staging directory.
       for (let index = 0; index < 3; index++) {
@@ -311,7 +310,7 @@ test(
     t.after(() => vm.kill());
     const started = Date.now();
     assert.equal((await vm.waitForBoot()).version, 'v1');
-    await vm.mustRun(`mkdir -p ${path.dirname(NO_BOOT_HOOK_FILE)} && touch ${NO_BOOT_HOOK_FILE} && sync`);
+    await guestDisableBootHook(vm);
     await vm.mustRun(`mkdir -p ${STICK_MOUNT} && mount -t vfat -o ro /dev/vdb ${STICK_MOUNT}`);
 
     const paused = await startPaused(
