@@ -161,6 +161,8 @@ export type RunDecision =
  * - still the boot the install ran in (the marker is there): the target never ran: undo it;
  * - booted the target: the deployment was whole and it booted, so the update goes on as if staged;
  * - booted the previous one while the target is the default and a trial runs: the bootloader fell back;
+ * - booted the previous one after a run that was cut while it finished such a fallback: the same fallback, though
+ *   its deployment may be gone by now (a power cut once the run removed it);
  * - booted the previous one otherwise: the deployment never became the default: undo it.
  */
 export function planRun(input: {
@@ -171,6 +173,8 @@ export function planRun(input: {
   readonly flags: BootFlags;
   /** The commit of the default boot entry (deployment 0), or null if there is none. */
   readonly defaultCommit: string | null;
+  /** The last run stopped (power cut, kill) while it finished a fallback of the bootloader, as its journal says. */
+  readonly fallbackInterrupted?: boolean;
 }): RunDecision {
   const { status, booted, flags } = input;
   const pending = status.pending;
@@ -194,6 +198,7 @@ export function planRun(input: {
   if (pending.previous !== null && booted.commit === pending.previous.commit) {
     const fellBack =
       !interrupted ||
+      input.fallbackInterrupted === true ||
       (pending.rootfsChanged && input.defaultCommit === pending.target.commit && flags.upgradeAvailable);
     return fellBack ? { action: 'rolled-back', failed: pending.target, running: pending.previous } : undo;
   }

@@ -13,6 +13,7 @@ import type { AppPin } from '../tuf/target.js';
 import { FerryError, describeCause } from '../errors.js';
 import { Journal } from './journal.js';
 import { planRun } from './plan.js';
+import { STEPS, type StepInfo } from './steps.js';
 import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
 import type { ProgressListener } from '../progress.js';
@@ -60,6 +61,7 @@ export async function runPending(device: Device, options: RunOptions = {}): Prom
       booted: sentinel ? null : await readBooted(device),
       flags: await readBootFlags(device),
       defaultCommit: (await device.sysroot.deployments())[0]?.commit ?? null,
+      fallbackInterrupted: fallbackInterrupted(journal),
     });
     switch (decision.action) {
       case 'nothing-pending':
@@ -92,6 +94,17 @@ export async function runPending(device: Device, options: RunOptions = {}): Prom
   } finally {
     await journal.end(report?.outcome ?? 'INTERNAL_ERROR');
   }
+}
+
+/**
+ * The last run was cut on the bootloader-rollback path: it had seen the bootloader fall back. Once it removed the
+ * failed deployment, the boot state alone no longer shows that (the previous deployment is the default again, and
+ * the boot counter was reset), so without this a power cut there turned a failed target into an interrupted install.
+ */
+function fallbackInterrupted(journal: Journal): boolean {
+  const interrupted = journal.interrupted;
+  if (interrupted === null || interrupted.command !== 'run' || interrupted.step === null) return false;
+  return (STEPS as Record<string, StepInfo>)[interrupted.step]?.path === 'bootloader-rollback';
 }
 
 /**

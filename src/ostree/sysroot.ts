@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { settleFilesystemJournal } from '../util/sync-filesystem.js';
 import { runTool } from '../util/tool.js';
 import { OstreeRepo } from './ostree-repo.js';
 
@@ -34,10 +35,22 @@ export class Sysroot {
   /** Deploys `commit` as the new default; ostree keeps the current default as the rollback deployment. */
   async deploy(commit: string): Promise<void> {
     await this.admin(['deploy', `--os=${this.os}`, commit]);
+    await this.settleBootPartition();
   }
 
   async undeploy(index: number): Promise<void> {
     await this.admin(['undeploy', String(index)]);
+    await this.settleBootPartition();
+  }
+
+  /**
+   * The last thing `ostree admin deploy` and `undeploy` do is swap the `loader` symlink on /boot, after their own
+   * sync: that rename is then durable in the filesystem's journal only, and a bootloader that reads the partition
+   * without replaying it boots the previous configuration, whose `ostree=/ostree/boot.N/…` Linux (which replays the
+   * journal of the root filesystem) has removed: after a power cut the machine never boots again.
+   */
+  private async settleBootPartition(): Promise<void> {
+    await settleFilesystemJournal(path.join(this.path, 'boot'));
   }
 
   /** Deployments in boot order: index 0 is the default, index 1 the rollback. */

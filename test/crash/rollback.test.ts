@@ -142,3 +142,25 @@ test('install after an install killed mid-deployment (no reboot): it undoes the 
   assert.deepEqual(rig.daemon.running(), rig.expectedContainers(to));
   await rig.discard(device);
 });
+
+test('a rootfs that never boots, its install cut once deployed, and the run that finishes the fallback cut once it removed the deployment: the next run still finishes the fallback (99) and remembers the target as failed', async () => {
+  const device = await rig.freshDevice(factory.targets.base);
+  const to = factory.targets.bootFails;
+  await rig.bundleFor(to);
+  const install = await rig.ferry(device, 'install', to, { FERRY_CRASH_AT: 'install.rootfs-deploy:done' });
+  assert.equal(install.signal, 'SIGKILL');
+  assert.equal((await statusOf(device))['pending'].stage, 'deploying');
+  await rig.powerCycle(device);
+  const cut = await rig.ferry(device, 'run', to, { FERRY_CRASH_AT: 'run.fallback-undeploy:done' });
+  assert.equal(cut.signal, 'SIGKILL', `the run took the bootloader-rollback path: ${cut.stderr}`);
+  await rig.powerCycle(device);
+  const run = await rig.ferry(device, 'run', to, {});
+  assert.equal(run.code, 99, run.stderr);
+  const status = await statusOf(device);
+  assert.equal(status['current'].name, factory.targets.base);
+  assert.ok(
+    status['failedTargets'].some((entry: any) => entry.target.name === to),
+    `"${to}" is remembered as failed`,
+  );
+  await rig.discard(device);
+});

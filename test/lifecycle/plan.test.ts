@@ -260,6 +260,18 @@ describe('run planner', () => {
       'rolled-back',
     ],
     [
+      'interrupted install, the bootloader fell back, and the run that finished it was cut once it removed the deployment',
+      {
+        status: deployingV2,
+        rebootSentinelPresent: false,
+        booted: v1,
+        flags: flags({ upgradeAvailable: true, bootcount: 1 }),
+        defaultCommit: v1.commit,
+        fallbackInterrupted: true,
+      },
+      'rolled-back',
+    ],
+    [
       'interrupted install, booted on something else',
       {
         status: deployingV2,
