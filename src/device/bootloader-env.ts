@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { syncDirectory } from '../util/atomic-file.js';
+import { settleFilesystemJournalOf } from '../util/sync-filesystem.js';
 import { runTool } from '../util/tool.js';
 import type { BootloaderConfig } from './config.js';
 
@@ -77,7 +78,9 @@ export class GrubEnv implements BootloaderEnv {
    * grub-editenv rewrites its file in place (open with O_TRUNC, then write): a power cut between the two leaves an
    * empty or partial grubenv, which GRUB's load_env rejects, so the boot trial is lost and a broken deployment
    * boots again and again. So it edits a copy beside grubenv, and the copy, once synced, is renamed over it: the
-   * rename is atomic, and a cut leaves the old env or the new one.
+   * rename is atomic, and a cut leaves the old env or the new one. GRUB reads /boot without replaying its journal,
+   * where the rename lives after the directory's fsync: the journal is written back into place (as after a deploy),
+   * or a cut in the next seconds leaves GRUB reading, and save_env writing, the old file's blocks.
    */
   async update(changes: Record<string, string | null>): Promise<void> {
     const set = Object.entries(changes).filter(([, value]) => value !== null);
@@ -100,6 +103,7 @@ export class GrubEnv implements BootloaderEnv {
       throw error;
     }
     await syncDirectory(path.dirname(this.file));
+    await settleFilesystemJournalOf(this.file);
     await verifyWritten(this, changes);
   }
 }

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { GrubEnv } from '../../src/device/bootloader-env.js';
 import { Sysroot } from '../../src/ostree/sysroot.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
 import { tempDir } from '../support/factory.js';
@@ -60,5 +61,30 @@ test('deploy and undeploy leave /boot on disk as Linux sees it: a bootloader tha
     await step();
     const linux = await fs.readlink(path.join(boot, 'loader'));
     assert.equal(loaderOnDisk(image), linux, `after ${name}: the bootloader reads the loader Linux wrote`);
+  }
+});
+
+test("ferry's GRUB env writes leave /boot on disk as Linux sees it: GRUB reads (and save_env writes) the new grubenv", async (t) => {
+  const dir = await tempDir('boot-partition-grubenv');
+  const boot = path.join(dir, 'boot');
+  const image = path.join(dir, 'boot.img');
+  await fs.mkdir(boot);
+  run('mkfs.ext4', ['-q', '-L', 'boot', image, '16M']);
+  const mount = spawnSync('mount', ['-o', 'loop', image, boot], { encoding: 'utf8' });
+  if (mount.status !== 0) {
+    assert.notEqual(process.env['CI'], 'true', `cannot loop-mount an ext4 image in CI: ${mount.stderr}`);
+    t.skip('this machine cannot loop-mount an ext4 image');
+    return;
+  }
+  after(() => spawnSync('umount', [boot]));
+  await fs.mkdir(path.join(boot, 'grub'));
+  const file = path.join(boot, 'grub', 'grubenv');
+  run('grub-editenv', [file, 'create']);
+  run('sync', ['-f', file]);
+  const env = new GrubEnv(file);
+  for (const value of ['1', '0', '1']) {
+    await env.update({ upgrade_available: value, boot_counter: '0' });
+    const onDisk = run('debugfs', ['-R', 'cat /grub/grubenv', image]);
+    assert.match(onDisk, new RegExp(`^upgrade_available=${value}$`, 'm'), `the blocks GRUB reads say ${value}`);
   }
 });
