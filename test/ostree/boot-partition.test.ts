@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { after, test } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import { GrubEnv } from '../../src/device/bootloader-env.js';
 import { Sysroot } from '../../src/ostree/sysroot.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
@@ -21,6 +21,28 @@ function run(file: string, args: readonly string[]): string {
   return result.stdout;
 }
 
+/**
+ * A fresh ext4 image of `size` loop-mounted at `mountPoint`, unmounted after the test; returns the image. Only a
+ * machine that cannot loop-mount may skip (undefined); CI can, so there it is a failure.
+ */
+async function mountBootPartition(
+  t: TestContext,
+  dir: string,
+  mountPoint: string,
+  size: string,
+): Promise<string | undefined> {
+  const image = path.join(dir, 'boot.img');
+  run('mkfs.ext4', ['-q', '-L', 'boot', image, size]);
+  const mount = spawnSync('mount', ['-o', 'loop', image, mountPoint], { encoding: 'utf8' });
+  if (mount.status !== 0) {
+    assert.notEqual(process.env['CI'], 'true', `cannot loop-mount an ext4 image in CI: ${mount.stderr}`);
+    t.skip('this machine cannot loop-mount an ext4 image');
+    return undefined;
+  }
+  after(() => spawnSync('umount', [mountPoint]));
+  return image;
+}
+
 /** The target of /loader as the blocks on disk have it, read without the journal. */
 function loaderOnDisk(image: string): string {
   const out = run('debugfs', ['-R', 'stat /loader', image]);
@@ -33,16 +55,8 @@ test('deploy and undeploy leave /boot on disk as Linux sees it: a bootloader tha
   const sysroot = new Sysroot(path.join(dir, 'sysroot'), 'lmp');
   await sysroot.initialize();
   const boot = path.join(sysroot.path, 'boot');
-  const image = path.join(dir, 'boot.img');
-  run('mkfs.ext4', ['-q', '-L', 'boot', image, '64M']);
-  const mount = spawnSync('mount', ['-o', 'loop', image, boot], { encoding: 'utf8' });
-  if (mount.status !== 0) {
-    // Only a machine that cannot mount may skip; CI can, so there it is a failure.
-    assert.notEqual(process.env['CI'], 'true', `cannot loop-mount an ext4 image in CI: ${mount.stderr}`);
-    t.skip('this machine cannot loop-mount an ext4 image');
-    return;
-  }
-  after(() => spawnSync('umount', [boot]));
+  const image = await mountBootPartition(t, dir, boot, '64M');
+  if (image === undefined) return;
 
   const build = path.join(dir, 'build');
   const v1 = await commitSimRootfs({ repo: build, branch: 'test/v1', version: '1' });
@@ -67,16 +81,9 @@ test('deploy and undeploy leave /boot on disk as Linux sees it: a bootloader tha
 test("ferry's GRUB env writes leave /boot on disk as Linux sees it: GRUB reads (and save_env writes) the new grubenv", async (t) => {
   const dir = await tempDir('boot-partition-grubenv');
   const boot = path.join(dir, 'boot');
-  const image = path.join(dir, 'boot.img');
   await fs.mkdir(boot);
-  run('mkfs.ext4', ['-q', '-L', 'boot', image, '16M']);
-  const mount = spawnSync('mount', ['-o', 'loop', image, boot], { encoding: 'utf8' });
-  if (mount.status !== 0) {
-    assert.notEqual(process.env['CI'], 'true', `cannot loop-mount an ext4 image in CI: ${mount.stderr}`);
-    t.skip('this machine cannot loop-mount an ext4 image');
-    return;
-  }
-  after(() => spawnSync('umount', [boot]));
+  const image = await mountBootPartition(t, dir, boot, '16M');
+  if (image === undefined) return;
   await fs.mkdir(path.join(boot, 'grub'));
   const file = path.join(boot, 'grub', 'grubenv');
   run('grub-editenv', [file, 'create']);
