@@ -72,7 +72,7 @@ describe('export writes the media once and flushes it once', () => {
       assert.match(seen[pull]!, /--disable-fsync/);
       const flushed = archive === undefined ? dst : `${dst}.partial`;
       const flushes = seen.filter((line) => line.startsWith('sync '));
-      assert.deepEqual(flushes, [`sync --file-system ${flushed}`], 'exactly one flush, of the media');
+      assert.deepEqual(flushes, [`sync -f ${flushed}`], 'exactly one flush, of the media');
       assert.ok(seen.indexOf(flushes[0]!) > pull, 'the flush comes after the copy');
       // The ref names the target on the stick, as before.
       if (archive === undefined)
