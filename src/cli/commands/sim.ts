@@ -15,7 +15,9 @@ export function registerSimCommands(program: Command, { setReport }: CommandCont
   const sim = program.command('sim').description('a simulated device, to try ferry without hardware');
   sim
     .command('create <device-dir>')
-    .description('make a device: OSTree sysroot running <target>, U-Boot env file, cmdline file, trusted root, config')
+    .description(
+      'make a device: OSTree sysroot running <target>, bootloader env (a redundant U-Boot env, or grubenv), cmdline file, trusted root, config',
+    )
     .requiredOption('--repo <dir>', 'the factory repository')
     .requiredOption('--target <name>', 'the target the device runs at first')
     .option('--hardware-id <id>', "the device's hardware id (default: the target's first)")
