@@ -18,7 +18,7 @@ process.once('exit', () => {
 });
 
 /** ostree marks each deployment directory immutable (chattr +i), so it is cleared before removal. */
-function removeTree(dir: string): void {
+export function removeTree(dir: string): void {
   try {
     rmSync(dir, { recursive: true, force: true });
   } catch {

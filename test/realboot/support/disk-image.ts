@@ -8,6 +8,7 @@ import type { FactoryRepo } from '../../../src/repo/factory-repo.js';
 import { provisionStorage } from '../../../src/sim/sim-device.js';
 import { targetFromMetadata } from '../../../src/tuf/target.js';
 import { runTool } from '../../../src/util/tool.js';
+import { removeTree } from '../../support/factory.js';
 import { VM_HARDWARE_ID, VM_OS } from './rootfs.js';
 
 export type Bootloader = 'grub' | 'uboot';
@@ -110,7 +111,7 @@ export async function buildDiskImage(options: DiskImageOptions): Promise<void> {
     ]);
     if (options.bootloader === 'grub') await installGrubCore(options.output, work);
   } finally {
-    await removeWorkDir(work);
+    removeTree(work);
   }
 }
 
@@ -277,14 +278,4 @@ async function installGrubCore(disk: string, work: string): Promise<void> {
     'status=none',
   ]);
   await runTool('dd', [`if=${core}`, `of=${disk}`, 'bs=512', 'seek=1', 'conv=notrunc', 'status=none']);
-}
-
-/** OSTree marks each deployment directory immutable (chattr +i): cleared before the scratch directory goes. */
-async function removeWorkDir(work: string): Promise<void> {
-  try {
-    await fs.rm(work, { recursive: true, force: true });
-  } catch {
-    await runTool('chattr', ['-R', '-i', work]).catch(() => undefined);
-    await fs.rm(work, { recursive: true, force: true });
-  }
 }

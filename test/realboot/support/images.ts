@@ -8,6 +8,7 @@ import { FactoryRepo } from '../../../src/repo/factory-repo.js';
 import { BUSYBOX } from '../../../src/sim/rootfs.js';
 import { processAlive } from '../../../src/util/process-alive.js';
 import { runTool } from '../../../src/util/tool.js';
+import { removeTree } from '../../support/factory.js';
 import { BOOTLOADERS, buildDiskImage, type Bootloader } from './disk-image.js';
 import { buildVmFactory, type VmTargets } from './factory.js';
 import { buildInitramfs } from './initramfs.js';
@@ -134,7 +135,7 @@ export async function copyDisk(images: RealbootImages, bootloader: Bootloader, d
 
 async function build(dir: string, cacheRoot: string, kernelPackage: string): Promise<void> {
   const partial = `${dir}.partial`;
-  await removeTree(partial);
+  removeTree(partial);
   await fs.mkdir(partial, { recursive: true });
   const packages = path.join(cacheRoot, 'packages');
   const kernel = await unpackCloudKernel(packages, kernelPackage);
@@ -167,7 +168,7 @@ async function build(dir: string, cacheRoot: string, kernelPackage: string): Pro
   };
   await fs.writeFile(path.join(partial, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
   // The factory was made under the partial directory; its files name no absolute path, so it moves with it.
-  await removeTree(dir);
+  removeTree(dir);
   await fs.rename(partial, dir);
 }
 
@@ -231,14 +232,5 @@ async function withBuildLock(lock: string, work: () => Promise<void>): Promise<v
     await work();
   } finally {
     await fs.rm(lock, { force: true });
-  }
-}
-
-async function removeTree(dir: string): Promise<void> {
-  try {
-    await fs.rm(dir, { recursive: true, force: true });
-  } catch {
-    await runTool('chattr', ['-R', '-i', dir]).catch(() => undefined);
-    await fs.rm(dir, { recursive: true, force: true });
   }
 }
