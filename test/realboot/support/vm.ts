@@ -144,7 +144,9 @@ export class Vm {
   async expect(pattern: RegExp, timeoutMs: number): Promise<{ match: RegExpExecArray; before: string }> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const rest = this.console.slice(this.cursor);
+      // Only whole lines are matched: the serial console delivers a line in pieces, and a pattern whose end is open
+      // (`\S*`, `\d+`, `[^\n]*`) would otherwise match the first piece and capture a cut value.
+      const rest = this.console.slice(this.cursor, this.console.lastIndexOf('\n') + 1);
       const match = pattern.exec(rest);
       if (match !== null) {
         this.cursor += match.index + match[0].length;
