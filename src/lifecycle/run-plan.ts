@@ -116,6 +116,33 @@ export function isKnown(target: TargetRef | null): target is TargetRef {
   return target !== null && target.name !== 'unknown';
 }
 
+export type IdleRunDecision = Extract<
+  RunDecision,
+  { action: 'nothing-pending' } | { action: 'restore-apps' } | { action: 'install-stopped-early' }
+>;
+
+/**
+ * With no update pending, what the record alone decides (no boot facts are read): an install that stopped while it
+ * verified or copied (32), the current target's apps looked at, or nothing.
+ */
+export function planIdleRun(status: DeviceStatus): IdleRunDecision {
+  if (INSTALL_UNDER_WAY_STATES.has(status.state)) {
+    // The install stopped before it recorded anything pending: nothing it copied is in use, and the next install
+    // clears what it left.
+    const report: CommandReport = {
+      outcome: 'INSTALL_INTERRUPTED',
+      message: `the last install stopped while ${status.state} (power cut or kill), before anything of it was in use: install again`,
+    };
+    return {
+      action: 'install-stopped-early',
+      end: { report, record: { kind: 'finish', state: 'WONTGO', changes: {} } },
+    };
+  }
+  const current = status.current;
+  if (current !== null && hasApps(current)) return { action: 'restore-apps', target: current };
+  return { action: 'nothing-pending', end: { report: NOTHING_PENDING, record: NOTHING_WRITTEN } };
+}
+
 /**
  * What `run` does first. Without a pending update: an install that stopped while it verified or copied (32), the
  * current apps looked at, or nothing. With one, a record still in phase "deploying" belongs to an install that
@@ -131,23 +158,7 @@ export function isKnown(target: TargetRef | null): target is TargetRef {
 export function planRun(input: RunFacts): RunDecision {
   const { status, booted, flags } = input;
   const pending = status.pending;
-  if (pending === null) {
-    if (INSTALL_UNDER_WAY_STATES.has(status.state)) {
-      // The install stopped before it recorded anything pending: nothing it copied is in use, and the next install
-      // clears what it left.
-      const report: CommandReport = {
-        outcome: 'INSTALL_INTERRUPTED',
-        message: `the last install stopped while ${status.state} (power cut or kill), before anything of it was in use: install again`,
-      };
-      return {
-        action: 'install-stopped-early',
-        end: { report, record: { kind: 'finish', state: 'WONTGO', changes: {} } },
-      };
-    }
-    const current = status.current;
-    if (current !== null && hasApps(current)) return { action: 'restore-apps', target: current };
-    return { action: 'nothing-pending', end: { report: NOTHING_PENDING, record: NOTHING_WRITTEN } };
-  }
+  if (pending === null) return planIdleRun(status);
   const interrupted = pending.phase === 'deploying';
   const undo = { action: 'undo-interrupted', pending, target: pending.target, running: pending.previous } as const;
   // The sentinel lives in a tmpfs: while it is there, this is still the boot in which install ran. Reading the

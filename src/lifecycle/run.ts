@@ -20,6 +20,7 @@ import {
   fallbackEnd,
   hasApps,
   planAppsFailed,
+  planIdleRun,
   planRun,
   restoreEnd,
   restoreNeeded,
@@ -61,16 +62,9 @@ export async function runPending(device: Device, options: RunOptions = {}): Prom
   const interrupted = journal.describeInterrupted();
   if (interrupted !== null) recorder.log(interrupted);
   if (status.pending === null) {
-    const decision = planRun({
-      status,
-      rebootSentinelPresent: false,
-      booted: null,
-      flags: { upgradeAvailable: false, bootcount: 0, bootUpgradeAvailable: false },
-      defaultCommit: null,
-    });
+    const decision = planIdleRun(status);
     if (decision.action === 'restore-apps') return restoreApps(device, recorder, journal, decision.target);
-    if (decision.action === 'install-stopped-early' || decision.action === 'nothing-pending')
-      return recordEnd(device, recorder, journal, decision.end, { journaled: false });
+    return recordEnd(device, recorder, journal, decision.end);
   }
   let report: CommandReport | undefined;
   try {
@@ -123,7 +117,6 @@ async function recordEnd(
   recorder: StatusRecorder,
   journal: Journal,
   end: RunEnd,
-  options: { journaled: boolean } = { journaled: true },
 ): Promise<CommandReport> {
   const { report, record } = end;
   const write = async () => {
@@ -146,7 +139,7 @@ async function recordEnd(
       );
     }
   };
-  if (end.step !== undefined && options.journaled) await journal.step(end.step, write);
+  if (end.step !== undefined) await journal.step(end.step, write);
   else await write();
   return report;
 }
