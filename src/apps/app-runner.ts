@@ -5,7 +5,7 @@ import type { AppPin } from '../tuf/target.js';
 import { parseAppManifest } from './app-manifest.js';
 import type { AppStore } from './app-store.js';
 import { parseCompose, RENDERED_COMPOSE_FILE } from './compose.js';
-import type { DockerEngine } from './docker-engine.js';
+import type { ContainerEnginePort } from '../device/device.js';
 import { localTagOf, parseImageRef } from './image-ref.js';
 
 type Apps = Readonly<Record<string, AppPin>>;
@@ -21,7 +21,7 @@ function composeFileOf(store: AppStore, name: string, pin: AppPin): string {
 }
 
 /** Loads the app's images into the engine unless they are there already, under their digest-derived tags. */
-async function loadImages(engine: DockerEngine, store: AppStore, name: string, pin: AppPin): Promise<void> {
+async function loadImages(engine: ContainerEnginePort, store: AppStore, name: string, pin: AppPin): Promise<void> {
   const manifest = parseAppManifest(
     JSON.parse(await fs.readFile(store.apps.manifestFile(name, pin.digest), 'utf8')),
     name,
@@ -40,7 +40,12 @@ async function loadImages(engine: DockerEngine, store: AppStore, name: string, p
 }
 
 /** Brings the apps of `to` up (loading their images first) and the apps only `from` has down. */
-export async function startApps(engine: DockerEngine, store: AppStore, from: Apps, to: Apps): Promise<AppsResult> {
+export async function startApps(
+  engine: ContainerEnginePort,
+  store: AppStore,
+  from: Apps,
+  to: Apps,
+): Promise<AppsResult> {
   const failures: string[] = [];
   for (const [name, pin] of Object.entries(from)) {
     if (to[name] === undefined) await stopApp(engine, store, name, pin);
@@ -60,7 +65,12 @@ export async function startApps(engine: DockerEngine, store: AppStore, from: App
  * One look at the apps: every service of every app has a container that is running, is not restarting, and has
  * been running since `since`. A container that exited, restarted, or never started is a failure of its app.
  */
-export async function checkApps(engine: DockerEngine, store: AppStore, apps: Apps, since: Date): Promise<AppsResult> {
+export async function checkApps(
+  engine: ContainerEnginePort,
+  store: AppStore,
+  apps: Apps,
+  since: Date,
+): Promise<AppsResult> {
   const failures: string[] = [];
   for (const [name, pin] of Object.entries(apps)) {
     let services: string[];
@@ -92,7 +102,7 @@ export async function checkApps(engine: DockerEngine, store: AppStore, apps: App
  * Why the apps of the target a device runs are not in sync, one line each: an app the store lacks, an engine that
  * cannot be reached, a service without a running container. Empty when every app is in the store and running.
  */
-export async function appsOutOfSync(engine: DockerEngine, store: AppStore, apps: Apps): Promise<string[]> {
+export async function appsOutOfSync(engine: ContainerEnginePort, store: AppStore, apps: Apps): Promise<string[]> {
   const reasons: string[] = [];
   const stored: Record<string, AppPin> = {};
   for (const [name, pin] of Object.entries(apps)) {
@@ -114,7 +124,7 @@ export async function appsOutOfSync(engine: DockerEngine, store: AppStore, apps:
  * `until` already past, they are looked at once.
  */
 export async function watchApps(
-  engine: DockerEngine,
+  engine: ContainerEnginePort,
   store: AppStore,
   apps: Apps,
   window: { since: Date; until: Date; onTick?: (secondsLeft: number) => Promise<void> },
@@ -130,7 +140,7 @@ export async function watchApps(
 
 /** Starts `to` (stopping what only `from` has) and watches it for `windowMs`. */
 export async function switchApps(
-  engine: DockerEngine,
+  engine: ContainerEnginePort,
   store: AppStore,
   from: Apps,
   to: Apps,
@@ -142,7 +152,7 @@ export async function switchApps(
   return watchApps(engine, store, to, { since, until: new Date(since.getTime() + windowMs) });
 }
 
-export async function stopApp(engine: DockerEngine, store: AppStore, name: string, pin: AppPin): Promise<void> {
+export async function stopApp(engine: ContainerEnginePort, store: AppStore, name: string, pin: AppPin): Promise<void> {
   try {
     await engine.down(name, composeFileOf(store, name, pin));
   } catch {

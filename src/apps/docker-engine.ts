@@ -32,16 +32,23 @@ export class DockerEngine {
     return runTool(this.composeCommand, ['-p', project, '-f', file, ...args], { env: { DOCKER_HOST: this.host } });
   }
 
-  async ensureReachable(): Promise<void> {
+  /** Whether the engine answers, and if not, why: a fact for the planners. */
+  async probe(): Promise<{ reachable: true } | { reachable: false; reason: string; cause: unknown }> {
     try {
       await this.docker(['version', '--format', '{{.Server.Version}}']);
+      return { reachable: true };
     } catch (error) {
-      throw new FerryError(
-        'ENGINE_UNAVAILABLE',
-        `the container engine at ${this.host} cannot be reached: ${describeCause(error)}`,
-        { cause: error },
-      );
+      return {
+        reachable: false,
+        reason: `the container engine at ${this.host} cannot be reached: ${describeCause(error)}`,
+        cause: error,
+      };
     }
+  }
+
+  async ensureReachable(): Promise<void> {
+    const probe = await this.probe();
+    if (!probe.reachable) throw new FerryError('ENGINE_UNAVAILABLE', probe.reason, { cause: probe.cause });
   }
 
   async hasImage(reference: string): Promise<boolean> {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { AppStore } from '../apps/app-store.js';
 import { DockerEngine } from '../apps/docker-engine.js';
+import type { OstreeRepo } from '../ostree/ostree-repo.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import { pathExists } from '../util/atomic-file.js';
 import { FerryError, describeCause } from '../errors.js';
@@ -11,19 +12,62 @@ import type { DeviceConfig } from './config.js';
 import { devicePaths, type DevicePaths } from './paths.js';
 import { StatusFile } from './status-file.js';
 
-/** The adapters a lifecycle command works through. Tests build the same thing around a simulated device. */
+/**
+ * The ports a lifecycle command works through, each the part of an adapter that install, run and status use. The
+ * adapters (the ostree and docker CLIs, the bootloader's env tools) fit them, and so does a fake device in a test of
+ * decisions: the commands never see the concrete classes.
+ */
+
+/** The sysroot's OSTree repository: what install pulls into and checks. */
+export interface OstreeRepoPort extends Pick<
+  OstreeRepo,
+  'path' | 'hasCommitObject' | 'resolve' | 'pullLocal' | 'fileObjectsUnder'
+> {}
+
+/** The OSTree sysroot: its deployments, and deploying or removing one. */
+export interface SysrootPort extends Pick<Sysroot, 'deployments' | 'deploy' | 'undeploy'> {
+  readonly repo: OstreeRepoPort;
+}
+
+/** The container engine: images, compose projects and their containers. */
+export interface ContainerEnginePort extends Pick<
+  DockerEngine,
+  | 'probe'
+  | 'ensureReachable'
+  | 'hasImage'
+  | 'loadImage'
+  | 'up'
+  | 'down'
+  | 'removeProjectContainers'
+  | 'projects'
+  | 'containers'
+> {}
+
+/** Boot counting through the bootloader env: the trial of a new deployment, its end, and the flags. */
+export interface BootControlPort extends Pick<
+  BootControl,
+  'description' | 'flags' | 'startTrial' | 'endTrial' | 'resetBootCount'
+> {}
+
+/** The adapters a lifecycle command works through, composed here and nowhere else. */
 export interface Device {
   readonly config: DeviceConfig;
   readonly paths: DevicePaths;
-  readonly sysroot: Sysroot;
-  /** Boot counting through the bootloader's env tools. */
-  readonly boot: BootControl;
+  readonly sysroot: SysrootPort;
+  readonly boot: BootControlPort;
   readonly statusFile: StatusFile;
   readonly appStore: AppStore;
+  readonly engine: ContainerEnginePort;
+}
+
+/** A device on its real tools: the simulator and the tests reach past the ports (the env's variables, a boot). */
+export interface ToolDevice extends Device {
+  readonly sysroot: Sysroot;
+  readonly boot: BootControl;
   readonly engine: DockerEngine;
 }
 
-export function openDevice(config: DeviceConfig): Device {
+export function openDevice(config: DeviceConfig): ToolDevice {
   const paths = devicePaths(config);
   return {
     config,

@@ -18,6 +18,12 @@ export const UPDATE_STATES = [
 ] as const;
 export type UpdateState = (typeof UPDATE_STATES)[number];
 
+/**
+ * The states an install passes through before it records its update as pending. A record left in one of them
+ * belongs to an install that is still running or stopped there: it says nothing of what the device runs.
+ */
+export const INSTALL_UNDER_WAY_STATES: ReadonlySet<UpdateState> = new Set(['QUEUED', 'VERIFYING', 'COPYING']);
+
 /** Percent done while copying; seconds left while testing. */
 export interface Progress {
   readonly unit: 'percent' | 'seconds-left';
@@ -31,7 +37,16 @@ export interface TargetRef {
   readonly apps: Readonly<Record<string, AppPin>>;
 }
 
-export interface PendingUpdate {
+/** The window in which the new apps must keep running; `boot` names the boot it began in (null in older records). */
+export interface TestingWindow {
+  readonly since: string;
+  readonly until: string;
+  /** After a power cut the apps were restarted, so a window from an earlier boot starts again. */
+  readonly boot: string | null;
+}
+
+/** What every pending update records: the target, the rollback point and how the update completes. */
+interface PendingBase {
   readonly target: TargetRef;
   /** What ran before the install: the rollback point if the new target fails. */
   readonly previous: TargetRef | null;
@@ -39,22 +54,36 @@ export interface PendingUpdate {
   /** How the update completes: after a reboot, or after an engine restart (only apps changed). */
   readonly completion: 'reboot' | 'restart-engine';
   readonly rootfsChanged: boolean;
-  /** Set when this pending update is the way back from a target whose apps failed on its new rootfs. */
-  readonly rollbackOf?: TargetRef;
-  /**
-   * Set once `run` has started the apps: the testing window runs from `since` to `until`. `boot` names the boot it
-   * began in: after a power cut the apps were restarted, so the window starts again.
-   */
-  readonly testing?: { readonly since: string; readonly until: string; readonly boot?: string };
-  /**
-   * "deploying" is recorded before the boot trial, the reboot marker and the deployment are written, "staged" once
-   * they all are. A record still "deploying" after the install has stopped belongs to an interrupted install.
-   * Records written before this field existed are "staged".
-   */
-  readonly stage?: 'deploying' | 'staged';
-  /** Set when this install repairs an inconsistent device with the same target. */
-  readonly repair?: boolean;
 }
+
+/**
+ * A pending update is in exactly one phase, so that no record can hold a combination that cannot happen (a testing
+ * window on an install that never finished, a way back that is also a repair):
+ * - deploying: recorded before the boot trial, the reboot marker and the deployment are written; a record still
+ *   "deploying" after the install has stopped belongs to an interrupted install;
+ * - staged: the install finished; the update waits for the reboot (or engine restart) and `run`;
+ * - testing: `run` started the apps and their testing window runs;
+ * - returning: the way back from a target whose apps failed on its new rootfs: `target` is the previous target the
+ *   device returns to, `from` the one that failed; its own apps may already be in their window.
+ * `repair` says the install repairs an inconsistent device with the same target.
+ */
+export type PendingUpdate =
+  | (PendingBase & { readonly phase: 'deploying'; readonly repair: boolean })
+  | (PendingBase & { readonly phase: 'staged'; readonly repair: boolean })
+  | (PendingBase & { readonly phase: 'testing'; readonly repair: boolean; readonly window: TestingWindow })
+  | {
+      readonly phase: 'returning';
+      readonly target: TargetRef;
+      /** The target that failed, which the device leaves. */
+      readonly previous: TargetRef;
+      readonly from: TargetRef;
+      readonly installedAt: string;
+      readonly completion: 'reboot';
+      readonly rootfsChanged: true;
+      readonly window: TestingWindow | null;
+    };
+
+export type PendingPhase = PendingUpdate['phase'];
 
 export interface HistoryEntry {
   readonly at: string;
@@ -122,6 +151,49 @@ export function appendHistory(status: DeviceStatus, entry: HistoryEntry): readon
   return [...status.history, entry].slice(-HISTORY_LIMIT);
 }
 
+/** A pending update as records written before its phases existed hold it: the phase spread over optional fields. */
+interface PendingWithOptionalFields {
+  readonly target: TargetRef;
+  readonly previous: TargetRef | null;
+  readonly installedAt: string;
+  readonly completion: 'reboot' | 'restart-engine';
+  readonly rootfsChanged: boolean;
+  readonly rollbackOf?: TargetRef;
+  readonly testing?: { readonly since: string; readonly until: string; readonly boot?: string };
+  readonly stage?: 'deploying' | 'staged';
+  readonly repair?: boolean;
+}
+
+/**
+ * Reads a pending update of either shape. An older record's optional fields name its phase: a way back
+ * (`rollbackOf`), else an install that had not finished (`stage` "deploying"), else a testing window, else staged
+ * (records older than `stage` were staged).
+ */
+export function migratePending(value: PendingUpdate | PendingWithOptionalFields | null): PendingUpdate | null {
+  if (value === null || 'phase' in value) return value;
+  const { target, previous, installedAt, completion, rootfsChanged } = value;
+  const window =
+    value.testing === undefined
+      ? null
+      : { since: value.testing.since, until: value.testing.until, boot: value.testing.boot ?? null };
+  if (value.rollbackOf !== undefined) {
+    return {
+      phase: 'returning',
+      target,
+      previous: previous ?? value.rollbackOf,
+      from: value.rollbackOf,
+      installedAt,
+      completion: 'reboot',
+      rootfsChanged: true,
+      window,
+    };
+  }
+  const base = { target, previous, installedAt, completion, rootfsChanged, repair: value.repair === true };
+  if (value.stage === 'deploying') return { ...base, phase: 'deploying' };
+  if (window !== null) return { ...base, phase: 'testing', window };
+  return { ...base, phase: 'staged' };
+}
+
 function looksLikeStatus(value: unknown): value is DeviceStatus {
   const candidate = value as Partial<DeviceStatus> | null;
   return (
@@ -158,7 +230,10 @@ export class StatusFile {
     try {
       const parsed: unknown = text === undefined ? undefined : JSON.parse(text);
       // Records written before a field existed get its empty value.
-      if (looksLikeStatus(parsed)) return { status: { ...emptyStatus(), ...parsed } };
+      if (looksLikeStatus(parsed)) {
+        const pending = migratePending((parsed.pending as PendingUpdate | PendingWithOptionalFields | null) ?? null);
+        return { status: { ...emptyStatus(), ...parsed, pending } };
+      }
     } catch {
       // Falls through to the recovery below.
     }

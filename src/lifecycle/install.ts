@@ -14,7 +14,7 @@ import {
 } from '../device/device.js';
 import { removeLeftovers } from '../device/leftovers.js';
 import { loadTimeFloor, raiseTimeFloor } from '../device/time-floor-file.js';
-import type { PendingUpdate } from '../device/status-file.js';
+import { INSTALL_UNDER_WAY_STATES, type PendingUpdate } from '../device/status-file.js';
 import { availableBytes, treeBytesInBackground } from '../device/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
@@ -29,7 +29,8 @@ import { describeMissingObject, findMissingObject } from '../ostree/object-walk.
 import { ToolError } from '../util/tool.js';
 import { isNoSpace } from '../util/no-space.js';
 import { Journal } from './journal.js';
-import { planInstall, planRun, type InstallDecision } from './plan.js';
+import { planInstall, type InstallDecision } from './plan.js';
+import { planRun } from './run-plan.js';
 import { undoInterruptedInstall } from './recover.js';
 import { errorReport, StatusRecorder, type CommandReport } from './report.js';
 import { fitsDevice, selectTarget } from './select-target.js';
@@ -66,7 +67,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
   try {
     const interrupted = journal.describeInterrupted();
     if (interrupted !== null) recorder.log(interrupted);
-    if (recorder.status.pending?.stage === 'deploying') await undoIfNeverRan(device, recorder, journal);
+    if (recorder.status.pending?.phase === 'deploying') await undoIfNeverRan(device, recorder, journal);
     // An update is pending, so this install ends in a refusal (30, or whatever the bundle earns first): the state, its
     // last error and the media `run` reports to stay those of the pending update; the refusal goes to the history.
     if (recorder.status.pending !== null) recorder.keepUpdateState();
@@ -136,7 +137,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
         await recorder.finish(
           {
             // Nothing happened: the state stays what it was before this install began, unless that said an update ran.
-            state: UNSETTLED_STATES.has(loaded.state) ? 'DONE' : loaded.state,
+            state: loaded.state === 'IDLE' || INSTALL_UNDER_WAY_STATES.has(loaded.state) ? 'DONE' : loaded.state,
             report,
             target: decision.target.name,
           },
@@ -186,9 +187,6 @@ async function undoIfNeverRan(device: Device, recorder: StatusRecorder, journal:
     }),
   );
 }
-
-/** States that say an update is (or was, before a power cut) under way, not how the device is. */
-const UNSETTLED_STATES: ReadonlySet<string> = new Set(['IDLE', 'QUEUED', 'VERIFYING', 'COPYING']);
 
 /** Running out of space half-way is the same refusal as too little space up front: nothing was kept. */
 function noSpaceOr(error: unknown): unknown {
@@ -378,15 +376,14 @@ async function stage(
     await raiseTimeFloor(device.paths.timeFloorFile, timeFloor, verified.bundle.signedAt);
   });
   const completion = transition.kind === 'reboot' ? 'reboot' : 'restart-engine';
-  const repair = recorder.status.inconsistent !== null;
   const pending: PendingUpdate = {
+    phase: 'deploying',
     target,
     previous,
     installedAt: new Date().toISOString(),
     completion,
     rootfsChanged: transition.rootfsChanged,
-    ...(repair ? { repair } : {}),
-    stage: 'deploying',
+    repair: recorder.status.inconsistent !== null,
   };
   // Recorded before the boot state changes, so that after a power cut `run` (or the next install) knows what may
   // have been written, and undoes it or carries on.
@@ -408,7 +405,7 @@ async function stage(
     try {
       await undoInterruptedInstall(device, journal, pending, (line) => recorder.log(line));
     } catch (undoError) {
-      // The pending record (stage "deploying") is what lets `run`, or the next install, finish the undo: it stays.
+      // The pending record (phase "deploying") is what lets `run`, or the next install, finish the undo: it stays.
       const report = errorReport(
         new FerryError(
           'STAGING_UNDO_INCOMPLETE',
@@ -441,7 +438,7 @@ async function stage(
           data: { target, previous, reasons: transition.reasons },
         };
   await journal.step('install.pending-staged', () =>
-    recorder.finish({ state: 'INPROGRESS', report, target: target.name }, { pending: { ...pending, stage: 'staged' } }),
+    recorder.finish({ state: 'INPROGRESS', report, target: target.name }, { pending: { ...pending, phase: 'staged' } }),
   );
   return report;
 }

@@ -6,7 +6,8 @@ import { decideTransition, type Transition } from './transition.js';
 
 /**
  * The planner: from (device status, booted deployment, bootloader flags, verified choice) to one decision. Pure, with
- * no I/O, so that every transition can be tested as a table; the lifecycle modules then carry the decision out.
+ * no I/O, so that every transition can be tested as a table; the lifecycle modules then carry the decision out. What
+ * `run` does is decided by its own planner, run-plan.ts.
  */
 
 export interface BootedFacts {
@@ -137,76 +138,5 @@ export function planInstall(input: {
     previous: current ?? { name: 'unknown', version: '0', commit: booted.commit, apps: {} },
     transition,
     sync,
-  };
-}
-
-export type RunDecision =
-  | { readonly action: 'nothing-pending' }
-  | { readonly action: 'reboot-first'; readonly target: TargetRef }
-  | {
-      readonly action: 'commit';
-      readonly target: TargetRef;
-      readonly previous: TargetRef | null;
-      readonly bootFirmwareUpdated: boolean;
-    }
-  | { readonly action: 'rolled-back'; readonly failed: TargetRef; readonly running: TargetRef | null }
-  /** The install stopped before it finished (stage "deploying") and the device never ran its target: undo it. */
-  | { readonly action: 'undo-interrupted'; readonly target: TargetRef; readonly running: TargetRef | null }
-  | { readonly action: 'refuse'; readonly error: FerryError };
-
-/**
- * What `run` does with the pending update. A record still at stage "deploying" belongs to an install that stopped
- * (power cut, kill) before it finished; its boot trial, reboot marker and deployment may each be written or not,
- * and what the device booted decides:
- * - still the boot the install ran in (the marker is there): the target never ran: undo it;
- * - booted the target: the deployment was whole and it booted, so the update goes on as if staged;
- * - booted the previous one while the target is the default and a trial runs: the bootloader fell back;
- * - booted the previous one after a run that was cut while it finished such a fallback: the same fallback, though
- *   its deployment may be gone by now (a power cut once the run removed it);
- * - booted the previous one otherwise: the deployment never became the default: undo it.
- */
-export function planRun(input: {
-  readonly status: DeviceStatus;
-  readonly rebootSentinelPresent: boolean;
-  /** Not read (null) while the sentinel is present: the boot entries changed since this boot began. */
-  readonly booted: BootedFacts | null;
-  readonly flags: BootFlags;
-  /** The commit of the default boot entry (deployment 0), or null if there is none. */
-  readonly defaultCommit: string | null;
-  /** The last run stopped (power cut, kill) while it finished a fallback of the bootloader, as its journal says. */
-  readonly fallbackInterrupted?: boolean;
-}): RunDecision {
-  const { status, booted, flags } = input;
-  const pending = status.pending;
-  if (pending === null) return { action: 'nothing-pending' };
-  const interrupted = pending.stage === 'deploying';
-  const undo = { action: 'undo-interrupted', target: pending.target, running: pending.previous } as const;
-  // The sentinel lives in a tmpfs: while it is there, this is still the boot in which install ran. Reading the
-  // booted deployment now would mistake "not rebooted yet" for "rolled back".
-  if (input.rebootSentinelPresent) return interrupted ? undo : { action: 'reboot-first', target: pending.target };
-  if (booted === null) {
-    return { action: 'refuse', error: new FerryError('DEVICE_STATE_UNREADABLE', 'the booted deployment is unknown') };
-  }
-  if (booted.commit === pending.target.commit) {
-    return {
-      action: 'commit',
-      target: pending.target,
-      previous: pending.previous,
-      bootFirmwareUpdated: flags.bootUpgradeAvailable,
-    };
-  }
-  if (pending.previous !== null && booted.commit === pending.previous.commit) {
-    const fellBack =
-      !interrupted ||
-      input.fallbackInterrupted === true ||
-      (pending.rootfsChanged && input.defaultCommit === pending.target.commit && flags.upgradeAvailable);
-    return fellBack ? { action: 'rolled-back', failed: pending.target, running: pending.previous } : undo;
-  }
-  return {
-    action: 'refuse',
-    error: new FerryError(
-      'DEVICE_STATE_UNREADABLE',
-      `booted commit ${booted.commit} is neither the pending target "${pending.target.name}" nor the previous one`,
-    ),
   };
 }

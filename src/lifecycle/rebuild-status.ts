@@ -48,7 +48,15 @@ export function rebuildStatus(facts: {
     ...base,
     state: 'INPROGRESS',
     current: previous,
-    pending: { target, previous, installedAt: new Date().toISOString(), completion: 'reboot', rootfsChanged: true },
+    pending: {
+      phase: 'staged',
+      target,
+      previous,
+      installedAt: new Date().toISOString(),
+      completion: 'reboot',
+      rootfsChanged: true,
+      repair: false,
+    },
   };
 }
 

@@ -17,7 +17,7 @@ export function errorReport(error: unknown): CommandReport {
   return { outcome: 'INTERNAL_ERROR', message: describeCause(error) };
 }
 
-type StatusChanges = Partial<Omit<DeviceStatus, 'schema' | 'history' | 'state' | 'reason' | 'progress' | 'log'>>;
+export type StatusChanges = Partial<Omit<DeviceStatus, 'schema' | 'history' | 'state' | 'reason' | 'progress' | 'log'>>;
 
 /** How many lines of a command's activity a WONTGO or ERROR keeps. */
 export const LOG_SNIPPET_LINES = 30;

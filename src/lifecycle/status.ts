@@ -55,7 +55,7 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
       ? `unknown (${booted.error})`
       : `${booted.target ?? 'unknown target'} (${booted.commit.slice(0, 12)})`;
   const waitingFor =
-    status.pending?.stage === 'deploying'
+    status.pending?.phase === 'deploying'
       ? 'run, which finishes or undoes its interrupted install'
       : rebootPending
         ? 'a reboot'

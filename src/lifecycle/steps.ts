@@ -57,7 +57,7 @@ export const STEPS = {
     command: 'install',
     path: 'update',
     kinds: both,
-    does: 'records the update as pending (stage "deploying") before the boot state changes',
+    does: 'records the update as pending (phase "deploying") before the boot state changes',
   },
   'install.reboot-sentinel': {
     command: 'install',
@@ -81,7 +81,7 @@ export const STEPS = {
     command: 'install',
     path: 'update',
     kinds: both,
-    does: 'records the install as finished (stage "staged")',
+    does: 'records the install as finished (phase "staged")',
   },
   'run.apps-start': {
     command: 'run',

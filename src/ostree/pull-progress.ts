@@ -16,7 +16,7 @@ export class PullCounter {
   readonly total: number;
 
   constructor(
-    private readonly destination: OstreeRepo,
+    private readonly destination: Pick<OstreeRepo, 'fileObjectsUnder'>,
     sizes: ReadonlyMap<string, number>,
     presentBefore: ReadonlySet<string>,
   ) {
@@ -54,7 +54,12 @@ export class PullCounter {
  * the pull succeeds; reports nothing when no one listens.
  */
 export async function withPullProgress<T>(
-  repos: { readonly source: OstreeRepo; readonly destination: OstreeRepo; readonly commit: string },
+  repos: {
+    readonly source: OstreeRepo;
+    /** Only looked at: the device's repository, through its port. */
+    readonly destination: Pick<OstreeRepo, 'fileObjectsUnder'>;
+    readonly commit: string;
+  },
   report: ((bytes: number, total: number) => void) | undefined,
   pull: () => Promise<T>,
 ): Promise<T> {

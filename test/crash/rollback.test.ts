@@ -123,12 +123,12 @@ test('install after an install killed mid-deployment (no reboot): it undoes the 
   const killed = await rig.ferry(device, 'install', to, { FERRY_CRASH_AT: 'install.rootfs-deploy:done' });
   assert.equal(killed.signal, 'SIGKILL');
   const halfway = await statusOf(device);
-  assert.equal(halfway['pending'].stage, 'deploying');
+  assert.equal(halfway['pending'].phase, 'deploying');
 
   const install = await rig.ferry(device, 'install', to, {});
   assert.equal(install.code, 100, install.stderr);
   const staged = await statusOf(device);
-  assert.equal(staged['pending'].stage, 'staged');
+  assert.equal(staged['pending'].phase, 'staged');
   const deployments = await device.device.sysroot.deployments();
   assert.equal(
     deployments.filter((deployment) => deployment.commit === factory.rootfs.b).length,
@@ -149,7 +149,7 @@ test('a rootfs that never boots, its install cut once deployed, and the run that
   await rig.bundleFor(to);
   const install = await rig.ferry(device, 'install', to, { FERRY_CRASH_AT: 'install.rootfs-deploy:done' });
   assert.equal(install.signal, 'SIGKILL');
-  assert.equal((await statusOf(device))['pending'].stage, 'deploying');
+  assert.equal((await statusOf(device))['pending'].phase, 'deploying');
   await rig.powerCycle(device);
   const cut = await rig.ferry(device, 'run', to, { FERRY_CRASH_AT: 'run.fallback-undeploy:done' });
   assert.equal(cut.signal, 'SIGKILL', `the run took the bootloader-rollback path: ${cut.stderr}`);

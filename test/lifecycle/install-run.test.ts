@@ -298,7 +298,7 @@ describe('install, reboot, run on a simulated device (real ostree and fw_setenv)
     const failed = await status(device);
     assert.equal(failed['state'], 'ERROR');
     assert.equal(failed['pending']?.target.name, factory.v2, 'what run needs to finish the undo is kept');
-    assert.equal(failed['pending'].stage, 'deploying');
+    assert.equal(failed['pending'].phase, 'deploying');
     assert.equal((await device.device.boot.env.read())['upgrade_available'], '1', 'the trial is still armed');
 
     const run = await cli('run', '--config', device.configDir);

@@ -344,7 +344,7 @@ describe('failed-target memory and repair (U-Boot)', () => {
     const testing = JSON.parse(await fs.readFile(device.device.paths.statusFile, 'utf8'));
     assert.equal(testing.state, 'TESTING');
     assert.equal(testing.progress?.unit, 'seconds-left');
-    assert.ok(testing.pending.testing.until);
+    assert.ok(testing.pending.window.until);
     const done = await cli('run', '--config', device.configDir);
     assert.equal(done.code, 0, done.stderr);
     assert.equal(JSON.parse(await fs.readFile(device.device.paths.statusFile, 'utf8')).state, 'UPDATED');

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BootFlags } from '../../src/device/bootloader-env.js';
 import { emptyStatus, type DeviceStatus, type TargetRef } from '../../src/device/status-file.js';
-import { planInstall, planRun } from '../../src/lifecycle/plan.js';
+import { planInstall } from '../../src/lifecycle/plan.js';
+import { planRun } from '../../src/lifecycle/run-plan.js';
 import type { Target } from '../../src/tuf/target.js';
 
 const ref = (name: string, version: string, n: number): TargetRef => ({
@@ -24,10 +25,21 @@ const runningV1: DeviceStatus = { ...emptyStatus(), state: 'DONE', current: v1 }
 const pendingV2: DeviceStatus = {
   ...runningV1,
   state: 'INPROGRESS',
-  pending: { target: v2, previous: v1, installedAt: '2026-11-23T00:00:00Z', completion: 'reboot', rootfsChanged: true },
+  pending: {
+    phase: 'staged',
+    target: v2,
+    previous: v1,
+    installedAt: '2026-11-23T00:00:00Z',
+    completion: 'reboot',
+    rootfsChanged: true,
+    repair: false,
+  },
 };
 
-const deployingV2: DeviceStatus = { ...pendingV2, pending: { ...pendingV2.pending!, stage: 'deploying' } };
+const deployingV2: DeviceStatus = {
+  ...pendingV2,
+  pending: { ...pendingV2.pending!, phase: 'deploying', repair: false },
+};
 
 function describeDecision(decision: { action: string; error?: { outcome: string } }): string {
   return decision.action === 'refuse' ? `refuse ${decision.error!.outcome}` : decision.action;

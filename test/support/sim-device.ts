@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { loadDeviceConfig, type DeviceConfig } from '../../src/device/config.js';
-import { openDevice, type Device } from '../../src/device/device.js';
+import { openDevice, type Device, type ToolDevice } from '../../src/device/device.js';
 import { createSimDevice, simConfigDir, type SimDeviceOptions } from '../../src/sim/sim-device.js';
 import type { TestFactory } from './factory.js';
 import { tempDir } from './factory.js';
@@ -14,7 +14,7 @@ export interface TestDevice {
   readonly dir: string;
   readonly configDir: string;
   readonly config: DeviceConfig;
-  readonly device: Device;
+  readonly device: ToolDevice;
   /**
    * Hashes everything that makes up the device: sysroot (refs, objects, deployments, boot entries), bootloader env,
    * storage (trusted metadata), cmdline and the volatile directory. Left out: the status record and its journal,

@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import { describe, test } from 'node:test';
+import { rebootSentinelPresent, writeRebootSentinel } from '../../src/device/device.js';
+import { emptyStatus, type DeviceStatus, type TargetRef } from '../../src/device/status-file.js';
+import { exitCodeOf } from '../../src/exit-codes.js';
+import { runPending } from '../../src/lifecycle/run.js';
+import { makeFakeDevice, type FakeDevice } from '../support/fake-device.js';
+
+/**
+ * `run` on a device whose ports are fakes: the planner's decisions carried out end to end, with no ostree, bootloader
+ * tools or container engine. What the real tools do is proven in install-run, matrix and the crash tests.
+ */
+
+const ref = (name: string, version: string, n: number, apps: TargetRef['apps'] = {}): TargetRef => ({
+  name,
+  version,
+  commit: n.toString(16).padStart(64, '0'),
+  apps,
+});
+const v1 = ref('os-1', '1', 1);
+const v2 = ref('os-2', '2', 2);
+const withApp = ref('os-2', '2', 2, {
+  web: { uri: `hub/web@sha256:${'b'.repeat(64)}`, digest: `sha256:${'b'.repeat(64)}`, restartPolicy: 'container' },
+});
+const AT = '2026-11-23T10:00:00.000Z';
+const staged = (target: TargetRef): DeviceStatus => ({
+  ...emptyStatus(),
+  state: 'INPROGRESS',
+  current: v1,
+  pending: {
+    phase: 'staged',
+    target,
+    previous: v1,
+    installedAt: AT,
+    completion: 'reboot',
+    rootfsChanged: true,
+    repair: false,
+  },
+});
+
+/** A device that installed `target`: deployed as the default over v1, the boot trial armed, and booted `booted`. */
+async function deviceAfterInstall(status: DeviceStatus, booted: TargetRef, bootcount = 1): Promise<FakeDevice> {
+  const device = await makeFakeDevice(status);
+  device.sysroot.commits = [status.pending!.target.commit, v1.commit];
+  device.boot.upgradeAvailable = true;
+  device.boot.bootcount = bootcount;
+  await device.sysroot.boot(booted.commit, device.paths.volatileDir);
+  return device;
+}
+
+async function record(device: FakeDevice): Promise<DeviceStatus> {
+  return JSON.parse(await fs.readFile(device.paths.statusFile, 'utf8')) as DeviceStatus;
+}
+
+describe('run on a fake device', () => {
+  test('booted the new target: the trial ends and the update is committed (0)', async () => {
+    const device = await deviceAfterInstall(staged(v2), v2);
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'UPDATE_SUCCEEDED', report.message);
+    assert.equal(device.boot.upgradeAvailable, false);
+    const after = await record(device);
+    assert.equal(after.state, 'DONE');
+    assert.equal(after.pending, null);
+    assert.deepEqual([after.current?.name, after.rollback?.name], ['os-2', 'os-1']);
+  });
+
+  test('the bootloader fell back: the failed deployment goes, the target is remembered as failed (99)', async () => {
+    const device = await deviceAfterInstall(staged(v2), v1, 4);
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'ROLLED_BACK', report.message);
+    assert.equal(exitCodeOf(report.outcome), 99);
+    assert.deepEqual(device.sysroot.commits, [v1.commit]);
+    assert.equal(device.boot.upgradeAvailable, false);
+    const after = await record(device);
+    assert.deepEqual(
+      after.failedTargets.map((entry) => entry.target.name),
+      ['os-2'],
+    );
+    assert.equal(after.current?.name, 'os-1');
+  });
+
+  test('a record of the older shape, an install cut while deploying in this boot: it is undone (32)', async () => {
+    const device = await deviceAfterInstall(staged(v2), v1, 0);
+    const old = {
+      ...staged(v2),
+      pending: {
+        target: v2,
+        previous: v1,
+        installedAt: AT,
+        completion: 'reboot',
+        rootfsChanged: true,
+        stage: 'deploying',
+      },
+    };
+    await fs.writeFile(device.paths.statusFile, JSON.stringify(old));
+    await writeRebootSentinel(device);
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'INSTALL_INTERRUPTED', report.message);
+    assert.deepEqual(device.sysroot.commits, [v1.commit]);
+    assert.equal(device.boot.upgradeAvailable, false);
+    assert.equal(await rebootSentinelPresent(device), false);
+    assert.equal((await record(device)).pending, null);
+  });
+
+  test('not rebooted yet: nothing is written (100)', async () => {
+    const device = await deviceAfterInstall(staged(v2), v1, 0);
+    await writeRebootSentinel(device);
+    const before = await fs.readFile(device.paths.statusFile, 'utf8');
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'REBOOT_NOT_DONE_YET', report.message);
+    assert.equal(await fs.readFile(device.paths.statusFile, 'utf8'), before);
+    assert.equal(device.boot.upgradeAvailable, true);
+  });
+
+  test('the engine cannot be reached: the update stays pending, the trial armed (5)', async () => {
+    const device = await deviceAfterInstall(staged(withApp), withApp);
+    device.engine.reachable = false;
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'ENGINE_UNAVAILABLE', report.message);
+    assert.equal(exitCodeOf(report.outcome), 5);
+    assert.equal(device.boot.upgradeAvailable, true);
+    const after = await record(device);
+    assert.equal(after.state, 'ERROR');
+    assert.equal(after.pending?.phase, 'staged');
+  });
+});
