@@ -177,7 +177,7 @@ async function destinationBundle(
   const previous = await existingBundle(options.destination);
   if (previous.type !== options.type) {
     throw new FerryError(
-      'USAGE',
+      'BUNDLE_TYPE_MISMATCH',
       `${options.destination} is a "${previous.type}" bundle; a "${options.type}" export cannot be added to it`,
     );
   }
