@@ -25,8 +25,7 @@ import {
   verifyBundleMetadata,
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
-import { describeMissingObject, findMissingObject } from '../ostree/object-walk.js';
-import { ToolError } from '../util/tool.js';
+import { describeDamagedObject, describeMissingObject, findBadObject } from '../ostree/object-walk.js';
 import { isNoSpace } from '../util/no-space.js';
 import { Journal } from './journal.js';
 import { planInstall, planRun, type InstallDecision } from './plan.js';
@@ -274,37 +273,34 @@ function noSpaceOr(error: unknown): unknown {
   );
 }
 
-function pullFailure(name: string, error: unknown): FerryError {
-  const text = error instanceof ToolError ? error.stderr : describeCause(error);
-  if (isNoSpace(error)) return noSpaceOr(error) as FerryError;
-  if (/corrupted|checksum|invalid/i.test(text)) {
-    return new FerryError(
-      'CONTENT_VERIFICATION_FAILED',
-      `ostree_repo/: content of target "${name}" failed verification: ${describeCause(error)}`,
-      { cause: error },
-    );
-  }
-  return new FerryError('STAGING_FAILED', `pulling target "${name}" failed: ${describeCause(error)}`, { cause: error });
-}
-
 /**
  * Pulls the commit with every object checked against its checksum; a failure leaves the repo as it was. When it
- * fails, the objects on disk say whether the bundle lacks one (8): an object the device already holds is not
- * needed from the bundle, as ostree itself skips it.
+ * fails, the objects on disk say why, not ostree's words: an object the bundle lacks (8) or one that is not what its
+ * name says (70). The device's repo is looked at first: an object it already holds is not needed from the bundle, as
+ * ostree itself skips it. Anything else (the disk filled up, a write failed) is not the bundle's fault.
  */
 async function pullRootfs(device: Device, bundle: BundleDir, name: string, commit: string): Promise<void> {
   const repo = device.sysroot.repo;
   try {
     await repo.pullLocal(bundle.ostreeRepo.path, commit, { untrusted: true });
   } catch (error) {
-    const missing = await findMissingObject(commit, [bundle.ostreeRepo.path, repo.path]).catch(() => undefined);
-    if (missing !== undefined)
+    const bad = await findBadObject(commit, [repo.path, bundle.ostreeRepo.path]).catch(() => undefined);
+    if (bad?.reason === 'missing')
       throw new FerryError(
         'CONTENT_MISSING',
-        `ostree_repo/: content of target "${name}" is incomplete: ${describeMissingObject(missing)}`,
+        `ostree_repo/: content of target "${name}" is incomplete: ${describeMissingObject(bad.object)}`,
         { cause: error },
       );
-    throw pullFailure(name, error);
+    if (bad?.reason === 'damaged')
+      throw new FerryError(
+        'CONTENT_VERIFICATION_FAILED',
+        `ostree_repo/: content of target "${name}" failed verification: ${describeDamagedObject(bad)} (${describeCause(error)})`,
+        { cause: error },
+      );
+    if (isNoSpace(error)) throw noSpaceOr(error);
+    throw new FerryError('STAGING_FAILED', `pulling target "${name}" failed: ${describeCause(error)}`, {
+      cause: error,
+    });
   }
   if (!(await repo.hasCommitObject(commit)) || (await repo.resolve(commit)) !== commit) {
     throw new FerryError(
