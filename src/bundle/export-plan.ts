@@ -101,21 +101,7 @@ export async function planExport(
   }
 
   const targets = await repo.targets();
-  const entry = targets[options.targetName];
-  if (entry === undefined) {
-    const known = Object.keys(targets);
-    throw new FerryError(
-      'TARGET_UNKNOWN',
-      `the repository has no target "${options.targetName}" (it has: ${known.join(', ') || 'none'})`,
-    );
-  }
-  const tags = (entry.custom?.['tags'] as string[] | undefined) ?? [];
-  if (!tags.includes(options.tag)) {
-    throw new FerryError(
-      'TAG_NOT_ON_TARGET',
-      `target "${options.targetName}" does not carry tag "${options.tag}" (it has: ${tags.join(', ') || 'none'})`,
-    );
-  }
+  const entry = taggedTarget(targets, options);
   const expires = expiresInDays(now, options.expiresInDays);
   const root = await repo.readRole('root');
   const rootExpires = parseExpires(root.signed['expires']);
@@ -157,6 +143,26 @@ export async function planExport(
     tags: [...new Set([...(previous?.tags ?? []), options.tag])],
     bundleVersion: (await repo.settings()).bundleVersion + 1,
   };
+}
+
+/** The factory's entry for the target to export, which must carry the tag the bundle is for. */
+function taggedTarget(targets: FactoryTargets, options: ExportOptions): FactoryTarget {
+  const entry = targets[options.targetName];
+  if (entry === undefined) {
+    const known = Object.keys(targets);
+    throw new FerryError(
+      'TARGET_UNKNOWN',
+      `the repository has no target "${options.targetName}" (it has: ${known.join(', ') || 'none'})`,
+    );
+  }
+  const tags = (entry.custom?.['tags'] as string[] | undefined) ?? [];
+  if (!tags.includes(options.tag)) {
+    throw new FerryError(
+      'TAG_NOT_ON_TARGET',
+      `target "${options.targetName}" does not carry tag "${options.tag}" (it has: ${tags.join(', ') || 'none'})`,
+    );
+  }
+  return entry;
 }
 
 /** What the destination directory holds, against what the mode asks of it. Adding to an empty directory is new. */

@@ -65,33 +65,7 @@ export async function writeBundleTree(
     // root while ostree copies, and the app blobs are copied (hashed on the way) on the other core. Everything
     // settles before a failure is handled: nothing may still be writing while a failed export is cleared away.
     const copies =
-      mode === 'tuf-only'
-        ? []
-        : [
-            copyRootfs(
-              repo,
-              bundle,
-              { name: options.targetName, commit },
-              {
-                newRepo: previous === undefined,
-                media,
-                progress: options.progress,
-                scratchTree: tree.scratchTree,
-                base: plan.base === undefined ? undefined : { commit: plan.base.commit, scratch: baseScratch! },
-              },
-            ),
-            (plan.base === undefined
-              ? Promise.resolve(new Set<string>())
-              : baseLayers(repo, plan.base.target, plan.targets[plan.base.target]!)
-            ).then((skipLayers) =>
-              copyApps(
-                repo,
-                bundle,
-                { name: options.targetName, entry: plan.entry },
-                { media, progress: options.progress, skipLayers },
-              ),
-            ),
-          ];
+      mode === 'tuf-only' ? [] : copyContent(repo, bundle, plan, { media, scratchTree: tree.scratchTree, baseScratch });
     const signed = signBundleMetadata(repo, nextTuf, plan).then(async ({ rootVersions, release }) => ({
       rootVersions,
       release,
@@ -142,6 +116,39 @@ export async function writeBundleTree(
   } finally {
     if (baseScratch !== undefined) await fs.rm(baseScratch, { recursive: true, force: true });
   }
+}
+
+/** The rootfs and the apps of the plan's target, copied at the same time; for a delta, without what the base has. */
+function copyContent(
+  repo: FactoryRepo,
+  bundle: BundleDir,
+  plan: ExportPlan,
+  context: { media: MediaFilesystem | undefined; scratchTree: boolean; baseScratch: string | undefined },
+): Promise<void>[] {
+  const { options, base } = plan;
+  const rootfs = copyRootfs(
+    repo,
+    bundle,
+    { name: options.targetName, commit: plan.commit },
+    {
+      newRepo: plan.previous === undefined,
+      media: context.media,
+      progress: options.progress,
+      scratchTree: context.scratchTree,
+      base: base === undefined ? undefined : { commit: base.commit, scratch: context.baseScratch! },
+    },
+  );
+  const skipLayers =
+    base === undefined ? Promise.resolve(new Set<string>()) : baseLayers(repo, base.target, plan.targets[base.target]!);
+  const apps = skipLayers.then((skip) =>
+    copyApps(
+      repo,
+      bundle,
+      { name: options.targetName, entry: plan.entry },
+      { media: context.media, progress: options.progress, skipLayers: skip },
+    ),
+  );
+  return [rootfs, apps];
 }
 
 /**

@@ -173,33 +173,49 @@ export async function prepareInstall(
       case 'already-installed':
         return { action: 'already-installed', target: decision.target, verified };
     }
-    const { target, transition } = decision;
-    // A delta bundle holds only what its target adds to its base: the device must hold the base, checked before a
-    // byte is written (the untrusted pull would find out too, but only half-way).
-    const base = verified.bundle.base;
-    if (base !== undefined && !(await device.sysroot.repo.hasCommitObject(base.commit))) {
-      throw new FerryError(
-        'CONTENT_MISSING',
-        `this is a delta bundle on top of target "${base.target}" (commit ${base.commit}), which this device does not have: install "${base.target}" first, or use a full bundle`,
-      );
-    }
-    await recorder.phase('VERIFYING', `checking the apps of "${target.name}" along their digest chain`);
-    const missing: Record<string, AppPin> = {};
-    for (const [name, pin] of Object.entries(target.apps))
-      if (!(await device.appStore.hasApp(name, pin))) missing[name] = pin;
-    const apps = await verifyApps(
-      new AppsDir(bundle.appsDir),
-      missing,
-      'apps/',
-      base === undefined ? undefined : (digest) => device.appStore.apps.blobs.has(digest),
-    );
-    const needs = await checkSpace(device, apps, transition.rootfsChanged ? rootfsObjectBytes : undefined);
-    recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
+    const { apps, needs } = await checkStaging(device, recorder, bundle, verified, decision, rootfsObjectBytes);
     return { action: 'stage', decision, verified, apps, needs, timeFloor: floor.floor };
   } catch (error) {
     await discardScratch(verified);
     throw error;
   }
+}
+
+/**
+ * The checks of an install that stages: a delta's base on the device, the apps the store lacks along their digest
+ * chain in the bundle, and the space they and the rootfs need.
+ */
+async function checkStaging(
+  device: Device,
+  recorder: StatusRecorder,
+  bundle: BundleDir,
+  verified: VerifiedMetadata,
+  decision: Extract<InstallDecision, { action: 'stage' }>,
+  rootfsObjectBytes: Promise<number>,
+): Promise<{ apps: readonly VerifiedApp[]; needs: SpaceNeeds }> {
+  const { target, transition } = decision;
+  // A delta bundle holds only what its target adds to its base: the device must hold the base, checked before a
+  // byte is written (the untrusted pull would find out too, but only half-way).
+  const base = verified.bundle.base;
+  if (base !== undefined && !(await device.sysroot.repo.hasCommitObject(base.commit))) {
+    throw new FerryError(
+      'CONTENT_MISSING',
+      `this is a delta bundle on top of target "${base.target}" (commit ${base.commit}), which this device does not have: install "${base.target}" first, or use a full bundle`,
+    );
+  }
+  await recorder.phase('VERIFYING', `checking the apps of "${target.name}" along their digest chain`);
+  const missing: Record<string, AppPin> = {};
+  for (const [name, pin] of Object.entries(target.apps))
+    if (!(await device.appStore.hasApp(name, pin))) missing[name] = pin;
+  const apps = await verifyApps(
+    new AppsDir(bundle.appsDir),
+    missing,
+    'apps/',
+    base === undefined ? undefined : (digest) => device.appStore.apps.blobs.has(digest),
+  );
+  const needs = await checkSpace(device, apps, transition.rootfsChanged ? rootfsObjectBytes : undefined);
+  recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
+  return { apps, needs };
 }
 
 /**
@@ -366,18 +382,20 @@ async function checkSpace(
   return { appBytes, rootfsBytes };
 }
 
-async function stage(
+/**
+ * The copy of an install: the apps into staging, the rootfs objects into the device's repo, then the apps into the
+ * store. The first write of the install is here: every refusal comes before it.
+ */
+async function copyUpdate(
   device: Device,
   recorder: StatusRecorder,
   journal: Journal,
   bundle: BundleDir,
   plan: Extract<InstallPlan, { action: 'stage' }>,
   progress: ProgressListener | undefined,
-): Promise<CommandReport> {
-  const { decision, verified, apps, needs, timeFloor } = plan;
-  const { target, previous, transition } = decision;
-  const why = transition.reasons.join('; ');
-  // The first write of the install: every refusal comes before it.
+): Promise<void> {
+  const { apps, needs } = plan;
+  const { target, transition } = plan.decision;
   const leftovers = await journal.step('install.leftovers-remove', () => removeLeftovers(device.paths));
   if (leftovers.length > 0) recorder.log(`removed what an interrupted command left: ${leftovers.join(', ')}`);
 
@@ -414,6 +432,24 @@ async function stage(
   }
   await journal.step('install.apps-commit', () => staged.commit());
   await recorder.progress({ unit: 'percent', value: 100 }, true);
+}
+
+/**
+ * Stages the plan's target: the copy, the trusted metadata, the pending record, and the boot trial and deployment
+ * (undone if they fail).
+ */
+async function stage(
+  device: Device,
+  recorder: StatusRecorder,
+  journal: Journal,
+  bundle: BundleDir,
+  plan: Extract<InstallPlan, { action: 'stage' }>,
+  progress: ProgressListener | undefined,
+): Promise<CommandReport> {
+  const { decision, verified, timeFloor } = plan;
+  const { target, previous, transition } = decision;
+  const why = transition.reasons.join('; ');
+  await copyUpdate(device, recorder, journal, bundle, plan, progress);
 
   // The floor rises with the metadata it came from, in the same step, and only once the install goes ahead.
   await journal.step('install.metadata-promote', async () => {
@@ -466,25 +502,36 @@ async function stage(
     await recorder.finish({ state: 'ERROR', report, target: target.name, cause: error }, { pending: null });
     return report;
   }
-  const report: CommandReport = decision.sync
-    ? {
-        outcome: 'APPS_SYNCED',
-        message: `the device already runs target "${target.name}" (version ${target.version}); its apps were synced (${why}): restart the container engine, then run \`run\` to start them`,
-        data: { target, previous, reasons: transition.reasons },
-      }
-    : completion === 'reboot'
-      ? {
-          outcome: 'REBOOT_REQUIRED',
-          message: `installed target "${target.name}" (version ${target.version}; ${why}); reboot, then run \`run\``,
-          data: { target, previous, reasons: transition.reasons },
-        }
-      : {
-          outcome: 'RESTART_ENGINE_REQUIRED',
-          message: `installed target "${target.name}" (version ${target.version}; ${why}); no reboot needed: restart the container engine, then run \`run\``,
-          data: { target, previous, reasons: transition.reasons },
-        };
+  const report = stagedReport(decision, completion);
   await journal.step('install.pending-staged', () =>
     recorder.finish({ state: 'INPROGRESS', report, target: target.name }, { pending: { ...pending, stage: 'staged' } }),
   );
   return report;
+}
+
+/** What an install that staged its target tells the operator to do next. */
+function stagedReport(
+  decision: Extract<InstallDecision, { action: 'stage' }>,
+  completion: PendingUpdate['completion'],
+): CommandReport {
+  const { target, previous, transition } = decision;
+  const why = transition.reasons.join('; ');
+  const data = { target, previous, reasons: transition.reasons };
+  if (decision.sync)
+    return {
+      outcome: 'APPS_SYNCED',
+      message: `the device already runs target "${target.name}" (version ${target.version}); its apps were synced (${why}): restart the container engine, then run \`run\` to start them`,
+      data,
+    };
+  if (completion === 'reboot')
+    return {
+      outcome: 'REBOOT_REQUIRED',
+      message: `installed target "${target.name}" (version ${target.version}; ${why}); reboot, then run \`run\``,
+      data,
+    };
+  return {
+    outcome: 'RESTART_ENGINE_REQUIRED',
+    message: `installed target "${target.name}" (version ${target.version}; ${why}); no reboot needed: restart the container engine, then run \`run\``,
+    data,
+  };
 }
