@@ -25,7 +25,12 @@ import {
   verifyBundleMetadata,
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
-import { describeDamagedObject, describeMissingObject, findBadObject } from '../ostree/object-walk.js';
+import {
+  describeDamagedObject,
+  describeMissingObject,
+  findBadObject,
+  findMissingObject,
+} from '../ostree/object-walk.js';
 import { isNoSpace } from '../util/no-space.js';
 import { Journal } from './journal.js';
 import { planInstall, planRun, type InstallDecision } from './plan.js';
@@ -202,6 +207,16 @@ async function checkStaging(
       'CONTENT_MISSING',
       `this is a delta bundle on top of target "${base.target}" (commit ${base.commit}), which this device does not have: install "${base.target}" first, or use a full bundle`,
     );
+  }
+  // Every object the commit reaches must be on the device or in the bundle (8), found by walking the objects, before
+  // a byte is written. Whether each one matches its checksum the pull checks as it copies (70, undone).
+  if (transition.rootfsChanged) {
+    const missing = await findMissingObject(target.commit, [device.sysroot.repo.path, bundle.ostreeRepo.path]);
+    if (missing !== undefined)
+      throw new FerryError(
+        'CONTENT_MISSING',
+        `ostree_repo/: content of target "${target.name}" is incomplete: ${describeMissingObject(missing)}`,
+      );
   }
   await recorder.phase('VERIFYING', `checking the apps of "${target.name}" along their digest chain`);
   const missing: Record<string, AppPin> = {};

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
 import { before, describe, test } from 'node:test';
 import { bundleLayout } from '../../src/bundle/bundle-dir.js';
 import type { FerryError } from '../../src/errors.js';
@@ -8,6 +9,7 @@ import { loadDeviceStatus } from '../../src/lifecycle/rebuild-status.js';
 import { StatusRecorder } from '../../src/lifecycle/report.js';
 import { discardScratch } from '../../src/tuf/verify-metadata.js';
 import { buildFactory, exportTo, type TestFactory } from '../support/factory.js';
+import { objectsOnlyInBundle } from '../support/hostile.js';
 import { makeDevice, type TestDevice } from '../support/sim-device.js';
 
 /**
@@ -73,6 +75,27 @@ describe('prepareInstall, then applyInstall', () => {
       assert.equal(error.outcome, 'TARGET_NOT_IN_BUNDLE');
       return true;
     });
+    assert.equal(await device.fingerprint(), before);
+  });
+
+  test('an object the bundle lacks (and the device too) is refused by prepareInstall, before the pull', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const bundle = await exportTo(factory, factory.v2);
+    const [object] = await objectsOnlyInBundle(bundle, device.device.sysroot.repo.path, 'file');
+    await fs.rm(object!);
+    const before = await device.fingerprint();
+    const recorder = new StatusRecorder(device.device, (await loadDeviceStatus(device.device)).status, 'install');
+    await assert.rejects(
+      prepareInstall(device.device, recorder, bundleLayout(bundle), { srcDir: bundle }),
+      (error: FerryError) => {
+        assert.equal(error.outcome, 'CONTENT_MISSING');
+        assert.match(
+          error.message,
+          /is incomplete: ostree_repo\/objects\/\S+\.filez \(the file of \/\S*\) is missing$/,
+        );
+        return true;
+      },
+    );
     assert.equal(await device.fingerprint(), before);
   });
 
