@@ -530,6 +530,37 @@ export const OUTCOMES = {
     next: 'check the key file (--key, or <storage>/ferry/device-key.pem)',
   },
 
+  // ── files given on the command line that are there but are not what the command needs ─────────────────────────
+  KEY_FILE_INVALID: {
+    exitCode: 23,
+    kind: 'failure',
+    commands: ['bundle sign'],
+    meaning: 'the key file cannot be read or is not an ed25519 private key (PKCS#8 PEM); nothing was signed',
+    next: 'give the private key file of a targets key (ferry keys add-offline writes them)',
+  },
+  TRUSTED_ROOT_UNREADABLE: {
+    exitCode: 24,
+    kind: 'failure',
+    commands: ['verify'],
+    meaning: 'the trusted root.json given cannot be read',
+    next: "check --trusted-root (the factory's 1.root.json, or the root a device trusts)",
+  },
+  BUNDLE_TYPE_MISMATCH: {
+    exitCode: 25,
+    kind: 'failure',
+    commands: ['export'],
+    meaning:
+      'the bundle already in the destination is of the other type (ci or prod) than this export; nothing was written',
+    next: 'export with (or without) --prod to match it, or into a new directory',
+  },
+  TRUSTED_ROOT_INVALID: {
+    exitCode: 26,
+    kind: 'failure',
+    commands: ['verify'],
+    meaning: 'the trusted root.json given is not a root metadata file a verification can start from',
+    next: "give the factory's 1.root.json (or the root a device trusts) as --trusted-root",
+  },
+
   // ── paths given on the command line (checked before the command does anything) ─────────────────────────────────
   PATH_MISSING: {
     exitCode: 62,

@@ -9,7 +9,7 @@ import { BIG_READ_CHUNK } from '../util/sparse-file.js';
 import { syncFilesystem } from '../util/sync-filesystem.js';
 import { readBackBundleArchive, type ArchiveContent, type ArchiveKind } from './bundle-archive.js';
 import { openBundleDir } from './bundle-dir.js';
-import { checkArchiveFitsMedia, packBundle } from './export.js';
+import { checkArchiveFitsMedia, packBundle } from './archive-pack.js';
 import { membersOfDirectory, type TarMember } from '../apps/tar-pack.js';
 
 /** The parts of a bundle directory that go into its archive; anything else on the stick (reports/…) stays out. */

@@ -29,9 +29,13 @@ export async function signBundle(bundleDir: string, keyFile: string): Promise<Si
   try {
     key = signingKeyFromPem(await fs.readFile(keyFile, 'utf8'));
   } catch (error) {
-    throw new FerryError('USAGE', `${keyFile} is not an ed25519 private key (PKCS#8 PEM): ${describeCause(error)}`, {
-      cause: error,
-    });
+    throw new FerryError(
+      'KEY_FILE_INVALID',
+      `${keyFile} is not an ed25519 private key (PKCS#8 PEM): ${describeCause(error)}`,
+      {
+        cause: error,
+      },
+    );
   }
   const rootVersions = await rootVersionsOf(bundle.tufDir);
   const newest = rootVersions[rootVersions.length - 1]!;

@@ -1,4 +1,6 @@
+import '../tuf/models-patch.js';
 import { promises as fs } from 'node:fs';
+import { Metadata, MetadataKind } from '@tufjs/models';
 import os from 'node:os';
 import path from 'node:path';
 import { AppsDir } from '../apps/apps-dir.js';
@@ -75,13 +77,7 @@ export async function verifyBundleMetadataOf(
 ): Promise<VerifiedBundleMetadata> {
   const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-verify-'));
   try {
-    try {
-      await fs.copyFile(options.trustedRoot, path.join(trustedDir, 'root.json'));
-    } catch (error) {
-      throw new FerryError('USAGE', `cannot read the trusted root ${options.trustedRoot}: ${describeCause(error)}`, {
-        cause: error,
-      });
-    }
+    await fs.writeFile(path.join(trustedDir, 'root.json'), await readTrustedRoot(bundle, options.trustedRoot));
     const verified = await verifyBundleMetadata({
       trustedDir,
       bundleTufDir: bundle.tufDir,
@@ -99,6 +95,43 @@ export async function verifyBundleMetadataOf(
   } finally {
     await fs.rm(trustedDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The trusted root's bytes, once they are seen to be a root metadata file. One given on the command line that cannot
+ * be read, or is not a root, is the operator's file problem (24, 26); the bundle's own 1.root.json (the default) is
+ * the bundle's (14, 15).
+ */
+async function readTrustedRoot(bundle: BundleDir, file: string): Promise<Buffer> {
+  const ownRoot = path.resolve(path.dirname(file)) === path.resolve(bundle.tufDir);
+  let bytes: Buffer;
+  try {
+    bytes = await fs.readFile(file);
+  } catch (error) {
+    if (ownRoot)
+      throw new FerryError('METADATA_NOT_FOUND', `tuf/${path.basename(file)}: ${describeCause(error)}`, {
+        cause: error,
+      });
+    throw new FerryError('TRUSTED_ROOT_UNREADABLE', `cannot read the trusted root ${file}: ${describeCause(error)}`, {
+      cause: error,
+    });
+  }
+  try {
+    Metadata.fromJSON(MetadataKind.Root, JSON.parse(bytes.toString('utf8')));
+  } catch (error) {
+    if (ownRoot)
+      throw new FerryError('METADATA_MALFORMED', `tuf/${path.basename(file)}: ${describeCause(error)}`, {
+        cause: error,
+      });
+    throw new FerryError(
+      'TRUSTED_ROOT_INVALID',
+      `the trusted root ${file} is not a root.json: ${describeCause(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return bytes;
 }
 
 /** The second half of verifyBundle: the content the verified metadata names, on the stick. */

@@ -14,7 +14,7 @@ import {
 } from '../device/device.js';
 import { removeLeftovers } from '../device/leftovers.js';
 import { loadTimeFloor, raiseTimeFloor } from '../device/time-floor-file.js';
-import { INSTALL_UNDER_WAY_STATES, type PendingUpdate } from '../device/status-file.js';
+import { INSTALL_UNDER_WAY_STATES, type PendingUpdate, type TargetRef, type UpdateState } from '../device/status-file.js';
 import { availableBytes, treeBytesInBackground } from '../device/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
@@ -25,8 +25,12 @@ import {
   verifyBundleMetadata,
   type VerifiedMetadata,
 } from '../tuf/verify-metadata.js';
-import { describeMissingObject, findMissingObject } from '../ostree/object-walk.js';
-import { ToolError } from '../util/tool.js';
+import {
+  describeDamagedObject,
+  describeMissingObject,
+  findBadObject,
+  findMissingObject,
+} from '../ostree/object-walk.js';
 import { isNoSpace } from '../util/no-space.js';
 import { Journal } from './journal.js';
 import { planInstall, type InstallDecision } from './plan.js';
@@ -55,13 +59,14 @@ export interface InstallOptions {
 
 /**
  * `install`: verify the bundle, choose the target, and stage it so that the next boot (or engine restart) runs it.
- * Everything up to the decision only reads; a refusal writes nothing but the status record.
+ * prepareInstall decides (every refusal happens there, and nothing but the status record is written before it
+ * returns); applyInstall writes what the plan says.
  */
 export async function installFromBundle(device: Device, options: InstallOptions): Promise<CommandReport> {
   const { status: loaded } = await loadDeviceStatus(device);
   const recorder = new StatusRecorder(device, loaded, 'install');
   const journal = await Journal.open(device.paths.journalFile, 'install');
-  let verified: VerifiedMetadata | undefined;
+  let plan: InstallPlan | undefined;
   let source: BundleSource | undefined;
   let report: CommandReport | undefined;
   try {
@@ -72,31 +77,74 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     // last error and the media `run` reports to stay those of the pending update; the refusal goes to the history.
     if (recorder.status.pending !== null) recorder.keepUpdateState();
     await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
-    const status = recorder.status;
     source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
-    const bundle = source.bundle;
     recorder.log(`bundle: ${source.kind} ${options.srcDir}`);
-    // The size of the rootfs objects, for the space check: counted while the metadata is verified.
-    const rootfsObjectBytes = treeBytesInBackground(path.join(bundle.ostreeRepo.path, 'objects'));
-    rootfsObjectBytes.catch(() => undefined);
-    const booted = await readBooted(device);
-    const flags = await readBootFlags(device);
-    recorder.log(
-      `booted commit ${booted.commit}; ${device.boot.description}: upgrade_available=${flags.upgradeAvailable ? 1 : 0}`,
-    );
-    await recorder.phase('VERIFYING', 'checking the TUF metadata of the bundle');
-    // Expiry is checked against the device clock, but never against a time before the newest signing time this
-    // device has verified: a clock that lost its battery must not make expired metadata valid again.
-    const floor = await loadTimeFloor(device.paths.timeFloorFile);
-    if (floor.recovered !== undefined) recorder.log(floor.recovered);
-    const time = effectiveTime(options.now ?? new Date(), floor.floor);
-    if (time.fromFloor) recorder.log(describeTime(time));
-    verified = await verifyBundleMetadata({
-      trustedDir: device.paths.trustedMetadataDir,
-      bundleTufDir: bundle.tufDir,
-      now: time,
-      expectedType: device.config.production ? 'prod' : 'ci',
-    });
+    plan = await prepareInstall(device, recorder, source.bundle, options);
+    report = await applyInstall(device, recorder, journal, source.bundle, plan, loaded.state, options.progress);
+    return report;
+  } catch (error) {
+    report = errorReport(noSpaceOr(error));
+    await recorder.finish({ state: 'WONTGO', report, cause: error });
+    return report;
+  } finally {
+    if (plan) await discardScratch(plan.verified);
+    await source?.close();
+    await journal.end(report?.outcome ?? 'INTERNAL_ERROR');
+  }
+}
+
+/** What an install will do, decided before anything but the status record is written. */
+export type InstallPlan =
+  | {
+      readonly action: 'already-installed';
+      readonly target: TargetRef;
+      readonly verified: VerifiedMetadata;
+    }
+  | {
+      readonly action: 'stage';
+      readonly decision: Extract<InstallDecision, { action: 'stage' }>;
+      readonly verified: VerifiedMetadata;
+      /** The apps the store lacks, verified along their digest chain in the bundle. */
+      readonly apps: readonly VerifiedApp[];
+      readonly needs: SpaceNeeds;
+      /** The time floor the metadata was checked against; it rises once the install goes ahead. */
+      readonly timeFloor: Date | undefined;
+    };
+
+/**
+ * Every check of an install, in the order a device can answer them: the metadata from the trusted root, the target
+ * it selects, the decision against what the device runs, a delta's base, the apps' digest chains and the space. Only
+ * reads (the status record reports the phases): a refusal is thrown from here, and leaves the device as it was.
+ */
+export async function prepareInstall(
+  device: Device,
+  recorder: StatusRecorder,
+  bundle: BundleDir,
+  options: InstallOptions,
+): Promise<InstallPlan> {
+  const status = recorder.status;
+  // The size of the rootfs objects, for the space check: counted while the metadata is verified.
+  const rootfsObjectBytes = treeBytesInBackground(path.join(bundle.ostreeRepo.path, 'objects'));
+  rootfsObjectBytes.catch(() => undefined);
+  const booted = await readBooted(device);
+  const flags = await readBootFlags(device);
+  recorder.log(
+    `booted commit ${booted.commit}; ${device.boot.description}: upgrade_available=${flags.upgradeAvailable ? 1 : 0}`,
+  );
+  await recorder.phase('VERIFYING', 'checking the TUF metadata of the bundle');
+  // Expiry is checked against the device clock, but never against a time before the newest signing time this
+  // device has verified: a clock that lost its battery must not make expired metadata valid again.
+  const floor = await loadTimeFloor(device.paths.timeFloorFile);
+  if (floor.recovered !== undefined) recorder.log(floor.recovered);
+  const time = effectiveTime(options.now ?? new Date(), floor.floor);
+  if (time.fromFloor) recorder.log(describeTime(time));
+  const verified = await verifyBundleMetadata({
+    trustedDir: device.paths.trustedMetadataDir,
+    bundleTufDir: bundle.tufDir,
+    now: time,
+    expectedType: device.config.production ? 'prod' : 'ci',
+  });
+  try {
     recorder.log(
       `metadata verified: root version ${verified.rootVersion}; bundle ${verified.bundle.type}/${verified.bundle.tag} names ${verified.bundle.targets.join(', ')}`,
     );
@@ -128,40 +176,95 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     switch (decision.action) {
       case 'refuse':
         throw decision.error;
-      case 'already-installed': {
-        report = {
-          outcome: 'ALREADY_INSTALLED',
-          message: `the device already runs target "${decision.target.name}" (version ${decision.target.version}); nothing to install`,
-          data: { target: decision.target },
-        };
-        await recorder.finish(
-          {
-            // Nothing happened: the state stays what it was before this install began, unless that said an update ran.
-            state: loaded.state === 'IDLE' || INSTALL_UNDER_WAY_STATES.has(loaded.state) ? 'DONE' : loaded.state,
-            report,
-            target: decision.target.name,
-          },
-          // A record that did not know it (a factory-flashed device, a rebuilt record) learns what the device runs.
-          { current: decision.target },
-        );
-        return report;
-      }
+      case 'already-installed':
+        return { action: 'already-installed', target: decision.target, verified };
     }
-    report = await stage(device, recorder, journal, bundle, verified, decision, {
-      timeFloor: floor.floor,
-      progress: options.progress,
-      rootfsObjectBytes,
-    });
-    return report;
+    const { apps, needs } = await checkStaging(device, recorder, bundle, verified, decision, rootfsObjectBytes);
+    return { action: 'stage', decision, verified, apps, needs, timeFloor: floor.floor };
   } catch (error) {
-    report = errorReport(noSpaceOr(error));
-    await recorder.finish({ state: 'WONTGO', report, cause: error });
-    return report;
-  } finally {
-    if (verified) await discardScratch(verified);
-    await source?.close();
-    await journal.end(report?.outcome ?? 'INTERNAL_ERROR');
+    await discardScratch(verified);
+    throw error;
   }
+}
+
+/**
+ * The checks of an install that stages: a delta's base on the device, the apps the store lacks along their digest
+ * chain in the bundle, and the space they and the rootfs need.
+ */
+async function checkStaging(
+  device: Device,
+  recorder: StatusRecorder,
+  bundle: BundleDir,
+  verified: VerifiedMetadata,
+  decision: Extract<InstallDecision, { action: 'stage' }>,
+  rootfsObjectBytes: Promise<number>,
+): Promise<{ apps: readonly VerifiedApp[]; needs: SpaceNeeds }> {
+  const { target, transition } = decision;
+  // A delta bundle holds only what its target adds to its base: the device must hold the base, checked before a
+  // byte is written (the untrusted pull would find out too, but only half-way).
+  const base = verified.bundle.base;
+  if (base !== undefined && !(await device.sysroot.repo.hasCommitObject(base.commit))) {
+    throw new FerryError(
+      'CONTENT_MISSING',
+      `this is a delta bundle on top of target "${base.target}" (commit ${base.commit}), which this device does not have: install "${base.target}" first, or use a full bundle`,
+    );
+  }
+  // Every object the commit reaches must be on the device or in the bundle (8), found by walking the objects, before
+  // a byte is written. Whether each one matches its checksum the pull checks as it copies (70, undone).
+  if (transition.rootfsChanged) {
+    const missing = await findMissingObject(target.commit, [device.sysroot.repo.path, bundle.ostreeRepo.path]);
+    if (missing !== undefined)
+      throw new FerryError(
+        'CONTENT_MISSING',
+        `ostree_repo/: content of target "${target.name}" is incomplete: ${describeMissingObject(missing)}`,
+      );
+  }
+  await recorder.phase('VERIFYING', `checking the apps of "${target.name}" along their digest chain`);
+  const missing: Record<string, AppPin> = {};
+  for (const [name, pin] of Object.entries(target.apps))
+    if (!(await device.appStore.hasApp(name, pin))) missing[name] = pin;
+  const apps = await verifyApps(
+    new AppsDir(bundle.appsDir),
+    missing,
+    'apps/',
+    base === undefined ? undefined : (digest) => device.appStore.apps.blobs.has(digest),
+  );
+  const needs = await checkSpace(device, apps, transition.rootfsChanged ? rootfsObjectBytes : undefined);
+  recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
+  return { apps, needs };
+}
+
+/**
+ * Carries out an install plan: records that the device already runs the target, or stages it. The first write of
+ * the install happens here; what can fail from here on is a write, undone as the journal says.
+ */
+export async function applyInstall(
+  device: Device,
+  recorder: StatusRecorder,
+  journal: Journal,
+  bundle: BundleDir,
+  plan: InstallPlan,
+  /** The state before this install began. */
+  stateBefore: UpdateState,
+  progress: ProgressListener | undefined,
+): Promise<CommandReport> {
+  if (plan.action === 'stage') return stage(device, recorder, journal, bundle, plan, progress);
+  const report: CommandReport = {
+    outcome: 'ALREADY_INSTALLED',
+    message: `the device already runs target "${plan.target.name}" (version ${plan.target.version}); nothing to install`,
+    data: { target: plan.target },
+  };
+  await recorder.finish(
+    {
+      // Nothing happened: the state stays what it was before this install began, unless that said an update ran.
+      state: stateBefore === 'IDLE' || INSTALL_UNDER_WAY_STATES.has(stateBefore) ? 'DONE' : stateBefore,
+      report,
+      target: plan.target.name,
+    },
+    // A record that did not know it (a factory-flashed device, a rebuilt record) learns what the device runs.
+    { current: plan.target },
+  );
+  return report;
 }
 
 /**
@@ -199,37 +302,34 @@ function noSpaceOr(error: unknown): unknown {
   );
 }
 
-function pullFailure(name: string, error: unknown): FerryError {
-  const text = error instanceof ToolError ? error.stderr : describeCause(error);
-  if (isNoSpace(error)) return noSpaceOr(error) as FerryError;
-  if (/corrupted|checksum|invalid/i.test(text)) {
-    return new FerryError(
-      'CONTENT_VERIFICATION_FAILED',
-      `ostree_repo/: content of target "${name}" failed verification: ${describeCause(error)}`,
-      { cause: error },
-    );
-  }
-  return new FerryError('STAGING_FAILED', `pulling target "${name}" failed: ${describeCause(error)}`, { cause: error });
-}
-
 /**
  * Pulls the commit with every object checked against its checksum; a failure leaves the repo as it was. When it
- * fails, the objects on disk say whether the bundle lacks one (8): an object the device already holds is not
- * needed from the bundle, as ostree itself skips it.
+ * fails, the objects on disk say why, not ostree's words: an object the bundle lacks (8) or one that is not what its
+ * name says (70). The device's repo is looked at first: an object it already holds is not needed from the bundle, as
+ * ostree itself skips it. Anything else (the disk filled up, a write failed) is not the bundle's fault.
  */
 async function pullRootfs(device: Device, bundle: BundleDir, name: string, commit: string): Promise<void> {
   const repo = device.sysroot.repo;
   try {
     await repo.pullLocal(bundle.ostreeRepo.path, commit, { untrusted: true });
   } catch (error) {
-    const missing = await findMissingObject(commit, [bundle.ostreeRepo.path, repo.path]).catch(() => undefined);
-    if (missing !== undefined)
+    const bad = await findBadObject(commit, [repo.path, bundle.ostreeRepo.path]).catch(() => undefined);
+    if (bad?.reason === 'missing')
       throw new FerryError(
         'CONTENT_MISSING',
-        `ostree_repo/: content of target "${name}" is incomplete: ${describeMissingObject(missing)}`,
+        `ostree_repo/: content of target "${name}" is incomplete: ${describeMissingObject(bad.object)}`,
         { cause: error },
       );
-    throw pullFailure(name, error);
+    if (bad?.reason === 'damaged')
+      throw new FerryError(
+        'CONTENT_VERIFICATION_FAILED',
+        `ostree_repo/: content of target "${name}" failed verification: ${describeDamagedObject(bad)} (${describeCause(error)})`,
+        { cause: error },
+      );
+    if (isNoSpace(error)) throw noSpaceOr(error);
+    throw new FerryError('STAGING_FAILED', `pulling target "${name}" failed: ${describeCause(error)}`, {
+      cause: error,
+    });
   }
   if (!(await repo.hasCommitObject(commit)) || (await repo.resolve(commit)) !== commit) {
     throw new FerryError(
@@ -295,44 +395,20 @@ async function checkSpace(
   return { appBytes, rootfsBytes };
 }
 
-async function stage(
+/**
+ * The copy of an install: the apps into staging, the rootfs objects into the device's repo, then the apps into the
+ * store. The first write of the install is here: every refusal comes before it.
+ */
+async function copyUpdate(
   device: Device,
   recorder: StatusRecorder,
   journal: Journal,
   bundle: BundleDir,
-  verified: VerifiedMetadata,
-  decision: Extract<InstallDecision, { action: 'stage' }>,
-  context: {
-    timeFloor: Date | undefined;
-    progress: ProgressListener | undefined;
-    rootfsObjectBytes: Promise<number>;
-  },
-): Promise<CommandReport> {
-  const { timeFloor, progress } = context;
-  const { target, previous, transition } = decision;
-  const why = transition.reasons.join('; ');
-  // A delta bundle holds only what its target adds to its base: the device must hold the base, checked before a
-  // byte is written (the untrusted pull would find out too, but only half-way).
-  const base = verified.bundle.base;
-  if (base !== undefined && !(await device.sysroot.repo.hasCommitObject(base.commit))) {
-    throw new FerryError(
-      'CONTENT_MISSING',
-      `this is a delta bundle on top of target "${base.target}" (commit ${base.commit}), which this device does not have: install "${base.target}" first, or use a full bundle`,
-    );
-  }
-  await recorder.phase('VERIFYING', `checking the apps of "${target.name}" along their digest chain`);
-  const missing: Record<string, AppPin> = {};
-  for (const [name, pin] of Object.entries(target.apps))
-    if (!(await device.appStore.hasApp(name, pin))) missing[name] = pin;
-  const apps = await verifyApps(
-    new AppsDir(bundle.appsDir),
-    missing,
-    'apps/',
-    base === undefined ? undefined : (digest) => device.appStore.apps.blobs.has(digest),
-  );
-  const needs = await checkSpace(device, apps, transition.rootfsChanged ? context.rootfsObjectBytes : undefined);
-  recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
-  // The first write of the install: every refusal comes before it.
+  plan: Extract<InstallPlan, { action: 'stage' }>,
+  progress: ProgressListener | undefined,
+): Promise<void> {
+  const { apps, needs } = plan;
+  const { target, transition } = plan.decision;
   const leftovers = await journal.step('install.leftovers-remove', () => removeLeftovers(device.paths));
   if (leftovers.length > 0) recorder.log(`removed what an interrupted command left: ${leftovers.join(', ')}`);
 
@@ -369,6 +445,24 @@ async function stage(
   }
   await journal.step('install.apps-commit', () => staged.commit());
   await recorder.progress({ unit: 'percent', value: 100 }, true);
+}
+
+/**
+ * Stages the plan's target: the copy, the trusted metadata, the pending record, and the boot trial and deployment
+ * (undone if they fail).
+ */
+async function stage(
+  device: Device,
+  recorder: StatusRecorder,
+  journal: Journal,
+  bundle: BundleDir,
+  plan: Extract<InstallPlan, { action: 'stage' }>,
+  progress: ProgressListener | undefined,
+): Promise<CommandReport> {
+  const { decision, verified, timeFloor } = plan;
+  const { target, previous, transition } = decision;
+  const why = transition.reasons.join('; ');
+  await copyUpdate(device, recorder, journal, bundle, plan, progress);
 
   // The floor rises with the metadata it came from, in the same step, and only once the install goes ahead.
   await journal.step('install.metadata-promote', async () => {
@@ -420,25 +514,36 @@ async function stage(
     await recorder.finish({ state: 'ERROR', report, target: target.name, cause: error }, { pending: null });
     return report;
   }
-  const report: CommandReport = decision.sync
-    ? {
-        outcome: 'APPS_SYNCED',
-        message: `the device already runs target "${target.name}" (version ${target.version}); its apps were synced (${why}): restart the container engine, then run \`run\` to start them`,
-        data: { target, previous, reasons: transition.reasons },
-      }
-    : completion === 'reboot'
-      ? {
-          outcome: 'REBOOT_REQUIRED',
-          message: `installed target "${target.name}" (version ${target.version}; ${why}); reboot, then run \`run\``,
-          data: { target, previous, reasons: transition.reasons },
-        }
-      : {
-          outcome: 'RESTART_ENGINE_REQUIRED',
-          message: `installed target "${target.name}" (version ${target.version}; ${why}); no reboot needed: restart the container engine, then run \`run\``,
-          data: { target, previous, reasons: transition.reasons },
-        };
+  const report = stagedReport(decision, completion);
   await journal.step('install.pending-staged', () =>
     recorder.finish({ state: 'INPROGRESS', report, target: target.name }, { pending: { ...pending, phase: 'staged' } }),
   );
   return report;
+}
+
+/** What an install that staged its target tells the operator to do next. */
+function stagedReport(
+  decision: Extract<InstallDecision, { action: 'stage' }>,
+  completion: PendingUpdate['completion'],
+): CommandReport {
+  const { target, previous, transition } = decision;
+  const why = transition.reasons.join('; ');
+  const data = { target, previous, reasons: transition.reasons };
+  if (decision.sync)
+    return {
+      outcome: 'APPS_SYNCED',
+      message: `the device already runs target "${target.name}" (version ${target.version}); its apps were synced (${why}): restart the container engine, then run \`run\` to start them`,
+      data,
+    };
+  if (completion === 'reboot')
+    return {
+      outcome: 'REBOOT_REQUIRED',
+      message: `installed target "${target.name}" (version ${target.version}; ${why}); reboot, then run \`run\``,
+      data,
+    };
+  return {
+    outcome: 'RESTART_ENGINE_REQUIRED',
+    message: `installed target "${target.name}" (version ${target.version}; ${why}); no reboot needed: restart the container engine, then run \`run\``,
+    data,
+  };
 }

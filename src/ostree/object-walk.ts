@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { ArchiveFileObjectHasher } from './archive-object.js';
 
 /**
  * Walks the objects an OSTree commit reaches by reading the repos' own files: the commit, then each dirtree, its
@@ -164,6 +165,13 @@ export async function walkCommit(
   commit: string,
   repos: readonly string[],
   visit: (object: ReachedObject) => void = () => undefined,
+  options: {
+    /**
+     * Checks every compressed file object (`.filez`, an archive repo's) against its checksum too. Objects are found
+     * in the first repo that holds them, so one a repo listed earlier holds is not checked in a later one.
+     */
+    readonly checkArchiveFiles?: boolean;
+  } = {},
 ): Promise<WalkStop | undefined> {
   const seen = new Set<string>();
   const reach = async (object: ReachedObject): Promise<string | WalkStop | null> => {
@@ -173,6 +181,10 @@ export async function walkCommit(
     const file = await locate(repos, object.checksum, object.kind);
     if (file === undefined) return { reason: 'missing', object };
     visit(object);
+    if (options.checkArchiveFiles === true && file.endsWith('.filez')) {
+      const damage = await archiveFileDamage(file, object.checksum);
+      if (damage !== undefined) return { reason: 'damaged', object, detail: damage };
+    }
     return file;
   };
   const commitObject: ReachedObject = { checksum: commit, kind: 'commit', where: '/' };
@@ -212,6 +224,30 @@ export async function walkCommit(
       trees.push({ tree: dir.tree, meta: dir.meta, where: path.posix.join(where, dir.name) });
   }
   return undefined;
+}
+
+/** Why a compressed file object is not the object its name says, or undefined when it is. */
+async function archiveFileDamage(file: string, checksum: string): Promise<string | undefined> {
+  const hasher = new ArchiveFileObjectHasher();
+  for await (const chunk of createReadStream(file)) await hasher.update(chunk as Buffer);
+  const actual = await hasher.digest();
+  if (actual instanceof Error) return `not an OSTree file object: ${actual.message}`;
+  return actual === checksum ? undefined : `hashes to ${actual}`;
+}
+
+/**
+ * The first object `commit` reaches that is absent from every one of `repos` or damaged (metadata and compressed
+ * file objects are checked against their checksums), or undefined when the whole commit is there and sound.
+ */
+export async function findBadObject(commit: string, repos: readonly string[]): Promise<WalkStop | undefined> {
+  return walkCommit(commit, repos, undefined, { checkArchiveFiles: true });
+}
+
+/** One line naming a damaged object of a bundle's ostree_repo/, what it is in the tree, and what is wrong. */
+export function describeDamagedObject(stop: Extract<WalkStop, { reason: 'damaged' }>): string {
+  const { object } = stop;
+  const what = object.kind === 'commit' ? 'the commit' : `the ${object.kind} of ${object.where}`;
+  return `ostree_repo/${objectPath(object.checksum, object.kind)} (${what}) is damaged: ${stop.detail}`;
 }
 
 /** The first object `commit` reaches that none of `repos` holds, or undefined (all there, or one is damaged). */

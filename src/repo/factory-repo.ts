@@ -29,6 +29,13 @@ export interface RepoSettings {
 
 type SignedDocument = { signed: Record<string, unknown>; signatures: unknown[] };
 
+/** One signed version of the repository's targets, snapshot and timestamp. */
+export interface SignedRelease {
+  readonly targets: Record<string, unknown>;
+  readonly snapshot: Record<string, unknown>;
+  readonly timestamp: Record<string, unknown>;
+}
+
 export const SPEC_VERSION = '1.0.31';
 const SETTINGS_FILE = 'ferry-repo.json';
 
@@ -93,14 +100,18 @@ export class FactoryRepo {
    * Signs `targetsSigned` as the next targets version, then a snapshot and a timestamp that point at it, all with
    * the given expiry. Versions only ever grow, so every device sees each publication as new.
    */
-  async publishTargets(
-    targets: Record<string, unknown>,
-    expires: string,
-  ): Promise<{
-    targets: Record<string, unknown>;
-    snapshot: Record<string, unknown>;
-    timestamp: Record<string, unknown>;
-  }> {
+  /** Signs the next versions of targets, snapshot and timestamp, and makes them the repository's. */
+  async publishTargets(targets: Record<string, unknown>, expires: string): Promise<SignedRelease> {
+    const release = await this.signRelease(targets, expires);
+    await this.saveRelease(release);
+    return release;
+  }
+
+  /**
+   * The next versions of targets, snapshot and timestamp, signed but not written: an export writes them into its
+   * bundle and saves them here only once the bundle is done (saveRelease), so a failed export moves no version.
+   */
+  async signRelease(targets: Record<string, unknown>, expires: string): Promise<SignedRelease> {
     const [oldTargets, oldSnapshot, oldTimestamp] = await Promise.all([
       this.readRole('targets'),
       this.readRole('snapshot'),
@@ -136,11 +147,14 @@ export class FactoryRepo {
       },
       await this.keys.load('timestamp'),
     );
-    // Written leaf first: a reader that sees the new timestamp finds the snapshot and targets it names.
-    await this.writeRole('targets', signedTargets);
-    await this.writeRole('snapshot', snapshot);
-    await this.writeRole('timestamp', timestamp);
     return { targets: signedTargets, snapshot, timestamp };
+  }
+
+  async saveRelease(release: SignedRelease): Promise<void> {
+    // Written leaf first: a reader that sees the new timestamp finds the snapshot and targets it names.
+    await this.writeRole('targets', release.targets);
+    await this.writeRole('snapshot', release.snapshot);
+    await this.writeRole('timestamp', release.timestamp);
   }
 
   async targets(): Promise<

@@ -18,6 +18,10 @@ import {
 import { makeDevice, statusOf, trustedMetadata } from '../support/sim-device.js';
 import { flipByte } from '../support/hostile.js';
 import { pastDate, resignBundleRole } from '../support/tamper.js';
+import { hashTree } from '../support/tree-hash.js';
+import { bundleLayout } from '../../src/bundle/bundle-dir.js';
+import { verifyBundle } from '../../src/bundle/verify-bundle.js';
+import type { FerryError } from '../../src/errors.js';
 
 /** show, verify, bundle sign, keys and the multi-target and tuf-only exports: a stick checked before it ships. */
 
@@ -148,6 +152,54 @@ describe('ferry verify', () => {
     const broken = await cli('verify', damaged);
     assert.equal(broken.code, 70, broken.stderr);
     assert.equal(broken.stderr.trimEnd().split('\n').length, 1);
+  });
+});
+
+describe('files given on the command line that are not what the command needs', () => {
+  test('verify: an unreadable trusted root is 24, one that is not a root.json 26; the bundle lacking its own root 14', async () => {
+    const bundle = await exportTo(factory, factory.v2);
+    const dir = await tempDir('trusted-roots');
+    const unreadable = path.join(dir, 'unreadable.json');
+    // A directory where the file is read: readable as a path, not as a file, for root as for anyone.
+    await fs.mkdir(unreadable);
+    const notRoot = path.join(dir, 'targets.json');
+    await fs.copyFile(path.join(bundle, 'tuf', 'targets.json'), notRoot);
+    const garbage = path.join(dir, 'garbage.json');
+    await fs.writeFile(garbage, 'not json');
+    for (const [file, code, reason] of [
+      [notRoot, 26, /is not a root\.json/],
+      [garbage, 26, /is not a root\.json/],
+    ] as const) {
+      const result = await json('verify', bundle, '--trusted-root', file);
+      assert.equal(result.code, code, result.stderr);
+      assert.match(result.stderr, reason);
+      assert.equal(result.stderr.trimEnd().split('\n').length, 1);
+      assert.match(result.data['message'], reason, 'the same reason in --json');
+    }
+    // On the command line a directory given for a file is the path check's (63); below it, the read fails.
+    assert.equal((await cli('verify', bundle, '--trusted-root', unreadable)).code, 63);
+    await assert.rejects(verifyBundle(bundleLayout(bundle), { trustedRoot: unreadable }), (error: FerryError) => {
+      assert.equal(error.outcome, 'TRUSTED_ROOT_UNREADABLE');
+      assert.match(error.message, /^cannot read the trusted root .*unreadable\.json: /);
+      return true;
+    });
+    const ownRootless = await exportTo(factory, factory.v2);
+    await fs.rm(path.join(ownRootless, 'tuf', '1.root.json'));
+    const lacking = await cli('verify', ownRootless);
+    assert.equal(lacking.code, 14, lacking.stderr);
+  });
+
+  test('bundle sign: a key file that is not an ed25519 private key is 23, and the bundle is unchanged', async () => {
+    const bundle = await exportTo(factory, factory.v2);
+    const before = await hashTree(bundle);
+    const key = path.join(await tempDir('bad-key'), 'key.pem');
+    await fs.writeFile(key, '-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n');
+    const result = await json('bundle', 'sign', bundle, '--key', key);
+    assert.equal(result.code, 23, result.stderr);
+    assert.match(result.stderr, /^ferry: .*key\.pem is not an ed25519 private key \(PKCS#8 PEM\)/);
+    assert.equal(result.stderr.trimEnd().split('\n').length, 1);
+    assert.equal(result.data['outcome'], 'KEY_FILE_INVALID');
+    assert.equal(await hashTree(bundle), before);
   });
 });
 
@@ -312,9 +364,11 @@ describe('one stick, many devices', () => {
     }
   });
 
-  test('adding to a bundle of another type, or to a tar: refused with the stick unchanged', async () => {
+  test('adding to a bundle of another type (25), or to a tar (2): refused with the stick and the factory unchanged', async () => {
     const bundle = await exportTo(factory, factory.v2);
     const before = await fs.readFile(path.join(bundle, 'tuf', 'bundle-targets.json'), 'utf8');
+    const stickBefore = await hashTree(bundle);
+    const factoryBefore = await hashTree(factory.repo.dir);
     const prod = await cli(
       'export',
       factory.otherBoard,
@@ -326,8 +380,11 @@ describe('one stick, many devices', () => {
       '--prod',
       '--allow-multiple-targets',
     );
-    assert.equal(prod.code, 2, prod.stderr);
+    assert.equal(prod.code, 25, prod.stderr);
+    assert.equal(prod.stderr, `ferry: ${bundle} is a "ci" bundle; a "prod" export cannot be added to it\n`);
     assert.equal(await fs.readFile(path.join(bundle, 'tuf', 'bundle-targets.json'), 'utf8'), before);
+    assert.equal(await hashTree(bundle), stickBefore);
+    assert.equal(await hashTree(factory.repo.dir), factoryBefore, 'no factory version moved');
     const tar = await cli(
       'export',
       factory.v2,

@@ -2,7 +2,14 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { findMissingObject, objectPath, walkCommit, type ReachedObject } from '../../src/ostree/object-walk.js';
+import {
+  describeDamagedObject,
+  findBadObject,
+  findMissingObject,
+  objectPath,
+  walkCommit,
+  type ReachedObject,
+} from '../../src/ostree/object-walk.js';
 import { OstreeRepo } from '../../src/ostree/ostree-repo.js';
 import { tempDir } from '../support/factory.js';
 import { flipByte } from '../support/hostile.js';
@@ -87,5 +94,26 @@ describe('walking an OSTree commit from its own objects', () => {
     assert.equal(stop?.reason, 'damaged');
     assert.deepEqual(stop?.object, victim);
     assert.equal(await findMissingObject(commit, [copy]), undefined);
+  });
+
+  test('findBadObject checks compressed file objects too, and only where they are found first', async () => {
+    assert.equal(await findBadObject(commit, [repo.path]), undefined, 'a sound commit');
+    const copy = path.join(await tempDir('object-walk-damaged-file'), 'repo');
+    await fs.cp(repo.path, copy, { recursive: true });
+    const objects: ReachedObject[] = [];
+    await walkCommit(commit, [copy], (object) => objects.push(object));
+    const victim = objects.find((object) => object.kind === 'file' && object.where === '/small/a')!;
+    await flipByte(path.join(copy, objectPath(victim.checksum, 'file')));
+    assert.equal(await walkCommit(commit, [copy]), undefined, 'a plain walk reads no file object');
+    const stop = await findBadObject(commit, [copy]);
+    assert.equal(stop?.reason, 'damaged');
+    assert.deepEqual(stop?.object, victim);
+    if (stop?.reason === 'damaged')
+      assert.match(
+        describeDamagedObject(stop),
+        /^ostree_repo\/objects\/\S+\.filez \(the file of \/small\/a\) is damaged: /,
+      );
+    // A sound copy in a repo listed first is the one used: the damaged one is never needed.
+    assert.equal(await findBadObject(commit, [repo.path, copy]), undefined);
   });
 });

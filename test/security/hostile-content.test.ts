@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -6,7 +7,7 @@ import { AppsDir } from '../../src/apps/apps-dir.js';
 import { hexOf } from '../../src/apps/digest.js';
 import { exportBundle } from '../../src/bundle/export.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
-import { cli } from '../support/cli.js';
+import { cli, ferryProcess } from '../support/cli.js';
 import { buildFactory, exportTo, TAG, tempDir, type TestFactory } from '../support/factory.js';
 import { flipByte, objectsOnlyInBundle, rewriteApp } from '../support/hostile.js';
 import { assertRefused, makeDevice } from '../support/sim-device.js';
@@ -32,14 +33,41 @@ describe('hostile media: OSTree content', () => {
       const candidates = await objectsOnlyInBundle(bundle, device.device.sysroot.repo.path, kind);
       assert.ok(candidates.length > 0, `the bundle has a ${kind} object the device lacks`);
       await flipByte(candidates[0]!, kind === 'file' ? undefined : 8);
+      // The damaged object is named from what ferry reads on disk; ostree's own words follow.
+      const name = path.relative(bundle, candidates[0]!).replace(/[./]/g, (c) => `\\${c}`);
       await assertRefused(
         device,
         bundle,
         70,
-        /ostree_repo\/: content of target "sim-lmp-2" failed verification: .*(Corrupted|checksum)/i,
+        new RegExp(
+          `^ferry: ostree_repo/: content of target "sim-lmp-2" failed verification: ${name} \\(the ${kind}( of /\\S*)?\\) is damaged: .*(Corrupted|checksum)`,
+          'i',
+        ),
       );
     });
   }
+
+  test('a pull that fails with words of damage from ostree while every object is sound: 50, not 70', async () => {
+    const device = await makeDevice(rootfs, rootfs.v1);
+    const bundle = await exportTo(rootfs, rootfs.v2);
+    const tools = await tempDir('failing-ostree');
+    const real = spawnSync('sh', ['-c', 'command -v ostree'], { encoding: 'utf8' }).stdout.trim();
+    assert.ok(real.startsWith('/'), 'ostree is installed');
+    // ostree that fails its pull as a failing disk would, in the words it uses for a corrupted object.
+    await fs.writeFile(
+      path.join(tools, 'ostree'),
+      `#!/bin/sh\ncase " $* " in *" pull-local "*) echo "error: Corrupted file object; invalid checksum" >&2; exit 1;; esac\nexec ${real} "$@"\n`,
+      { mode: 0o755 },
+    );
+    const before = await device.fingerprint();
+    const result = await ferryProcess(['install', '--config', device.configDir, '--src-dir', bundle], {
+      PATH: `${tools}:${process.env['PATH'] ?? ''}`,
+    });
+    assert.equal(result.code, 50, result.stderr);
+    assert.match(result.stderr, /^ferry: pulling target "sim-lmp-2" failed: .*Corrupted file object/);
+    assert.equal(result.stderr.trimEnd().split('\n').length, 1);
+    assert.equal(await device.fingerprint(), before, 'nothing was kept');
+  });
 
   for (const kind of ['file', 'dirtree'] as const) {
     test(`a ${kind} object missing from ostree_repo/: 8 from install (nothing pulled) and from verify, naming it`, async () => {
