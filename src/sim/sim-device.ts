@@ -8,7 +8,7 @@ import { devicePaths, type DevicePaths } from '../device/paths.js';
 import { StatusFile, emptyStatus } from '../device/status-file.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import type { FactoryRepo } from '../repo/factory-repo.js';
-import { switchApps } from '../apps/app-runner.js';
+import { appsOutOfSync, startApps, switchApps } from '../apps/app-runner.js';
 import { verifyApps } from '../apps/verify-apps.js';
 import { openDevice } from '../device/device.js';
 import { refOf } from '../lifecycle/plan.js';
@@ -249,8 +249,9 @@ export async function copySimDevice(
 
 /**
  * Starts the apps of the device's current target from its own app store, as the engine of a board that was
- * provisioned with them would at power-on: for a copy (copySimDevice), on an engine that runs no container of the
- * device it was copied from. Images the engine lacks are loaded from the store.
+ * provisioned with them does at power-on: for a copy (copySimDevice), on an engine that runs no container of the
+ * device it was copied from. Images the engine lacks are loaded from the store. There is no testing window: the
+ * apps are the ones the device already runs, and one look finds each service running.
  */
 export async function startSimApps(deviceDir: string): Promise<void> {
   const config = await loadDeviceConfig([simConfigDir(path.resolve(deviceDir))]);
@@ -260,9 +261,10 @@ export async function startSimApps(deviceDir: string): Promise<void> {
   if (Object.keys(apps).length === 0) return;
   const device = openDevice(config);
   await device.engine.ensureReachable();
-  const result = await switchApps(device.engine, device.appStore, {}, apps, config.testingWindowMs);
-  if (!result.ok)
-    throw new FerryError('APPS_FAILED_NO_ROLLBACK', `the device's apps did not start: ${result.failures.join('; ')}`);
+  const started = await startApps(device.engine, device.appStore, {}, apps);
+  const failures = started.ok ? await appsOutOfSync(device.engine, device.appStore, apps) : started.failures;
+  if (failures.length > 0)
+    throw new FerryError('APPS_FAILED_NO_ROLLBACK', `the device's apps did not start: ${failures.join('; ')}`);
 }
 
 export async function rebootSimDevice(deviceDir: string): Promise<SimulatedBoot> {
