@@ -8,13 +8,13 @@ import { devicePaths, type DevicePaths } from '../device/paths.js';
 import { StatusFile, emptyStatus } from '../device/status-file.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import type { FactoryRepo } from '../repo/factory-repo.js';
-import { switchApps } from '../apps/app-runner.js';
+import { appsOutOfSync, startApps, switchApps } from '../apps/app-runner.js';
 import { verifyApps } from '../apps/verify-apps.js';
 import { openDevice } from '../device/device.js';
 import { refOf } from '../lifecycle/plan.js';
 import { registerDeviceKey } from '../reports/device-registry.js';
 import { targetFromMetadata, type AppPin, type Target } from '../tuf/target.js';
-import { isEmptyOrMissingDir } from '../util/atomic-file.js';
+import { isEmptyOrMissingDir, pathExists } from '../util/atomic-file.js';
 import { runTool } from '../util/tool.js';
 import { simulateReboot, type SimulatedBoot } from './bootloader-model.js';
 
@@ -199,6 +199,72 @@ function initialVariables(vars: BootVariables, bootlimit: number): Record<string
     [vars.bootUpgradeAvailable]: '0',
     [vars.rollback]: '0',
   };
+}
+
+/**
+ * A copy of the simulated device at `sourceDir` in `deviceDir`, for tests that start many times from one state.
+ * `cp -a` keeps the hard links between the sysroot's repository and its deployments, and sparse files sparse; ostree's
+ * immutable flag on each deployment directory, which cp does not carry, is set again. The device names its own
+ * files by absolute path in two places, its configuration and fw_env.config: both are re-pointed at the copy, and
+ * `dockerHost` moves it to another engine. The containers are not in the directory: see startSimApps.
+ */
+export async function copySimDevice(
+  sourceDir: string,
+  deviceDir: string,
+  options: { readonly dockerHost?: string } = {},
+): Promise<DeviceConfig> {
+  const source = path.resolve(sourceDir);
+  const root = path.resolve(deviceDir);
+  if (!(await isEmptyOrMissingDir(root))) throw new FerryError('DESTINATION_NOT_EMPTY', `${root} is not empty`);
+  await fs.mkdir(root, { recursive: true });
+  await runTool('cp', ['-a', '--sparse=always', '--reflink=auto', `${source}/.`, root]);
+
+  const deployments = path.join(root, 'sysroot', 'ostree', 'deploy');
+  for (const os of await fs.readdir(deployments)) {
+    for (const name of await fs.readdir(path.join(deployments, os, 'deploy'))) {
+      if (!/^[0-9a-f]{64}\.\d+$/.test(name)) continue;
+      const original = path.join(source, 'sysroot', 'ostree', 'deploy', os, 'deploy', name);
+      const flags = (await runTool('lsattr', ['-d', original])).split(/\s+/)[0]!;
+      if (flags.includes('i')) await runTool('chattr', ['+i', path.join(deployments, os, 'deploy', name)]);
+    }
+  }
+
+  const configDir = simConfigDir(root);
+  const repoint = async (file: string, edit: (text: string) => string = (text) => text): Promise<void> => {
+    const text = await fs.readFile(file, 'utf8');
+    await fs.writeFile(file, edit(text.split(`${source}/`).join(`${root}/`)));
+  };
+  for (const name of await fs.readdir(configDir)) {
+    if (!name.endsWith('.toml')) continue;
+    await repoint(path.join(configDir, name), (text) =>
+      options.dockerHost === undefined
+        ? text
+        : text.replace(/^docker_host = .*$/m, `docker_host = ${JSON.stringify(options.dockerHost)}`),
+    );
+  }
+  const fwEnvConfig = path.join(root, 'etc', 'fw_env.config');
+  if (await pathExists(fwEnvConfig)) await repoint(fwEnvConfig);
+  return loadDeviceConfig([configDir]);
+}
+
+/**
+ * Starts the apps of the device's current target from its own app store, as the engine of a board that was
+ * provisioned with them does at power-on: for a copy (copySimDevice), on an engine that runs no container of the
+ * device it was copied from. Images the engine lacks are loaded from the store. There is no testing window: the
+ * apps are the ones the device already runs, and one look finds each service running.
+ */
+export async function startSimApps(deviceDir: string): Promise<void> {
+  const config = await loadDeviceConfig([simConfigDir(path.resolve(deviceDir))]);
+  const paths = devicePaths(config);
+  const { status } = await new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile).load();
+  const apps = status.current?.apps ?? {};
+  if (Object.keys(apps).length === 0) return;
+  const device = openDevice(config);
+  await device.engine.ensureReachable();
+  const started = await startApps(device.engine, device.appStore, {}, apps);
+  const failures = started.ok ? await appsOutOfSync(device.engine, device.appStore, apps) : started.failures;
+  if (failures.length > 0)
+    throw new FerryError('APPS_FAILED_NO_ROLLBACK', `the device's apps did not start: ${failures.join('; ')}`);
 }
 
 export async function rebootSimDevice(deviceDir: string): Promise<SimulatedBoot> {

@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import type { TestContext } from 'node:test';
 import { hexOf } from '../../src/apps/digest.js';
 import { exportBundle } from '../../src/bundle/export.js';
 import { faultPointName, STEPS, STEP_NAMES, type StepPath, type UpdateKind } from '../../src/lifecycle/steps.js';
-import { createSimDevice } from '../../src/sim/sim-device.js';
+import { copySimDevice, createSimDevice, startSimApps } from '../../src/sim/sim-device.js';
 import { buildAppsFactory, type AppsFactory } from './apps-factory.js';
 import { cli, ferryProcess, type ProcessResult } from './cli.js';
 import { PrivateDockerd } from './dockerd.js';
@@ -52,76 +53,141 @@ export function crashPointsOf(scenario: Scenario): CrashPoint[] {
 /** The codes after which the recovery sequence stops: done, undone (install again), rolled back. */
 const SETTLED = new Set([0, 32, 99]);
 
-/** A rig for one test file: the apps factory, and a private dockerd stopped when the file is done. */
+/**
+ * How many crash points of a file run at once, each on its own device and its own engine. Most of a point's time is
+ * spent waiting (an engine stopping and starting, a testing window, containers coming back), not computing.
+ */
+export const CRASH_ENGINES = 3;
+
+/** A device under test and the engine its apps run on, which no other test uses meanwhile. */
+export interface CrashDevice extends TestDevice {
+  readonly daemon: PrivateDockerd;
+}
+
+/** A rig for one test file: the apps factory, and private dockerds stopped when the file is done. */
 export async function startCrashRig(after: (fn: () => Promise<void>) => void): Promise<CrashRig> {
   const factory = await buildAppsFactory();
-  const daemon = await PrivateDockerd.start();
-  after(() => daemon.stop());
-  return new CrashRig(factory, daemon);
+  const daemons: PrivateDockerd[] = [];
+  after(async () => {
+    await Promise.all(daemons.map((daemon) => daemon.stop()));
+  });
+  for (let count = 0; count < CRASH_ENGINES; count++) daemons.push(await PrivateDockerd.start());
+  return new CrashRig(factory, daemons);
 }
 
 export class CrashRig {
-  private readonly bundles = new Map<string, string>();
+  private readonly bundles = new Map<string, Promise<string>>();
+  /** The starting device of each target, built once and copied for every test that starts there. */
+  private readonly templates = new Map<string, Promise<string>>();
+  /** Writes to the factory repository (exports, device registrations) one at a time. */
+  private factoryQueue: Promise<unknown> = Promise.resolve();
+  private readonly idle: PrivateDockerd[];
+  private readonly waiting: Array<(daemon: PrivateDockerd) => void> = [];
 
   constructor(
     readonly factory: AppsFactory,
-    readonly daemon: PrivateDockerd,
-  ) {}
+    daemons: readonly PrivateDockerd[],
+  ) {
+    this.idle = [...daemons];
+  }
 
-  async bundleFor(target: string): Promise<string> {
+  private inFactory<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.factoryQueue.then(work);
+    this.factoryQueue = result.catch(() => undefined);
+    return result;
+  }
+
+  bundleFor(target: string): Promise<string> {
     let bundle = this.bundles.get(target);
     if (bundle === undefined) {
-      bundle = path.join(await tempDir('crash-bundle'), 'bundle');
-      await exportBundle(this.factory.repo, {
-        targetName: target,
-        destination: bundle,
-        tag: TAG,
-        type: 'ci',
-        expiresInDays: 30,
+      bundle = this.inFactory(async () => {
+        const destination = path.join(await tempDir('crash-bundle'), 'bundle');
+        await exportBundle(this.factory.repo, {
+          targetName: target,
+          destination,
+          tag: TAG,
+          type: 'ci',
+          expiresInDays: 30,
+        });
+        return destination;
       });
       this.bundles.set(target, bundle);
     }
     return bundle;
   }
 
-  /** A new device on `target` with its apps up, on an engine emptied of the last device's containers. */
-  async freshDevice(target: string): Promise<TestDevice> {
-    const ids = this.daemon
-      .docker('ps', '-aq')
-      .split('\n')
-      .filter((id) => id !== '');
-    if (ids.length > 0) this.daemon.docker('rm', '-f', ...ids);
-    const volumes = this.daemon
-      .docker('volume', 'ls', '-q')
-      .split('\n')
-      .filter((id) => id !== '');
-    if (volumes.length > 0) this.daemon.docker('volume', 'rm', '-f', ...volumes);
+  /**
+   * A new device on `target` with its apps up, on an engine of its own until the test ends, emptied of the last
+   * device's containers and volumes. The device is a copy of one built once per target (the same for every crash
+   * point), and its apps are started again from the copy's own store: what an engine held is not in the directory.
+   */
+  async freshDevice(t: TestContext, target: string): Promise<CrashDevice> {
+    const template = await this.templateOf(target);
+    const daemon = await this.takeEngine();
+    t.after(() => this.giveBack(daemon));
+    daemon.empty();
     const dir = path.join(await tempDir('crash-device'), 'device');
-    await createSimDevice(dir, this.factory.repo, { target, dockerHost: this.daemon.host, testingWindowSeconds: 1 });
-    return openTestDevice(dir);
+    await copySimDevice(template, dir, { dockerHost: daemon.host });
+    await startSimApps(dir);
+    return { ...(await openTestDevice(dir)), daemon };
   }
 
-  async discard(device: TestDevice): Promise<void> {
+  private templateOf(target: string): Promise<string> {
+    let template = this.templates.get(target);
+    if (template === undefined) {
+      // The engine is taken outside the factory's turn: nothing in that queue waits for an engine, so no two wait on
+      // each other.
+      template = (async () => {
+        const daemon = await this.takeEngine();
+        try {
+          daemon.empty();
+          const dir = path.join(await tempDir('crash-template'), 'device');
+          await this.inFactory(() =>
+            createSimDevice(dir, this.factory.repo, { target, dockerHost: daemon.host, testingWindowSeconds: 1 }),
+          );
+          return dir;
+        } finally {
+          this.giveBack(daemon);
+        }
+      })();
+      this.templates.set(target, template);
+    }
+    return template;
+  }
+
+  private takeEngine(): Promise<PrivateDockerd> {
+    const daemon = this.idle.pop();
+    if (daemon !== undefined) return Promise.resolve(daemon);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private giveBack(daemon: PrivateDockerd): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next(daemon);
+    else this.idle.push(daemon);
+  }
+
+  async discard(device: CrashDevice): Promise<void> {
     spawnSync('chattr', ['-R', '-i', path.dirname(device.dir)], { stdio: 'ignore' });
     await fs.rm(path.dirname(device.dir), { recursive: true, force: true });
   }
 
   /** A power cut and the power back: the bootloader picks a deployment, the engine starts again. */
-  async powerCycle(device: TestDevice): Promise<void> {
+  async powerCycle(device: CrashDevice): Promise<void> {
     const reboot = await cli('sim', 'reboot', device.dir);
     assert.equal(reboot.code, 0, `the simulated device did not boot: ${reboot.stderr}`);
-    await this.daemon.restart();
+    await device.daemon.restart();
   }
 
-  ferry(
-    device: TestDevice,
+  async ferry(
+    device: CrashDevice,
     command: 'install' | 'run',
     to: string,
     env: Record<string, string>,
   ): Promise<ProcessResult> {
     const args =
       command === 'install'
-        ? ['install', '--config', device.configDir, '--src-dir', this.bundles.get(to)!]
+        ? ['install', '--config', device.configDir, '--src-dir', await this.bundleFor(to)]
         : ['run', '--config', device.configDir];
     return ferryProcess(args, env);
   }
@@ -130,7 +196,7 @@ export class CrashRig {
    * Plays the scenario's sequence with `crashAt` set, up to the command that kills itself there. Every command
    * before it must end as the sequence says; a sequence that never reaches the point fails the test.
    */
-  async playUntilCrash(device: TestDevice, scenario: Scenario, crashAt: string): Promise<string[]> {
+  async playUntilCrash(device: CrashDevice, scenario: Scenario, crashAt: string): Promise<string[]> {
     await this.bundleFor(scenario.to);
     const trail: string[] = [];
     for (const action of scenario.sequence) {
@@ -140,7 +206,7 @@ export class CrashRig {
         continue;
       }
       if (action.do === 'restart-engine') {
-        await this.daemon.restart();
+        await device.daemon.restart();
         trail.push('restart-engine');
         continue;
       }
@@ -161,7 +227,7 @@ export class CrashRig {
    * The recovery sequence of the README: `run` after every boot, and act on its code: 100 reboot and run again,
    * 105 run again after the testing window; 0, 32 (install again) and 99 (rolled back) settle it.
    */
-  async recover(device: TestDevice, to: string): Promise<number[]> {
+  async recover(device: CrashDevice, to: string): Promise<number[]> {
     const codes: number[] = [];
     for (let round = 0; round < 8; round++) {
       const result = await this.ferry(device, 'run', to, {});
@@ -189,13 +255,13 @@ export class CrashRig {
   }
 
   /** The apps come back after a boot on their own (restart policy), or fail the check after 20 s. */
-  async waitForContainers(expected: readonly string[]): Promise<void> {
+  async waitForContainers(daemon: PrivateDockerd, expected: readonly string[]): Promise<void> {
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
-      if (JSON.stringify(this.daemon.running()) === JSON.stringify(expected)) return;
+      if (JSON.stringify(daemon.running()) === JSON.stringify(expected)) return;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
-    assert.deepEqual(this.daemon.running(), expected);
+    assert.deepEqual(daemon.running(), expected);
   }
 
   /**
@@ -203,7 +269,7 @@ export class CrashRig {
    * and apps); its default deployment is what it boots, also after one more power cycle; its repo passes fsck; the
    * app store holds the running apps; the trusted metadata parses; the apps' data volume survived.
    */
-  async assertSound(device: TestDevice, scenario: Scenario, allowed: readonly string[]): Promise<string> {
+  async assertSound(device: CrashDevice, scenario: Scenario, allowed: readonly string[]): Promise<string> {
     const status = await statusOf(device);
     assert.equal(status['pending'], null, 'nothing is pending after recovery');
     assert.equal(status['inconsistent'], null, 'the device is not inconsistent');
@@ -211,7 +277,7 @@ export class CrashRig {
     assert.ok(allowed.includes(current), `the device runs "${current}", not one of ${allowed.join(', ')}`);
     assert.equal(status['booted'].target, current, 'the booted rootfs is the current target');
     const containers = this.expectedContainers(current);
-    assert.deepEqual(this.daemon.running(), containers, 'the apps of the current target run');
+    assert.deepEqual(device.daemon.running(), containers, 'the apps of the current target run');
 
     await this.powerCycle(device);
     const deployments = await device.device.sysroot.deployments();
@@ -220,7 +286,7 @@ export class CrashRig {
     assert.equal(again['booted'].target, current);
     const run = await this.ferry(device, 'run', scenario.to, {});
     assert.equal(run.code, 0, `run after one more power cycle: ${run.stderr}`);
-    await this.waitForContainers(containers);
+    await this.waitForContainers(device.daemon, containers);
 
     const fsck = spawnSync('ostree', ['fsck', `--repo=${path.join(device.config.sysroot, 'ostree', 'repo')}`], {
       encoding: 'utf8',
@@ -234,13 +300,13 @@ export class CrashRig {
       JSON.parse(await fs.readFile(path.join(device.device.paths.trustedMetadataDir, file), 'utf8'));
     }
     await fs.access(path.join(device.device.paths.trustedMetadataDir, 'root.json'));
-    const volumes = this.daemon.docker('volume', 'ls', '-q').split('\n');
+    const volumes = device.daemon.docker('volume', 'ls', '-q').split('\n');
     assert.ok(volumes.includes('heartbeat_data'), `the app's data volume survived: ${volumes.join(' ')}`);
     return current;
   }
 
   /** After the recovery, the update itself still goes through: nothing refuses it forever. */
-  async installAgain(device: TestDevice, scenario: Scenario): Promise<void> {
+  async installAgain(device: CrashDevice, scenario: Scenario): Promise<void> {
     const install = await this.ferry(device, 'install', scenario.to, {});
     const current = (await statusOf(device))['current']?.name;
     if (current === scenario.to) {
@@ -248,12 +314,12 @@ export class CrashRig {
     } else {
       assert.ok([100, 101].includes(install.code), `install again: ${install.code} ${install.stderr}`);
       if (install.code === 100) await this.powerCycle(device);
-      else await this.daemon.restart();
+      else await device.daemon.restart();
       const run = await this.ferry(device, 'run', scenario.to, {});
       assert.equal(run.code, 0, run.stderr);
     }
     assert.equal((await statusOf(device))['current'].name, scenario.to);
-    assert.deepEqual(this.daemon.running(), this.expectedContainers(scenario.to));
+    assert.deepEqual(device.daemon.running(), this.expectedContainers(scenario.to));
     assert.deepEqual(await leftovers(device), [], 'nothing of the interrupted commands is left behind');
   }
 }

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { statusOf } from '../support/sim-device.js';
-import { crashPointsOf, journaledSteps, startCrashRig, type Scenario } from '../support/crash-harness.js';
+import {
+  CRASH_ENGINES,
+  crashPointsOf,
+  journaledSteps,
+  startCrashRig,
+  type Scenario,
+} from '../support/crash-harness.js';
 
 /**
  * Power cut at every step of `install` and `run`, for an update of the rootfs and its apps and for an update of
@@ -34,9 +40,9 @@ const scenarios: Scenario[] = [
 ];
 
 for (const scenario of scenarios) {
-  describe(`crash harness: ${scenario.name}`, () => {
-    test('the table of steps names exactly the steps the update takes, in order', async () => {
-      const device = await rig.freshDevice(scenario.from);
+  describe(`crash harness: ${scenario.name}`, { concurrency: CRASH_ENGINES }, () => {
+    test('the table of steps names exactly the steps the update takes, in order', async (t) => {
+      const device = await rig.freshDevice(t, scenario.from);
       await rig.playUntilCrash(device, scenario, 'none').catch((error: Error) => {
         assert.match(error.message, /never reached none/);
       });
@@ -46,8 +52,8 @@ for (const scenario of scenarios) {
     });
 
     for (const { step, point } of crashPointsOf(scenario)) {
-      test(`killed at ${point}: power cycle, recovery, sound device, update still goes through`, async () => {
-        const device = await rig.freshDevice(scenario.from);
+      test(`killed at ${point}: power cycle, recovery, sound device, update still goes through`, async (t) => {
+        const device = await rig.freshDevice(t, scenario.from);
         const trail = await rig.playUntilCrash(device, scenario, point);
         assert.equal(
           (await statusOf(device))['interrupted']?.step,

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { STEPS, STEP_NAMES } from '../../src/lifecycle/steps.js';
-import { crashPointsOf, journaledSteps, startCrashRig, type Scenario } from '../support/crash-harness.js';
+import {
+  CRASH_ENGINES,
+  crashPointsOf,
+  journaledSteps,
+  startCrashRig,
+  type Scenario,
+} from '../support/crash-harness.js';
 import { statusOf } from '../support/sim-device.js';
 
 /**
@@ -75,9 +81,9 @@ test('every step of the table is covered by a crash scenario', () => {
 });
 
 for (const scenario of scenarios) {
-  describe(`crash harness: ${scenario.name}`, () => {
-    test("the scenario takes each of its path's steps, in the table's order", async () => {
-      const device = await rig.freshDevice(scenario.from);
+  describe(`crash harness: ${scenario.name}`, { concurrency: CRASH_ENGINES }, () => {
+    test("the scenario takes each of its path's steps, in the table's order", async (t) => {
+      const device = await rig.freshDevice(t, scenario.from);
       await rig.playUntilCrash(device, scenario, 'none').catch((error: Error) => {
         assert.match(error.message, /never reached none/);
       });
@@ -88,8 +94,8 @@ for (const scenario of scenarios) {
     });
 
     for (const { step, point } of crashPointsOf(scenario)) {
-      test(`killed at ${point}: power cycle, recovery, back on the old target`, async () => {
-        const device = await rig.freshDevice(scenario.from);
+      test(`killed at ${point}: power cycle, recovery, back on the old target`, async (t) => {
+        const device = await rig.freshDevice(t, scenario.from);
         const trail = await rig.playUntilCrash(device, scenario, point);
         assert.equal(
           (await statusOf(device))['interrupted']?.step,
@@ -116,8 +122,8 @@ for (const scenario of scenarios) {
   });
 }
 
-test('install after an install killed mid-deployment (no reboot): it undoes the half-made update itself and installs', async () => {
-  const device = await rig.freshDevice(factory.targets.base);
+test('install after an install killed mid-deployment (no reboot): it undoes the half-made update itself and installs', async (t) => {
+  const device = await rig.freshDevice(t, factory.targets.base);
   const to = factory.targets.mixed;
   await rig.bundleFor(to);
   const killed = await rig.ferry(device, 'install', to, { FERRY_CRASH_AT: 'install.rootfs-deploy:done' });
@@ -139,12 +145,12 @@ test('install after an install killed mid-deployment (no reboot): it undoes the 
   const run = await rig.ferry(device, 'run', to, {});
   assert.equal(run.code, 0, run.stderr);
   assert.equal((await statusOf(device))['current'].name, to);
-  assert.deepEqual(rig.daemon.running(), rig.expectedContainers(to));
+  assert.deepEqual(device.daemon.running(), rig.expectedContainers(to));
   await rig.discard(device);
 });
 
-test('a rootfs that never boots, its install cut once deployed, and the run that finishes the fallback cut once it removed the deployment: the next run still finishes the fallback (99) and remembers the target as failed', async () => {
-  const device = await rig.freshDevice(factory.targets.base);
+test('a rootfs that never boots, its install cut once deployed, and the run that finishes the fallback cut once it removed the deployment: the next run still finishes the fallback (99) and remembers the target as failed', async (t) => {
+  const device = await rig.freshDevice(t, factory.targets.base);
   const to = factory.targets.bootFails;
   await rig.bundleFor(to);
   const install = await rig.ferry(device, 'install', to, { FERRY_CRASH_AT: 'install.rootfs-deploy:done' });

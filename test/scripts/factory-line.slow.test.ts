@@ -165,7 +165,7 @@ describe('scripts/factory-line.sh with apps', () => {
   before(async () => {
     apps = await buildAppsFactory();
     daemon = await PrivateDockerd.start();
-    rig = new CrashRig(apps, daemon);
+    rig = new CrashRig(apps, [daemon]);
   });
   after(() => daemon?.stop());
 
@@ -197,8 +197,8 @@ describe('scripts/factory-line.sh with apps', () => {
 
   // The hardware path with apps: no --sim, the reboot is $FERRY_REBOOT (the simulator's reboot).
 
-  test('on hardware, an apps-only update with a system-policy app: install 100, $FERRY_REBOOT, run 0: RESULT PASS', async () => {
-    const device = await rig.freshDevice(apps.targets.base);
+  test('on hardware, an apps-only update with a system-policy app: install 100, $FERRY_REBOOT, run 0: RESULT PASS', async (t) => {
+    const device = await rig.freshDevice(t, apps.targets.base);
     const { code, log } = await hardwareLine(device, await rig.bundleFor(apps.targets.systemApp));
     assert.equal(code, 0, log.join('\n'));
     const lines = steps(log);
@@ -211,8 +211,8 @@ describe('scripts/factory-line.sh with apps', () => {
     await rig.discard(device);
   });
 
-  test('on hardware, an apps-only update cut by a power cut before the engine restart: run again after the boot, install 30, run 0, nothing rebooted: RESULT PASS', async () => {
-    const device = await rig.freshDevice(apps.targets.base);
+  test('on hardware, an apps-only update cut by a power cut before the engine restart: run again after the boot, install 30, run 0, nothing rebooted: RESULT PASS', async (t) => {
+    const device = await rig.freshDevice(t, apps.targets.base);
     const bundle = await rig.bundleFor(apps.targets.heartbeatV2);
     // The power goes at the engine restart: the script dies with the device.
     const cut = await hardwareLine(device, bundle, { FERRY_ENGINE_RESTART: 'kill -KILL $$' });
@@ -232,7 +232,7 @@ describe('scripts/factory-line.sh with apps', () => {
     );
     assert.equal(lines.at(-1), `RESULT PASS ${apps.targets.heartbeatV2}`);
     await assertCommitted(device, apps.targets.heartbeatV2);
-    assert.deepEqual(daemon.running(), rig.expectedContainers(apps.targets.heartbeatV2));
+    assert.deepEqual(device.daemon.running(), rig.expectedContainers(apps.targets.heartbeatV2));
     await rig.discard(device);
   });
 
@@ -245,8 +245,8 @@ describe('scripts/factory-line.sh with apps', () => {
     ['run.fallback-undeploy', (a) => a.targets.bootFails, (a) => a.targets.base, 99],
   ];
   for (const [point, targetOf, endsOn, expected] of cuts) {
-    test(`on hardware, a run cut by a power cut at ${point}: run again after the boot, it ends with exit ${expected}`, async () => {
-      const device = await rig.freshDevice(apps.targets.base);
+    test(`on hardware, a run cut by a power cut at ${point}: run again after the boot, it ends with exit ${expected}`, async (t) => {
+      const device = await rig.freshDevice(t, apps.targets.base);
       const bundle = await rig.bundleFor(targetOf(apps));
       const cut = await hardwareLine(device, bundle, { FERRY_CRASH_AT: point });
       assert.deepEqual(
@@ -267,7 +267,7 @@ describe('scripts/factory-line.sh with apps', () => {
       const status = await statusOf(device);
       assert.equal(status['current'].name, endsOn(apps));
       assert.equal(status['pending'], null);
-      await rig.waitForContainers(rig.expectedContainers(endsOn(apps)));
+      await rig.waitForContainers(device.daemon, rig.expectedContainers(endsOn(apps)));
       await rig.discard(device);
     });
   }
