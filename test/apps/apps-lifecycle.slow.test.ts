@@ -8,11 +8,16 @@ import { RENDERED_COMPOSE_FILE } from '../../src/apps/compose.js';
 import { hexOf } from '../../src/apps/digest.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
 import { cli } from '../support/cli.js';
-import { exportBundle } from '../../src/bundle/export.js';
-import { TAG, tempDir } from '../support/factory.js';
+import { exportTo, tempDir } from '../support/factory.js';
 import { PrivateDockerd } from '../support/dockerd.js';
 import { openTestDevice, statusOf as status, type TestDevice } from '../support/sim-device.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
+
+/**
+ * Three tests at a time, each on its own device and private dockerd: a test spends most of its time waiting for an
+ * engine to start, a testing window, containers to come back.
+ */
+const TESTS_AT_A_TIME = { concurrency: 3 } as const;
 
 let factory: AppsFactory;
 before(async () => {
@@ -32,11 +37,8 @@ async function deviceOn(t: TestContext, target: string, testingWindowSeconds = 1
   return { ...(await openTestDevice(dir)), daemon };
 }
 
-async function bundleFor(target: string): Promise<string> {
-  const destination = path.join(await tempDir('apps-bundle'), 'bundle');
-  await exportBundle(factory.repo, { targetName: target, destination, tag: TAG, type: 'ci', expiresInDays: 30 });
-  return destination;
-}
+/** A fresh export each time: metadata versions only grow, as a device that saw a newer bundle requires. */
+const bundleFor = (target: string): Promise<string> => exportTo(factory, target);
 
 const heartbeatImage = (digest: string) => `heartbeat_main_1 ferry.local/test/heartbeat:sha256-${hexOf(digest)}`;
 
@@ -48,7 +50,7 @@ async function run(device: TestDevice): Promise<{ code: number; stdout: string; 
   return cli('run', '--config', device.configDir);
 }
 
-describe('compose apps on a real dockerd', () => {
+describe('compose apps on a real dockerd', TESTS_AT_A_TIME, () => {
   test("the initial target's app runs after sim create, and writes its heartbeat to a volume", async (t) => {
     const device = await deviceOn(t, factory.targets.base);
     assert.deepEqual(device.daemon.running(), [heartbeatImage(factory.images.v1)]);
@@ -270,7 +272,7 @@ describe('compose apps on a real dockerd', () => {
   });
 });
 
-describe("the running target's apps are kept in sync", () => {
+describe("the running target's apps are kept in sync", TESTS_AT_A_TIME, () => {
   const storeOf = (device: AppsDevice) => new AppsDir(device.device.paths.appStore);
   const heartbeatStored = async (device: AppsDevice) =>
     fs

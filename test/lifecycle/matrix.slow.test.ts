@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
-import { exportBundle } from '../../src/bundle/export.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
 import { cli } from '../support/cli.js';
 import { assertStatusSchema } from '../support/status-schema.js';
 import { PrivateDockerd } from '../support/dockerd.js';
-import { TAG, tempDir } from '../support/factory.js';
+import { exportTo, tempDir } from '../support/factory.js';
 import { openTestDevice, type TestDevice } from '../support/sim-device.js';
 
 /**
@@ -17,17 +16,19 @@ import { openTestDevice, type TestDevice } from '../support/sim-device.js';
  * bootloader variables and the default deployment.
  */
 
+/**
+ * Three cells at a time, each on its own device and private dockerd: a cell spends most of its time waiting for an
+ * engine to start, a testing window, containers to come back.
+ */
+const CELLS_AT_A_TIME = { concurrency: 3 } as const;
+
 let factory: AppsFactory;
 before(async () => {
   factory = await buildAppsFactory();
 });
 
 /** A fresh export each time: metadata versions only grow, as a device that saw a newer bundle requires. */
-async function bundleFor(target: string): Promise<string> {
-  const destination = path.join(await tempDir('matrix-bundle'), 'bundle');
-  await exportBundle(factory.repo, { targetName: target, destination, tag: TAG, type: 'ci', expiresInDays: 30 });
-  return destination;
-}
+const bundleFor = (target: string): Promise<string> => exportTo(factory, target);
 
 interface Cell {
   readonly device: TestDevice;
@@ -230,55 +231,59 @@ async function rootfsOf(name: Expected['defaultRootfs']): Promise<string> {
 }
 
 for (const bootloader of ['uboot', 'grub'] as const) {
-  describe(`the install/run matrix on ${bootloader === 'uboot' ? 'U-Boot (fw_setenv)' : 'GRUB (grub-editenv)'}`, () => {
-    for (const cell of cases) {
-      test(cell.name, async (t) => {
-        const setup = await deviceOn(t, factory.targets[cell.start], bootloader);
-        let last: { code: number; stdout: string; stderr: string } | undefined;
-        for (const step of cell.steps) last = (await step(setup)) ?? last;
-        assert.ok(last !== undefined);
-        const { device, daemon } = setup;
-        const expected = cell.expected;
-        assert.equal(last.code, expected.code, `stdout: ${last.stdout}\nstderr: ${last.stderr}`);
+  describe(
+    `the install/run matrix on ${bootloader === 'uboot' ? 'U-Boot (fw_setenv)' : 'GRUB (grub-editenv)'}`,
+    CELLS_AT_A_TIME,
+    () => {
+      for (const cell of cases) {
+        test(cell.name, async (t) => {
+          const setup = await deviceOn(t, factory.targets[cell.start], bootloader);
+          let last: { code: number; stdout: string; stderr: string } | undefined;
+          for (const step of cell.steps) last = (await step(setup)) ?? last;
+          assert.ok(last !== undefined);
+          const { device, daemon } = setup;
+          const expected = cell.expected;
+          assert.equal(last.code, expected.code, `stdout: ${last.stdout}\nstderr: ${last.stderr}`);
 
-        const status = JSON.parse(await fs.readFile(device.device.paths.statusFile, 'utf8'));
-        assert.equal(status.state, expected.state);
-        assert.equal(status.pending !== null, expected.pending ?? false, 'pending');
-        assert.equal(status.inconsistent !== null, expected.inconsistent ?? false, 'inconsistent');
-        assert.equal((await fs.readFile(device.device.paths.updateStateFile, 'utf8')).trim(), expected.state);
-        const inconsistentFile = await fs.readFile(device.device.paths.inconsistentFile, 'utf8').catch(() => null);
-        assert.equal(inconsistentFile !== null, expected.inconsistent ?? false, 'the inconsistent plain file');
-        if (['WONTGO', 'ERROR'].includes(expected.state)) assert.ok(status.log.length > 0, 'a log snippet');
+          const status = JSON.parse(await fs.readFile(device.device.paths.statusFile, 'utf8'));
+          assert.equal(status.state, expected.state);
+          assert.equal(status.pending !== null, expected.pending ?? false, 'pending');
+          assert.equal(status.inconsistent !== null, expected.inconsistent ?? false, 'inconsistent');
+          assert.equal((await fs.readFile(device.device.paths.updateStateFile, 'utf8')).trim(), expected.state);
+          const inconsistentFile = await fs.readFile(device.device.paths.inconsistentFile, 'utf8').catch(() => null);
+          assert.equal(inconsistentFile !== null, expected.inconsistent ?? false, 'the inconsistent plain file');
+          if (['WONTGO', 'ERROR'].includes(expected.state)) assert.ok(status.log.length > 0, 'a log snippet');
 
-        const env = await device.device.boot.env.read();
-        const vars = device.device.boot.vars;
-        assert.equal(env[vars.upgradeAvailable], expected.upgradeAvailable ? '1' : '0', vars.upgradeAvailable);
-        assert.equal(env[vars.bootCounter], String(expected.bootcount), vars.bootCounter);
-        assert.equal(
-          env[vars.bootUpgradeAvailable],
-          expected.bootUpgradeAvailable ? '1' : '0',
-          vars.bootUpgradeAvailable,
-        );
-        assert.equal(vars.bootCounter, bootloader === 'uboot' ? 'bootcount' : 'boot_counter');
-
-        const report = await cli('status', '--config', device.configDir, '--json');
-        assert.equal(report.code, 0, report.stderr);
-        assertStatusSchema(JSON.parse(report.stdout));
-
-        const [defaultDeployment] = await device.device.sysroot.deployments();
-        assert.equal(defaultDeployment!.commit, await rootfsOf(expected.defaultRootfs), 'the default deployment');
-        if (expected.running !== undefined) {
-          assert.deepEqual(
-            daemon.running().map((line) => line.split(' ')[0]),
-            expected.running,
+          const env = await device.device.boot.env.read();
+          const vars = device.device.boot.vars;
+          assert.equal(env[vars.upgradeAvailable], expected.upgradeAvailable ? '1' : '0', vars.upgradeAvailable);
+          assert.equal(env[vars.bootCounter], String(expected.bootcount), vars.bootCounter);
+          assert.equal(
+            env[vars.bootUpgradeAvailable],
+            expected.bootUpgradeAvailable ? '1' : '0',
+            vars.bootUpgradeAvailable,
           );
-        }
-      });
-    }
-  });
+          assert.equal(vars.bootCounter, bootloader === 'uboot' ? 'bootcount' : 'boot_counter');
+
+          const report = await cli('status', '--config', device.configDir, '--json');
+          assert.equal(report.code, 0, report.stderr);
+          assertStatusSchema(JSON.parse(report.stdout));
+
+          const [defaultDeployment] = await device.device.sysroot.deployments();
+          assert.equal(defaultDeployment!.commit, await rootfsOf(expected.defaultRootfs), 'the default deployment');
+          if (expected.running !== undefined) {
+            assert.deepEqual(
+              daemon.running().map((line) => line.split(' ')[0]),
+              expected.running,
+            );
+          }
+        });
+      }
+    },
+  );
 }
 
-describe('failed-target memory and repair (U-Boot)', () => {
+describe('failed-target memory and repair (U-Boot)', CELLS_AT_A_TIME, () => {
   test('a target that failed is refused (77) unless --force; a pending install blocks another (30)', async (t) => {
     const setup = await deviceOn(t, factory.targets.base, 'uboot');
     const { device } = setup;

@@ -14,18 +14,45 @@ import { tempDir } from '../support/factory.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
-/** The files scripts/test-lane.sh hands to node, read through a `node` on PATH that prints its arguments. */
-async function laneFiles(lane: string): Promise<string[]> {
+/** One run of node's test runner that scripts/test-lane.sh starts: how many files at a time, and which. */
+interface NodeRun {
+  readonly concurrency: string;
+  readonly files: string[];
+}
+
+/**
+ * The runs scripts/test-lane.sh starts, read through a `node` on PATH that prints its arguments and exits with
+ * `nodeStatus`; also the script's own exit status.
+ */
+async function laneRuns(lane: string, nodeStatus = 0): Promise<{ runs: NodeRun[]; status: number | null }> {
   const bin = await tempDir('lane-bin');
-  await fs.writeFile(path.join(bin, 'node'), '#!/bin/sh\nprintf "%s\\n" "$@"\n', { mode: 0o755 });
+  await fs.writeFile(path.join(bin, 'node'), `#!/bin/sh\nprintf "%s\\n" "$@" "--end--"\nexit ${nodeStatus}\n`, {
+    mode: 0o755,
+  });
   const result = spawnSync('bash', [path.join(ROOT, 'scripts', 'test-lane.sh'), lane], {
     encoding: 'utf8',
     env: { ...process.env, PATH: `${bin}:${process.env['PATH']}` },
   });
-  assert.equal(result.status, 0, result.stderr);
-  const args = result.stdout.split('\n').filter((line) => line !== '');
-  assert.deepEqual(args.slice(0, 2), ['--test', '--test-reporter=spec']);
-  return args.slice(2);
+  const runs: NodeRun[] = [];
+  let args: string[] = [];
+  for (const line of result.stdout.split('\n').filter((line) => line !== '')) {
+    if (line !== '--end--') {
+      args.push(line);
+      continue;
+    }
+    assert.equal(args[0], '--test');
+    assert.match(args[1]!, /^--test-concurrency=\d+$/);
+    assert.equal(args[2], '--test-reporter=spec');
+    runs.push({ concurrency: args[1]!.split('=')[1]!, files: args.slice(3) });
+    args = [];
+  }
+  return { runs, status: result.status };
+}
+
+async function laneFiles(lane: string): Promise<string[]> {
+  const { runs, status } = await laneRuns(lane);
+  assert.equal(status, 0);
+  return runs.flatMap((run) => run.files);
 }
 
 async function builtTestFiles(): Promise<string[]> {
@@ -41,15 +68,26 @@ async function builtTestFiles(): Promise<string[]> {
   return found.sort();
 }
 
-test('the fast lane is every test file but the slow ones; the full lane is every test file', async () => {
+test('fast: every file but the slow ones, three at a time; slow: the slow ones but the real-boot lane, two at a time; realboot: one at a time; all: the three', async () => {
   const every = await builtTestFiles();
   const slow = every.filter((file) => file.endsWith('.slow.test.js'));
   assert.ok(slow.includes(path.join('dist', 'test', 'crash', 'update.slow.test.js')), slow.join(' '));
-  assert.deepEqual(
-    await laneFiles('fast'),
-    every.filter((file) => !slow.includes(file)),
-  );
-  assert.deepEqual(await laneFiles('all'), every);
+  const realboot = slow.filter((file) => file.startsWith(path.join('dist', 'test', 'realboot') + path.sep));
+  assert.ok(realboot.includes(path.join('dist', 'test', 'realboot', 'update.slow.test.js')), realboot.join(' '));
+  const lanes = {
+    fast: { concurrency: '3', files: every.filter((file) => !slow.includes(file)) },
+    slow: { concurrency: '2', files: slow.filter((file) => !realboot.includes(file)) },
+    realboot: { concurrency: '1', files: realboot },
+  };
+  for (const [lane, run] of Object.entries(lanes)) assert.deepEqual((await laneRuns(lane)).runs, [run], lane);
+  assert.deepEqual((await laneRuns('all')).runs, [lanes.fast, lanes.slow, lanes.realboot]);
+  assert.deepEqual((await laneFiles('all')).sort(), every);
+});
+
+test('all runs every lane even when one fails, and fails', async () => {
+  const { runs, status } = await laneRuns('all', 1);
+  assert.equal(runs.length, 3);
+  assert.equal(status, 1);
 });
 
 test('a test file that starts a container engine or boots a machine is in the slow lane', async () => {

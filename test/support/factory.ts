@@ -73,12 +73,27 @@ export async function buildFactory(options: { rootExpiresInDays?: number } = {})
   return { dir, repo, v1, v2, v3BootFails, otherBoard, commits };
 }
 
+/** The last export each factory directory has started; the next one waits for it (see exportTo). */
+const exportsUnderWay = new Map<string, Promise<unknown>>();
+
+/**
+ * Exports `targetName` from the factory into a new directory and returns the bundle's path. Exports from one factory
+ * run one after the other, as a release engineer runs them: each records the metadata versions it signed in the
+ * factory, and tests that run side by side must still get versions that only grow.
+ */
 export async function exportTo(
-  factory: TestFactory,
+  factory: { readonly repo: FactoryRepo },
   targetName: string,
   options: Partial<Omit<ExportOptions, 'targetName'>> = {},
 ): Promise<string> {
   const destination = options.destination ?? path.join(await tempDir('bundle'), 'bundle');
-  await exportBundle(factory.repo, { targetName, destination, tag: TAG, type: 'ci', expiresInDays: 30, ...options });
+  const previous = exportsUnderWay.get(factory.repo.dir) ?? Promise.resolve();
+  const exported = previous
+    .catch(() => undefined)
+    .then(() =>
+      exportBundle(factory.repo, { targetName, destination, tag: TAG, type: 'ci', expiresInDays: 30, ...options }),
+    );
+  exportsUnderWay.set(factory.repo.dir, exported);
+  await exported;
   return destination;
 }
