@@ -4,13 +4,20 @@ import { FerryError } from '../errors.js';
 import { OUTCOMES } from '../exit-codes.js';
 import { errorReport, type CommandReport } from '../lifecycle/report.js';
 import type { CommandContext } from './command-context.js';
-import { registerBundleCommands } from './commands/bundle.js';
-import { registerDeviceCommands } from './commands/device.js';
+import { registerAppCommand } from './commands/app.js';
+import { registerBundleCommand } from './commands/bundle.js';
+import { registerDeviceCommand } from './commands/device.js';
 import { registerExportCommand } from './commands/export.js';
-import { registerKeysCommands } from './commands/keys.js';
-import { registerRepoCommands } from './commands/repo.js';
-import { registerReportCommands } from './commands/reports.js';
-import { registerSimCommands } from './commands/sim.js';
+import { registerInstallCommand } from './commands/install.js';
+import { registerKeysCommand } from './commands/keys.js';
+import { registerRepoCommand } from './commands/repo.js';
+import { registerReportsCommand } from './commands/reports.js';
+import { registerRunCommand } from './commands/run.js';
+import { registerShowCommand } from './commands/show.js';
+import { registerSimCommand } from './commands/sim.js';
+import { registerStatusCommand } from './commands/status.js';
+import { registerTargetCommand } from './commands/target.js';
+import { registerVerifyCommand } from './commands/verify.js';
 import { addExitCodeSections, leafCommands } from './help.js';
 import { checkPathInputs } from './path-inputs.js';
 import { emitReport, type Io } from './output.js';
@@ -45,15 +52,23 @@ export function buildProgram(
     });
 
   const context: CommandContext = { name, io, setReport };
-  registerDeviceCommands(program, context);
+  // The device's update commands come first: they are the ones aklite-offline has too. The order is --help's.
+  registerInstallCommand(program, context);
+  registerRunCommand(program, context);
   if (name === 'ferry') {
-    registerRepoCommands(program, context);
+    registerStatusCommand(program, context);
+    registerRepoCommand(program, context);
+    registerTargetCommand(program, context);
+    registerAppCommand(program, context);
     registerExportCommand(program, context);
-    registerBundleCommands(program, context);
-    registerKeysCommands(program, context);
-    registerSimCommands(program, context);
+    registerShowCommand(program, context);
+    registerVerifyCommand(program, context);
+    registerBundleCommand(program, context);
+    registerKeysCommand(program, context);
+    registerSimCommand(program, context);
+    registerDeviceCommand(program, context);
+    registerReportsCommand(program, context);
     offerJsonEverywhere(program);
-    registerReportCommands(program, context);
   }
   addExitCodeSections(program);
   requireOptionsAfterUnknownOnes(program);
