@@ -2,7 +2,7 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
-import { writeTar, type TarMember } from '../apps/tar-pack.js';
+import { writeTar, type TarMember } from '../util/tar-pack.js';
 import { checkFitsMedia, type MediaFile, type MediaFilesystem } from '../util/media-filesystem.js';
 
 /**

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
-import { AppsDir } from '../apps/apps-dir.js';
-import { copyVerifiedApps } from '../apps/copy-apps.js';
-import { verifyApps } from '../apps/verify-apps.js';
+import { AppsDir } from '../apps/format/apps-dir.js';
+import { copyVerifiedApps } from '../apps/format/copy-apps.js';
+import { verifyApps } from '../apps/format/verify-apps.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { ProgressListener } from '../progress.js';
 import type { FactoryRepo } from '../repo/factory-repo.js';

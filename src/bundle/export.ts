@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { membersOfDirectory } from '../apps/tar-pack.js';
+import { membersOfDirectory } from '../util/tar-pack.js';
 import type { FactoryRepo } from '../repo/factory-repo.js';
 import { syncDirectory } from '../util/atomic-file.js';
 import { probeMediaFilesystem } from '../util/media-filesystem.js';

@@ -10,7 +10,7 @@ import { targetFromMetadata } from '../tuf/target.js';
 import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
 import { readSmallFile } from '../util/atomic-file.js';
 import { rootVersionsOf, type BundleDir } from './bundle-dir.js';
-import { treeBytes } from '../device/free-space.js';
+import { treeBytes } from '../util/free-space.js';
 
 /** One metadata file of the bundle, its signatures counted against the newest root the bundle carries. */
 export interface RoleSummary {

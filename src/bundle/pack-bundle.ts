@@ -10,7 +10,7 @@ import { syncFilesystem } from '../util/sync-filesystem.js';
 import { readBackBundleArchive, type ArchiveContent, type ArchiveKind } from './bundle-archive.js';
 import { openBundleDir } from './bundle-dir.js';
 import { checkArchiveFitsMedia, packBundle } from './archive-pack.js';
-import { membersOfDirectory, type TarMember } from '../apps/tar-pack.js';
+import { membersOfDirectory, type TarMember } from '../util/tar-pack.js';
 
 /** The parts of a bundle directory that go into its archive; anything else on the stick (reports/…) stays out. */
 const BUNDLE_PARTS = ['tuf', 'ostree_repo', 'apps'] as const;

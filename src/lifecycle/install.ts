@@ -1,8 +1,8 @@
 import { loadDeviceStatus } from './rebuild-status.js';
 import path from 'node:path';
-import { appsOutOfSync } from '../apps/app-runner.js';
-import { AppsDir } from '../apps/apps-dir.js';
-import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
+import { appsOutOfSync } from '../apps/device/app-runner.js';
+import { AppsDir } from '../apps/format/apps-dir.js';
+import { verifyApps, type VerifiedApp } from '../apps/format/verify-apps.js';
 import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
 import { openBundleSource, type BundleSource } from '../bundle/bundle-source.js';
 import {
@@ -14,8 +14,13 @@ import {
 } from '../device/device.js';
 import { removeLeftovers } from '../device/leftovers.js';
 import { loadTimeFloor, raiseTimeFloor } from '../device/time-floor-file.js';
-import { INSTALL_UNDER_WAY_STATES, type PendingUpdate, type TargetRef, type UpdateState } from '../device/status-file.js';
-import { availableBytes, treeBytesInBackground } from '../device/free-space.js';
+import {
+  INSTALL_UNDER_WAY_STATES,
+  type PendingUpdate,
+  type TargetRef,
+  type UpdateState,
+} from '../device/status-file.js';
+import { availableBytes, treeBytesInBackground } from '../util/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
 import { describeTime, effectiveTime } from '../tuf/time-floor.js';

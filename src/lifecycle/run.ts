@@ -1,5 +1,5 @@
 import { loadDeviceStatus } from './rebuild-status.js';
-import { checkApps, startApps, switchApps, watchApps } from '../apps/app-runner.js';
+import { checkApps, startApps, switchApps, watchApps } from '../apps/device/app-runner.js';
 import {
   currentBootId,
   readBootFlags,

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { before, describe, test } from 'node:test';
 import tar from 'tar-stream';
 import yazl from 'yazl';
-import { membersOfDirectory } from '../../src/apps/tar-pack.js';
+import { membersOfDirectory } from '../../src/util/tar-pack.js';
 import { exportBundle } from '../../src/bundle/export.js';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, TAG, tempDir, type TestFactory } from '../support/factory.js';

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { addApp } from '../../apps/add-app.js';
+import { addApp } from '../../apps/workstation/add-app.js';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
 import type { CommandContext } from '../command-context.js';
 import { collect } from '../shared-options.js';

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { buildImage, busyboxLayer } from '../../apps/build-image.js';
+import { buildImage, busyboxLayer } from '../../apps/workstation/build-image.js';
 import { loadDeviceKey } from '../../device/device-key.js';
 import { devicePaths } from '../../device/paths.js';
 import { FerryError } from '../../errors.js';

@@ -1,12 +1,12 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { describeCause } from '../errors.js';
-import type { AppPin } from '../tuf/target.js';
-import { parseAppManifest } from './app-manifest.js';
+import { describeCause } from '../../errors.js';
+import type { AppPin } from '../../tuf/target.js';
+import { parseAppManifest } from '../format/app-manifest.js';
 import type { AppStore } from './app-store.js';
-import { parseCompose, RENDERED_COMPOSE_FILE } from './compose.js';
-import type { ContainerEnginePort } from '../device/device.js';
-import { localTagOf, parseImageRef } from './image-ref.js';
+import { parseCompose, RENDERED_COMPOSE_FILE } from '../format/compose.js';
+import type { ContainerEnginePort } from '../../device/device.js';
+import { localTagOf, parseImageRef } from '../format/image-ref.js';
 
 type Apps = Readonly<Record<string, AppPin>>;
 

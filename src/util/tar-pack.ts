@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
-import { BIG_READ_CHUNK, createSparseWriteStream } from '../util/sparse-file.js';
+import { BIG_READ_CHUNK, createSparseWriteStream } from './sparse-file.js';
 
 /** One member of a tar that ferry writes. Times and owners are fixed, so the same content gives the same bytes. */
 export type TarMember =

@@ -1,5 +1,5 @@
-import { FerryError, describeCause } from '../errors.js';
-import { runTool } from '../util/tool.js';
+import { FerryError, describeCause } from '../../errors.js';
+import { runTool } from '../../util/tool.js';
 
 export interface ContainerState {
   readonly id: string;

@@ -2,12 +2,12 @@ import { createReadStream, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tar from 'tar-stream';
-import { FerryError, describeCause } from '../errors.js';
-import { runTool } from '../util/tool.js';
-import { BlobStore } from './blob-store.js';
-import type { Descriptor } from './digest.js';
-import { parseImageRef, type ImageRef } from './image-ref.js';
-import { parseImageManifest, parseIndex, REF_NAME } from './oci-layout.js';
+import { FerryError, describeCause } from '../../errors.js';
+import { runTool } from '../../util/tool.js';
+import { BlobStore } from '../format/blob-store.js';
+import type { Descriptor } from '../format/digest.js';
+import { parseImageRef, type ImageRef } from '../format/image-ref.js';
+import { parseImageManifest, parseIndex, REF_NAME } from '../format/oci-layout.js';
 
 export interface ImportedImage {
   readonly ref: ImageRef;

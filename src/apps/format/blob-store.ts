@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { FerryError } from '../errors.js';
-import { readInChunks, SparseFile } from '../util/sparse-file.js';
+import { FerryError } from '../../errors.js';
+import { readInChunks, SparseFile } from '../../util/sparse-file.js';
 import { hexOf } from './digest.js';
 
 export interface PutOptions {

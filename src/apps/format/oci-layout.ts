@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
 import { isDescriptor, MEDIA, type Descriptor } from './digest.js';
 
 /** The `org.opencontainers.image.ref.name` annotation: ferry puts the full image reference there. */

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { writeTar, type TarMember } from '../../src/apps/tar-pack.js';
+import { writeTar, type TarMember } from '../../src/util/tar-pack.js';
 import { tempDir } from '../support/factory.js';
 
 /**

@@ -1,18 +1,18 @@
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FerryError, describeCause } from '../errors.js';
-import type { FactoryRepo } from '../repo/factory-repo.js';
-import { APP_NAME } from '../tuf/target.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
-import { EMPTY_CONFIG, type AppManifest } from './app-manifest.js';
+import { FerryError, describeCause } from '../../errors.js';
+import type { FactoryRepo } from '../../repo/factory-repo.js';
+import { APP_NAME } from '../../tuf/target.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
+import { EMPTY_CONFIG, type AppManifest } from '../format/app-manifest.js';
 import { putBytes } from './build-image.js';
-import { COMPOSE_FILE_LIST, composeFileAmong, parseCompose, setServiceImage } from './compose.js';
-import { digestOf, MEDIA } from './digest.js';
-import { formatImageRef, nameOf, parseImageRef } from './image-ref.js';
+import { COMPOSE_FILE_LIST, composeFileAmong, parseCompose, setServiceImage } from '../format/compose.js';
+import { digestOf, MEDIA } from '../format/digest.js';
+import { formatImageRef, nameOf, parseImageRef } from '../format/image-ref.js';
 import { importImage, type ImportedImage } from './import-image.js';
-import { writeImageLayout } from './oci-layout.js';
-import { membersOfDirectory, writeTar, type TarMember } from './tar-pack.js';
+import { writeImageLayout } from '../format/oci-layout.js';
+import { membersOfDirectory, writeTar, type TarMember } from '../../util/tar-pack.js';
 
 export interface AddAppOptions {
   readonly name: string;

@@ -4,10 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { BlobStore } from './blob-store.js';
-import { digestOf, MEDIA, type Descriptor } from './digest.js';
-import { REF_NAME, writeImageLayout } from './oci-layout.js';
-import { writeTar, type TarMember } from './tar-pack.js';
+import { BlobStore } from '../format/blob-store.js';
+import { digestOf, MEDIA, type Descriptor } from '../format/digest.js';
+import { REF_NAME, writeImageLayout } from '../format/oci-layout.js';
+import { writeTar, type TarMember } from '../../util/tar-pack.js';
 
 export const BUSYBOX = '/bin/busybox';
 const APPLETS = ['sh', 'sleep', 'echo', 'cat', 'date', 'ls', 'true', 'false', 'test', 'mkdir', 'touch'];

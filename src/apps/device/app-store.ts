@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { AppPin } from '../tuf/target.js';
-import { pathExists, syncDirectory } from '../util/atomic-file.js';
-import { AppsDir } from './apps-dir.js';
-import { copyVerifiedApps } from './copy-apps.js';
-import { hexOf, type Descriptor } from './digest.js';
-import type { VerifiedApp } from './verify-apps.js';
+import type { AppPin } from '../../tuf/target.js';
+import { pathExists, syncDirectory } from '../../util/atomic-file.js';
+import { AppsDir } from '../format/apps-dir.js';
+import { copyVerifiedApps } from '../format/copy-apps.js';
+import { hexOf, type Descriptor } from '../format/digest.js';
+import type { VerifiedApp } from '../format/verify-apps.js';
 
 export interface StagedApps {
   readonly blobsCopied: number;

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
-import { FerryError, describeCause } from '../errors.js';
-import type { AppPin } from '../tuf/target.js';
-import { readSmallFile } from '../util/atomic-file.js';
+import { FerryError, describeCause } from '../../errors.js';
+import type { AppPin } from '../../tuf/target.js';
+import { readSmallFile } from '../../util/atomic-file.js';
 import { parseAppManifest, type AppManifest } from './app-manifest.js';
 import type { AppsDir } from './apps-dir.js';
 import { readComposeArchive, ARCHIVE_LIMITS, type ProjectFile } from './compose-archive.js';

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
 import type { AppsDir } from './apps-dir.js';
 import { MEDIA } from './digest.js';
 import { renderForEngine, RENDERED_COMPOSE_FILE } from './compose.js';

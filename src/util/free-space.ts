@@ -1,6 +1,6 @@
 import { promises as fs, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { runTool } from '../util/tool.js';
+import { runTool } from './tool.js';
 
 /** Bytes available to an unprivileged writer on the filesystem that holds `target` (or its nearest existing parent). */
 export async function availableBytes(target: string): Promise<{ bytes: number; totalBytes: number; device: number }> {
