@@ -18,7 +18,7 @@ import { BIG_READ_CHUNK, createSparseWriteStream } from '../util/sparse-file.js'
  * files) is verified by TUF and the digest chain before anything uses it.
  */
 
-export const ARCHIVE_LIMITS = {
+export const BUNDLE_ARCHIVE_LIMITS = {
   maxMembers: 2_000_000,
   /** A zip member may not inflate more than this many times its compressed size (above 1 MiB). */
   maxCompressionRatio: 200,
@@ -124,7 +124,8 @@ class MemberWriter {
     this.firstMember ??= member.name;
     const relative = this.bundleRoot.place(member.name, memberParts(member.name));
     if (relative === null) return null;
-    if (++this.members > ARCHIVE_LIMITS.maxMembers) throw refuse(`more than ${ARCHIVE_LIMITS.maxMembers} members`);
+    if (++this.members > BUNDLE_ARCHIVE_LIMITS.maxMembers)
+      throw refuse(`more than ${BUNDLE_ARCHIVE_LIMITS.maxMembers} members`);
     if (member.type === 'symlink' || member.type === 'hardlink') refuseLink(member, relative);
     if (member.type === 'other') throw refuse(`member "${member.name}": a device, fifo or other special file`);
     if (member.type === 'file') {
@@ -337,10 +338,10 @@ async function extractZip(file: string, writer: MemberWriter): Promise<void> {
       }
       if (
         entry.uncompressedSize > 1024 * 1024 &&
-        entry.uncompressedSize > ARCHIVE_LIMITS.maxCompressionRatio * Math.max(1, entry.compressedSize)
+        entry.uncompressedSize > BUNDLE_ARCHIVE_LIMITS.maxCompressionRatio * Math.max(1, entry.compressedSize)
       ) {
         throw refuse(
-          `member "${entry.fileName}": inflates ${entry.compressedSize} bytes to ${entry.uncompressedSize}, more than ${ARCHIVE_LIMITS.maxCompressionRatio} times (a zip bomb)`,
+          `member "${entry.fileName}": inflates ${entry.compressedSize} bytes to ${entry.uncompressedSize}, more than ${BUNDLE_ARCHIVE_LIMITS.maxCompressionRatio} times (a zip bomb)`,
         );
       }
       // validateEntrySizes makes yauzl fail a member whose data is longer or shorter than its header declares.

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { fanOut, jsonLinesProgress, type ProgressListener } from '../progress.js';
 import { terminalProgress } from './progress-bars.js';
-import type { CommandReport } from '../lifecycle/report.js';
+import type { CommandReport } from '../command-report.js';
 import type { Io } from './output.js';
 
 /** What each command gets: where to print, and where to hand its one report. */

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { Command, CommanderError, type Option } from 'commander';
 import { FerryError } from '../errors.js';
 import { OUTCOMES } from '../exit-codes.js';
-import { errorReport, type CommandReport } from '../lifecycle/report.js';
+import { errorReport, type CommandReport } from '../command-report.js';
 import type { CommandContext } from './command-context.js';
 import { registerAppCommand } from './commands/app.js';
 import { registerBundleCommand } from './commands/bundle.js';

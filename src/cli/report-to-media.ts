@@ -1,7 +1,7 @@
 import type { Device } from '../device/device.js';
 import { OUTCOMES } from '../exit-codes.js';
-import type { CommandReport } from '../lifecycle/report.js';
-import type { ReportStep } from '../reports/report.js';
+import type { CommandReport } from '../command-report.js';
+import type { ReportStep } from '../reports/signed-report.js';
 import { writeStepReport } from '../reports/write-report.js';
 import type { CommandContext } from './command-context.js';
 

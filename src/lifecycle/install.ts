@@ -5,6 +5,7 @@ import { AppsDir } from '../apps/format/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/format/verify-apps.js';
 import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
 import { openBundleSource, type BundleSource } from '../bundle/bundle-source.js';
+import { errorReport, type CommandReport } from '../command-report.js';
 import {
   readBootFlags,
   readBooted,
@@ -41,7 +42,7 @@ import { Journal } from './journal.js';
 import { planInstall, type InstallDecision } from './plan.js';
 import { planRun } from './run-plan.js';
 import { undoInterruptedInstall } from './recover.js';
-import { errorReport, StatusRecorder, type CommandReport } from './report.js';
+import { StatusRecorder } from './status-recorder.js';
 import { fitsDevice, selectTarget } from './select-target.js';
 import type { ProgressListener } from '../progress.js';
 import { withPullProgress } from '../ostree/pull-progress.js';

@@ -6,7 +6,7 @@ import type { FerryError } from '../../src/errors.js';
 import { applyInstall, prepareInstall, type InstallPlan } from '../../src/lifecycle/install.js';
 import { Journal } from '../../src/lifecycle/journal.js';
 import { loadDeviceStatus } from '../../src/lifecycle/rebuild-status.js';
-import { StatusRecorder } from '../../src/lifecycle/report.js';
+import { StatusRecorder } from '../../src/lifecycle/status-recorder.js';
 import { discardScratch } from '../../src/tuf/verify-metadata.js';
 import { buildFactory, exportTo, type TestFactory } from '../support/factory.js';
 import { objectsOnlyInBundle } from '../support/hostile.js';

@@ -5,7 +5,7 @@ import tar from 'tar-stream';
 import { COMPOSE_FILE_LIST, composeFileAmong } from './compose.js';
 
 /** Caps for a compose project archive: it holds text files, never images. */
-export const ARCHIVE_LIMITS = {
+export const COMPOSE_ARCHIVE_LIMITS = {
   maxArchiveBytes: 16 * 1024 * 1024,
   maxUnpackedBytes: 64 * 1024 * 1024,
   maxMembers: 4096,
@@ -30,8 +30,8 @@ export function safeMemberName(name: string): string | undefined {
  * the project and sizes beyond the caps are refused, so unpacking it can never write outside its directory.
  */
 export async function readComposeArchive(archive: Buffer): Promise<{ files: ProjectFile[]; compose: string }> {
-  if (archive.length > ARCHIVE_LIMITS.maxArchiveBytes)
-    throw new Error(`archive is larger than ${ARCHIVE_LIMITS.maxArchiveBytes} bytes`);
+  if (archive.length > COMPOSE_ARCHIVE_LIMITS.maxArchiveBytes)
+    throw new Error(`archive is larger than ${COMPOSE_ARCHIVE_LIMITS.maxArchiveBytes} bytes`);
   const extract = tar.extract();
   const files: ProjectFile[] = [];
   const seen = new Set<string>();
@@ -47,7 +47,8 @@ export async function readComposeArchive(archive: Buffer): Promise<{ files: Proj
       if (name === undefined) return fail(`member "${header.name}" leaves the project directory`);
       if (seen.has(name)) return fail(`member "${name}" appears twice`);
       seen.add(name);
-      if (seen.size > ARCHIVE_LIMITS.maxMembers) return fail(`more than ${ARCHIVE_LIMITS.maxMembers} members`);
+      if (seen.size > COMPOSE_ARCHIVE_LIMITS.maxMembers)
+        return fail(`more than ${COMPOSE_ARCHIVE_LIMITS.maxMembers} members`);
       if (header.type === 'directory') {
         stream.resume();
         stream.on('end', next);
@@ -59,8 +60,8 @@ export async function readComposeArchive(archive: Buffer): Promise<{ files: Proj
       stream.on('data', (data: unknown) => {
         const chunk = data as Buffer;
         unpacked += chunk.length;
-        if (unpacked > ARCHIVE_LIMITS.maxUnpackedBytes)
-          fail(`unpacks to more than ${ARCHIVE_LIMITS.maxUnpackedBytes} bytes`);
+        if (unpacked > COMPOSE_ARCHIVE_LIMITS.maxUnpackedBytes)
+          fail(`unpacks to more than ${COMPOSE_ARCHIVE_LIMITS.maxUnpackedBytes} bytes`);
         else chunks.push(chunk);
       });
       stream.on('end', () => {

@@ -4,7 +4,7 @@ import type { AppPin } from '../../tuf/target.js';
 import { readSmallFile } from '../../util/atomic-file.js';
 import { parseAppManifest, type AppManifest } from './app-manifest.js';
 import type { AppsDir } from './apps-dir.js';
-import { readComposeArchive, ARCHIVE_LIMITS, type ProjectFile } from './compose-archive.js';
+import { readComposeArchive, COMPOSE_ARCHIVE_LIMITS, type ProjectFile } from './compose-archive.js';
 import { parseCompose, pinnedImages } from './compose.js';
 import { digestOf, hexOf, type Descriptor } from './digest.js';
 import { formatImageRef, type ImageRef } from './image-ref.js';
@@ -74,7 +74,7 @@ export async function verifyApps(
     const archive = await readOrMissing(
       apps.archiveFile(name, pin.digest, archiveDescriptor.digest),
       archiveLabel,
-      ARCHIVE_LIMITS.maxArchiveBytes,
+      COMPOSE_ARCHIVE_LIMITS.maxArchiveBytes,
     );
     if (digestOf(archive) !== archiveDescriptor.digest || archive.length !== archiveDescriptor.size) {
       throw new FerryError(

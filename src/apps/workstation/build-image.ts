@@ -7,9 +7,9 @@ import { createGunzip } from 'node:zlib';
 import { BlobStore } from '../format/blob-store.js';
 import { digestOf, MEDIA, type Descriptor } from '../format/digest.js';
 import { REF_NAME, writeImageLayout } from '../format/oci-layout.js';
+import { BUSYBOX } from '../../sim/rootfs.js';
 import { writeTar, type TarMember } from '../../util/tar-pack.js';
 
-export const BUSYBOX = '/bin/busybox';
 const APPLETS = ['sh', 'sleep', 'echo', 'cat', 'date', 'ls', 'true', 'false', 'test', 'mkdir', 'touch'];
 
 /** A base layer with Debian's static busybox and its common applets: the same bytes every time. */

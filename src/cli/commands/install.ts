@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { locateBundle } from '../../bundle/bundle-source.js';
 import { withDeviceLock } from '../../device/lock.js';
 import { installFromBundle } from '../../lifecycle/install.js';
-import { errorReport } from '../../lifecycle/report.js';
+import { errorReport } from '../../command-report.js';
 import { progressFor, type CommandContext } from '../command-context.js';
 import { reportToMedia } from '../report-to-media.js';
 import { configuredDevice, deviceOptions, progressFdOption, type DeviceCommandOptions } from '../shared-options.js';

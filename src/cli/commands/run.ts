@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { withDeviceLock } from '../../device/lock.js';
-import { errorReport } from '../../lifecycle/report.js';
+import { errorReport } from '../../command-report.js';
 import { runPending } from '../../lifecycle/run.js';
 import { lastMediaOf } from '../../reports/write-report.js';
 import { progressFor, type CommandContext } from '../command-context.js';

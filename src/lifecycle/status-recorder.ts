@@ -1,21 +1,8 @@
-import { FerryError, describeCause } from '../errors.js';
-import { exitCodeOf, type Outcome } from '../exit-codes.js';
+import type { CommandReport } from '../command-report.js';
+import { describeCause } from '../errors.js';
+import { exitCodeOf } from '../exit-codes.js';
 import type { Device } from '../device/device.js';
 import { appendHistory, type DeviceStatus, type Progress, type UpdateState } from '../device/status-file.js';
-
-/** What a command hands back to the entry point: an outcome from the one table, a line for people, data for --json. */
-export interface CommandReport {
-  readonly outcome: Outcome;
-  readonly message: string;
-  readonly data?: Record<string, unknown>;
-}
-
-export function errorReport(error: unknown): CommandReport {
-  if (error instanceof FerryError) {
-    return { outcome: error.outcome, message: error.message, ...(error.detail ? { data: error.detail } : {}) };
-  }
-  return { outcome: 'INTERNAL_ERROR', message: describeCause(error) };
-}
 
 export type StatusChanges = Partial<Omit<DeviceStatus, 'schema' | 'history' | 'state' | 'reason' | 'progress' | 'log'>>;
 

@@ -4,7 +4,7 @@ import { isDeviceId, type DevicePublicKey } from '../device/device-key.js';
 import type { DeviceStatus, TargetRef } from '../device/status-file.js';
 import { oneLine } from '../errors.js';
 import { OUTCOMES } from '../exit-codes.js';
-import type { CommandReport } from '../lifecycle/report.js';
+import type { CommandReport } from '../command-report.js';
 import type { SigningKey } from '../tuf/keys.js';
 
 /**
