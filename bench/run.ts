@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { createPublicKey, verify } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { canonicalize } from '@tufjs/canonical-json';
-import { exportBundle } from '../src/bundle/export.js';
+import { exportBundle } from '../src/bundle/workstation/export.js';
 import type { FactoryRepo } from '../src/repo/factory-repo.js';
 import { expiresInDays } from '../src/tuf/expires.js';
 import { discardScratch, verifyBundleMetadata } from '../src/tuf/verify-metadata.js';

@@ -3,8 +3,8 @@ import path from 'node:path';
 import { appsOutOfSync } from '../apps/device/app-runner.js';
 import { AppsDir } from '../apps/format/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/format/verify-apps.js';
-import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
-import { openBundleSource, type BundleSource } from '../bundle/bundle-source.js';
+import { commitsPresent, type BundleDir } from '../bundle/format/bundle-dir.js';
+import { openBundleSource, type BundleSource } from '../bundle/format/bundle-source.js';
 import { errorReport, type CommandReport } from '../command-report.js';
 import {
   readBootFlags,

@@ -8,7 +8,7 @@ import { RENDERED_COMPOSE_FILE } from '../../src/apps/format/compose.js';
 import { hexOf } from '../../src/apps/format/digest.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
 import { cli } from '../support/cli.js';
-import { exportBundle } from '../../src/bundle/export.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
 import { TAG, tempDir } from '../support/factory.js';
 import { PrivateDockerd } from '../support/dockerd.js';
 import { openTestDevice, statusOf as status, type TestDevice } from '../support/sim-device.js';

@@ -5,7 +5,7 @@ import { before, describe, test } from 'node:test';
 import { AppsDir } from '../../src/apps/format/apps-dir.js';
 import { readComposeArchive } from '../../src/apps/format/compose-archive.js';
 import { hexOf } from '../../src/apps/format/digest.js';
-import { exportBundle } from '../../src/bundle/export.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
 import { addTarget } from '../../src/repo/add-target.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
 import { buildAppsFactory, compose, type AppsFactory } from '../support/apps-factory.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { addApp } from '../../src/apps/workstation/add-app.js';
 import { buildImage, busyboxLayer } from '../../src/apps/workstation/build-image.js';
-import { exportBundle } from '../../src/bundle/export.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
 import { addTarget } from '../../src/repo/add-target.js';
 import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { before, describe, test } from 'node:test';
-import { bundleLayout } from '../../src/bundle/bundle-dir.js';
+import { bundleLayout } from '../../src/bundle/format/bundle-dir.js';
 import type { FerryError } from '../../src/errors.js';
 import { applyInstall, prepareInstall, type InstallPlan } from '../../src/lifecycle/install.js';
 import { Journal } from '../../src/lifecycle/journal.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test, type TestContext } from 'node:test';
-import { exportBundle } from '../../src/bundle/export.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
 import { createSimDevice } from '../../src/sim/sim-device.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
 import { cli } from '../support/cli.js';

@@ -6,7 +6,7 @@ import { before, describe, test } from 'node:test';
 import tar from 'tar-stream';
 import yazl from 'yazl';
 import { membersOfDirectory } from '../../src/util/tar-pack.js';
-import { exportBundle } from '../../src/bundle/export.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, TAG, tempDir, type TestFactory } from '../support/factory.js';
 import { assertRefused, assertRefusedUntouched, makeDevice } from '../support/sim-device.js';

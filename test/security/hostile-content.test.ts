@@ -5,7 +5,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { AppsDir } from '../../src/apps/format/apps-dir.js';
 import { hexOf } from '../../src/apps/format/digest.js';
-import { exportBundle } from '../../src/bundle/export.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
 import { cli, ferryProcess } from '../support/cli.js';
 import { buildFactory, exportTo, TAG, tempDir, type TestFactory } from '../support/factory.js';

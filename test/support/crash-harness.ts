@@ -4,7 +4,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { hexOf } from '../../src/apps/format/digest.js';
-import { exportBundle } from '../../src/bundle/export.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
 import { faultPointName, STEPS, STEP_NAMES, type StepPath, type UpdateKind } from '../../src/lifecycle/steps.js';
 import { copySimDevice, createSimDevice, startSimApps } from '../../src/sim/sim-device.js';
 import { buildAppsFactory, type AppsFactory } from './apps-factory.js';

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { packBundleDirectory } from '../../bundle/pack-bundle.js';
-import { signBundle } from '../../bundle/sign-bundle.js';
+import { packBundleDirectory } from '../../bundle/workstation/pack-bundle.js';
+import { signBundle } from '../../bundle/workstation/sign-bundle.js';
 import type { CommandContext } from '../command-context.js';
 
 /** bundle sign and bundle pack: changes to a finished bundle directory, and packing it into one file. */

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { exportBundle } from '../../bundle/export.js';
+import { exportBundle } from '../../bundle/workstation/export.js';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
 import { progressFor, type CommandContext } from '../command-context.js';
 import { positiveInteger, progressFdOption } from '../shared-options.js';

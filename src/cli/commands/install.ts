@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { locateBundle } from '../../bundle/bundle-source.js';
+import { locateBundle } from '../../bundle/format/bundle-source.js';
 import { withDeviceLock } from '../../device/lock.js';
 import { installFromBundle } from '../../lifecycle/install.js';
 import { errorReport } from '../../command-report.js';

@@ -1,8 +1,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { openBundleSource } from '../../bundle/bundle-source.js';
-import { describeBundle, inspectBundle } from '../../bundle/inspect.js';
+import { openBundleSource } from '../../bundle/format/bundle-source.js';
+import { describeBundle, inspectBundle } from '../../bundle/workstation/inspect.js';
 import type { CommandContext } from '../command-context.js';
 
 /** show: what a bundle carries: its roles with their signatures and expiry, its targets and apps. */

@@ -1,8 +1,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { openBundleSource } from '../../bundle/bundle-source.js';
-import { verifyBundle } from '../../bundle/verify-bundle.js';
+import { openBundleSource } from '../../bundle/format/bundle-source.js';
+import { verifyBundle } from '../../bundle/workstation/verify-bundle.js';
 import { progressFor, type CommandContext } from '../command-context.js';
 import { progressFdOption } from '../shared-options.js';
 

@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FerryError, describeCause } from '../errors.js';
-import { pathExists, syncDirectory } from '../util/atomic-file.js';
-import { isFileTooLarge, probeMediaFilesystem, type FilesystemProbe } from '../util/media-filesystem.js';
-import { isNoSpace } from '../util/no-space.js';
-import { BIG_READ_CHUNK } from '../util/sparse-file.js';
-import { syncFilesystem } from '../util/sync-filesystem.js';
-import { readBackBundleArchive, type ArchiveContent, type ArchiveKind } from './bundle-archive.js';
-import { openBundleDir } from './bundle-dir.js';
+import { FerryError, describeCause } from '../../errors.js';
+import { pathExists, syncDirectory } from '../../util/atomic-file.js';
+import { isFileTooLarge, probeMediaFilesystem, type FilesystemProbe } from '../../util/media-filesystem.js';
+import { isNoSpace } from '../../util/no-space.js';
+import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
+import { syncFilesystem } from '../../util/sync-filesystem.js';
+import { readBackBundleArchive, type ArchiveContent, type ArchiveKind } from '../format/bundle-archive.js';
+import { openBundleDir } from '../format/bundle-dir.js';
 import { checkArchiveFitsMedia, packBundle } from './archive-pack.js';
-import { membersOfDirectory, type TarMember } from '../util/tar-pack.js';
+import { membersOfDirectory, type TarMember } from '../../util/tar-pack.js';
 
 /** The parts of a bundle directory that go into its archive; anything else on the stick (reports/…) stays out. */
 const BUNDLE_PARTS = ['tuf', 'ostree_repo', 'apps'] as const;

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { availableBytes } from '../util/free-space.js';
-import { FerryError, describeCause } from '../errors.js';
+import { availableBytes } from '../../util/free-space.js';
+import { FerryError, describeCause } from '../../errors.js';
 import { archiveKindOf, extractBundleArchive, unpackedBytesOf } from './bundle-archive.js';
 import { openBundleDir, type BundleDir } from './bundle-dir.js';
 

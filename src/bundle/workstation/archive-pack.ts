@@ -2,8 +2,8 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
-import { writeTar, type TarMember } from '../util/tar-pack.js';
-import { checkFitsMedia, type MediaFile, type MediaFilesystem } from '../util/media-filesystem.js';
+import { writeTar, type TarMember } from '../../util/tar-pack.js';
+import { checkFitsMedia, type MediaFile, type MediaFilesystem } from '../../util/media-filesystem.js';
 
 /**
  * A bundle tree as one file, a tar or a zip: what `export --archive` and `bundle pack` write. Both kinds get the

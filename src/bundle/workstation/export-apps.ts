@@ -1,13 +1,13 @@
 import { promises as fs } from 'node:fs';
-import { AppsDir } from '../apps/format/apps-dir.js';
-import { copyVerifiedApps } from '../apps/format/copy-apps.js';
-import { verifyApps } from '../apps/format/verify-apps.js';
-import { FerryError, describeCause } from '../errors.js';
-import type { ProgressListener } from '../progress.js';
-import type { FactoryRepo } from '../repo/factory-repo.js';
-import { targetFromMetadata, type AppPin } from '../tuf/target.js';
-import { checkFitsMedia, type MediaFilesystem } from '../util/media-filesystem.js';
-import type { BundleDir } from './bundle-dir.js';
+import { AppsDir } from '../../apps/format/apps-dir.js';
+import { copyVerifiedApps } from '../../apps/format/copy-apps.js';
+import { verifyApps } from '../../apps/format/verify-apps.js';
+import { FerryError, describeCause } from '../../errors.js';
+import type { ProgressListener } from '../../progress.js';
+import type { FactoryRepo } from '../../repo/factory-repo.js';
+import { targetFromMetadata, type AppPin } from '../../tuf/target.js';
+import { checkFitsMedia, type MediaFilesystem } from '../../util/media-filesystem.js';
+import type { BundleDir } from '../format/bundle-dir.js';
 import type { FactoryTarget } from './export-plan.js';
 
 /** The apps a factory target pins. */

@@ -1,19 +1,19 @@
-import '../tuf/models-patch.js';
+import '../../tuf/models-patch.js';
 import { promises as fs } from 'node:fs';
 import { Metadata, MetadataKind } from '@tufjs/models';
 import os from 'node:os';
 import path from 'node:path';
-import { AppsDir } from '../apps/format/apps-dir.js';
-import { verifyApps } from '../apps/format/verify-apps.js';
-import { treeBytes } from '../util/free-space.js';
-import { FerryError, describeCause } from '../errors.js';
-import type { BundleTargets } from '../tuf/bundle-targets.js';
-import type { Target } from '../tuf/target.js';
-import { discardScratch, verifyBundleMetadata } from '../tuf/verify-metadata.js';
-import type { BundleDir } from './bundle-dir.js';
-import { describeMissingObject, findMissingObject } from '../ostree/object-walk.js';
-import { OstreeRepo, verifyArchiveObjects } from '../ostree/ostree-repo.js';
-import type { ProgressListener } from '../progress.js';
+import { AppsDir } from '../../apps/format/apps-dir.js';
+import { verifyApps } from '../../apps/format/verify-apps.js';
+import { treeBytes } from '../../util/free-space.js';
+import { FerryError, describeCause } from '../../errors.js';
+import type { BundleTargets } from '../../tuf/bundle-targets.js';
+import type { Target } from '../../tuf/target.js';
+import { discardScratch, verifyBundleMetadata } from '../../tuf/verify-metadata.js';
+import type { BundleDir } from '../format/bundle-dir.js';
+import { describeMissingObject, findMissingObject } from '../../ostree/object-walk.js';
+import { OstreeRepo, verifyArchiveObjects } from '../../ostree/ostree-repo.js';
+import type { ProgressListener } from '../../progress.js';
 
 /** What the metadata of a bundle says, verified: the part of a bundle check that reads only its tuf/. */
 export interface VerifiedBundleMetadata {

@@ -1,15 +1,15 @@
-import '../tuf/models-patch.js';
+import '../../tuf/models-patch.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { canonicalize } from '@tufjs/canonical-json';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
-import { FerryError, describeCause } from '../errors.js';
-import { BUNDLE_TARGETS_FILE } from '../tuf/bundle-targets.js';
-import { signingKeyFromPem } from '../tuf/keys.js';
-import { offlineSignatures, offlineTargetsPolicy } from '../tuf/offline-targets.js';
-import { serializeMetadata } from '../tuf/sign-metadata.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
-import { openBundleDir, rootVersionsOf } from './bundle-dir.js';
+import { FerryError, describeCause } from '../../errors.js';
+import { BUNDLE_TARGETS_FILE } from '../../tuf/bundle-targets.js';
+import { signingKeyFromPem } from '../../tuf/keys.js';
+import { offlineSignatures, offlineTargetsPolicy } from '../../tuf/offline-targets.js';
+import { serializeMetadata } from '../../tuf/sign-metadata.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
+import { openBundleDir, rootVersionsOf } from '../format/bundle-dir.js';
 
 export interface SignResult {
   readonly keyId: string;

@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { verifyApps } from '../apps/format/verify-apps.js';
-import { OstreeRepo } from '../ostree/ostree-repo.js';
-import type { FactoryRepo } from '../repo/factory-repo.js';
+import { verifyApps } from '../../apps/format/verify-apps.js';
+import { OstreeRepo } from '../../ostree/ostree-repo.js';
+import type { FactoryRepo } from '../../repo/factory-repo.js';
 import { appsOfTarget } from './export-apps.js';
 import type { FactoryTarget } from './export-plan.js';
 

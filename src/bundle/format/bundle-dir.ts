@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FerryError, describeCause } from '../errors.js';
-import { OstreeRepo } from '../ostree/ostree-repo.js';
+import { FerryError, describeCause } from '../../errors.js';
+import { OstreeRepo } from '../../ostree/ostree-repo.js';
 
 /** The three parts of a bundle on the media (reference §1). */
 export interface BundleDir {

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { FactoryRepo } from '../repo/factory-repo.js';
-import { processAlive } from '../util/process-alive.js';
+import type { FactoryRepo } from '../../repo/factory-repo.js';
+import { processAlive } from '../../util/process-alive.js';
 
 /**
  * A scratch directory beside the factory repo (on its filesystem, where ostree hard-links instead of copying), named

@@ -1,12 +1,12 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { FerryError, describeCause } from '../errors.js';
-import type { FactoryRepo } from '../repo/factory-repo.js';
-import { isEmptyOrMissingDir, pathExists } from '../util/atomic-file.js';
-import { BUNDLE_TARGETS_FILE, type BundleType } from '../tuf/bundle-targets.js';
-import { expiresInDays, parseExpires } from '../tuf/expires.js';
-import type { ProgressListener } from '../progress.js';
-import type { FilesystemProbe, MediaFilesystem } from '../util/media-filesystem.js';
+import { FerryError, describeCause } from '../../errors.js';
+import type { FactoryRepo } from '../../repo/factory-repo.js';
+import { isEmptyOrMissingDir, pathExists } from '../../util/atomic-file.js';
+import { BUNDLE_TARGETS_FILE, type BundleType } from '../../tuf/bundle-targets.js';
+import { expiresInDays, parseExpires } from '../../tuf/expires.js';
+import type { ProgressListener } from '../../progress.js';
+import type { FilesystemProbe, MediaFilesystem } from '../../util/media-filesystem.js';
 
 export interface ExportOptions {
   readonly targetName: string;

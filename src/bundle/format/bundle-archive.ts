@@ -5,10 +5,10 @@ import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import yauzl from 'yauzl';
-import { FerryError, describeCause } from '../errors.js';
-import { ArchiveFileObjectHasher } from '../ostree/archive-object.js';
-import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
-import { BIG_READ_CHUNK, createSparseWriteStream } from '../util/sparse-file.js';
+import { FerryError, describeCause } from '../../errors.js';
+import { ArchiveFileObjectHasher } from '../../ostree/archive-object.js';
+import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
+import { BIG_READ_CHUNK, createSparseWriteStream } from '../../util/sparse-file.js';
 
 /**
  * Single-file bundles: a tar (read as a stream with tar-stream) or a zip (read with yauzl) of the bundle tree.

@@ -1,16 +1,16 @@
-import '../tuf/models-patch.js';
+import '../../tuf/models-patch.js';
 import path from 'node:path';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
-import { FerryError, describeCause } from '../errors.js';
-import { BUNDLE_TARGETS_FILE } from '../tuf/bundle-targets.js';
-import { parseExpires } from '../tuf/expires.js';
-import { offlineSignatures, offlineTargetsPolicy } from '../tuf/offline-targets.js';
-import { validSignatureKeyIds } from '../tuf/signatures.js';
-import { targetFromMetadata } from '../tuf/target.js';
-import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
-import { readSmallFile } from '../util/atomic-file.js';
-import { rootVersionsOf, type BundleDir } from './bundle-dir.js';
-import { treeBytes } from '../util/free-space.js';
+import { FerryError, describeCause } from '../../errors.js';
+import { BUNDLE_TARGETS_FILE } from '../../tuf/bundle-targets.js';
+import { parseExpires } from '../../tuf/expires.js';
+import { offlineSignatures, offlineTargetsPolicy } from '../../tuf/offline-targets.js';
+import { validSignatureKeyIds } from '../../tuf/signatures.js';
+import { targetFromMetadata } from '../../tuf/target.js';
+import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
+import { readSmallFile } from '../../util/atomic-file.js';
+import { rootVersionsOf, type BundleDir } from '../format/bundle-dir.js';
+import { treeBytes } from '../../util/free-space.js';
 
 /** One metadata file of the bundle, its signatures counted against the newest root the bundle carries. */
 export interface RoleSummary {

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { membersOfDirectory } from '../util/tar-pack.js';
-import type { FactoryRepo } from '../repo/factory-repo.js';
-import { syncDirectory } from '../util/atomic-file.js';
-import { probeMediaFilesystem } from '../util/media-filesystem.js';
+import { membersOfDirectory } from '../../util/tar-pack.js';
+import type { FactoryRepo } from '../../repo/factory-repo.js';
+import { syncDirectory } from '../../util/atomic-file.js';
+import { probeMediaFilesystem } from '../../util/media-filesystem.js';
 import { checkArchiveFitsMedia, packBundle } from './archive-pack.js';
-import { extractBundleArchive } from './bundle-archive.js';
-import { bundleLayout } from './bundle-dir.js';
+import { extractBundleArchive } from '../format/bundle-archive.js';
+import { bundleLayout } from '../format/bundle-dir.js';
 import { planExport, type ExportOptions, type ExportPlan } from './export-plan.js';
 import { scratchDir } from './export-scratch.js';
 import {

@@ -1,14 +1,14 @@
 import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { OstreeRepo } from '../ostree/ostree-repo.js';
-import { withPullProgress } from '../ostree/pull-progress.js';
-import type { ProgressListener } from '../progress.js';
-import type { FactoryRepo } from '../repo/factory-repo.js';
-import { pathExists } from '../util/atomic-file.js';
-import { checkFitsMedia, type MediaFile, type MediaFilesystem } from '../util/media-filesystem.js';
-import { BIG_READ_CHUNK } from '../util/sparse-file.js';
-import type { BundleDir } from './bundle-dir.js';
+import { OstreeRepo } from '../../ostree/ostree-repo.js';
+import { withPullProgress } from '../../ostree/pull-progress.js';
+import type { ProgressListener } from '../../progress.js';
+import type { FactoryRepo } from '../../repo/factory-repo.js';
+import { pathExists } from '../../util/atomic-file.js';
+import { checkFitsMedia, type MediaFile, type MediaFilesystem } from '../../util/media-filesystem.js';
+import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
+import type { BundleDir } from '../format/bundle-dir.js';
 import { pullBase, removeObjectsOf } from './export-delta.js';
 import { scratchDir } from './export-scratch.js';
 
