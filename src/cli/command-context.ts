@@ -1,103 +1,21 @@
-import { fstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { Option, type Command } from 'commander';
-import { FerryError } from '../errors.js';
+import type { Command } from 'commander';
 import { fanOut, jsonLinesProgress, type ProgressListener } from '../progress.js';
 import { terminalProgress } from './progress-bars.js';
-import type { CommandReport } from '../lifecycle/report.js';
+import type { CommandReport } from '../command-report.js';
 import type { Io } from './output.js';
 
-/** What each group of commands gets: where to print, and where to hand its one report. */
+/** What each command gets: where to print, and where to hand its one report. */
 export interface CommandContext {
   readonly name: 'ferry' | 'aklite-offline';
   readonly io: Io;
   readonly setReport: (report: CommandReport, json: boolean) => void;
 }
 
-export const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
-
-export function wholeNumber(name: string, min: number) {
-  return (value: string): number => {
-    if (!/^\d+$/.test(value) || Number(value) < min) {
-      throw new FerryError('USAGE', `${name} must be a whole number, at least ${min} (got "${value}")`);
-    }
-    return Number(value);
-  };
-}
-
-export const positiveInteger = (name: string) => wholeNumber(name, 1);
-
 /** `bundle sign` for the command run as `ferry bundle sign …`: how the exit-code table and the path checks name it. */
 export function commandPath(command: Command): string {
   const names: string[] = [];
   for (let current: Command | null = command; current?.parent; current = current.parent) names.unshift(current.name());
   return names.join(' ');
-}
-
-/** `--progress-fd N`: the number of a file descriptor the caller opened for us. */
-export function progressFdOption(): Option {
-  return new Option(
-    '--progress-fd <n>',
-    'write progress as JSON lines to this file descriptor, opened for writing by the caller (e.g. 3>progress.jsonl)',
-  ).argParser((value: string) => {
-    const fd = wholeNumber('--progress-fd', 0)(value);
-    const refusal = progressFdRefusal(fd);
-    if (refusal !== undefined) throw new FerryError('USAGE', refusal);
-    return fd;
-  });
-}
-
-const O_ACCMODE = 0o3;
-const O_RDONLY = 0;
-
-/**
- * Why `fd` cannot take the progress lines, or undefined if it can. Checked before any work: a number that names no
- * descriptor the caller handed over may still be open in this process, because the runtime's own event loop sits
- * at 3 and up (epoll and eventfd descriptors, pipes whose both ends it holds), and writing there crashes the process
- * after the work is done. None of those can carry anything to anyone else, so they are refused, as is a descriptor
- * open for reading only.
- */
-export function progressFdRefusal(fd: number): string | undefined {
-  const notGiven = `--progress-fd ${fd} is not an open file descriptor given to this command: open it when starting the command, e.g. ${fd}>progress.jsonl`;
-  try {
-    fstatSync(fd);
-  } catch {
-    return notGiven;
-  }
-  let link: string;
-  let flags: number;
-  try {
-    link = readlinkSync(`/proc/self/fd/${fd}`);
-    flags = fdinfoFlags(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-  } catch {
-    // Without /proc there is no telling whose it is: an open descriptor is taken.
-    return undefined;
-  }
-  if (link.startsWith('anon_inode:') || (/^pipe:\[\d+\]$/.test(link) && holdsOtherEnd(fd, link, flags)))
-    return notGiven;
-  if ((flags & O_ACCMODE) === O_RDONLY)
-    return `--progress-fd ${fd} is open for reading only: open it for writing, e.g. ${fd}>progress.jsonl`;
-  return undefined;
-}
-
-/**
- * True when this process also holds the other end of the pipe `fd` is: what is written there comes back here.
- * (Holding the same end twice is common: `N> >(reader)` passes the pipe as N and as /dev/fd/63.)
- */
-function holdsOtherEnd(fd: number, link: string, flags: number): boolean {
-  return readdirSync('/proc/self/fd').some((name) => {
-    if (name === String(fd)) return false;
-    try {
-      if (readlinkSync(`/proc/self/fd/${name}`) !== link) return false;
-      return (fdinfoFlags(readFileSync(`/proc/self/fdinfo/${name}`, 'utf8')) & O_ACCMODE) !== (flags & O_ACCMODE);
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** The `flags` of a /proc/<pid>/fdinfo file (octal there). */
-function fdinfoFlags(fdinfo: string): number {
-  return parseInt(/^flags:\s*([0-7]+)$/m.exec(fdinfo)?.[1] ?? '1', 8);
 }
 
 /** Bars on a terminal and JSON lines on --progress-fd, as asked; stop() clears the bars before the result prints. */

@@ -1,6 +1,6 @@
 import { oneLine } from '../errors.js';
 import { OUTCOMES } from '../exit-codes.js';
-import type { CommandReport } from '../lifecycle/report.js';
+import type { CommandReport } from '../command-report.js';
 
 export interface Io {
   stdout(text: string): void;

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { AppStore } from '../apps/app-store.js';
-import { DockerEngine } from '../apps/docker-engine.js';
+import { AppStore } from '../apps/device/app-store.js';
+import { DockerEngine } from '../apps/device/docker-engine.js';
 import type { OstreeRepo } from '../ostree/ostree-repo.js';
 import { Sysroot } from '../ostree/sysroot.js';
 import { pathExists } from '../util/atomic-file.js';

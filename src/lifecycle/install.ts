@@ -1,10 +1,11 @@
 import { loadDeviceStatus } from './rebuild-status.js';
 import path from 'node:path';
-import { appsOutOfSync } from '../apps/app-runner.js';
-import { AppsDir } from '../apps/apps-dir.js';
-import { verifyApps, type VerifiedApp } from '../apps/verify-apps.js';
-import { commitsPresent, type BundleDir } from '../bundle/bundle-dir.js';
-import { openBundleSource, type BundleSource } from '../bundle/bundle-source.js';
+import { appsOutOfSync } from '../apps/device/app-runner.js';
+import { AppsDir } from '../apps/format/apps-dir.js';
+import { verifyApps, type VerifiedApp } from '../apps/format/verify-apps.js';
+import { commitsPresent, type BundleDir } from '../bundle/format/bundle-dir.js';
+import { openBundleSource, type BundleSource } from '../bundle/format/bundle-source.js';
+import { errorReport, type CommandReport } from '../command-report.js';
 import {
   readBootFlags,
   readBooted,
@@ -14,8 +15,13 @@ import {
 } from '../device/device.js';
 import { removeLeftovers } from '../device/leftovers.js';
 import { loadTimeFloor, raiseTimeFloor } from '../device/time-floor-file.js';
-import { INSTALL_UNDER_WAY_STATES, type PendingUpdate, type TargetRef, type UpdateState } from '../device/status-file.js';
-import { availableBytes, treeBytesInBackground } from '../device/free-space.js';
+import {
+  INSTALL_UNDER_WAY_STATES,
+  type PendingUpdate,
+  type TargetRef,
+  type UpdateState,
+} from '../device/status-file.js';
+import { availableBytes, treeBytesInBackground } from '../util/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
 import { describeTime, effectiveTime } from '../tuf/time-floor.js';
@@ -36,7 +42,7 @@ import { Journal } from './journal.js';
 import { planInstall, type InstallDecision } from './plan.js';
 import { planRun } from './run-plan.js';
 import { undoInterruptedInstall } from './recover.js';
-import { errorReport, StatusRecorder, type CommandReport } from './report.js';
+import { StatusRecorder } from './status-recorder.js';
 import { fitsDevice, selectTarget } from './select-target.js';
 import type { ProgressListener } from '../progress.js';
 import { withPullProgress } from '../ostree/pull-progress.js';

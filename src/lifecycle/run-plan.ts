@@ -1,3 +1,4 @@
+import type { CommandReport } from '../command-report.js';
 import { FerryError } from '../errors.js';
 import type { BootFlags } from '../device/bootloader-env.js';
 import {
@@ -10,7 +11,7 @@ import {
   type UpdateState,
 } from '../device/status-file.js';
 import type { BootedFacts } from './plan.js';
-import type { CommandReport, StatusChanges } from './report.js';
+import type { StatusChanges } from './status-recorder.js';
 import type { StepName } from './steps.js';
 
 /**

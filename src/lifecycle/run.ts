@@ -1,5 +1,6 @@
 import { loadDeviceStatus } from './rebuild-status.js';
-import { checkApps, startApps, switchApps, watchApps } from '../apps/app-runner.js';
+import { checkApps, startApps, switchApps, watchApps } from '../apps/device/app-runner.js';
+import { errorReport, type CommandReport } from '../command-report.js';
 import {
   currentBootId,
   readBootFlags,
@@ -36,7 +37,7 @@ import {
 } from './run-plan.js';
 import { STEPS, type StepInfo } from './steps.js';
 import { undoInterruptedInstall } from './recover.js';
-import { errorReport, StatusRecorder, type CommandReport } from './report.js';
+import { StatusRecorder } from './status-recorder.js';
 import type { ProgressListener } from '../progress.js';
 
 export interface RunOptions {

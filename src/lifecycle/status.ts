@@ -6,7 +6,7 @@ import { loadTimeFloor } from '../device/time-floor-file.js';
 import { formatExpires } from '../tuf/expires.js';
 import { Journal } from './journal.js';
 import { currentTargetOf } from './plan.js';
-import type { CommandReport } from './report.js';
+import type { CommandReport } from '../command-report.js';
 
 /**
  * `status`: what the device boots, what is pending, the update state with its progress, and how the last update

@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { digestOf } from '../apps/digest.js';
+import { digestOf } from '../apps/format/digest.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { RestartPolicy } from '../tuf/target.js';
 import { COMMIT_CHECKSUM, OstreeRepo } from '../ostree/ostree-repo.js';

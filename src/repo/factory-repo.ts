@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError, describeCause } from '../errors.js';
-import { AppsDir } from '../apps/apps-dir.js';
+import { AppsDir } from '../apps/format/apps-dir.js';
 import { OstreeRepo } from '../ostree/ostree-repo.js';
 import { isEmptyOrMissingDir, readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
 import { expiresInDays } from '../tuf/expires.js';

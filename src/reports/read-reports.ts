@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { DevicePublicKey } from '../device/device-key.js';
 import { FerryError, describeCause } from '../errors.js';
 import { readSmallFile } from '../util/atomic-file.js';
-import { REPORT_MAX_BYTES, verifyReport, type ReportStep, type ReportTarget } from './report.js';
+import { REPORT_MAX_BYTES, verifyReport, type ReportStep, type ReportTarget } from './signed-report.js';
 
 /** One report found on a stick: what it says if its signature holds, and only why it was rejected if not. */
 export type ReportRow =

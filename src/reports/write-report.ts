@@ -4,9 +4,9 @@ import { loadDeviceKey } from '../device/device-key.js';
 import type { Device } from '../device/device.js';
 import type { DeviceStatus } from '../device/status-file.js';
 import { describeCause } from '../errors.js';
-import type { CommandReport } from '../lifecycle/report.js';
+import type { CommandReport } from '../command-report.js';
 import { pathExists, writeFileAtomic } from '../util/atomic-file.js';
-import { reportContent, reportFileName, signReport, type ReportStep } from './report.js';
+import { reportContent, reportFileName, signReport, type ReportStep } from './signed-report.js';
 
 /**
  * The device end of the reports: after `install` or `run` has decided and recorded everything, one signed report

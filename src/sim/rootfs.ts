@@ -7,6 +7,7 @@ import { OstreeRepo } from '../ostree/ostree-repo.js';
 export const BOOT_FAILS_MARKER = 'usr/lib/ferry-sim/boot-fails';
 /** A commit that carries this file ships a boot firmware of that version; booting it updates the firmware. */
 export const BOOT_FIRMWARE_MARKER = 'usr/lib/ferry-sim/boot-firmware';
+/** Debian's static busybox: the shell of the simulator's rootfs and of the images `sim image` builds. */
 export const BUSYBOX = '/bin/busybox';
 
 export interface SimRootfsOptions {

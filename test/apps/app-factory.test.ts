@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { digestOf, hexOf } from '../../src/apps/digest.js';
+import { digestOf, hexOf } from '../../src/apps/format/digest.js';
 import { buildAppsFactory, type AppsFactory } from '../support/apps-factory.js';
 import { cli } from '../support/cli.js';
 import { tempDir } from '../support/factory.js';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { addTarget } from '../../src/repo/add-target.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
-import { treeBytes } from '../../src/device/free-space.js';
+import { treeBytes } from '../../src/util/free-space.js';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, HARDWARE_ID, TAG, tempDir, type TestFactory } from '../support/factory.js';
 import { makeDevice, openTestDevice, statusOf } from '../support/sim-device.js';

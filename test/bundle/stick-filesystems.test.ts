@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { exportBundle } from '../../src/bundle/export.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
 import { FerryError } from '../../src/errors.js';
 import type { ByteProgress, ProgressEvent } from '../../src/progress.js';
 import { exitCodeOf } from '../../src/exit-codes.js';

@@ -19,8 +19,8 @@ import { makeDevice, statusOf, trustedMetadata } from '../support/sim-device.js'
 import { flipByte } from '../support/hostile.js';
 import { pastDate, resignBundleRole } from '../support/tamper.js';
 import { hashTree } from '../support/tree-hash.js';
-import { bundleLayout } from '../../src/bundle/bundle-dir.js';
-import { verifyBundle } from '../../src/bundle/verify-bundle.js';
+import { bundleLayout } from '../../src/bundle/format/bundle-dir.js';
+import { verifyBundle } from '../../src/bundle/workstation/verify-bundle.js';
 import type { FerryError } from '../../src/errors.js';
 
 /** show, verify, bundle sign, keys and the multi-target and tuf-only exports: a stick checked before it ships. */

@@ -4,9 +4,9 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Root } from '@tufjs/models';
-import { readComposeArchive } from '../../src/apps/compose-archive.js';
-import { parseCompose } from '../../src/apps/compose.js';
-import { BundleRoot, memberParts, extractBundleArchive } from '../../src/bundle/bundle-archive.js';
+import { readComposeArchive } from '../../src/apps/format/compose-archive.js';
+import { parseCompose } from '../../src/apps/format/compose.js';
+import { BundleRoot, memberParts, extractBundleArchive } from '../../src/bundle/format/bundle-archive.js';
 import { FerryError } from '../../src/errors.js';
 import { verifyBundleTargets } from '../../src/tuf/bundle-targets.js';
 import { verifyBundleMetadata } from '../../src/tuf/verify-metadata.js';
@@ -36,7 +36,7 @@ before(async () => {
   factory = await buildFactory();
   bundle = await exportTo(factory, factory.v2);
   const file = path.join(await tempDir('fuzz'), 'bundle.tar');
-  const { exportBundle } = await import('../../src/bundle/export.js');
+  const { exportBundle } = await import('../../src/bundle/workstation/export.js');
   await exportBundle(factory.repo, {
     targetName: factory.v2,
     destination: file,

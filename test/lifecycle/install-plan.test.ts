@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import { before, describe, test } from 'node:test';
-import { bundleLayout } from '../../src/bundle/bundle-dir.js';
+import { bundleLayout } from '../../src/bundle/format/bundle-dir.js';
 import type { FerryError } from '../../src/errors.js';
 import { applyInstall, prepareInstall, type InstallPlan } from '../../src/lifecycle/install.js';
 import { Journal } from '../../src/lifecycle/journal.js';
 import { loadDeviceStatus } from '../../src/lifecycle/rebuild-status.js';
-import { StatusRecorder } from '../../src/lifecycle/report.js';
+import { StatusRecorder } from '../../src/lifecycle/status-recorder.js';
 import { discardScratch } from '../../src/tuf/verify-metadata.js';
 import { buildFactory, exportTo, type TestFactory } from '../support/factory.js';
 import { objectsOnlyInBundle } from '../support/hostile.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { canonicalize } from '@tufjs/canonical-json';
 import { parseDevicePublicKey } from '../../src/device/device-key.js';
-import { reportFileName, signReport, verifyReport, type SignedReport } from '../../src/reports/report.js';
+import { reportFileName, signReport, verifyReport, type SignedReport } from '../../src/reports/signed-report.js';
 import { signingKeyFromPem } from '../../src/tuf/keys.js';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, HARDWARE_ID, tempDir, type TestFactory } from '../support/factory.js';

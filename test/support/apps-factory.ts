@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { addApp } from '../../src/apps/add-app.js';
-import { buildImage, busyboxLayer } from '../../src/apps/build-image.js';
+import { addApp } from '../../src/apps/workstation/add-app.js';
+import { buildImage, busyboxLayer } from '../../src/apps/workstation/build-image.js';
 import { addTarget, type TargetSpec } from '../../src/repo/add-target.js';
 import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';

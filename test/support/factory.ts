@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { exportBundle, type ExportOptions } from '../../src/bundle/export.js';
+import { exportBundle, type ExportOptions } from '../../src/bundle/workstation/export.js';
 import { addTarget } from '../../src/repo/add-target.js';
 import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';

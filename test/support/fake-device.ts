@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { AppStore } from '../../src/apps/app-store.js';
-import type { ContainerState } from '../../src/apps/docker-engine.js';
+import { AppStore } from '../../src/apps/device/app-store.js';
+import type { ContainerState } from '../../src/apps/device/docker-engine.js';
 import type { DeviceConfig } from '../../src/device/config.js';
 import type {
   BootControlPort,

@@ -106,10 +106,10 @@ export async function rewriteApp(
   app: string,
   edit: (files: Map<string, { mode: number; content: Buffer }>) => void,
 ): Promise<void> {
-  const { readComposeArchive } = await import('../../src/apps/compose-archive.js');
-  const { writeTar } = await import('../../src/apps/tar-pack.js');
-  const { AppsDir } = await import('../../src/apps/apps-dir.js');
-  const { digestOf, hexOf } = await import('../../src/apps/digest.js');
+  const { readComposeArchive } = await import('../../src/apps/format/compose-archive.js');
+  const { writeTar } = await import('../../src/util/tar-pack.js');
+  const { AppsDir } = await import('../../src/apps/format/apps-dir.js');
+  const { digestOf, hexOf } = await import('../../src/apps/format/digest.js');
   const apps = new AppsDir(path.join(bundle, 'apps'));
   const targets = await readBundleJson(bundle, 'targets.json');
   const entry = (targets.signed['targets'] as Record<string, Json>)[targetName]!;

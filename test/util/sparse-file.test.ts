@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
-import { writeTar } from '../../src/apps/tar-pack.js';
+import { writeTar } from '../../src/util/tar-pack.js';
 import { createSparseWriteStream, SPARSE_BLOCK } from '../../src/util/sparse-file.js';
 import { tempDir } from '../support/factory.js';
 

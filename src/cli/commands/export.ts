@@ -1,8 +1,9 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { exportBundle } from '../../bundle/export.js';
+import { exportBundle } from '../../bundle/workstation/export.js';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
-import { positiveInteger, progressFdOption, progressFor, type CommandContext } from '../command-context.js';
+import { progressFor, type CommandContext } from '../command-context.js';
+import { positiveInteger, progressFdOption } from '../shared-options.js';
 
 /** export: a bundle for the stick. */
 export function registerExportCommand(program: Command, { io, setReport }: CommandContext): void {

@@ -3,10 +3,11 @@ import { Option, type Command } from 'commander';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
 import { addOfflineTargetsKeys, rotateRoleKey } from '../../repo/rotate-keys.js';
 import { ROLE_NAMES, type RoleName } from '../../tuf/sign-metadata.js';
-import { positiveInteger, type CommandContext } from '../command-context.js';
+import type { CommandContext } from '../command-context.js';
+import { positiveInteger } from '../shared-options.js';
 
 /** keys rotate, keys add-offline: each writes the next N.root.json of the factory repository. */
-export function registerKeysCommands(program: Command, { setReport }: CommandContext): void {
+export function registerKeysCommand(program: Command, { setReport }: CommandContext): void {
   const keys = program.command('keys').description('the TUF keys of the factory repository');
   const expiry = () =>
     new Option(

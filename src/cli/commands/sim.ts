@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { buildImage, busyboxLayer } from '../../apps/build-image.js';
+import { buildImage, busyboxLayer } from '../../apps/workstation/build-image.js';
 import { loadDeviceKey } from '../../device/device-key.js';
 import { devicePaths } from '../../device/paths.js';
 import { FerryError } from '../../errors.js';
@@ -8,10 +8,11 @@ import { openFactoryRepo } from '../../repo/factory-repo.js';
 import { commitSimRootfs } from '../../sim/rootfs.js';
 import { createSimDevice, rebootSimDevice } from '../../sim/sim-device.js';
 import { isEmptyOrMissingDir } from '../../util/atomic-file.js';
-import { collect, positiveInteger, wholeNumber, type CommandContext } from '../command-context.js';
+import type { CommandContext } from '../command-context.js';
+import { collect, positiveInteger, wholeNumber } from '../shared-options.js';
 
 /** sim: a simulated device and its parts, to try ferry without hardware. */
-export function registerSimCommands(program: Command, { setReport }: CommandContext): void {
+export function registerSimCommand(program: Command, { setReport }: CommandContext): void {
   const sim = program.command('sim').description('a simulated device, to try ferry without hardware');
   sim
     .command('create <device-dir>')

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { exportBundle } from '../../../src/bundle/export.js';
+import { exportBundle } from '../../../src/bundle/workstation/export.js';
 import { addTarget } from '../../../src/repo/add-target.js';
 import type { FactoryRepo } from '../../../src/repo/factory-repo.js';
 import { runTool } from '../../../src/util/tool.js';

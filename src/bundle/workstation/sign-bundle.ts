@@ -1,0 +1,83 @@
+import '../../tuf/models-patch.js';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { canonicalize } from '@tufjs/canonical-json';
+import { Metadata, MetadataKind, type Root } from '@tufjs/models';
+import { FerryError, describeCause } from '../../errors.js';
+import { BUNDLE_TARGETS_FILE } from '../../tuf/bundle-targets.js';
+import { signingKeyFromPem } from '../../tuf/keys.js';
+import { offlineSignatures, offlineTargetsPolicy } from '../../tuf/offline-targets.js';
+import { serializeMetadata } from '../../tuf/sign-metadata.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
+import { openBundleDir, rootVersionsOf } from '../format/bundle-dir.js';
+
+export interface SignResult {
+  readonly keyId: string;
+  /** False when the key had signed already: signing twice changes nothing. */
+  readonly added: boolean;
+  /** Offline signatures now on bundle-targets.json, against the root's offline threshold (null: no offline keys). */
+  readonly offline: { readonly valid: number; readonly threshold: number } | null;
+}
+
+/**
+ * `bundle sign`: adds one targets-key signature to a bundle directory's bundle-targets.json, the way offline keys
+ * countersign a production bundle. The key must be one the newest root in the bundle lists for the targets role.
+ */
+export async function signBundle(bundleDir: string, keyFile: string): Promise<SignResult> {
+  const bundle = await openBundleDir(bundleDir);
+  let key;
+  try {
+    key = signingKeyFromPem(await fs.readFile(keyFile, 'utf8'));
+  } catch (error) {
+    throw new FerryError(
+      'KEY_FILE_INVALID',
+      `${keyFile} is not an ed25519 private key (PKCS#8 PEM): ${describeCause(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  const rootVersions = await rootVersionsOf(bundle.tufDir);
+  const newest = rootVersions[rootVersions.length - 1]!;
+  let root: Root;
+  let document: { signed: Record<string, unknown>; signatures: Array<{ keyid: string; sig: string }> };
+  try {
+    root = (
+      Metadata.fromJSON(
+        MetadataKind.Root,
+        JSON.parse(await fs.readFile(path.join(bundle.tufDir, `${newest}.root.json`), 'utf8')),
+      ) as Metadata<Root>
+    ).signed;
+    document = JSON.parse(await fs.readFile(path.join(bundle.tufDir, BUNDLE_TARGETS_FILE), 'utf8'));
+    if (typeof document.signed !== 'object' || !Array.isArray(document.signatures))
+      throw new Error('not signed metadata');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new FerryError('METADATA_NOT_FOUND', `the bundle lacks ${describeCause(error)}`, { cause: error });
+    throw new FerryError('METADATA_MALFORMED', `the bundle's metadata: ${describeCause(error)}`, { cause: error });
+  }
+  if (!(root.roles['targets']?.keyIDs ?? []).includes(key.keyId)) {
+    throw new FerryError(
+      'KEY_NOT_AUTHORIZED',
+      `key ${key.keyId} is not a targets key of root.json version ${newest}; a device would not count its signature`,
+    );
+  }
+  const added = !document.signatures.some((signature) => signature.keyid === key.keyId);
+  if (added) {
+    const signatures = [
+      ...document.signatures,
+      { keyid: key.keyId, sig: key.signHex(Buffer.from(canonicalize(document.signed))) },
+    ];
+    document = { ...document, signatures };
+    await writeFileAtomic(path.join(bundle.tufDir, BUNDLE_TARGETS_FILE), serializeMetadata(document));
+  }
+  const policy = offlineTargetsPolicy(root);
+  return {
+    keyId: key.keyId,
+    added,
+    offline:
+      policy === null
+        ? null
+        : { valid: offlineSignatures(root, policy, document.signed, document.signatures), threshold: policy.threshold },
+  };
+}
