@@ -147,6 +147,27 @@ export class FioStick {
     );
   }
 
+  /**
+   * snapshot.json names targets.json as it now is (hashes, length, version), signed again by `snapshotKey`, and
+   * timestamp.json names that snapshot: a forged targets.json then fails only the check it was forged for.
+   */
+  restampTargets(snapshotKey: FioSigningKey, timestampKey: FioSigningKey): void {
+    const targets = this.files.get('targets.json')!;
+    const canonical = fioCanonicalJson(JSON.parse(Buffer.from(targets).toString('utf8')));
+    this.resign('snapshot.json', [snapshotKey], (signed) => ({
+      ...signed,
+      meta: {
+        ...signed.meta,
+        'targets.json': {
+          hashes: { sha256: createHash('sha256').update(canonical).digest('hex') },
+          length: targets.byteLength,
+          version: this.json('targets.json').signed.version,
+        },
+      },
+    }));
+    this.restampSnapshot(timestampKey);
+  }
+
   /** Adds `(n+1).root.json`: the newest root on the stick, changed by `mutate`, signed by `keys`. */
   addRoot(keys: readonly FioSigningKey[], mutate: (signed: Json) => void): number {
     const newest = Math.max(
