@@ -4,6 +4,7 @@ import { before, describe, test } from 'node:test';
 import { FerryError } from '../../src/errors.js';
 import { OUTCOMES } from '../../src/exit-codes.js';
 import { selectTarget } from '../../src/lifecycle/select-target.js';
+import { fioKeyIdOf } from '../../src/tuf/foundries/fio-keys.js';
 import type { FoundriesTrustedState } from '../../src/tuf/foundries/fio-metadata-store.js';
 import { verifyFoundriesStick, type VerifiedFoundriesMetadata } from '../../src/tuf/foundries/fio-verify-stick.js';
 import { effectiveTime, type EffectiveTime } from '../../src/tuf/time-floor.js';
@@ -193,6 +194,20 @@ describe('Foundries format, hostile: signatures, methods, key ids and thresholds
         11,
         /^tuf\/targets\.json: 1 valid signature\(s\) from targets keys, threshold is 2$/,
       );
+    });
+
+    test('one key under two ids (its hex in upper and in lower case) signs as both: it counts once, 11', () => {
+      const lower = keys.targets.json.keyval.public.toLowerCase();
+      const twin: FioSigningKey = {
+        ...keys.targets,
+        keyId: fioKeyIdOf(lower),
+        json: { keytype: 'ED25519', keyval: { public: lower } },
+      };
+      assert.notEqual(twin.keyId, keys.targets.keyId);
+      const forged = withRoot2((root) => setFioRoleKeys(root, 'targets', [keys.targets, twin], 2));
+      forged.resign('targets.json', [keys.targets, twin]);
+      forged.restampTargets(keys.snapshot, keys.timestamp);
+      assertRefused(forged, 11, /^tuf\/targets\.json: 1 valid signature\(s\) from targets keys, threshold is 2$/);
     });
 
     test('bundle-targets.json signed by one of the two keys: 11', () => {

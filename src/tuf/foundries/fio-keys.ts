@@ -13,6 +13,11 @@ export interface FioPublicKey {
   readonly keyId: string;
   readonly type: FioKeyType;
   readonly key: KeyObject;
+  /**
+   * The key itself (its DER SubjectPublicKeyInfo in hex). A key id is computed from the public value as written, so
+   * one ed25519 key written in upper and in lower case has two ids: a threshold counts keys, not ids.
+   */
+  readonly material: string;
 }
 
 /** The public value as written in root.json; the key id is computed from it, byte for byte. */
@@ -55,7 +60,12 @@ export function parseFioKey(keyId: string, json: unknown, file: string): FioPubl
       throw new FerryError('METADATA_MALFORMED', `tuf/${file}: ED25519 key ${keyId} is not 64 hex digits`);
     }
     const der = Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(value, 'hex')]);
-    return { keyId, type: 'ed25519', key: createPublicKey({ key: der, format: 'der', type: 'spki' }) };
+    return {
+      keyId,
+      type: 'ed25519',
+      key: createPublicKey({ key: der, format: 'der', type: 'spki' }),
+      material: der.toString('hex'),
+    };
   }
   if (type === 'rsa') {
     let key: KeyObject;
@@ -71,7 +81,7 @@ export function parseFioKey(keyId: string, json: unknown, file: string): FioPubl
         `tuf/${file}: RSA key ${keyId} is not a 2048, 3072 or 4096-bit RSA public key`,
       );
     }
-    return { keyId, type: 'rsa', key };
+    return { keyId, type: 'rsa', key, material: key.export({ format: 'der', type: 'spki' }).toString('hex') };
   }
   throw new FerryError('METADATA_MALFORMED', `tuf/${file}: key ${keyId} has the unsupported keytype ${keytype}`);
 }

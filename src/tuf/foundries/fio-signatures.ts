@@ -35,8 +35,8 @@ function signatureVerifies(key: FioPublicKey, message: Buffer, sig: Buffer): boo
 
 /**
  * Refuses `file` unless distinct keys of `role` whose signatures over the canonical form of `signed` verify reach
- * its threshold. A key id that signs twice counts once; a signature by a key the role does not list counts for
- * nothing. A signature whose `method` is not one aktualizr knows, or does not fit the type of the key it names (an
+ * its threshold. A key that signs twice counts once, even under a second id (the same key written in the other
+ * case); a signature by a key the role does not list counts for nothing. A signature whose `method` is not one aktualizr knows, or does not fit the type of the key it names (an
  * "ed25519" signature by an RSA key), is refused outright: a signer that lies about its method is no signer.
  */
 export function checkFioSignatures(input: {
@@ -52,6 +52,7 @@ export function checkFioSignatures(input: {
     throw new FerryError('METADATA_MALFORMED', `tuf/${file}: "signatures" is not a list`);
   }
   const message = Buffer.from(fioCanonicalJson(input.signed), 'utf8');
+  // The keys whose signatures verified, by key material: one key counts once, under however many ids or entries.
   const valid = new Set<string>();
   for (const entry of input.signatures as unknown[]) {
     const { keyid, method, sig } = (entry ?? {}) as { keyid?: unknown; method?: unknown; sig?: unknown };
@@ -70,8 +71,8 @@ export function checkFioSignatures(input: {
         `tuf/${file}: the signature of key ${keyid} claims method "${method}", but it is an ${key.type.toUpperCase()} key`,
       );
     }
-    if (!role.keyIds.includes(keyid) || valid.has(keyid) || !BASE64.test(sig)) continue;
-    if (signatureVerifies(key, message, Buffer.from(sig, 'base64'))) valid.add(keyid);
+    if (!role.keyIds.includes(keyid) || valid.has(key.material) || !BASE64.test(sig)) continue;
+    if (signatureVerifies(key, message, Buffer.from(sig, 'base64'))) valid.add(key.material);
   }
   if (valid.size < role.threshold) {
     throw new FerryError(
