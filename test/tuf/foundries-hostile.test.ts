@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { before, describe, test } from 'node:test';
 import { FerryError } from '../../src/errors.js';
 import { OUTCOMES } from '../../src/exit-codes.js';
 import { selectTarget } from '../../src/lifecycle/select-target.js';
+import { fioCanonicalJson } from '../../src/tuf/foundries/fio-canonical.js';
 import { fioKeyIdOf } from '../../src/tuf/foundries/fio-keys.js';
 import type { FoundriesTrustedState } from '../../src/tuf/foundries/fio-metadata-store.js';
 import { verifyFoundriesStick, type VerifiedFoundriesMetadata } from '../../src/tuf/foundries/fio-verify-stick.js';
@@ -76,6 +77,15 @@ function assertRefused(
     },
   );
   assert.equal(digest(trusted), before);
+}
+
+/** An ed25519 key's public PEM, from the raw hex the format carries. */
+function edPem(key: FioSigningKey): string {
+  const der = Buffer.concat([
+    Buffer.from('302a300506032b6570032100', 'hex'),
+    Buffer.from(key.json.keyval.public, 'hex'),
+  ]);
+  return createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ format: 'pem', type: 'spki' }).toString();
 }
 
 /** Flips one bit of the first signature of `file`. */
@@ -161,7 +171,31 @@ describe('Foundries format, hostile: signatures, methods, key ids and thresholds
       // The targets role keeps its id, but the key filed under it is the snapshot key.
       root.keys[keys.targets.keyId] = keys.snapshot.json;
     });
-    assertRefused(forged, 11, /^tuf\/2\.root\.json: key id \w+ does not match its key \(the key's id is \w+\)$/);
+    assertRefused(
+      forged,
+      11,
+      /^tuf\/2\.root\.json: key id \w+ does not match its key \(by aktualizr's rule its id is \w+\)$/,
+    );
+  });
+
+  test("keys filed under fioctl's id (the whole key's canonical JSON) and ota-tuf's (its DER): accepted", () => {
+    const rsa = newFioRsaKey();
+    const byFioctl: FioSigningKey = {
+      ...rsa,
+      keyId: createHash('sha256').update(fioCanonicalJson(rsa.json)).digest('hex'),
+    };
+    const der = createPublicKey(edPem(keys.snapshot)).export({ format: 'der', type: 'spki' });
+    const byOtaTuf: FioSigningKey = { ...keys.snapshot, keyId: createHash('sha256').update(der).digest('hex') };
+    assert.notEqual(byFioctl.keyId, rsa.keyId);
+    assert.notEqual(byOtaTuf.keyId, keys.snapshot.keyId);
+    const forged = withRoot2((root) => {
+      setFioRoleKeys(root, 'targets', [byFioctl], 1);
+      setFioRoleKeys(root, 'snapshot', [byOtaTuf], 1);
+    });
+    forged.resign('targets.json', [byFioctl]);
+    forged.resign('bundle-targets.json', [byFioctl]);
+    forged.restampTargets(byOtaTuf, keys.timestamp);
+    assert.equal(verify(forged).targets.length, 2);
   });
 
   describe('with a targets threshold of 2 (2.root.json adds a second targets key)', () => {
