@@ -677,3 +677,50 @@ describe('Foundries format, hostile: missing, malformed and mistyped files', () 
     assertRefused(forged, 16, /^tuf\/targets\.json: "signatures" is not a list$/);
   });
 });
+
+describe('Foundries format, hostile: any flipped bit', () => {
+  const files = ['timestamp.json', 'snapshot.json', 'targets.json', 'bundle-targets.json'];
+
+  test('a flipped bit anywhere in timestamp, snapshot, targets or bundle-targets.json is refused with a code, never taken', () => {
+    let tried = 0;
+    for (const file of files) {
+      const original = Buffer.from(fixture.files.get(file)!);
+      // Every third byte, a different bit each time: each file's every field and every signature is hit.
+      for (let offset = 0; offset < original.length; offset += 3) {
+        const forged = stick();
+        const bytes = Buffer.from(original);
+        bytes[offset] = bytes[offset]! ^ (1 << (offset % 8));
+        forged.files.set(file, bytes);
+        assert.throws(
+          () => verify(forged),
+          (error) => error instanceof FerryError && !error.message.includes('\n'),
+          `${file}, byte ${offset}`,
+        );
+        tried += 1;
+      }
+    }
+    assert.ok(tried > 700);
+  });
+
+  test('the last base64 character of a signature respelled with other spare bits: refused, 11', () => {
+    const forged = stick();
+    const document = forged.json('targets.json');
+    const sig: string = document.signatures[0].sig;
+    // "...Cg==": of the last character before the padding only its top two bits are the signature's.
+    const last = sig.length - 3;
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+    const spare = alphabet[alphabet.indexOf(sig[last]!) ^ 1]!;
+    const respelled = sig.slice(0, last) + spare + sig.slice(last + 1);
+    assert.ok(Buffer.from(respelled, 'base64').equals(Buffer.from(sig, 'base64')));
+    document.signatures[0].sig = respelled;
+    forged.write('targets.json', document);
+    forged.restampTargets(keys.snapshot, keys.timestamp);
+    assertRefused(forged, 11, /^tuf\/targets\.json: 0 valid signature/);
+  });
+
+  test("the stick's own 1.root.json is not read by a device that trusts root 1: a damaged copy changes nothing", () => {
+    const forged = stick();
+    forged.files.set('1.root.json', Buffer.from('not json'));
+    assert.equal(verify(forged).rootVersion, 1);
+  });
+});

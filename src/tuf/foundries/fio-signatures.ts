@@ -16,7 +16,15 @@ const METHOD_KEY_TYPE: Readonly<Record<string, FioKeyType>> = {
   'rsassa-pss-sha256': 'rsa',
 };
 
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+/**
+ * The signature's bytes, when `sig` is them in standard padded base64 and in no other spelling. Node's decoder skips
+ * what is not base64 and ignores the spare bits of the last character, so several strings decode to one signature;
+ * only the one the signers write (Go's and aktualizr's StdEncoding) counts.
+ */
+function signatureBytes(sig: string): Buffer | undefined {
+  const bytes = Buffer.from(sig, 'base64');
+  return bytes.toString('base64') === sig ? bytes : undefined;
+}
 
 function signatureVerifies(key: FioPublicKey, message: Buffer, sig: Buffer): boolean {
   try {
@@ -71,8 +79,9 @@ export function checkFioSignatures(input: {
         `tuf/${file}: the signature of key ${keyid} claims method "${method}", but it is an ${key.type.toUpperCase()} key`,
       );
     }
-    if (!role.keyIds.includes(keyid) || valid.has(key.material) || !BASE64.test(sig)) continue;
-    if (signatureVerifies(key, message, Buffer.from(sig, 'base64'))) valid.add(key.material);
+    if (!role.keyIds.includes(keyid) || valid.has(key.material)) continue;
+    const bytes = signatureBytes(sig);
+    if (bytes !== undefined && signatureVerifies(key, message, bytes)) valid.add(key.material);
   }
   if (valid.size < role.threshold) {
     throw new FerryError(
