@@ -39,6 +39,7 @@ describe('the fixture stick', () => {
       { type: 'ci', tag: 'main', targets: ['fio-hw-lmp-1', 'fio-hw-lmp-2'] },
     );
     assert.equal(verified.bundle.signedAt, undefined);
+    assert.equal(verified.bundle.offlineSignaturesMissing, 0);
     assert.deepEqual(verified.unusable, []);
     assert.deepEqual(
       verified.targets.map((target) => [target.name, target.version, target.commit, target.hardwareIds, target.tags]),

@@ -255,6 +255,43 @@ describe('Foundries format, hostile: signatures, methods, key ids and thresholds
     });
   });
 
+  describe('a production bundle signed one offline targets key at a time (fioctl sign-bundle)', () => {
+    const second = newFioKey();
+    const prodStick = (type: 'prod' | 'ci'): FioStick => {
+      const forged = withRoot2((root) => setFioRoleKeys(root, 'targets', [keys.targets, second], 2));
+      forged.resign('targets.json', [keys.targets, second]);
+      forged.restampTargets(keys.snapshot, keys.timestamp);
+      forged.resign('bundle-targets.json', [keys.targets], (signed) => {
+        signed['x-fio-offline-bundle'].type = type;
+        return signed;
+      });
+      return forged;
+    };
+    const verifyProd = (forged: FioStick, signatures: 'require' | 'count') =>
+      verifyFoundriesStick({ trusted: trustFixture(), files: forged.files, now: NOW, signatures });
+
+    test('counted, it verifies and says one signature is missing; required (as install does), it is 11', () => {
+      const forged = prodStick('prod');
+      assert.equal(verifyProd(forged, 'count').bundle.offlineSignaturesMissing, 1);
+      assert.throws(
+        () => verifyProd(forged, 'require'),
+        (error) =>
+          error instanceof FerryError &&
+          OUTCOMES[error.outcome].exitCode === 11 &&
+          /^tuf\/bundle-targets\.json: 1 valid signature\(s\) from targets keys, threshold is 2$/.test(error.message),
+      );
+      forged.resign('bundle-targets.json', [keys.targets, second]);
+      assert.equal(verifyProd(forged, 'count').bundle.offlineSignaturesMissing, 0);
+    });
+
+    test('a ci bundle is never counted: short of its threshold, it is 11 either way', () => {
+      assert.throws(
+        () => verifyProd(prodStick('ci'), 'count'),
+        (error) => error instanceof FerryError && OUTCOMES[error.outcome].exitCode === 11,
+      );
+    });
+  });
+
   describe('RSA-PSS keys for a role', () => {
     for (const method of ['rsassa-pss-sha256', 'rsassa-pss']) {
       test(`targets and bundle-targets.json signed by an RSA key (method ${method}): accepted`, () => {

@@ -6,7 +6,7 @@ import { assertNotExpired, type EffectiveTime } from '../time-floor.js';
 import { METADATA_MAX_BYTES } from '../verify-metadata.js';
 import { fioCanonicalJson } from './fio-canonical.js';
 import { parseFioKey, type FioPublicKey } from './fio-keys.js';
-import { checkFioSignatures, type FioRole } from './fio-signatures.js';
+import { checkFioSignatures, countFioSignatures, type FioRole } from './fio-signatures.js';
 
 /**
  * The trusted state of the Foundries (fioctl / aktualizr Uptane) format, in the manner of tuf-js's
@@ -283,7 +283,11 @@ export class FoundriesMetadataStore {
    */
   verifyBundleTargets(
     bytes: Uint8Array,
-    options: { readonly expectedType?: BundleType | undefined } = {},
+    options: {
+      readonly expectedType?: BundleType | undefined;
+      /** `count`: a production bundle short of its targets signatures verifies, and says how many it lacks. */
+      readonly signatures?: 'require' | 'count' | undefined;
+    } = {},
   ): BundleTargets {
     if (this.targets === undefined) throw new Error('bundle-targets.json comes after targets.json');
     const file = BUNDLE_TARGETS_FILE;
@@ -298,8 +302,19 @@ export class FoundriesMetadataStore {
     ) {
       throw malformed(file, 'x-fio-offline-bundle needs type ("ci" or "prod"), tag and a list of target names');
     }
-    this.checkSignedBy(this.root, 'targets', file, envelope);
     const type = info['type'];
+    const signedBy = {
+      file,
+      roleName: 'targets',
+      role: this.root.roles.targets,
+      keys: this.root.keys,
+      signed: envelope.signed,
+      signatures: envelope.signatures,
+    };
+    // fioctl signs a production bundle with the offline targets keys one at a time (sign-bundle): until the last
+    // of them has signed, `count` reports how many are missing, as ferry does for its own production bundles.
+    const counting = options.signatures === 'count' && type === 'prod';
+    const valid = counting ? countFioSignatures(signedBy) : checkFioSignatures(signedBy);
     if (options.expectedType !== undefined && type !== options.expectedType) {
       throw wrongBundleType(type, options.expectedType);
     }
@@ -308,7 +323,7 @@ export class FoundriesMetadataStore {
       type,
       tag: info['tag'],
       tags: [info['tag']],
-      offlineSignaturesMissing: 0,
+      offlineSignaturesMissing: Math.max(0, this.root.roles.targets.threshold - valid),
       targets: [...(info['targets'] as string[])],
       expires: envelope.expires,
       version: envelope.version,

@@ -41,21 +41,24 @@ function signatureVerifies(key: FioPublicKey, message: Buffer, sig: Buffer): boo
   }
 }
 
-/**
- * Refuses `file` unless distinct keys of `role` whose signatures over the canonical form of `signed` verify reach
- * its threshold. A key that signs twice counts once, even under a second id (the same key written in the other
- * case); a signature by a key the role does not list counts for nothing. A signature whose `method` is not one aktualizr knows, or does not fit the type of the key it names (an
- * "ed25519" signature by an RSA key), is refused outright: a signer that lies about its method is no signer.
- */
-export function checkFioSignatures(input: {
+/** What a role's signatures are checked against: the role, the root's keys, and the signed body. */
+export interface FioSignedInput {
   readonly file: string;
   readonly roleName: string;
   readonly role: FioRole;
   readonly keys: ReadonlyMap<string, FioPublicKey>;
   readonly signed: unknown;
   readonly signatures: unknown;
-}): number {
-  const { file, roleName, role, keys } = input;
+}
+
+/**
+ * How many distinct keys of `role` signed the canonical form of `signed`. A key that signs twice counts once, even
+ * under a second id (the same key written in the other case); a signature by a key the role does not list counts
+ * for nothing. A signature whose `method` is not one aktualizr knows, or does not fit the type of the key it names
+ * (an "ed25519" signature by an RSA key), is refused outright: a signer that lies about its method is no signer.
+ */
+export function countFioSignatures(input: FioSignedInput): number {
+  const { file, role, keys } = input;
   if (!Array.isArray(input.signatures)) {
     throw new FerryError('METADATA_MALFORMED', `tuf/${file}: "signatures" is not a list`);
   }
@@ -83,11 +86,17 @@ export function checkFioSignatures(input: {
     const bytes = signatureBytes(sig);
     if (bytes !== undefined && signatureVerifies(key, message, bytes)) valid.add(key.material);
   }
-  if (valid.size < role.threshold) {
+  return valid.size;
+}
+
+/** Refuses `file` unless the distinct keys of its role that signed it (countFioSignatures) reach the threshold. */
+export function checkFioSignatures(input: FioSignedInput): number {
+  const valid = countFioSignatures(input);
+  if (valid < input.role.threshold) {
     throw new FerryError(
       'SECURITY_ERROR',
-      `tuf/${file}: ${valid.size} valid signature(s) from ${roleName} keys, threshold is ${role.threshold}`,
+      `tuf/${input.file}: ${valid} valid signature(s) from ${input.roleName} keys, threshold is ${input.role.threshold}`,
     );
   }
-  return valid.size;
+  return valid;
 }

@@ -43,6 +43,8 @@ export function verifyFoundriesStick(options: {
   readonly now: Date | EffectiveTime;
   /** The bundle type the device takes: a bundle of the other type is refused as the wrong stick (15). */
   readonly expectedType?: BundleType | undefined;
+  /** `count`: a production bundle short of its targets signatures verifies, and says how many it lacks. */
+  readonly signatures?: 'require' | 'count' | undefined;
 }): VerifiedFoundriesMetadata {
   const { files } = options;
   const store = new FoundriesMetadataStore(options.trusted, asEffectiveTime(options.now));
@@ -56,6 +58,7 @@ export function verifyFoundriesStick(options: {
   store.updateTargets(required(files, 'targets.json'));
   const bundle = store.verifyBundleTargets(required(files, BUNDLE_TARGETS_FILE), {
     expectedType: options.expectedType,
+    signatures: options.signatures,
   });
   const targets: Target[] = [];
   const unusable: string[] = [];
