@@ -24,8 +24,13 @@ export interface FioSigningKey {
   sign(data: Uint8Array): string;
 }
 
-/** The fixture copied into the tree: test/fixtures/fio-offline/{tuf,keys}. */
-export const FIO_FIXTURE = fileURLToPath(new URL('../../../test/fixtures/fio-offline/', import.meta.url));
+/**
+ * The stick Foundries' own tools made, beside the project as CI has it (`../shared/fixtures/fio-offline/`):
+ * bundle/tuf/ holds its metadata, keys/ its keys. Read-only: tests copy what they change.
+ */
+export const FIO_FIXTURE = fileURLToPath(new URL('../../../../shared/fixtures/fio-offline/', import.meta.url));
+/** The fixture's metadata directory. */
+export const FIO_FIXTURE_TUF = path.join(FIO_FIXTURE, 'bundle', 'tuf');
 
 // The fixed DER prefix of an ed25519 PKCS#8 private key; the 32-byte seed follows it.
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
@@ -103,7 +108,7 @@ export class FioStick {
   constructor(readonly files: Map<string, Uint8Array>) {}
 
   static async fixture(): Promise<FioStick> {
-    const dir = path.join(FIO_FIXTURE, 'tuf');
+    const dir = FIO_FIXTURE_TUF;
     const files = new Map<string, Uint8Array>();
     for (const name of (await fs.readdir(dir)).sort()) files.set(name, await fs.readFile(path.join(dir, name)));
     return new FioStick(files);

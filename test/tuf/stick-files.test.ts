@@ -8,13 +8,13 @@ import { verifyFoundriesStick } from '../../src/tuf/foundries/fio-verify-stick.j
 import { detectStickFormat } from '../../src/tuf/foundries/stick-format.js';
 import { readStickMetadataFiles } from '../../src/tuf/stick-files.js';
 import { tempDir } from '../support/factory.js';
-import { FIO_FIXTURE } from '../support/foundries-signer.js';
+import { FIO_FIXTURE_TUF } from '../support/foundries-signer.js';
 
 /** The adapter that reads a stick's tuf/ for the pure verifiers: the fixture copied to a temporary stick. */
 
 async function fixtureCopy(): Promise<string> {
   const tuf = path.join(await tempDir('fio-stick'), 'tuf');
-  await fs.cp(path.join(FIO_FIXTURE, 'tuf'), tuf, { recursive: true });
+  await fs.cp(FIO_FIXTURE_TUF, tuf, { recursive: true });
   return tuf;
 }
 
