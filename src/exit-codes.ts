@@ -277,7 +277,7 @@ export const OUTCOMES = {
   LOCKED: {
     exitCode: 31,
     kind: 'failure',
-    commands: ['install', 'run'],
+    commands: ['install', 'run', 'device provision'],
     meaning: 'another ferry install or run is running on this device',
     next: 'wait for it (the message names its pid), then try again',
   },

@@ -266,6 +266,15 @@ describe('device provision --trusted-root (Foundries format)', () => {
     await installRebootRun(device, fixtureStick);
   });
 
+  test('while another ferry command holds the device lock, the root is not changed: 31', async () => {
+    const device = await deviceCopy(false);
+    const lock = path.join(device.config.rebootSentinelDir, 'ferry.lock');
+    await fs.writeFile(lock, JSON.stringify({ pid: process.ppid, command: 'install', since: PAST }));
+    const refused = await cli('device', 'provision', '--config', device.configDir, '--trusted-root', fixtureRoot);
+    assert.equal(refused.code, 31, refused.stderr);
+    await assert.rejects(fs.access(device.device.paths.foundriesTrustDir));
+  });
+
   test('the first root must carry its own signatures (26); no root is recorded', async () => {
     const device = await deviceCopy(false);
     const document = fixture.json('1.root.json');

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadDeviceConfig } from '../../device/config.js';
 import { provisionDeviceKey } from '../../device/device-key.js';
+import { withDeviceLock } from '../../device/lock.js';
 import { devicePaths, type DevicePaths } from '../../device/paths.js';
 import { FOUNDRIES_ROOT_FILE, loadFoundriesTrust, saveFoundriesTrust } from '../../device/foundries-trust-file.js';
 import { FerryError, describeCause } from '../../errors.js';
@@ -32,12 +33,18 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
     .option('--json', 'print the result as one JSON object')
     .action(async (options: { config?: string[]; id?: string; trustedRoot?: string[]; json?: boolean }) => {
       const paths = devicePaths(await loadDeviceConfig(options.config ?? []));
-      // Every refusal of the root comes before the key or the root is written.
-      const root = options.trustedRoot === undefined ? undefined : await planTrustedRoot(paths, options.trustedRoot);
-      const { key, created } = await provisionDeviceKey(paths, { id: options.id });
-      if (root?.action === 'trust') {
-        await saveFoundriesTrust(paths.foundriesTrustDir, { root: root.root });
-      }
+      const provision = async () => {
+        // Every refusal of the root comes before the key or the root is written.
+        const root = options.trustedRoot === undefined ? undefined : await planTrustedRoot(paths, options.trustedRoot);
+        const provisioned = await provisionDeviceKey(paths, { id: options.id });
+        if (root?.action === 'trust') await saveFoundriesTrust(paths.foundriesTrustDir, { root: root.root });
+        return { ...provisioned, root };
+      };
+      // The trusted root is what an install verifies from, and promotes: never changed while one runs.
+      const { key, created, root } =
+        options.trustedRoot === undefined
+          ? await provision()
+          : await withDeviceLock(paths.volatileDir, 'device provision', provision);
       const rootLine =
         root === undefined
           ? ''
