@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -157,6 +158,15 @@ describe('a Foundries stick on a ferry device', () => {
     assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
     assert.equal((await akliteOffline('run', '--config', device.configDir)).code, 0);
     assert.equal((await statusOf(device))['current'].name, 'fio-hw-lmp-2');
+  });
+
+  test('the stick packed as one tar file installs too (100)', async () => {
+    const device = await deviceCopy();
+    const file = path.join(await tempDir('fio-tar'), 'stick.tar');
+    const made = spawnSync('tar', ['cf', file, '-C', fixtureStick, '.'], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const install = await cli('install', '--config', device.configDir, '--src-dir', file);
+    assert.equal(install.code, 100, install.stderr);
   });
 
   test('a device that trusts no Foundries root refuses the stick (27) and says to provision one; no trust on first use', async () => {
