@@ -170,7 +170,7 @@ export const OUTCOMES = {
   DEVICE_STATE_UNREADABLE: {
     exitCode: 4,
     kind: 'failure',
-    commands: [...DEVICE],
+    commands: [...DEVICE, 'device provision'],
     meaning: 'the device state cannot be read (booted deployment, bootloader env or trusted metadata)',
     next: 'check the sysroot, the cmdline file and the bootloader env',
   },
@@ -277,7 +277,7 @@ export const OUTCOMES = {
   LOCKED: {
     exitCode: 31,
     kind: 'failure',
-    commands: ['install', 'run'],
+    commands: ['install', 'run', 'device provision'],
     meaning: 'another ferry install or run is running on this device',
     next: 'wait for it (the message names its pid), then try again',
   },
@@ -541,7 +541,7 @@ export const OUTCOMES = {
   TRUSTED_ROOT_UNREADABLE: {
     exitCode: 24,
     kind: 'failure',
-    commands: ['verify'],
+    commands: ['verify', 'device provision'],
     meaning: 'the trusted root.json given cannot be read',
     next: "check --trusted-root (the factory's 1.root.json, or the root a device trusts)",
   },
@@ -556,9 +556,25 @@ export const OUTCOMES = {
   TRUSTED_ROOT_INVALID: {
     exitCode: 26,
     kind: 'failure',
-    commands: ['verify'],
+    commands: ['verify', 'device provision'],
     meaning: 'the trusted root.json given is not a root metadata file a verification can start from',
     next: "give the factory's 1.root.json (or the root a device trusts) as --trusted-root",
+  },
+  FOUNDRIES_ROOT_NOT_PROVISIONED: {
+    exitCode: 27,
+    kind: 'failure',
+    commands: ['install'],
+    meaning:
+      'the stick is in the Foundries (fioctl) format and this device trusts no Foundries root: a stick never brings its own trust',
+    next: 'provision the root the factory signs with: ferry device provision --trusted-root <N.root.json>, then install again',
+  },
+  TRUSTED_ROOT_NOT_CHAINED: {
+    exitCode: 28,
+    kind: 'failure',
+    commands: ['device provision'],
+    meaning:
+      'the device already trusts a root of this format, and the root given does not chain from it (each version signed by the threshold of the old and the new root keys); nothing was changed',
+    next: 'give every root version from the trusted one up to the new one, in order, or keep the trusted root',
   },
 
   // ── paths given on the command line (checked before the command does anything) ─────────────────────────────────

@@ -21,6 +21,7 @@ export async function removeLeftovers(paths: DevicePaths): Promise<string[]> {
     path.dirname(paths.statusFile),
     paths.appStore,
     paths.trustedMetadataDir,
+    paths.foundriesTrustDir,
     path.dirname(paths.updateStateFile),
   ];
   const removed: string[] = [];

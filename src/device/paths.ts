@@ -4,6 +4,11 @@ import type { DeviceConfig } from './config.js';
 /** Where ferry keeps its files on the device, all derived from the configuration. */
 export interface DevicePaths {
   readonly trustedMetadataDir: string;
+  /**
+   * `<storage>/ferry/tuf-foundries`: the trusted state of the Foundries (fioctl) format, kept apart from the ferry
+   * format's: root.json (the newest trusted root) and versions.json (the role versions last accepted).
+   */
+  readonly foundriesTrustDir: string;
   readonly appStore: string;
   readonly statusFile: string;
   /** `<storage>/update-state`: the state name alone, for scripts. */
@@ -30,6 +35,7 @@ export function devicePaths(config: DeviceConfig): DevicePaths {
   const ferryDir = path.join(config.storagePath, 'ferry');
   return {
     trustedMetadataDir: path.join(ferryDir, 'tuf'),
+    foundriesTrustDir: path.join(ferryDir, 'tuf-foundries'),
     appStore: path.join(ferryDir, 'apps'),
     statusFile: path.join(ferryDir, 'status.json'),
     updateStateFile: path.join(config.storagePath, 'update-state'),

@@ -1,4 +1,5 @@
 import { loadDeviceStatus } from './rebuild-status.js';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { appsOutOfSync } from '../apps/device/app-runner.js';
 import { AppsDir } from '../apps/format/apps-dir.js';
@@ -25,12 +26,7 @@ import { availableBytes, treeBytesInBackground } from '../util/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
 import { describeTime, effectiveTime } from '../tuf/time-floor.js';
-import {
-  discardScratch,
-  promoteTrustedMetadata,
-  verifyBundleMetadata,
-  type VerifiedMetadata,
-} from '../tuf/verify-metadata.js';
+import { discardStickScratch, promoteStickTrust, verifyStick, type VerifiedStick } from './stick-trust.js';
 import {
   describeDamagedObject,
   describeMissingObject,
@@ -93,7 +89,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     await recorder.finish({ state: 'WONTGO', report, cause: error });
     return report;
   } finally {
-    if (plan) await discardScratch(plan.verified);
+    if (plan) await discardStickScratch(plan.verified);
     await source?.close();
     await journal.end(report?.outcome ?? 'INTERNAL_ERROR');
   }
@@ -104,12 +100,12 @@ export type InstallPlan =
   | {
       readonly action: 'already-installed';
       readonly target: TargetRef;
-      readonly verified: VerifiedMetadata;
+      readonly verified: VerifiedStick;
     }
   | {
       readonly action: 'stage';
       readonly decision: Extract<InstallDecision, { action: 'stage' }>;
-      readonly verified: VerifiedMetadata;
+      readonly verified: VerifiedStick;
       /** The apps the store lacks, verified along their digest chain in the bundle. */
       readonly apps: readonly VerifiedApp[];
       readonly needs: SpaceNeeds;
@@ -144,19 +140,21 @@ export async function prepareInstall(
   if (floor.recovered !== undefined) recorder.log(floor.recovered);
   const time = effectiveTime(options.now ?? new Date(), floor.floor);
   if (time.fromFloor) recorder.log(describeTime(time));
-  const verified = await verifyBundleMetadata({
-    trustedDir: device.paths.trustedMetadataDir,
-    bundleTufDir: bundle.tufDir,
-    now: time,
+  const verified = await verifyStick({
+    paths: device.paths,
+    tufDir: bundle.tufDir,
+    time,
     expectedType: device.config.production ? 'prod' : 'ci',
+    log: (line) => recorder.log(line),
   });
   try {
     recorder.log(
-      `metadata verified: root version ${verified.rootVersion}; bundle ${verified.bundle.type}/${verified.bundle.tag} names ${verified.bundle.targets.join(', ')}`,
+      `metadata verified (${verified.format} format): root version ${verified.rootVersion}; bundle ${verified.bundle.type}/${verified.bundle.tag} names ${verified.bundle.targets.join(', ')}`,
     );
     if (options.media !== undefined)
       await recorder.phase('VERIFYING', `the bundle on ${options.media} verified`, null, { lastMedia: options.media });
     options.onBundleVerified?.();
+    if (verified.format === 'foundries') await refuseFoundriesApps(bundle);
     const selected = selectTarget({
       bundle: verified.bundle,
       targets: verified.targets,
@@ -188,8 +186,31 @@ export async function prepareInstall(
     const { apps, needs } = await checkStaging(device, recorder, bundle, verified, decision, rootfsObjectBytes);
     return { action: 'stage', decision, verified, apps, needs, timeFloor: floor.floor };
   } catch (error) {
-    await discardScratch(verified);
+    await discardStickScratch(verified);
     throw error;
+  }
+}
+
+/**
+ * A Foundries stick keeps its apps in aklite's layout (apps/apps/<app>/<hash>/ beside apps/blobs/), one level deeper
+ * than ferry's: read as ferry's layout, an app named `apps` would be taken for the directory that holds them all. Until
+ * ferry reads that layout, such a stick is refused before anything is written; one without apps installs.
+ */
+async function refuseFoundriesApps(bundle: BundleDir): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await fs.readdir(bundle.appsDir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new FerryError('BUNDLE_UNREADABLE', `cannot read ${bundle.appsDir}: ${describeCause(error)}`, {
+      cause: error,
+    });
+  }
+  if (entries.length > 0) {
+    throw new FerryError(
+      'APP_CONTENT_INVALID',
+      `apps/: this Foundries (fioctl) stick carries apps in aklite's layout, which this ferry does not read yet; install a stick without apps, or one exported by ferry`,
+    );
   }
 }
 
@@ -201,7 +222,7 @@ async function checkStaging(
   device: Device,
   recorder: StatusRecorder,
   bundle: BundleDir,
-  verified: VerifiedMetadata,
+  verified: VerifiedStick,
   decision: Extract<InstallDecision, { action: 'stage' }>,
   rootfsObjectBytes: Promise<number>,
 ): Promise<{ apps: readonly VerifiedApp[]; needs: SpaceNeeds }> {
@@ -472,7 +493,7 @@ async function stage(
 
   // The floor rises with the metadata it came from, in the same step, and only once the install goes ahead.
   await journal.step('install.metadata-promote', async () => {
-    await promoteTrustedMetadata(verified, device.paths.trustedMetadataDir);
+    await promoteStickTrust(verified, device.paths);
     await raiseTimeFloor(device.paths.timeFloorFile, timeFloor, verified.bundle.signedAt);
   });
   const completion = transition.kind === 'reboot' ? 'reboot' : 'restart-engine';

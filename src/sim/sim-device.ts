@@ -76,11 +76,63 @@ export async function createSimDevice(
     );
   }
 
+  const config = await buildSimDevice(root, repo.ostree.path, commit, { ...options, hardwareId, tags, os });
+  await provisionStorage(devicePaths(config), repo, initial, 'provisioned by ferry sim create');
+  await bootSimDevice(root, config);
+  if (Object.keys(initial.apps).length > 0) await provisionApps(config, repo, initial.apps);
+  return config;
+}
+
+/**
+ * A simulated device that boots `initial` (a target without apps) from any OSTree repository, such as the
+ * ostree_repo/ of a stick another tool made: there is no factory, so the device trusts no root of either format and
+ * no workstation knows its key; what it trusts is provisioned afterwards (`device provision --trusted-root`), as on
+ * a board whose image carries it.
+ */
+export async function createSimDeviceFromCommit(
+  deviceDir: string,
+  ostreeRepo: string,
+  initial: Target,
+  options: Omit<SimDeviceOptions, 'target' | 'hardwareId' | 'dockerHost'> & { readonly hardwareId: string },
+): Promise<DeviceConfig> {
+  const root = path.resolve(deviceDir);
+  if (!(await isEmptyOrMissingDir(root))) throw new FerryError('DESTINATION_NOT_EMPTY', `${root} is not empty`);
+  if (Object.keys(initial.apps).length > 0) {
+    throw new FerryError('USAGE', `target "${initial.name}" has apps: a device made from a commit starts without any`);
+  }
+  const config = await buildSimDevice(root, ostreeRepo, initial.commit, {
+    ...options,
+    tags: options.tags ?? [],
+    os: options.os ?? 'lmp',
+  });
+  const paths = devicePaths(config);
+  await new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile).save({
+    ...emptyStatus(),
+    state: 'DONE',
+    reason: `provisioned from commit ${initial.commit}`,
+    current: refOf(initial),
+  });
+  await provisionDeviceKey(paths);
+  await bootSimDevice(root, config);
+  return config;
+}
+
+/** The sysroot booting `commit` (pulled from `ostreeRepo`), the bootloader env and the configuration. */
+async function buildSimDevice(
+  root: string,
+  ostreeRepo: string,
+  commit: string,
+  options: Omit<SimDeviceOptions, 'target' | 'hardwareId' | 'tags' | 'os'> & {
+    readonly hardwareId: string;
+    readonly tags: readonly string[];
+    readonly os: string;
+  },
+): Promise<DeviceConfig> {
+  const { hardwareId, tags, os } = options;
   const sysroot = new Sysroot(path.join(root, 'sysroot'), os);
   await sysroot.initialize();
-  await sysroot.repo.pullLocal(repo.ostree.path, commit, { untrusted: true });
+  await sysroot.repo.pullLocal(ostreeRepo, commit, { untrusted: true });
   await sysroot.deploy(commit);
-
   const bootloader = await createBootEnv(root, options.bootloader ?? 'uboot', options.bootlimit ?? 3);
 
   const configDir = simConfigDir(root);
@@ -113,12 +165,13 @@ export async function createSimDevice(
   ].join('\n');
   await fs.writeFile(path.join(configDir, '50-ferry-sim.toml'), toml);
   const config = await loadDeviceConfig([configDir]);
-  await provisionStorage(devicePaths(config), repo, initial, 'provisioned by ferry sim create');
+  return config;
+}
 
+/** The first boot of a simulated device: its cmdline and volatile directory, as a reboot leaves them. */
+async function bootSimDevice(root: string, config: DeviceConfig): Promise<void> {
   await fs.mkdir(path.dirname(config.cmdlineFile), { recursive: true });
   await rebootSimDevice(root);
-  if (Object.keys(initial.apps).length > 0) await provisionApps(config, repo, initial.apps);
-  return config;
 }
 
 /**

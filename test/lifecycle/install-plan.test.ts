@@ -7,7 +7,7 @@ import { applyInstall, prepareInstall, type InstallPlan } from '../../src/lifecy
 import { Journal } from '../../src/lifecycle/journal.js';
 import { loadDeviceStatus } from '../../src/lifecycle/rebuild-status.js';
 import { StatusRecorder } from '../../src/lifecycle/status-recorder.js';
-import { discardScratch } from '../../src/tuf/verify-metadata.js';
+import { discardStickScratch } from '../../src/lifecycle/stick-trust.js';
 import { buildFactory, exportTo, type TestFactory } from '../support/factory.js';
 import { objectsOnlyInBundle } from '../support/hostile.js';
 import { makeDevice, type TestDevice } from '../support/sim-device.js';
@@ -62,7 +62,7 @@ describe('prepareInstall, then applyInstall', () => {
       assert.equal(report.outcome, 'REBOOT_REQUIRED', report.message);
     } finally {
       await journal.end('REBOOT_REQUIRED');
-      await discardScratch(plan.verified);
+      await discardStickScratch(plan.verified);
     }
     assert.notEqual(await device.fingerprint(), before, 'applyInstall wrote');
     assert.equal((await device.device.sysroot.deployments())[0]!.commit, factory.commits[factory.v2]);
@@ -103,7 +103,7 @@ describe('prepareInstall, then applyInstall', () => {
     const device = await makeDevice(factory, factory.v2);
     const before = await device.fingerprint();
     const { plan } = await prepare(device);
-    await discardScratch(plan.verified);
+    await discardStickScratch(plan.verified);
     assert.equal(plan.action, 'already-installed');
     assert.equal(plan.action === 'already-installed' ? plan.target.name : undefined, factory.v2);
     assert.equal(await device.fingerprint(), before);

@@ -193,3 +193,22 @@ export function setFioRoleKeys(root: Json, role: FioRoleName, keys: readonly Fio
   for (const key of keys) root.keys[key.keyId] = key.json;
   root.roles[role] = { keyids: keys.map((key) => key.keyId), threshold };
 }
+
+/**
+ * A copy of the fixture stick in `dir`, with `forged`'s `tuf/` files instead of the fixture's when given, and the
+ * directories git does not keep (apps/ and ostree_repo/'s empty ones) made again. Returns the stick's directory.
+ */
+export async function copyFioFixtureStick(dir: string, forged?: FioStick): Promise<string> {
+  await fs.cp(path.join(FIO_FIXTURE, 'bundle'), dir, { recursive: true });
+  await fs.mkdir(path.join(dir, 'apps'), { recursive: true });
+  for (const sub of ['tmp', 'extensions', 'state', 'refs/mirrors', 'refs/remotes']) {
+    await fs.mkdir(path.join(dir, 'ostree_repo', sub), { recursive: true });
+  }
+  if (forged !== undefined) {
+    const tufDir = path.join(dir, 'tuf');
+    await fs.rm(tufDir, { recursive: true });
+    await fs.mkdir(tufDir);
+    for (const [name, bytes] of forged.files) await fs.writeFile(path.join(tufDir, name), bytes);
+  }
+  return dir;
+}

@@ -2,7 +2,13 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadDeviceConfig } from '../../device/config.js';
 import { provisionDeviceKey } from '../../device/device-key.js';
-import { devicePaths } from '../../device/paths.js';
+import { withDeviceLock } from '../../device/lock.js';
+import { devicePaths, type DevicePaths } from '../../device/paths.js';
+import { FOUNDRIES_ROOT_FILE, loadFoundriesTrust, saveFoundriesTrust } from '../../device/foundries-trust-file.js';
+import { FerryError, describeCause } from '../../errors.js';
+import { planFoundriesRootProvision, type FoundriesRootProvision } from '../../tuf/foundries/fio-provision.js';
+import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
+import { readSmallFile } from '../../util/atomic-file.js';
 import { readKeyFile, registerDeviceKey } from '../../reports/device-registry.js';
 import type { CommandContext } from '../command-context.js';
 import { configOption } from '../shared-options.js';
@@ -15,17 +21,40 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
 
   device
     .command('provision')
-    .description('create the device key (once: an existing key is never replaced); print the device id and public key')
+    .description(
+      'create the device key (once: an existing key is never replaced); print the device id and public key; with --trusted-root, record the Foundries root the device trusts',
+    )
     .addOption(configOption())
     .option('--id <id>', 'the device id (default: the first 16 hex digits of the sha256 of the public key)')
+    .option(
+      '--trusted-root <files...>',
+      'the Foundries (fioctl) root(s) the device trusts, as an LmP image carries them: taken as given the first time; once one is trusted, only a newer root that chains from it (give every version up to it)',
+    )
     .option('--json', 'print the result as one JSON object')
-    .action(async (options: { config?: string[]; id?: string; json?: boolean }) => {
+    .action(async (options: { config?: string[]; id?: string; trustedRoot?: string[]; json?: boolean }) => {
       const paths = devicePaths(await loadDeviceConfig(options.config ?? []));
-      const { key, created } = await provisionDeviceKey(paths, { id: options.id });
+      const provision = async () => {
+        // Every refusal of the root comes before the key or the root is written.
+        const root = options.trustedRoot === undefined ? undefined : await planTrustedRoot(paths, options.trustedRoot);
+        const provisioned = await provisionDeviceKey(paths, { id: options.id });
+        if (root?.action === 'trust') await saveFoundriesTrust(paths.foundriesTrustDir, { root: root.root });
+        return { ...provisioned, root };
+      };
+      // The trusted root is what an install verifies from, and promotes: never changed while one runs.
+      const { key, created, root } =
+        options.trustedRoot === undefined
+          ? await provision()
+          : await withDeviceLock(paths.volatileDir, 'device provision', provision);
+      const rootLine =
+        root === undefined
+          ? ''
+          : root.action === 'already-trusted'
+            ? `\nFoundries root: version ${root.version} is already trusted`
+            : `\nFoundries root: version ${root.version} is trusted${root.from === undefined ? '' : ` (was version ${root.from})`}`;
       setReport(
         {
           outcome: 'OK',
-          message: `${created ? 'provisioned' : 'already provisioned'}: device id ${key.id}\n${key.publicKey.pem.trimEnd()}`,
+          message: `${created ? 'provisioned' : 'already provisioned'}: device id ${key.id}${rootLine}\n${key.publicKey.pem.trimEnd()}`,
           data: {
             id: key.id,
             publicKey: key.publicKey.pem,
@@ -33,6 +62,15 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
             keyFile: paths.deviceKeyFile,
             publicKeyFile: paths.devicePublicKeyFile,
             created,
+            ...(root === undefined
+              ? {}
+              : {
+                  foundriesRoot: {
+                    version: root.version,
+                    changed: root.action === 'trust',
+                    file: path.join(paths.foundriesTrustDir, FOUNDRIES_ROOT_FILE),
+                  },
+                }),
           },
         },
         options.json ?? false,
@@ -63,4 +101,18 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
         options.json ?? false,
       );
     });
+}
+
+/** Reads the root files given and decides, from the root the device trusts, what provisioning records. */
+async function planTrustedRoot(paths: DevicePaths, files: readonly string[]): Promise<FoundriesRootProvision> {
+  const given: { name: string; bytes: Uint8Array }[] = [];
+  for (const file of files) {
+    try {
+      given.push({ name: file, bytes: await readSmallFile(path.resolve(file), METADATA_MAX_BYTES) });
+    } catch (error) {
+      throw new FerryError('TRUSTED_ROOT_UNREADABLE', `cannot read ${file}: ${describeCause(error)}`, { cause: error });
+    }
+  }
+  const trusted = await loadFoundriesTrust(paths.foundriesTrustDir);
+  return planFoundriesRootProvision(trusted.state?.root, given);
 }
