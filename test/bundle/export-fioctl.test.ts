@@ -17,8 +17,8 @@ import { verifyFoundriesStick } from '../../src/tuf/foundries/fio-verify-stick.j
 import { detectStickFormat } from '../../src/tuf/foundries/stick-format.js';
 import { readStickMetadataFiles } from '../../src/tuf/stick-files.js';
 import { cli } from '../support/cli.js';
-import { exportTo, HARDWARE_ID, TAG, tempDir } from '../support/factory.js';
-import { FIO_FIXTURE_TUF } from '../support/foundries-signer.js';
+import { exportTo, HARDWARE_ID, OTHER_HARDWARE_ID, TAG, tempDir } from '../support/factory.js';
+import { FIO_FIXTURE_TUF, FioStick, fioFixtureKeys } from '../support/foundries-signer.js';
 import { hashTree } from '../support/tree-hash.js';
 
 /**
@@ -30,7 +30,7 @@ import { hashTree } from '../support/tree-hash.js';
 type Json = Record<string, any>;
 
 let repo: FactoryRepo;
-const targets: { v1: string; v2: string } = { v1: '', v2: '' };
+const targets: { v1: string; v2: string; otherBoard: string } = { v1: '', v2: '', otherBoard: '' };
 let appDigest: string;
 
 before(async () => {
@@ -57,15 +57,16 @@ before(async () => {
     'version: "3"\nservices:\n  main:\n    image: ferry.local/test/hello:1\n    network_mode: none\n',
   );
   appDigest = (await addApp(repo, { name: 'hello', composeDir, images: [imageDir] })).digest;
-  for (const [key, version, ref] of [
-    ['v1', '1', 'rootfs/a'],
-    ['v2', '2', 'rootfs/b'],
+  for (const [key, version, ref, hardwareId] of [
+    ['v1', '1', 'rootfs/a', HARDWARE_ID],
+    ['v2', '2', 'rootfs/b', HARDWARE_ID],
+    ['otherBoard', '3', 'rootfs/b', OTHER_HARDWARE_ID],
   ] as const) {
     targets[key] = (
       await addTarget(repo, {
         name: 'fio-lmp',
         version,
-        hardwareIds: [HARDWARE_ID],
+        hardwareIds: [hardwareId],
         tags: [TAG],
         ref,
         ostreeRepo: build,
@@ -252,6 +253,72 @@ describe('export --format fioctl', () => {
     const bundleTargets = await readJson(path.join(stick, 'tuf', 'bundle-targets.json'));
     assert.equal(bundleTargets['signatures'].length, 1);
     assert.equal(bundleTargets['signatures'][0].method, 'ed25519');
+  });
+
+  test('--allow-multiple-targets and a delta (--from) work on a fioctl stick', async () => {
+    const stick = await exportTo({ repo }, targets.v1, { format: 'fioctl' });
+    await exportTo({ repo }, targets.otherBoard, { destination: stick, mode: 'add-target' });
+    const trusted = { root: await fs.readFile(path.join(repo.tufDir, '1.root.json')) };
+    const both = verifyFoundriesStick({
+      trusted,
+      files: await readStickMetadataFiles(path.join(stick, 'tuf')),
+      now: new Date(),
+    });
+    assert.deepEqual(
+      both.targets.map((target) => target.name),
+      [targets.v1, targets.otherBoard],
+    );
+    // Each target's app, in the one apps/apps/ tree.
+    const apps = new AppsDir(path.join(stick, 'apps'), undefined, 'foundries');
+    for (const target of both.targets) await verifyApps(apps, target.apps, 'apps/');
+
+    // fioctl writes no deltas; ferry's delta names its base in x-fio-offline-bundle, which aklite ignores.
+    const delta = await exportTo({ repo }, targets.v2, { fromTarget: targets.v1 });
+    const verified = verifyFoundriesStick({
+      trusted,
+      files: await readStickMetadataFiles(path.join(delta, 'tuf')),
+      now: new Date(),
+    });
+    assert.equal(verified.bundle.base?.target, targets.v1);
+    const info = (await readJson(path.join(delta, 'tuf', 'bundle-targets.json')))['signed']['x-fio-offline-bundle'];
+    assert.deepEqual(info.base, verified.bundle.base);
+    const checked = await cli('verify', delta, '--trusted-root', path.join(repo.tufDir, '1.root.json'));
+    assert.equal(checked.code, 0, checked.stderr);
+  });
+
+  test("a delta's base in x-fio-offline-bundle without a target name and a 64-hex commit is refused as malformed", async () => {
+    const keys = await fioFixtureKeys();
+    for (const base of [
+      { target: 'fio-hw-lmp-1' },
+      { target: 'fio-hw-lmp-1', commit: 'A'.repeat(64) },
+      'fio-hw-lmp-1',
+    ]) {
+      const forged = await FioStick.fixture();
+      forged.resign('bundle-targets.json', [keys.targets], (signed) => ({
+        ...signed,
+        'x-fio-offline-bundle': { ...signed['x-fio-offline-bundle'], base },
+      }));
+      assert.throws(
+        () =>
+          verifyFoundriesStick({
+            trusted: { root: forged.files.get('1.root.json')! },
+            files: forged.files,
+            now: new Date('2026-11-30T00:00:00Z'),
+          }),
+        (error: any) => error.outcome === 'METADATA_MALFORMED' && /x-fio-offline-bundle\.base/.test(error.message),
+      );
+    }
+  });
+
+  test('repo init --format fioctl records the format and writes a Foundries 1.root.json', async () => {
+    const dir = path.join(await tempDir('fioctl-init'), 'repo');
+    const made = await cli('repo', 'init', dir, '--format', 'fioctl');
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal((await readJson(path.join(dir, 'ferry-repo.json')))['metadataFormat'], 'fioctl');
+    const root = await readJson(path.join(dir, 'tuf', '1.root.json'));
+    assertEnvelopeShape(root, await fixture('1.root.json'), '1.root.json');
+    const help = await cli('repo', 'init', '--help');
+    assert.match(help.stdout, /--format <format>[\s\S]*fioctl/);
   });
 
   test('a format other than the factory one, or a stick of the other format, is refused with 29 and nothing changes', async () => {
