@@ -7,6 +7,7 @@ import { buildImage, busyboxLayer } from '../../src/apps/workstation/build-image
 import { AppsDir } from '../../src/apps/format/apps-dir.js';
 import { hexOf } from '../../src/apps/format/digest.js';
 import { verifyApps } from '../../src/apps/format/verify-apps.js';
+import { OUTCOMES } from '../../src/exit-codes.js';
 import { addTarget } from '../../src/repo/add-target.js';
 import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.js';
 import { rotateRoleKey } from '../../src/repo/rotate-keys.js';
@@ -18,7 +19,7 @@ import { detectStickFormat } from '../../src/tuf/foundries/stick-format.js';
 import { readStickMetadataFiles } from '../../src/tuf/stick-files.js';
 import { cli } from '../support/cli.js';
 import { exportTo, HARDWARE_ID, OTHER_HARDWARE_ID, TAG, tempDir } from '../support/factory.js';
-import { FIO_FIXTURE_TUF, FioStick, fioFixtureKeys } from '../support/foundries-signer.js';
+import { FIO_FIXTURE, FIO_FIXTURE_TUF, FioStick, fioFixtureKeys } from '../support/foundries-signer.js';
 import { hashTree } from '../support/tree-hash.js';
 
 /**
@@ -319,6 +320,44 @@ describe('export --format fioctl', () => {
     assertEnvelopeShape(root, await fixture('1.root.json'), '1.root.json');
     const help = await cli('repo', 'init', '--help');
     assert.match(help.stdout, /--format <format>[\s\S]*fioctl/);
+  });
+
+  test('verify and show read the stick Foundries tools wrote as they read an exported one', async () => {
+    // A writable copy, with the directories git does not keep (the fixture's README).
+    const stick = path.join(await tempDir('fio-fixture'), 'bundle');
+    await fs.cp(path.join(FIO_FIXTURE, 'bundle'), stick, { recursive: true });
+    await fs.chmod(stick, 0o755);
+    for (const dir of [
+      'apps',
+      ...['tmp', 'extensions', 'state', 'refs/mirrors', 'refs/remotes'].map((d) => `ostree_repo/${d}`),
+    ])
+      await fs.mkdir(path.join(stick, dir), { recursive: true });
+    await fs.chmod(path.join(stick, 'tuf'), 0o755);
+    const checked = await cli('verify', stick, '--json');
+    assert.equal(checked.code, 0, checked.stderr);
+    assert.deepEqual(
+      JSON.parse(checked.stdout).targets.map((target: Json) => target.name),
+      ['fio-hw-lmp-1', 'fio-hw-lmp-2'],
+    );
+    const shown = await cli('show', stick);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^type ci, tag main;/);
+    assert.match(shown.stdout, /signatures: every threshold is met/);
+    // A signature flipped in the copy (bundle-targets.json: no other role hashes it): verify refuses it with the
+    // ferry format's code for a bad signature.
+    const targetsFile = path.join(stick, 'tuf', 'bundle-targets.json');
+    await fs.chmod(targetsFile, 0o644);
+    const targetsJson = await readJson(targetsFile);
+    const sig = Buffer.from(targetsJson['signatures'][0].sig, 'base64');
+    sig[0] = sig[0]! ^ 1;
+    targetsJson['signatures'][0].sig = sig.toString('base64');
+    await fs.writeFile(targetsFile, JSON.stringify(targetsJson));
+    const refused = await cli('verify', stick);
+    assert.equal(refused.code, OUTCOMES.SECURITY_ERROR.exitCode, refused.stderr);
+    assert.match(
+      refused.stderr,
+      /^ferry: tuf\/bundle-targets\.json: 0 valid signature\(s\) from targets keys, threshold is 1$/m,
+    );
   });
 
   test('a format other than the factory one, or a stick of the other format, is refused with 29 and nothing changes', async () => {
