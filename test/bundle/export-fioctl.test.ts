@@ -256,7 +256,7 @@ describe('export --format fioctl', () => {
     assert.equal(bundleTargets['signatures'][0].method, 'ed25519');
   });
 
-  test('--allow-multiple-targets and a delta (--from) work on a fioctl stick', async () => {
+  test('--allow-multiple-targets, a delta (--from) and --archive work on a fioctl stick', async () => {
     const stick = await exportTo({ repo }, targets.v1, { format: 'fioctl' });
     await exportTo({ repo }, targets.otherBoard, { destination: stick, mode: 'add-target' });
     const trusted = { root: await fs.readFile(path.join(repo.tufDir, '1.root.json')) };
@@ -285,6 +285,13 @@ describe('export --format fioctl', () => {
     assert.deepEqual(info.base, verified.bundle.base);
     const checked = await cli('verify', delta, '--trusted-root', path.join(repo.tufDir, '1.root.json'));
     assert.equal(checked.code, 0, checked.stderr);
+
+    // And as one file: a tar of the same tree, read back through the archive reader.
+    const tar = path.join(await tempDir('fioctl-tar'), 'stick.tar');
+    await exportTo({ repo }, targets.v1, { destination: tar, archive: 'tar', readBack: true });
+    const fromTar = await cli('verify', tar, '--trusted-root', path.join(repo.tufDir, '1.root.json'), '--json');
+    assert.equal(fromTar.code, 0, fromTar.stderr);
+    assert.equal(JSON.parse(fromTar.stdout).blobsChecked > 0, true);
   });
 
   test("a delta's base in x-fio-offline-bundle without a target name and a 64-hex commit is refused as malformed", async () => {

@@ -8,6 +8,8 @@ import { offlineSignatures, offlineTargetsPolicy } from '../../tuf/offline-targe
 import { validSignatureKeyIds } from '../../tuf/signatures.js';
 import { parseFioKey, type FioPublicKey } from '../../tuf/foundries/fio-keys.js';
 import { countFioSignatures } from '../../tuf/foundries/fio-signatures.js';
+import { detectStickFormat } from '../../tuf/foundries/stick-format.js';
+import { readStickMetadataFiles } from '../../tuf/stick-files.js';
 import { targetFromMetadata } from '../../tuf/target.js';
 import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
 import { readSmallFile } from '../../util/atomic-file.js';
@@ -154,8 +156,11 @@ export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): 
   const newest = rootVersions[rootVersions.length - 1]!;
   const rootFile = `${newest}.root.json`;
   const rootDocument = await readDocument(bundle.tufDir, rootFile);
-  // A Foundries root (aktualizr capitalises _type) is read by that format's rules; tuf-js reads ferry's.
-  const foundries = rootDocument.signed['_type'] === 'Root';
+  // A Foundries stick is read by that format's rules, as verify reads it; tuf-js reads ferry's, and whatever
+  // cannot be told apart, which it then refuses as it always did.
+  const foundries = await readStickMetadataFiles(bundle.tufDir)
+    .then((files) => detectStickFormat(files) === 'foundries')
+    .catch(() => false);
   let root: Root | undefined;
   let count: SignatureCount;
   if (foundries) count = foundriesCount(rootFile, rootDocument);
