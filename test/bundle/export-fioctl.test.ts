@@ -254,6 +254,16 @@ describe('export --format fioctl', () => {
     const bundleTargets = await readJson(path.join(stick, 'tuf', 'bundle-targets.json'));
     assert.equal(bundleTargets['signatures'].length, 1);
     assert.equal(bundleTargets['signatures'][0].method, 'ed25519');
+    // A key the root does not list for targets is refused (58), and the stick is unchanged.
+    const stickBefore = await hashTree(stick);
+    const snapshotDir = path.join(repo.keys.dir, 'snapshot');
+    const snapshotKey = path.join(
+      snapshotDir,
+      (await fs.readdir(snapshotDir)).find((name) => name.endsWith('.pem'))!,
+    );
+    const notTargets = await cli('bundle', 'sign', stick, '--key', snapshotKey);
+    assert.equal(notTargets.code, OUTCOMES.KEY_NOT_AUTHORIZED.exitCode, notTargets.stderr);
+    assert.equal(await hashTree(stick), stickBefore);
   });
 
   test('--allow-multiple-targets, a delta (--from) and --archive work on a fioctl stick', async () => {
@@ -367,7 +377,7 @@ describe('export --format fioctl', () => {
     );
   });
 
-  test('a format other than the factory one, or a stick of the other format, is refused with 29 and nothing changes', async () => {
+  test('a format other than the factory one, a stick of the other format, or offline keys are refused with 29 and nothing changes', async () => {
     const factoryBefore = await hashTree(repo.dir);
     const dst = path.join(await tempDir('fioctl-refused'), 'stick');
     const refused = await cli('export', '--repo', repo.dir, targets.v1, dst, '--tag', TAG, '--format', 'ferry');
@@ -399,6 +409,14 @@ describe('export --format fioctl', () => {
     assert.equal(mixed.code, 29, mixed.stderr);
     assert.match(mixed.stderr, /ferry-format bundle/);
     assert.equal(await hashTree(ferryStick), stickBefore);
+    assert.equal(await hashTree(repo.dir), factoryBefore);
+
+    // Offline targets keys are a field of ferry's root that aktualizr does not know.
+    const out = path.join(await tempDir('fioctl-offline'), 'keys');
+    const offline = await cli('keys', 'add-offline', '--repo', repo.dir, '--out', out);
+    assert.equal(offline.code, 29, offline.stderr);
+    assert.match(offline.stderr, /^ferry: .*no offline targets keys/m);
+    await assert.rejects(fs.access(out));
     assert.equal(await hashTree(repo.dir), factoryBefore);
   });
 });
