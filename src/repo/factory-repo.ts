@@ -9,7 +9,14 @@ import { fioMetaEntryOf } from '../tuf/foundries/fio-sign.js';
 import { ROLE_NAMES, type RoleName } from '../tuf/sign-metadata.js';
 import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
 import { KeyStore } from './keystore.js';
-import { roleTypeIn, rootKeyIn, serializeIn, signRoleIn, type MetadataFormat } from './metadata-format.js';
+import {
+  METADATA_FORMATS,
+  roleTypeIn,
+  rootKeyIn,
+  serializeIn,
+  signRoleIn,
+  type MetadataFormat,
+} from './metadata-format.js';
 
 /**
  * The release engineer's factory repository, a plain directory:
@@ -197,6 +204,8 @@ export async function openFactoryRepo(dir: string): Promise<FactoryRepo> {
   try {
     const settings = await repo.settings();
     if (settings.format !== 1) throw new Error(`unknown format ${String(settings.format)}`);
+    if (settings.metadataFormat !== undefined && !METADATA_FORMATS.includes(settings.metadataFormat))
+      throw new Error(`unknown metadata format ${JSON.stringify(settings.metadataFormat)}`);
     await fs.access(repo.tufDir);
   } catch (error) {
     throw new FerryError('REPO_INVALID', `${dir} is not a ferry factory repository: ${describeCause(error)}`, {
