@@ -553,6 +553,14 @@ export const OUTCOMES = {
       'the bundle already in the destination is of the other type (ci or prod) than this export; nothing was written',
     next: 'export with (or without) --prod to match it, or into a new directory',
   },
+  METADATA_FORMAT_MISMATCH: {
+    exitCode: 29,
+    kind: 'failure',
+    commands: ['export', 'keys add-offline'],
+    meaning:
+      "the TUF format asked for (--format ferry or fioctl) is not the one the factory signs in, or the bundle already in the destination is in the other format; or the factory's format has no such feature (offline targets keys in fioctl's); nothing was written",
+    next: "export in the factory's format (ferry-repo.json metadataFormat), into a new directory; for the other format, make a factory with `ferry repo init --format`",
+  },
   TRUSTED_ROOT_INVALID: {
     exitCode: 26,
     kind: 'failure',

@@ -1,5 +1,4 @@
 import { loadDeviceStatus } from './rebuild-status.js';
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { appsOutOfSync } from '../apps/device/app-runner.js';
 import { AppsDir } from '../apps/format/apps-dir.js';
@@ -154,7 +153,6 @@ export async function prepareInstall(
     if (options.media !== undefined)
       await recorder.phase('VERIFYING', `the bundle on ${options.media} verified`, null, { lastMedia: options.media });
     options.onBundleVerified?.();
-    if (verified.format === 'foundries') await refuseFoundriesApps(bundle);
     const selected = selectTarget({
       bundle: verified.bundle,
       targets: verified.targets,
@@ -192,26 +190,11 @@ export async function prepareInstall(
 }
 
 /**
- * A Foundries stick keeps its apps in aklite's layout (apps/apps/<app>/<hash>/ beside apps/blobs/), one level deeper
- * than ferry's: read as ferry's layout, an app named `apps` would be taken for the directory that holds them all. Until
- * ferry reads that layout, such a stick is refused before anything is written; one without apps installs.
+ * The stick's apps, in the layout of its format: a Foundries stick keeps them as aklite's app store does
+ * (apps/apps/<app>/<hash>/ beside apps/blobs/), one level deeper than ferry's; the digest chain is checked the same way.
  */
-async function refuseFoundriesApps(bundle: BundleDir): Promise<void> {
-  let entries: string[];
-  try {
-    entries = await fs.readdir(bundle.appsDir);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new FerryError('BUNDLE_UNREADABLE', `cannot read ${bundle.appsDir}: ${describeCause(error)}`, {
-      cause: error,
-    });
-  }
-  if (entries.length > 0) {
-    throw new FerryError(
-      'APP_CONTENT_INVALID',
-      `apps/: this Foundries (fioctl) stick carries apps in aklite's layout, which this ferry does not read yet; install a stick without apps, or one exported by ferry`,
-    );
-  }
+function stickApps(bundle: BundleDir, verified: VerifiedStick): AppsDir {
+  return new AppsDir(bundle.appsDir, undefined, verified.format === 'foundries' ? 'foundries' : 'ferry');
 }
 
 /**
@@ -251,7 +234,7 @@ async function checkStaging(
   for (const [name, pin] of Object.entries(target.apps))
     if (!(await device.appStore.hasApp(name, pin))) missing[name] = pin;
   const apps = await verifyApps(
-    new AppsDir(bundle.appsDir),
+    stickApps(bundle, verified),
     missing,
     'apps/',
     base === undefined ? undefined : (digest) => device.appStore.apps.blobs.has(digest),
@@ -445,7 +428,7 @@ async function copyUpdate(
   await recorder.phase('COPYING', `copying "${target.name}" from the bundle`, { unit: 'percent', value: 0 });
   const staged = await journal.step('install.apps-stage', async () => {
     progress?.({ phase: 'apps', bytes: 0, total: needs.appBytes, target: target.name });
-    const prepared = await device.appStore.prepare(new AppsDir(bundle.appsDir), apps, async (bytes) => {
+    const prepared = await device.appStore.prepare(stickApps(bundle, plan.verified), apps, async (bytes) => {
       progress?.({ phase: 'apps', bytes: Math.min(bytes, needs.appBytes), total: needs.appBytes, target: target.name });
       await recorder.progress({ unit: 'percent', value: Math.min(99, Math.floor((100 * bytes) / total)) });
     });

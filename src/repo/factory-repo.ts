@@ -5,9 +5,18 @@ import { AppsDir } from '../apps/format/apps-dir.js';
 import { OstreeRepo } from '../ostree/ostree-repo.js';
 import { isEmptyOrMissingDir, readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
 import { expiresInDays } from '../tuf/expires.js';
-import { ROLE_NAMES, serializeMetadata, signRole, type RoleName } from '../tuf/sign-metadata.js';
+import { fioMetaEntryOf } from '../tuf/foundries/fio-sign.js';
+import { ROLE_NAMES, type RoleName } from '../tuf/sign-metadata.js';
 import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
 import { KeyStore } from './keystore.js';
+import {
+  METADATA_FORMATS,
+  roleTypeIn,
+  rootKeyIn,
+  serializeIn,
+  signRoleIn,
+  type MetadataFormat,
+} from './metadata-format.js';
 
 /**
  * The release engineer's factory repository, a plain directory:
@@ -19,6 +28,8 @@ import { KeyStore } from './keystore.js';
  */
 export interface RepoSettings {
   readonly format: 1;
+  /** The TUF format the factory signs in (absent in factories made before there was a choice: ferry's). */
+  readonly metadataFormat?: MetadataFormat;
   /** The factory's name: the path of its app uris (`apps.ferry.local/<factory>/<app>@sha256:…`). */
   readonly factory: string;
   /** The version of the last bundle-targets.json this repository signed. */
@@ -65,6 +76,10 @@ export class FactoryRepo {
     return { format: 1, factory: 'factory', bundleVersion: 0, apps: {}, ...stored };
   }
 
+  async metadataFormat(): Promise<MetadataFormat> {
+    return (await this.settings()).metadataFormat ?? 'ferry';
+  }
+
   async saveSettings(settings: RepoSettings): Promise<void> {
     await writeFileAtomic(path.join(this.dir, SETTINGS_FILE), `${JSON.stringify(settings, null, 2)}\n`);
   }
@@ -93,7 +108,7 @@ export class FactoryRepo {
   async writeRole(role: RoleName, document: Record<string, unknown>): Promise<void> {
     const version = (document['signed'] as { version: number }).version;
     const name = role === 'root' ? `${version}.root.json` : `${role}.json`;
-    await writeFileAtomic(path.join(this.tufDir, name), serializeMetadata(document));
+    await writeFileAtomic(path.join(this.tufDir, name), serializeIn(await this.metadataFormat(), document));
   }
 
   /**
@@ -112,38 +127,55 @@ export class FactoryRepo {
    * bundle and saves them here only once the bundle is done (saveRelease), so a failed export moves no version.
    */
   async signRelease(targets: Record<string, unknown>, expires: string): Promise<SignedRelease> {
-    const [oldTargets, oldSnapshot, oldTimestamp] = await Promise.all([
+    const [oldTargets, oldSnapshot, oldTimestamp, format] = await Promise.all([
       this.readRole('targets'),
       this.readRole('snapshot'),
       this.readRole('timestamp'),
+      this.metadataFormat(),
     ]);
     const targetsVersion = (oldTargets.signed['version'] as number) + 1;
     const snapshotVersion = (oldSnapshot.signed['version'] as number) + 1;
     const timestampVersion = (oldTimestamp.signed['version'] as number) + 1;
-    const signedTargets = signRole(
+    const signedTargets = signRoleIn(
+      format,
       'targets',
       { ...oldTargets.signed, targets, version: targetsVersion, expires },
       await this.keys.load('targets'),
     );
-    const snapshot = signRole(
+    const snapshot = signRoleIn(
+      format,
       'snapshot',
       {
-        _type: 'snapshot',
-        spec_version: SPEC_VERSION,
+        _type: roleTypeIn(format, 'snapshot'),
+        ...(format === 'ferry' ? { spec_version: SPEC_VERSION } : {}),
         version: snapshotVersion,
         expires,
-        meta: { 'targets.json': { version: targetsVersion } },
+        meta:
+          format === 'ferry'
+            ? { 'targets.json': { version: targetsVersion } }
+            : // aktualizr checks targets.json against the hashes and length the snapshot names.
+              {
+                'root.json': { version: await this.rootVersion() },
+                'targets.json': fioMetaEntryOf(serializeIn(format, signedTargets), targetsVersion, ['sha256']),
+              },
       },
       await this.keys.load('snapshot'),
     );
-    const timestamp = signRole(
+    const timestamp = signRoleIn(
+      format,
       'timestamp',
       {
-        _type: 'timestamp',
-        spec_version: SPEC_VERSION,
+        _type: roleTypeIn(format, 'timestamp'),
+        ...(format === 'ferry' ? { spec_version: SPEC_VERSION } : {}),
         version: timestampVersion,
         expires,
-        meta: { 'snapshot.json': { version: snapshotVersion } },
+        meta: {
+          'snapshot.json':
+            format === 'ferry'
+              ? { version: snapshotVersion }
+              : // aktualizr requires the snapshot's hashes in the timestamp (fioctl's server writes both).
+                fioMetaEntryOf(serializeIn(format, snapshot), snapshotVersion, ['sha256', 'sha512']),
+        },
       },
       await this.keys.load('timestamp'),
     );
@@ -172,6 +204,8 @@ export async function openFactoryRepo(dir: string): Promise<FactoryRepo> {
   try {
     const settings = await repo.settings();
     if (settings.format !== 1) throw new Error(`unknown format ${String(settings.format)}`);
+    if (settings.metadataFormat !== undefined && !METADATA_FORMATS.includes(settings.metadataFormat))
+      throw new Error(`unknown metadata format ${JSON.stringify(settings.metadataFormat)}`);
     await fs.access(repo.tufDir);
   } catch (error) {
     throw new FerryError('REPO_INVALID', `${dir} is not a ferry factory repository: ${describeCause(error)}`, {
@@ -184,6 +218,8 @@ export async function openFactoryRepo(dir: string): Promise<FactoryRepo> {
 export interface InitOptions {
   readonly rootExpiresInDays: number;
   readonly factory?: string;
+  /** The TUF format the factory signs in from now on (default ferry). */
+  readonly metadataFormat?: MetadataFormat;
   readonly now?: Date;
 }
 
@@ -193,25 +229,38 @@ export async function initFactoryRepo(dir: string, options: InitOptions): Promis
     throw new FerryError('USAGE', `--factory "${options.factory}" may hold only lower-case letters, digits and -`);
   }
   if (!(await isEmptyOrMissingDir(dir))) throw new FerryError('REPO_EXISTS', `${dir} is not empty`);
+  const format = options.metadataFormat ?? 'ferry';
   const now = options.now ?? new Date();
   const repo = new FactoryRepo(dir);
   await fs.mkdir(repo.tufDir, { recursive: true });
   await fs.mkdir(repo.appsDir, { recursive: true });
+  // The format is recorded first: every role below is written in it.
+  await repo.saveSettings({
+    format: 1,
+    ...(format === 'ferry' ? {} : { metadataFormat: format }),
+    factory: options.factory ?? 'factory',
+    bundleVersion: 0,
+    apps: {},
+  });
 
   const keys = Object.fromEntries(
     await Promise.all(ROLE_NAMES.map(async (role) => [role, await repo.keys.create(role)] as const)),
   );
+  const named = (role: RoleName) => rootKeyIn(format, keys[role]!);
+  // Only ferry's format has spec_version and consistent_snapshot; aktualizr's generator writes neither.
+  const ferryOnly = (fields: Record<string, unknown>) => (format === 'ferry' ? fields : {});
   const rootExpires = expiresInDays(now, options.rootExpiresInDays);
-  const root = signRole(
+  const root = signRoleIn(
+    format,
     'root',
     {
-      _type: 'root',
-      spec_version: SPEC_VERSION,
+      _type: roleTypeIn(format, 'root'),
+      ...ferryOnly({ spec_version: SPEC_VERSION }),
       version: 1,
       expires: rootExpires,
-      consistent_snapshot: false,
-      keys: Object.fromEntries(ROLE_NAMES.map((role) => [keys[role]!.keyId, keys[role]!.publicKey])),
-      roles: Object.fromEntries(ROLE_NAMES.map((role) => [role, { keyids: [keys[role]!.keyId], threshold: 1 }])),
+      ...ferryOnly({ consistent_snapshot: false }),
+      keys: Object.fromEntries(ROLE_NAMES.map((role) => [named(role).keyId, named(role).json])),
+      roles: Object.fromEntries(ROLE_NAMES.map((role) => [role, { keyids: [named(role).keyId], threshold: 1 }])),
     },
     [keys['root']!],
   );
@@ -219,25 +268,43 @@ export async function initFactoryRepo(dir: string, options: InitOptions): Promis
   const expires = expiresInDays(now, Math.min(365, options.rootExpiresInDays));
   await repo.writeRole(
     'targets',
-    signRole('targets', { _type: 'targets', spec_version: SPEC_VERSION, version: 1, expires, targets: {} }, [
-      keys['targets']!,
-    ]),
+    signRoleIn(
+      format,
+      'targets',
+      {
+        _type: roleTypeIn(format, 'targets'),
+        ...ferryOnly({ spec_version: SPEC_VERSION }),
+        version: 1,
+        expires,
+        targets: {},
+      },
+      [keys['targets']!],
+    ),
   );
+  // Version 1 of snapshot and timestamp never leaves the factory: every export signs new ones above them.
   await repo.writeRole(
     'snapshot',
-    signRole(
+    signRoleIn(
+      format,
       'snapshot',
-      { _type: 'snapshot', spec_version: SPEC_VERSION, version: 1, expires, meta: { 'targets.json': { version: 1 } } },
+      {
+        _type: roleTypeIn(format, 'snapshot'),
+        ...ferryOnly({ spec_version: SPEC_VERSION }),
+        version: 1,
+        expires,
+        meta: { 'targets.json': { version: 1 } },
+      },
       [keys['snapshot']!],
     ),
   );
   await repo.writeRole(
     'timestamp',
-    signRole(
+    signRoleIn(
+      format,
       'timestamp',
       {
-        _type: 'timestamp',
-        spec_version: SPEC_VERSION,
+        _type: roleTypeIn(format, 'timestamp'),
+        ...ferryOnly({ spec_version: SPEC_VERSION }),
         version: 1,
         expires,
         meta: { 'snapshot.json': { version: 1 } },
@@ -246,6 +313,5 @@ export async function initFactoryRepo(dir: string, options: InitOptions): Promis
     ),
   );
   await OstreeRepo.create(repo.ostree.path, 'archive');
-  await repo.saveSettings({ format: 1, factory: options.factory ?? 'factory', bundleVersion: 0, apps: {} });
   return repo;
 }

@@ -4,8 +4,9 @@ import { FerryError } from '../errors.js';
 import { expiresInDays, parseExpires } from '../tuf/expires.js';
 import { generateSigningKey, type SigningKey } from '../tuf/keys.js';
 import { OFFLINE_TARGETS_FIELD } from '../tuf/offline-targets.js';
-import { signRole, type RoleName } from '../tuf/sign-metadata.js';
+import type { RoleName } from '../tuf/sign-metadata.js';
 import type { FactoryRepo } from './factory-repo.js';
+import { rootKeyIn, signRoleIn } from './metadata-format.js';
 
 type RootSigned = Record<string, unknown> & {
   version: number;
@@ -43,7 +44,7 @@ async function writeNextRoot(
     );
   }
   const signers = [...(await repo.keys.load('root')), ...newRootKeys];
-  await repo.writeRole('root', signRole('root', next, signers));
+  await repo.writeRole('root', signRoleIn(await repo.metadataFormat(), 'root', next, signers));
   return next.version;
 }
 
@@ -59,24 +60,27 @@ export async function rotateRoleKey(
 ): Promise<RootChange> {
   const old = await repo.keys.load(role);
   const { key, privatePem } = generateSigningKey();
-  const oldIds = new Set(old.map((entry) => entry.keyId));
+  const format = await repo.metadataFormat();
+  // The ids the root names them by, which in the Foundries format are not the key store's.
+  const oldIds = new Set(old.map((entry) => rootKeyIn(format, entry).keyId));
+  const named = rootKeyIn(format, key);
   // Stored before the root names it; until the root is written an extra signature by it is simply not counted.
   await repo.keys.store(role, key, privatePem);
   const rootVersion = await writeNextRoot(
     repo,
     (signed) => {
       const kept = signed.roles[role]!.keyids.filter((id) => !oldIds.has(id));
-      signed.roles[role] = { ...signed.roles[role]!, keyids: [...kept, key.keyId] };
+      signed.roles[role] = { ...signed.roles[role]!, keyids: [...kept, named.keyId] };
       for (const id of oldIds)
         if (!Object.values(signed.roles).some((entry) => entry.keyids.includes(id))) delete signed.keys[id];
-      signed.keys[key.keyId] = key.publicKey;
+      signed.keys[named.keyId] = named.json;
       return signed;
     },
     role === 'root' ? [key] : [],
     options,
   );
-  for (const id of oldIds) await repo.keys.retire(role, id);
-  return { rootVersion, keyIds: [key.keyId] };
+  for (const entry of old) await repo.keys.retire(role, entry.keyId);
+  return { rootVersion, keyIds: [named.keyId] };
 }
 
 /**
@@ -97,6 +101,13 @@ export async function addOfflineTargetsKeys(
   if (options.threshold < 1 || options.threshold > options.count) {
     throw new FerryError('USAGE', `--threshold must be between 1 and --count (${options.count})`);
   }
+  // Offline targets keys are named in a field of ferry's root that aktualizr does not know: a Foundries root would
+  // carry keys no device of that format counts apart. fioctl's own offline keys are plain targets keys.
+  if ((await repo.metadataFormat()) !== 'ferry')
+    throw new FerryError(
+      'METADATA_FORMAT_MISMATCH',
+      'this factory signs in the fioctl format, which has no offline targets keys; keys add-offline needs a ferry-format factory',
+    );
   const keys = Array.from({ length: options.count }, () => generateSigningKey());
   await fs.mkdir(options.outDir, { recursive: true, mode: 0o700 });
   // The private halves are written first: a root must never name keys that nobody holds.

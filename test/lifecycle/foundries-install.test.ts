@@ -6,7 +6,8 @@ import { before, describe, test } from 'node:test';
 import { createSimDeviceFromCommit, copySimDevice } from '../../src/sim/sim-device.js';
 import { targetFromMetadata, type Target } from '../../src/tuf/target.js';
 import { akliteOffline, cli } from '../support/cli.js';
-import { tempDir } from '../support/factory.js';
+import { exportTo, HARDWARE_ID, TAG, tempDir } from '../support/factory.js';
+import { buildFioctlFactory } from '../support/fioctl-factory.js';
 import {
   FioStick,
   copyFioFixtureStick,
@@ -185,11 +186,56 @@ describe('a Foundries stick on a ferry device', () => {
     await assert.rejects(fs.access(root));
   });
 
-  test('a Foundries stick that carries apps/ is refused before anything is written', async () => {
-    const device = await deviceCopy();
-    const stick = await stickOf(fixture.clone());
-    await fs.mkdir(path.join(stick, 'apps', 'apps', 'shellhttpd'), { recursive: true });
-    await assertRefused(device, stick, 76, /^ferry: apps\/: this Foundries \(fioctl\) stick carries apps/);
+  test("a Foundries stick's apps are read in aklite's layout (apps/apps/ beside apps/blobs/) and checked along their digest chain", async () => {
+    const factory = await buildFioctlFactory();
+    const tuf = path.join(factory.repo.dir, 'tuf');
+    const entry = JSON.parse(await fs.readFile(path.join(tuf, 'targets.json'), 'utf8')).signed.targets[
+      factory.targets.v1
+    ];
+    const { docker_compose_apps: _apps, ...withoutApps } = entry.custom;
+    // The board boots v1's rootfs and runs no app yet: v2 brings the app `hello` from the stick.
+    const initial = targetFromMetadata(factory.targets.v1, { sha256: entry.hashes.sha256 }, withoutApps) as Target;
+    assert.ok(!('invalid' in initial));
+    const dir = path.join(await tempDir('fio-apps-device'), 'device');
+    await createSimDeviceFromCommit(dir, factory.build, initial, { hardwareId: HARDWARE_ID, tags: [TAG] });
+    const device = await openTestDevice(dir);
+    const roots = (await fs.readdir(tuf)).filter((name) => name.endsWith('.root.json'));
+    const provision = await cli(
+      'device',
+      'provision',
+      '--config',
+      device.configDir,
+      '--trusted-root',
+      ...roots.sort().map((name) => path.join(tuf, name)),
+    );
+    assert.equal(provision.code, 0, provision.stderr);
+
+    const stick = await exportTo(factory, factory.targets.v2);
+    await fs.access(path.join(stick, 'apps', 'apps', 'hello'));
+    // One byte of the app's largest blob flipped: the digest chain refuses it (74) and the device stays as it was.
+    const damaged = path.join(await tempDir('fio-apps-stick'), 'stick');
+    await fs.cp(stick, damaged, { recursive: true });
+    const blobs = path.join(damaged, 'apps', 'blobs', 'sha256');
+    const sizes = await Promise.all(
+      (await fs.readdir(blobs)).map(async (name) => ({ name, size: (await fs.stat(path.join(blobs, name))).size })),
+    );
+    const largest = path.join(blobs, sizes.sort((a, b) => b.size - a.size)[0]!.name);
+    const bytes = await fs.readFile(largest);
+    bytes[bytes.length >> 1]! ^= 0x01;
+    await fs.writeFile(largest, bytes);
+    await assertRefused(
+      device,
+      damaged,
+      74,
+      /^ferry: apps\/blobs\/sha256\/[0-9a-f]{12} \(layer of test\/hello\): content hashes to/,
+    );
+
+    const install = await cli('install', '--config', device.configDir, '--src-dir', stick);
+    assert.equal(install.code, 100, install.stderr);
+    // The device's own store keeps ferry's layout, whatever the stick's.
+    assert.deepEqual(await fs.readdir(path.join(device.device.paths.appStore, 'hello')), [
+      factory.appDigest.replace(/^sha256:/, ''),
+    ]);
   });
 });
 

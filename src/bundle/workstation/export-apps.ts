@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { AppsDir } from '../../apps/format/apps-dir.js';
+import { AppsDir, type AppsLayout } from '../../apps/format/apps-dir.js';
 import { copyVerifiedApps } from '../../apps/format/copy-apps.js';
 import { verifyApps } from '../../apps/format/verify-apps.js';
 import { FerryError, describeCause } from '../../errors.js';
@@ -29,10 +29,12 @@ export async function copyApps(
     media: MediaFilesystem | undefined;
     progress: ProgressListener | undefined;
     skipLayers: ReadonlySet<string>;
+    /** Where the stick's format puts the app directories (fioctl's: apps/apps/, beside apps/blobs/). */
+    layout: AppsLayout;
   },
 ): Promise<void> {
   // Flushed once with the rest of the media, not blob by blob.
-  const apps = new AppsDir(bundle.appsDir, { syncEachBlob: false });
+  const apps = new AppsDir(bundle.appsDir, { syncEachBlob: false }, context.layout);
   const verifiedApps = await verifyApps(repo.apps, appsOfTarget(target.name, target.entry), 'factory apps/').catch(
     (error: unknown) => {
       throw new FerryError('REPO_INVALID', `the factory's apps do not verify: ${describeCause(error)}`, {

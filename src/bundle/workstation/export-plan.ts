@@ -7,6 +7,7 @@ import { BUNDLE_TARGETS_FILE, type BundleType } from '../../tuf/bundle-targets.j
 import { expiresInDays, parseExpires } from '../../tuf/expires.js';
 import type { ProgressListener } from '../../progress.js';
 import type { FilesystemProbe, MediaFilesystem } from '../../util/media-filesystem.js';
+import type { MetadataFormat } from '../../repo/metadata-format.js';
 
 export interface ExportOptions {
   readonly targetName: string;
@@ -34,6 +35,8 @@ export interface ExportOptions {
    * ostree from the verified factory repo), so the media is written once and not read again.
    */
   readonly readBack?: boolean | undefined;
+  /** The TUF format of the stick; it must be the factory's (the default), whose keys and metadata follow it. */
+  readonly format?: MetadataFormat | undefined;
   readonly now?: Date;
   /** Tells the filesystem of the media (tests stand in for a FAT32 stick with it). */
   readonly filesystemProbe?: FilesystemProbe | undefined;
@@ -44,6 +47,7 @@ export type FactoryTarget = FactoryTargets[string];
 
 /** What a bundle already on the stick says it carries. */
 export interface ExistingBundle {
+  readonly format: MetadataFormat;
   readonly type: BundleType;
   readonly tags: readonly string[];
   readonly targets: readonly string[];
@@ -56,6 +60,8 @@ export interface ExistingBundle {
 export interface ExportPlan {
   readonly options: ExportOptions;
   readonly mode: 'new' | 'add-target' | 'tuf-only';
+  /** The factory's TUF format, which the whole stick is written in. */
+  readonly format: MetadataFormat;
   readonly now: Date;
   readonly media: MediaFilesystem;
   readonly targets: FactoryTargets;
@@ -100,6 +106,12 @@ export async function planExport(
     );
   }
 
+  const format = await repo.metadataFormat();
+  if (options.format !== undefined && options.format !== format)
+    throw new FerryError(
+      'METADATA_FORMAT_MISMATCH',
+      `this factory signs in the ${format} format; a ${options.format}-format stick needs a factory made with \`ferry repo init --format ${options.format}\``,
+    );
   const targets = await repo.targets();
   const entry = taggedTarget(targets, options);
   const expires = expiresInDays(now, options.expiresInDays);
@@ -113,6 +125,11 @@ export async function planExport(
   }
   // An archive's tree is built in a new scratch directory: there is never a bundle there to add to.
   const previous = options.archive === undefined ? await destinationBundle(options, mode) : undefined;
+  if (previous !== undefined && previous.format !== format)
+    throw new FerryError(
+      'METADATA_FORMAT_MISMATCH',
+      `${options.destination} holds a ${previous.format}-format bundle; this factory signs in the ${format} format`,
+    );
   const commit = entry.hashes['sha256'] ?? '';
   if (!(await repo.ostree.hasCommitObject(commit))) {
     throw new FerryError(
@@ -128,9 +145,18 @@ export async function planExport(
     if (targets[name] === undefined)
       throw new FerryError('TARGET_UNKNOWN', `the bundle carries "${name}", which the repository no longer has`);
   }
+  const tags = [...new Set([...(previous?.tags ?? []), options.tag])];
+  // fioctl's x-fio-offline-bundle names one tag, and aklite-offline reads no other: a stick for two tags would
+  // offer one of them targets its devices do not follow.
+  if (format === 'fioctl' && tags.length > 1)
+    throw new FerryError(
+      'METADATA_FORMAT_MISMATCH',
+      `a fioctl-format bundle is for one tag; ${options.destination} is for "${tags[0]}", not "${options.tag}"`,
+    );
   return {
     options,
     mode,
+    format,
     now,
     media,
     targets,
@@ -140,7 +166,7 @@ export async function planExport(
     previous,
     base,
     names,
-    tags: [...new Set([...(previous?.tags ?? []), options.tag])],
+    tags,
     bundleVersion: (await repo.settings()).bundleVersion + 1,
   };
 }
@@ -198,9 +224,8 @@ async function destinationBundle(
 
 /** What an existing bundle says it carries: read from our own stick, and checked again by the verification after. */
 async function existingBundle(destination: string): Promise<ExistingBundle> {
-  let document: {
-    signed?: { 'x-ferry-bundle'?: { type?: unknown; tag?: unknown; tags?: unknown; targets?: unknown } };
-  };
+  type BundleInfo = { type?: unknown; tag?: unknown; tags?: unknown; targets?: unknown };
+  let document: { signed?: { 'x-ferry-bundle'?: BundleInfo; 'x-fio-offline-bundle'?: BundleInfo } };
   try {
     document = JSON.parse(await fs.readFile(path.join(destination, 'tuf', BUNDLE_TARGETS_FILE), 'utf8'));
   } catch (error) {
@@ -210,13 +235,20 @@ async function existingBundle(destination: string): Promise<ExistingBundle> {
       { cause: error },
     );
   }
-  const info = document.signed?.['x-ferry-bundle'] ?? {};
+  // fioctl's bundle-targets.json names what it carries in x-fio-offline-bundle.
+  const fio = document.signed?.['x-fio-offline-bundle'];
+  const info = fio ?? document.signed?.['x-ferry-bundle'] ?? {};
   const strings = (value: unknown) =>
     Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
   if ((info.type !== 'ci' && info.type !== 'prod') || typeof info.tag !== 'string')
     throw new FerryError('BUNDLE_UNREADABLE', `${destination}/tuf/${BUNDLE_TARGETS_FILE} has no type and tag`);
   const tags = strings(info.tags);
-  return { type: info.type, tags: tags.length > 0 ? tags : [info.tag], targets: strings(info.targets) };
+  return {
+    format: fio === undefined ? 'ferry' : 'fioctl',
+    type: info.type,
+    tags: tags.length > 0 ? tags : [info.tag],
+    targets: strings(info.targets),
+  };
 }
 
 async function baseOf(

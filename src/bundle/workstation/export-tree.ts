@@ -5,7 +5,8 @@ import type { ProgressListener } from '../../progress.js';
 import type { FactoryRepo, SignedRelease } from '../../repo/factory-repo.js';
 import { BUNDLE_TARGETS_FILE, signBundleTargets } from '../../tuf/bundle-targets.js';
 import { formatExpires } from '../../tuf/expires.js';
-import { serializeMetadata } from '../../tuf/sign-metadata.js';
+import { serializeIn } from '../../repo/metadata-format.js';
+import { signFioDocument } from '../../tuf/foundries/fio-sign.js';
 import { isFileTooLarge, type MediaFilesystem } from '../../util/media-filesystem.js';
 import { isNoSpace } from '../../util/no-space.js';
 import { syncFilesystem } from '../../util/sync-filesystem.js';
@@ -145,7 +146,12 @@ function copyContent(
       repo,
       bundle,
       { name: options.targetName, entry: plan.entry },
-      { media: context.media, progress: options.progress, skipLayers: skip },
+      {
+        media: context.media,
+        progress: options.progress,
+        skipLayers: skip,
+        layout: plan.format === 'fioctl' ? 'foundries' : 'ferry',
+      },
     ),
   );
   return [rootfs, apps];
@@ -164,28 +170,43 @@ async function signBundleMetadata(
   const rootFiles = await repo.rootFiles();
   for (const file of rootFiles) await fs.copyFile(file, path.join(tufDir, path.basename(file)));
   const release = await repo.signRelease(plan.targets, plan.expires);
-  await fs.writeFile(path.join(tufDir, 'targets.json'), serializeMetadata(release.targets));
-  await fs.writeFile(path.join(tufDir, 'snapshot.json'), serializeMetadata(release.snapshot));
-  await fs.writeFile(path.join(tufDir, 'timestamp.json'), serializeMetadata(release.timestamp));
+  const { format } = plan;
+  await fs.writeFile(path.join(tufDir, 'targets.json'), serializeIn(format, release.targets));
+  await fs.writeFile(path.join(tufDir, 'snapshot.json'), serializeIn(format, release.snapshot));
+  await fs.writeFile(path.join(tufDir, 'timestamp.json'), serializeIn(format, release.timestamp));
 
-  const bundleTargets = signBundleTargets(
-    {
-      _type: 'bundle',
-      expires: plan.expires,
-      version: plan.bundleVersion,
-      'x-ferry-bundle': {
-        type: plan.options.type,
-        tag: plan.tags[0]!,
-        ...(plan.tags.length > 1 ? { tags: [...plan.tags] } : {}),
-        targets: [...plan.names],
-        ...(plan.base === undefined ? {} : { base: plan.base }),
-        // Signed with the rest: devices without a working clock take it as a lower bound for the time.
-        signedAt: formatExpires(plan.now),
-      },
-    },
-    await repo.keys.load('targets'),
-  );
-  await fs.writeFile(path.join(tufDir, BUNDLE_TARGETS_FILE), serializeMetadata(bundleTargets));
+  const targetsKeys = await repo.keys.load('targets');
+  const base = plan.base === undefined ? {} : { base: plan.base };
+  const bundleTargets =
+    format === 'fioctl'
+      ? // fioctl's bundle-targets.json: a Targets-typed document whose x-fio-offline-bundle names one tag.
+        signFioDocument(
+          {
+            _type: 'Targets',
+            expires: plan.expires,
+            version: plan.bundleVersion,
+            'x-fio-offline-bundle': { type: plan.options.type, tag: plan.tags[0]!, targets: [...plan.names], ...base },
+          },
+          targetsKeys,
+        )
+      : signBundleTargets(
+          {
+            _type: 'bundle',
+            expires: plan.expires,
+            version: plan.bundleVersion,
+            'x-ferry-bundle': {
+              type: plan.options.type,
+              tag: plan.tags[0]!,
+              ...(plan.tags.length > 1 ? { tags: [...plan.tags] } : {}),
+              targets: [...plan.names],
+              ...base,
+              // Signed with the rest: devices without a working clock take it as a lower bound for the time.
+              signedAt: formatExpires(plan.now),
+            },
+          },
+          targetsKeys,
+        );
+  await fs.writeFile(path.join(tufDir, BUNDLE_TARGETS_FILE), serializeIn(format, bundleTargets));
   return { rootVersions: rootFiles.length, release };
 }
 

@@ -6,6 +6,10 @@ import { BUNDLE_TARGETS_FILE } from '../../tuf/bundle-targets.js';
 import { parseExpires } from '../../tuf/expires.js';
 import { offlineSignatures, offlineTargetsPolicy } from '../../tuf/offline-targets.js';
 import { validSignatureKeyIds } from '../../tuf/signatures.js';
+import { parseFioKey, type FioPublicKey } from '../../tuf/foundries/fio-keys.js';
+import { countFioSignatures } from '../../tuf/foundries/fio-signatures.js';
+import { detectStickFormat } from '../../tuf/foundries/stick-format.js';
+import { readStickMetadataFiles } from '../../tuf/stick-files.js';
 import { targetFromMetadata } from '../../tuf/target.js';
 import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
 import { readSmallFile } from '../../util/atomic-file.js';
@@ -78,9 +82,53 @@ async function readDocument(tufDir: string, file: string): Promise<Document> {
   }
 }
 
-function summarize(file: string, role: string, document: Document, root: Root, now: Date): RoleSummary {
-  const threshold = root.roles[role]?.threshold ?? 1;
-  const valid = validSignatureKeyIds(root, role, document.signed, document.signatures).size;
+/** How many valid signatures of `role` a document carries, and how many it needs, by the newest root's keys. */
+type SignatureCount = (file: string, role: string, document: Document) => { valid: number; threshold: number };
+
+function ferryCount(root: Root): SignatureCount {
+  return (_file, role, document) => ({
+    valid: validSignatureKeyIds(root, role, document.signed, document.signatures).size,
+    threshold: root.roles[role]?.threshold ?? 1,
+  });
+}
+
+/** The Foundries format's count (aktualizr's keys, ids and methods); a signature it would refuse counts for nothing. */
+function foundriesCount(rootFile: string, rootDocument: Document): SignatureCount {
+  const signed = rootDocument.signed as {
+    keys?: Record<string, unknown>;
+    roles?: Record<string, { keyids?: unknown; threshold?: unknown }>;
+  };
+  const keys = new Map<string, FioPublicKey>();
+  try {
+    for (const [keyId, key] of Object.entries(signed.keys ?? {})) keys.set(keyId, parseFioKey(keyId, key, rootFile));
+  } catch (error) {
+    throw new FerryError('METADATA_MALFORMED', `tuf/${rootFile}: ${describeCause(error)}`, { cause: error });
+  }
+  return (file, roleName, document) => {
+    const entry = signed.roles?.[roleName];
+    const keyIds = Array.isArray(entry?.keyids)
+      ? entry.keyids.filter((id): id is string => typeof id === 'string')
+      : [];
+    const threshold = typeof entry?.threshold === 'number' ? entry.threshold : 1;
+    let valid = 0;
+    try {
+      valid = countFioSignatures({
+        file,
+        roleName,
+        role: { keyIds, threshold },
+        keys,
+        signed: document.signed,
+        signatures: document.signatures,
+      });
+    } catch {
+      valid = 0;
+    }
+    return { valid, threshold };
+  };
+}
+
+function summarize(file: string, role: string, document: Document, count: SignatureCount, now: Date): RoleSummary {
+  const { valid, threshold } = count(file, role, document);
   const expires = document.signed['expires'];
   const date = parseExpires(expires);
   if (date === undefined)
@@ -108,22 +156,32 @@ export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): 
   const newest = rootVersions[rootVersions.length - 1]!;
   const rootFile = `${newest}.root.json`;
   const rootDocument = await readDocument(bundle.tufDir, rootFile);
-  let root: Root;
-  try {
-    root = (Metadata.fromJSON(MetadataKind.Root, rootDocument as never) as Metadata<Root>).signed;
-  } catch (error) {
-    throw new FerryError('METADATA_MALFORMED', `tuf/${rootFile}: ${describeCause(error)}`, { cause: error });
+  // A Foundries stick is read by that format's rules, as verify reads it; tuf-js reads ferry's, and whatever
+  // cannot be told apart, which it then refuses as it always did.
+  const foundries = await readStickMetadataFiles(bundle.tufDir)
+    .then((files) => detectStickFormat(files) === 'foundries')
+    .catch(() => false);
+  let root: Root | undefined;
+  let count: SignatureCount;
+  if (foundries) count = foundriesCount(rootFile, rootDocument);
+  else {
+    try {
+      root = (Metadata.fromJSON(MetadataKind.Root, rootDocument as never) as Metadata<Root>).signed;
+    } catch (error) {
+      throw new FerryError('METADATA_MALFORMED', `tuf/${rootFile}: ${describeCause(error)}`, { cause: error });
+    }
+    count = ferryCount(root);
   }
-  const roles: RoleSummary[] = [summarize(rootFile, 'root', rootDocument, root, now)];
+  const roles: RoleSummary[] = [summarize(rootFile, 'root', rootDocument, count, now)];
   const documents: Record<string, Document> = {};
   for (const role of ['timestamp', 'snapshot', 'targets'] as const) {
     documents[role] = await readDocument(bundle.tufDir, `${role}.json`);
-    roles.push(summarize(`${role}.json`, role, documents[role]!, root, now));
+    roles.push(summarize(`${role}.json`, role, documents[role]!, count, now));
   }
   const bundleDocument = await readDocument(bundle.tufDir, BUNDLE_TARGETS_FILE);
-  roles.push(summarize(BUNDLE_TARGETS_FILE, 'targets', bundleDocument, root, now));
+  roles.push(summarize(BUNDLE_TARGETS_FILE, 'targets', bundleDocument, count, now));
 
-  const info = (bundleDocument.signed['x-ferry-bundle'] ?? {}) as {
+  const info = (bundleDocument.signed['x-fio-offline-bundle'] ?? bundleDocument.signed['x-ferry-bundle'] ?? {}) as {
     base?: { target?: unknown; commit?: unknown };
     type?: unknown;
     tag?: unknown;
@@ -160,9 +218,10 @@ export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): 
     : typeof info.tag === 'string'
       ? [info.tag]
       : [];
-  const policy = info.type === 'prod' ? offlineTargetsPolicy(root) : null;
+  // Offline targets keys are ferry's: a Foundries root has none apart from its targets keys.
+  const policy = info.type === 'prod' && root !== undefined ? offlineTargetsPolicy(root) : null;
   const offlineValid =
-    policy === null ? 0 : offlineSignatures(root, policy, bundleDocument.signed, bundleDocument.signatures);
+    policy === null ? 0 : offlineSignatures(root!, policy, bundleDocument.signed, bundleDocument.signatures);
   const offline =
     policy === null
       ? null

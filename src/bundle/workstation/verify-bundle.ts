@@ -8,6 +8,9 @@ import { verifyApps } from '../../apps/format/verify-apps.js';
 import { treeBytes } from '../../util/free-space.js';
 import { FerryError, describeCause } from '../../errors.js';
 import type { BundleTargets } from '../../tuf/bundle-targets.js';
+import { detectStickFormat, type StickFormat } from '../../tuf/foundries/stick-format.js';
+import { verifyFoundriesStick } from '../../tuf/foundries/fio-verify-stick.js';
+import { readStickMetadataFiles } from '../../tuf/stick-files.js';
 import type { Target } from '../../tuf/target.js';
 import { discardScratch, verifyBundleMetadata } from '../../tuf/verify-metadata.js';
 import type { BundleDir } from '../format/bundle-dir.js';
@@ -17,6 +20,8 @@ import type { ProgressListener } from '../../progress.js';
 
 /** What the metadata of a bundle says, verified: the part of a bundle check that reads only its tuf/. */
 export interface VerifiedBundleMetadata {
+  /** Which TUF format the stick carries; its apps are in that format's layout. Absent: ferry's. */
+  readonly stickFormat?: StickFormat | undefined;
   readonly rootVersion: number;
   readonly bundle: BundleTargets;
   readonly targets: readonly Target[];
@@ -75,6 +80,8 @@ export async function verifyBundleMetadataOf(
   bundle: BundleDir,
   options: BundleMetadataOptions,
 ): Promise<VerifiedBundleMetadata> {
+  const foundries = await foundriesFiles(bundle);
+  if (foundries !== undefined) return verifyFoundriesMetadata(bundle, foundries, options);
   const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-verify-'));
   try {
     await fs.writeFile(path.join(trustedDir, 'root.json'), await readTrustedRoot(bundle, options.trustedRoot));
@@ -85,12 +92,7 @@ export async function verifyBundleMetadataOf(
       offlineSignatures: options.offlineSignatures ?? 'require',
     });
     await discardScratch(verified);
-    if (verified.unusable.length > 0) {
-      throw new FerryError(
-        'BUNDLE_METADATA_INVALID',
-        `bundle-targets.json names targets that do not verify: ${verified.unusable.join('; ')}`,
-      );
-    }
+    refuseUnusable(verified.unusable);
     return { rootVersion: verified.rootVersion, bundle: verified.bundle, targets: verified.targets };
   } finally {
     await fs.rm(trustedDir, { recursive: true, force: true });
@@ -98,11 +100,63 @@ export async function verifyBundleMetadataOf(
 }
 
 /**
+ * The stick's tuf/ files when they are in the Foundries format. A stick whose format cannot be told goes to ferry's
+ * verifier, which refuses it with the codes it always gave.
+ */
+async function foundriesFiles(bundle: BundleDir): Promise<Map<string, Uint8Array> | undefined> {
+  try {
+    const files = await readStickMetadataFiles(bundle.tufDir);
+    return detectStickFormat(files) === 'foundries' ? files : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function refuseUnusable(unusable: readonly string[]): void {
+  if (unusable.length > 0) {
+    throw new FerryError(
+      'BUNDLE_METADATA_INVALID',
+      `bundle-targets.json names targets that do not verify: ${unusable.join('; ')}`,
+    );
+  }
+}
+
+/**
+ * A Foundries-format stick (fioctl's, or ferry's exported with --format fioctl), through ferry's own verifier of
+ * that format, from the trusted root's bytes as a device holding that root would walk it.
+ */
+async function verifyFoundriesMetadata(
+  bundle: BundleDir,
+  files: ReadonlyMap<string, Uint8Array>,
+  options: BundleMetadataOptions,
+): Promise<VerifiedBundleMetadata> {
+  const root = await readTrustedRoot(bundle, options.trustedRoot, 'Root');
+  const verified = verifyFoundriesStick({
+    trusted: { root },
+    files,
+    now: options.now ?? new Date(),
+    signatures: options.offlineSignatures ?? 'require',
+  });
+  refuseUnusable(verified.unusable);
+  return {
+    stickFormat: 'foundries',
+    rootVersion: verified.rootVersion,
+    bundle: verified.bundle,
+    targets: verified.targets,
+  };
+}
+
+/**
  * The trusted root's bytes, once they are seen to be a root metadata file. One given on the command line that cannot
  * be read, or is not a root, is the operator's file problem (24, 26); the bundle's own 1.root.json (the default) is
  * the bundle's (14, 15).
  */
-async function readTrustedRoot(bundle: BundleDir, file: string): Promise<Buffer> {
+async function readTrustedRoot(
+  bundle: BundleDir,
+  file: string,
+  /** A Foundries root, `_type` "Root", is read by that format's verifier; here only its type is checked. */
+  foundriesType?: 'Root',
+): Promise<Buffer> {
   const ownRoot = path.resolve(path.dirname(file)) === path.resolve(bundle.tufDir);
   let bytes: Buffer;
   try {
@@ -117,7 +171,9 @@ async function readTrustedRoot(bundle: BundleDir, file: string): Promise<Buffer>
     });
   }
   try {
-    Metadata.fromJSON(MetadataKind.Root, JSON.parse(bytes.toString('utf8')));
+    const json = JSON.parse(bytes.toString('utf8')) as { signed?: { _type?: unknown } };
+    if (foundriesType === undefined) Metadata.fromJSON(MetadataKind.Root, json as never);
+    else if (json?.signed?._type !== foundriesType) throw new Error(`its _type is not "${foundriesType}"`);
   } catch (error) {
     if (ownRoot)
       throw new FerryError('METADATA_MALFORMED', `tuf/${path.basename(file)}: ${describeCause(error)}`, {
@@ -165,7 +221,7 @@ export async function verifyBundleContent(
     );
   }
   const layerElsewhere = base === undefined ? undefined : (options.baseContent?.hasLayer ?? (async () => true));
-  const apps = new AppsDir(bundle.appsDir);
+  const apps = new AppsDir(bundle.appsDir, undefined, verified.stickFormat === 'foundries' ? 'foundries' : 'ferry');
   const checked = new Set<string>();
   const leftToBase = new Set<string>();
   const toCheck = new Map<string, number>();

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { exportBundle } from '../../bundle/workstation/export.js';
 import { openFactoryRepo } from '../../repo/factory-repo.js';
+import { METADATA_FORMATS, type MetadataFormat } from '../../repo/metadata-format.js';
 import { progressFor, type CommandContext } from '../command-context.js';
 import { positiveInteger, progressFdOption } from '../shared-options.js';
 
@@ -41,6 +42,12 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
       '--read-back',
       'once written, read the whole bundle back and check every byte (ostree fsck, every blob against its digest), as `ferry verify` does: a second pass over the media',
     )
+    .addOption(
+      new Option(
+        '--format <format>',
+        "the stick's TUF format and apps layout: ferry, or fioctl (what `fioctl targets offline-update` writes and stock aklite-offline takes: apps in apps/apps/ beside apps/blobs/); it must be the factory's (`repo init --format`), the default; another ends in 29",
+      ).choices(METADATA_FORMATS),
+    )
     .addOption(progressFdOption())
     .option('--json', 'print the result as one JSON object')
     .action(
@@ -57,6 +64,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
           tufOnly?: boolean;
           from?: string;
           readBack?: boolean;
+          format?: MetadataFormat;
           progressFd?: number;
           json?: boolean;
         },
@@ -73,6 +81,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
           progress: progress.listener,
           fromTarget: options.from,
           readBack: options.readBack,
+          format: options.format,
         }).finally(() => progress.stop());
         const what = options.tufOnly
           ? `refreshed tuf/ of ${result.destination}`

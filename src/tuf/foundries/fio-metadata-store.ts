@@ -302,6 +302,17 @@ export class FoundriesMetadataStore {
     ) {
       throw malformed(file, 'x-fio-offline-bundle needs type ("ci" or "prod"), tag and a list of target names');
     }
+    // ferry's delta sticks name their base here too (fioctl writes no deltas; aklite ignores the field).
+    const base = info['base'];
+    if (
+      base !== undefined &&
+      (!isObject(base) ||
+        typeof base['target'] !== 'string' ||
+        typeof base['commit'] !== 'string' ||
+        !/^[0-9a-f]{64}$/.test(base['commit']))
+    ) {
+      throw malformed(file, 'x-fio-offline-bundle.base needs a target name and its 64-hex commit');
+    }
     const type = info['type'];
     const signedBy = {
       file,
@@ -324,6 +335,7 @@ export class FoundriesMetadataStore {
       tag: info['tag'],
       tags: [info['tag']],
       offlineSignaturesMissing: Math.max(0, this.root.roles.targets.threshold - valid),
+      ...(base === undefined ? {} : { base: { target: base['target'] as string, commit: base['commit'] as string } }),
       targets: [...(info['targets'] as string[])],
       expires: envelope.expires,
       version: envelope.version,
