@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { FerryError, describeCause } from '../errors.js';
+import { EXIT_CODE_TABLES, type ExitCodeTable } from '../exit-codes.js';
 
 /**
  * The device configuration, from sota.toml-compatible TOML. The keys aktualizr-lite knows keep their names
@@ -25,6 +26,11 @@ export interface DeviceConfig {
   readonly dockerHost: string;
   /** The testing window: how long every app container must keep running before an update is committed. */
   readonly testingWindowMs: number;
+  /**
+   * Which exit codes the device commands answer with: ferry's documented table, or today's aktualizr-lite codes for
+   * scripts written against a current aklite-offline (`[ferry] exit_codes`).
+   */
+  readonly exitCodes: ExitCodeTable;
   /** The files the configuration was read from, in order. */
   readonly sources: readonly string[];
 }
@@ -136,6 +142,11 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
     throw invalid('[ferry] testing_window_seconds must be a number of seconds between 0 and 3600');
   }
 
+  const exitCodes = ferry['exit_codes'] ?? 'ferry';
+  if (!(EXIT_CODE_TABLES as readonly unknown[]).includes(exitCodes)) {
+    throw invalid(`[ferry] exit_codes must be one of ${EXIT_CODE_TABLES.map((table) => `"${table}"`).join(', ')}`);
+  }
+
   return {
     hardwareId,
     tags: tagsFrom(pacman['tags']),
@@ -149,6 +160,7 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
     production,
     dockerHost: optionalString(ferry, 'ferry', 'docker_host', 'unix:///var/run/docker.sock'),
     testingWindowMs: Math.round(window * 1000),
+    exitCodes: exitCodes as ExitCodeTable,
     sources,
   };
 }
