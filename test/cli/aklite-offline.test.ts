@@ -6,6 +6,7 @@ import { OUTCOMES, exitCodeIn, type Outcome, type OutcomeInfo } from '../../src/
 import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, exportTo, tempDir, type TestFactory } from '../support/factory.js';
 import { makeDevice, statusOf, type TestDevice } from '../support/sim-device.js';
+import { FIO_FIXTURE } from '../support/foundries-signer.js';
 import { flipSignatureBit } from '../support/tamper.js';
 import { hashTree } from '../support/tree-hash.js';
 
@@ -103,6 +104,18 @@ describe('aklite-offline check', () => {
     const device = await makeDevice(factory, factory.v1);
     const result = await untouched(device, 'check', '-c', device.configDir, '-s', device.configDir);
     assert.equal(result.code, 13, result.stderr);
+  });
+
+  test('a Foundries stick goes through install’s own verification: check answers what install answers', async () => {
+    // A copy: an install that verifies the stick leaves its report there.
+    const stick = path.join(await tempDir('fio-stick'), 'bundle');
+    await fs.cp(path.join(FIO_FIXTURE, 'bundle'), stick, { recursive: true });
+    const device = await makeDevice(factory, factory.v1);
+    const check = await untouched(device, 'check', '-c', device.configDir, '-s', stick);
+    const install = await akliteOffline('install', '-c', device.configDir, '-s', stick);
+    const checkAnswerFor: Record<number, number> = { 0: 0, 100: 36, 101: 36 };
+    assert.equal(check.code, checkAnswerFor[install.code] ?? install.code, `${check.stderr}\n${install.stderr}`);
+    if (!(install.code in checkAnswerFor)) assert.equal(check.stderr, install.stderr);
   });
 
   test('is aklite-offline’s: ferry has status and verify instead', async () => {
