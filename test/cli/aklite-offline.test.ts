@@ -4,7 +4,9 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { OUTCOMES, exitCodeIn, type Outcome, type OutcomeInfo } from '../../src/exit-codes.js';
 import { akliteOffline, cli } from '../support/cli.js';
-import { buildFactory, exportTo, tempDir, type TestFactory } from '../support/factory.js';
+import { exportBundle } from '../../src/bundle/workstation/export.js';
+import { buildAppsFactory } from '../support/apps-factory.js';
+import { TAG, buildFactory, exportTo, tempDir, type TestFactory } from '../support/factory.js';
 import { makeDevice, statusOf, type TestDevice } from '../support/sim-device.js';
 import { FIO_FIXTURE } from '../support/foundries-signer.js';
 import { flipSignatureBit } from '../support/tamper.js';
@@ -104,6 +106,33 @@ describe('aklite-offline check', () => {
     const device = await makeDevice(factory, factory.v1);
     const result = await untouched(device, 'check', '-c', device.configDir, '-s', device.configDir);
     assert.equal(result.code, 13, result.stderr);
+  });
+
+  test('a stick with apps: each app with its uri, on the stick, and whether the device holds it', async () => {
+    const apps = await buildAppsFactory();
+    const bundle = path.join(await tempDir('apps-bundle'), 'bundle');
+    await exportBundle(apps.repo, {
+      targetName: apps.targets.crasher,
+      destination: bundle,
+      tag: TAG,
+      type: 'ci',
+      expiresInDays: 30,
+    });
+    // A device without apps (so without an engine), offered a target with two.
+    const device = await makeDevice(apps as never, apps.targets.noApps);
+    const result = await untouched(device, 'check', '-c', device.configDir, '-s', bundle, '--json');
+    assert.equal(result.code, 36, result.stderr);
+    const printed = JSON.parse(result.stdout) as {
+      targets: { name: string; apps: { name: string; uri: string; onStick: boolean; onDevice: boolean }[] }[];
+    };
+    const target = printed.targets.find((candidate) => candidate.name === apps.targets.crasher);
+    assert.deepEqual(target?.apps.map((app) => app.name).sort(), ['crasher', 'heartbeat']);
+    for (const app of target?.apps ?? []) {
+      assert.deepEqual({ onStick: app.onStick, onDevice: app.onDevice }, { onStick: true, onDevice: false }, app.name);
+      assert.match(app.uri, new RegExp(`/${app.name}@sha256:[0-9a-f]{64}$`));
+    }
+    const text = await untouched(device, 'check', '-c', device.configDir, '-s', bundle);
+    assert.match(text.stdout, /^\t\t\(on\) heartbeat -> \S+@sha256:[0-9a-f]{64} \(on the stick, not on the device\)$/m);
   });
 
   test('a Foundries stick goes through install’s own verification: check answers what install answers', async () => {
