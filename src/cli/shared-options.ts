@@ -46,9 +46,7 @@ export async function configuredDevice(
   options: DeviceCommandOptions,
   context: Pick<CommandContext, 'useExitCodes'>,
 ): Promise<Device> {
-  const config = await loadDeviceConfig(options.config ?? []);
-  context.useExitCodes(config.exitCodes);
-  return openDevice(config);
+  return openDevice(await loadDeviceConfig(options.config ?? [], context.useExitCodes));
 }
 
 /** `--log-level N`, as aklite-offline takes it: 0-5 (trace, debug, info, warning, error, fatal). */

@@ -107,9 +107,25 @@ function tagsFrom(value: unknown): string[] {
   throw invalid('[pacman] tags must be a comma-separated string or an array of strings');
 }
 
-export function configFromTables(tables: readonly Table[], sources: readonly string[]): DeviceConfig {
+/** Called with the exit-code table a configuration asks for, as soon as it is known. */
+export type ExitCodesListener = (table: ExitCodeTable) => void;
+
+function isExitCodeTable(value: unknown): value is ExitCodeTable {
+  return (EXIT_CODE_TABLES as readonly unknown[]).includes(value);
+}
+
+export function configFromTables(
+  tables: readonly Table[],
+  sources: readonly string[],
+  onExitCodes?: ExitCodesListener,
+): DeviceConfig {
   const merged: Table = {};
   for (const table of tables) mergeInto(merged, structuredClone(table));
+  // Read before anything is checked: a configuration refused for another key still answers in the table it asks for.
+  const ferrySection = merged['ferry'];
+  const asked =
+    typeof ferrySection === 'object' && ferrySection !== null ? (ferrySection as Table)['exit_codes'] : undefined;
+  if (isExitCodeTable(asked)) onExitCodes?.(asked);
   const provision = section(merged, 'provision');
   const pacman = section(merged, 'pacman');
   const storage = section(merged, 'storage');
@@ -143,7 +159,7 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
   }
 
   const exitCodes = ferry['exit_codes'] ?? 'ferry';
-  if (!(EXIT_CODE_TABLES as readonly unknown[]).includes(exitCodes)) {
+  if (!isExitCodeTable(exitCodes)) {
     throw invalid(`[ferry] exit_codes must be one of ${EXIT_CODE_TABLES.map((table) => `"${table}"`).join(', ')}`);
   }
 
@@ -160,13 +176,16 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
     production,
     dockerHost: optionalString(ferry, 'ferry', 'docker_host', 'unix:///var/run/docker.sock'),
     testingWindowMs: Math.round(window * 1000),
-    exitCodes: exitCodes as ExitCodeTable,
+    exitCodes,
     sources,
   };
 }
 
 /** Reads the configuration from the given files or directories, or from aktualizr-lite's default locations. */
-export async function loadDeviceConfig(locations: readonly string[] = []): Promise<DeviceConfig> {
+export async function loadDeviceConfig(
+  locations: readonly string[] = [],
+  onExitCodes?: ExitCodesListener,
+): Promise<DeviceConfig> {
   const explicit = locations.length > 0;
   const files: string[] = [];
   for (const location of explicit ? locations : DEFAULT_CONFIG_LOCATIONS)
@@ -186,5 +205,5 @@ export async function loadDeviceConfig(locations: readonly string[] = []): Promi
       throw invalid(`config ${file}: ${describeCause(error)}`, error);
     }
   }
-  return configFromTables(tables, files);
+  return configFromTables(tables, files, onExitCodes);
 }

@@ -297,6 +297,17 @@ describe('the two exit-code tables', () => {
     assert.equal((await statusOf(device))['lastError'].exitCode, 11);
   });
 
+  test('a configuration that asks for aktualizr-lite codes and is invalid otherwise: 1, as aktualizr-lite answers', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const broken = path.join(await tempDir('broken'), 'broken.toml');
+    await fs.writeFile(broken, '[bootloader]\nrollback_mode = "lilo"\n');
+    const codes = await akliteCodesFragment();
+    const result = await akliteOffline('current', '-c', device.configDir, '-c', broken, '-c', codes);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /rollback_mode/);
+    assert.equal((await akliteOffline('current', '-c', device.configDir, '-c', broken)).code, 3);
+  });
+
   test('an exit_codes value that is neither table: 3, the configuration is invalid', async () => {
     const device = await makeDevice(factory, factory.v1);
     const result = await akliteOffline('current', '-c', device.configDir, '-c', await akliteCodesFragment('aklite'));
