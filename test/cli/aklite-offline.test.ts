@@ -83,6 +83,15 @@ describe('aklite-offline check', () => {
     );
   });
 
+  test('a stick packed as one .tar: unpacked beside the device’s storage for the check and gone again after', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    const archive = path.join(await tempDir('packed'), 'bundle.tar');
+    assert.equal((await cli('bundle', 'pack', bundleV2, archive)).code, 0);
+    const result = await untouched(device, 'check', '-c', device.configDir, '-s', archive);
+    assert.equal(result.code, 36, result.stderr);
+    assert.match(result.stdout, new RegExp(`^${factory.v2} \\(selected\\)$`, 'm'));
+  });
+
   test('a device that already runs the stick’s target: 0, nothing written', async () => {
     const device = await makeDevice(factory, factory.v2);
     const result = await untouched(device, 'check', '-c', device.configDir, '-s', bundleV2);
