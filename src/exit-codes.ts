@@ -14,9 +14,21 @@ export interface OutcomeInfo {
   readonly meaning: string;
   /** What the operator (or script) does next. */
   readonly next: string;
+  /**
+   * The code today's aktualizr-lite (aklite-offline) answers for this outcome, where it differs from the documented
+   * table: a device whose configuration sets `[ferry] exit_codes = "aktualizr-lite"` answers this one instead.
+   */
+  readonly aktualizrLite?: number;
 }
 
-const DEVICE = ['install', 'run', 'status'] as const;
+/**
+ * The two tables a device can answer with: ferry's documented one (the default, reference §3) and today's
+ * aktualizr-lite codes, for scripts written against a current aklite-offline.
+ */
+export const EXIT_CODE_TABLES = ['ferry', 'aktualizr-lite'] as const;
+export type ExitCodeTable = (typeof EXIT_CODE_TABLES)[number];
+
+const DEVICE = ['install', 'run', 'status', 'check', 'current'] as const;
 
 /**
  * The workstation commands whose paths are checked with codes of their own (62-65); the device commands answer a
@@ -49,13 +61,46 @@ export const OUTCOMES = {
     meaning: 'nothing installed: the device already runs this target (apps in sync)',
     next: 'nothing',
   },
-  NOTHING_PENDING: { exitCode: 0, kind: 'success', commands: ['run'], meaning: 'nothing was pending', next: 'nothing' },
+  CHECK_UP_TO_DATE: {
+    exitCode: 0,
+    kind: 'success',
+    commands: ['check'],
+    meaning:
+      'the stick verifies; the device already runs its target for this device, apps in sync: install would change nothing',
+    next: 'nothing',
+  },
+  CHECK_UPDATE_AVAILABLE: {
+    exitCode: 36,
+    kind: 'instruction',
+    commands: ['check'],
+    meaning: 'the stick verifies and holds a target this device does not run: install would stage it',
+    next: 'install from the stick',
+    aktualizrLite: 16,
+  },
+  CHECK_APPS_TO_SYNC: {
+    exitCode: 37,
+    kind: 'instruction',
+    commands: ['check'],
+    meaning:
+      "the stick verifies; the device runs its target, but the target's apps are not in sync: install would sync them",
+    next: 'install from the stick',
+    aktualizrLite: 17,
+  },
+  NOTHING_PENDING: {
+    exitCode: 0,
+    kind: 'success',
+    commands: ['run'],
+    meaning: 'nothing was pending',
+    next: 'nothing',
+    aktualizrLite: 40,
+  },
   APPS_RESTORED: {
     exitCode: 0,
     kind: 'success',
     commands: ['run'],
     meaning: "nothing was pending; the current target's apps that were not running were started again",
     next: 'nothing',
+    aktualizrLite: 40,
   },
   UPDATE_SUCCEEDED: {
     exitCode: 0,
@@ -67,7 +112,7 @@ export const OUTCOMES = {
   BOOT_FIRMWARE_REBOOT_FIRST: {
     exitCode: 90,
     kind: 'instruction',
-    commands: ['install'],
+    commands: ['install', 'check'],
     meaning: 'nothing installed: a previous boot-firmware update needs a reboot to finish',
     next: 'reboot, then install again',
   },
@@ -77,6 +122,7 @@ export const OUTCOMES = {
     commands: ['run'],
     meaning: 'update succeeded, and the bootloader was updated too',
     next: 'an optional reboot confirms the boot firmware',
+    aktualizrLite: 5,
   },
   ROLLED_BACK: {
     exitCode: 99,
@@ -113,6 +159,7 @@ export const OUTCOMES = {
     commands: ['install'],
     meaning: 'installed; only apps changed; restart the container engine',
     next: 'systemctl restart docker, then run',
+    aktualizrLite: 10,
   },
   APPS_SYNCED: {
     exitCode: 101,
@@ -121,6 +168,7 @@ export const OUTCOMES = {
     meaning:
       'the device already runs this target, but its apps were not in sync (or --force): the app store holds them now; run starts them',
     next: 'systemctl restart docker, then run',
+    aktualizrLite: 10,
   },
   APPS_ROLLED_BACK: {
     exitCode: 99,
@@ -142,6 +190,7 @@ export const OUTCOMES = {
     commands: ['run'],
     meaning: "update failed: rolled back, but the previous version's apps are unknown and could not be started",
     next: 'install a known-good bundle',
+    aktualizrLite: 120,
   },
   APPS_FAILED_NO_ROLLBACK: {
     exitCode: 120,
@@ -166,6 +215,7 @@ export const OUTCOMES = {
     commands: [...DEVICE, 'device provision', 'sim reboot'],
     meaning: 'the device configuration is missing or invalid',
     next: 'fix the sota.toml / conf.d files',
+    aktualizrLite: 1,
   },
   DEVICE_STATE_UNREADABLE: {
     exitCode: 4,
@@ -180,85 +230,90 @@ export const OUTCOMES = {
     commands: ['run', 'sim create'],
     meaning: 'the container engine cannot be reached',
     next: 'start the container engine (systemctl start docker), then run again',
+    aktualizrLite: 1,
   },
   NO_MATCHING_TARGET: {
     exitCode: 6,
     kind: 'failure',
-    commands: ['install'],
+    commands: ['install', 'check'],
     meaning: "no target in the bundle matches the device's tags",
     next: 'use a bundle exported for this tag',
   },
   WRONG_HARDWARE_ID: {
     exitCode: 7,
     kind: 'failure',
-    commands: ['install'],
+    commands: ['install', 'check'],
     meaning: "no target in the bundle is for this device's hardware id",
     next: 'use a bundle exported for this hardware',
+    aktualizrLite: 6,
   },
   CONTENT_MISSING: {
     exitCode: 8,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: "the target's content (its OSTree commit or objects, an app or a blob) is missing from the bundle",
     next: 'export the bundle again',
   },
   SECURITY_ERROR: {
     exitCode: 11,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: 'bad signature or security check (signature, threshold, metadata versions that do not fit together)',
     next: 'do not use this bundle; export a new one',
   },
   METADATA_EXPIRED: {
     exitCode: 12,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: 'the bundle metadata has expired',
     next: 'export a fresh bundle',
   },
   METADATA_OLDER_THAN_TRUSTED: {
     exitCode: 18,
     kind: 'failure',
-    commands: ['install'],
+    commands: ['install', 'check'],
     meaning:
       'the bundle is older than the metadata this device already trusts (an older stick, or one replayed): TUF refuses to go back',
     next: 'export a fresh bundle',
+    aktualizrLite: 11,
   },
   BUNDLE_UNREADABLE: {
     exitCode: 13,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign', 'bundle pack', 'export'],
+    commands: ['install', 'check', 'show', 'verify', 'bundle sign', 'bundle pack', 'export'],
     meaning: 'the bundle cannot be read (no such directory, or not a bundle)',
     next: 'check --src-dir and the media',
   },
   METADATA_NOT_FOUND: {
     exitCode: 14,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign'],
+    commands: ['install', 'check', 'show', 'verify', 'bundle sign'],
     meaning: 'a metadata file is missing from the bundle',
     next: 'export the bundle again',
   },
   BUNDLE_ARCHIVE_INVALID: {
     exitCode: 17,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign', 'bundle pack'],
+    commands: ['install', 'check', 'show', 'verify', 'bundle sign', 'bundle pack'],
     meaning:
       'a single-file bundle is damaged or hostile (path traversal, links, duplicates, special files, a zip bomb, truncation)',
     next: 'do not use this bundle; export a new one',
+    aktualizrLite: 13,
   },
   BUNDLE_METADATA_INVALID: {
     exitCode: 15,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: 'bundle-targets.json does not fit this device (bundle type or tag)',
     next: 'use a bundle exported for this tag and type (ci/prod)',
   },
   METADATA_MALFORMED: {
     exitCode: 16,
     kind: 'failure',
-    commands: ['install', 'show', 'verify', 'bundle sign'],
+    commands: ['install', 'check', 'show', 'verify', 'bundle sign'],
     meaning: 'a metadata file is malformed (not JSON, missing fields, bad expiry date)',
     next: 'do not use this bundle; export a new one',
+    aktualizrLite: 11,
   },
   TARGET_NOT_IN_BUNDLE: {
     exitCode: 20,
@@ -270,7 +325,7 @@ export const OUTCOMES = {
   INSTALL_PENDING: {
     exitCode: 30,
     kind: 'failure',
-    commands: ['install'],
+    commands: ['install', 'check'],
     meaning: 'another install is pending: it waits for a reboot and run',
     next: 'run (it completes the pending update, or says 100 if the reboot is still to come), then install again',
   },
@@ -321,56 +376,61 @@ export const OUTCOMES = {
   NO_SPACE: {
     exitCode: 60,
     kind: 'failure',
-    commands: ['install'],
+    commands: ['install', 'check'],
     meaning: 'not enough free space for the update; nothing was written',
     next: 'free space on the device, then install again',
   },
   APP_MANIFEST_MISMATCH: {
     exitCode: 71,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: 'an app manifest on the bundle does not match the digest its signed target pins',
     next: 'do not use this bundle; export a new one',
+    aktualizrLite: 70,
   },
   COMPOSE_ARCHIVE_MISMATCH: {
     exitCode: 72,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: "an app's compose archive does not match its manifest",
     next: 'do not use this bundle; export a new one',
+    aktualizrLite: 70,
   },
   IMAGE_MANIFEST_MISMATCH: {
     exitCode: 73,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: 'an image manifest or config does not match its digest',
     next: 'do not use this bundle; export a new one',
+    aktualizrLite: 70,
   },
   BLOB_MISMATCH: {
     exitCode: 74,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: 'an image layer does not match its digest',
     next: 'do not use this bundle; export a new one',
+    aktualizrLite: 70,
   },
   APP_CONTENT_INVALID: {
     exitCode: 76,
     kind: 'failure',
-    commands: ['install', 'verify'],
+    commands: ['install', 'check', 'verify'],
     meaning: 'an app on the bundle is malformed (compose file, an image not pinned by digest or not in the manifest)',
     next: 'do not use this bundle; export a new one',
+    aktualizrLite: 70,
   },
   TARGET_FAILED_BEFORE: {
     exitCode: 77,
     kind: 'failure',
-    commands: ['install'],
+    commands: ['install', 'check'],
     meaning: 'this target failed on this device before and is refused without --force',
     next: 'use a newer target, or --force to try it again',
   },
   DOWNGRADE_REFUSED: {
     exitCode: 102,
     kind: 'failure',
-    commands: ['install'],
+    commands: ['install', 'check'],
     meaning: 'the bundle target is older than the current one (downgrade refused without --force)',
     next: 'use --force to downgrade on purpose',
   },
@@ -621,4 +681,10 @@ export type Outcome = keyof typeof OUTCOMES;
 
 export function exitCodeOf(outcome: Outcome): number {
   return OUTCOMES[outcome].exitCode;
+}
+
+/** The number an outcome ends the program with, in the table the device's configuration asks for. */
+export function exitCodeIn(table: ExitCodeTable, outcome: Outcome): number {
+  const info: OutcomeInfo = OUTCOMES[outcome];
+  return table === 'aktualizr-lite' ? (info.aktualizrLite ?? info.exitCode) : info.exitCode;
 }

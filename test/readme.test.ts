@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { test } from 'node:test';
-import { OUTCOMES } from '../src/exit-codes.js';
+import { OUTCOMES, type OutcomeInfo } from '../src/exit-codes.js';
 import { STEPS } from '../src/lifecycle/steps.js';
 
 test('the README exit-code table lists every outcome of src/exit-codes.ts, with the same meaning', async () => {
@@ -13,6 +13,25 @@ test('the README exit-code table lists every outcome of src/exit-codes.ts, with 
     assert.ok(rows.has(row), `README lacks the row for ${name}: ${row}`);
   }
   assert.equal(rows.size, Object.keys(OUTCOMES).length, 'the README table has rows that src/exit-codes.ts does not');
+});
+
+test("the README lists every outcome aktualizr-lite's table answers with another code, generated from src/exit-codes.ts", async () => {
+  const readme = await fs.readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const start = readme.indexOf('<!-- aklite-exit-codes:start -->');
+  const end = readme.indexOf('<!-- aklite-exit-codes:end -->');
+  assert.ok(start > 0 && end > start, 'the table markers are there');
+  const rows = readme
+    .slice(start, end)
+    .split('\n')
+    .filter((line) => /^\| `[A-Z_]+` \|/.test(line));
+  const expected = Object.entries(OUTCOMES as Record<string, OutcomeInfo>)
+    .filter(([, info]) => info.aktualizrLite !== undefined)
+    .map(
+      ([name, info]) =>
+        `| \`${name}\` | ${info.commands.join(', ')} | ${info.exitCode} | ${info.aktualizrLite} | ${info.meaning} |`,
+    );
+  assert.ok(expected.length > 0);
+  assert.deepEqual(rows, expected);
 });
 
 test('the README script snippet is valid sh and handles every exit code install and run can return', async () => {

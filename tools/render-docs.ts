@@ -1,10 +1,10 @@
 /**
  * `npm run docs`: rewrites the generated tables of README.md between their markers: the exit codes from
- * src/exit-codes.ts and the journaled steps from src/lifecycle/steps.ts, so that the documentation says what the
- * code does (test/readme.test.ts checks both).
+ * src/exit-codes.ts (and those that differ in aktualizr-lite's table) and the journaled steps from
+ * src/lifecycle/steps.ts, so that the documentation says what the code does (test/readme.test.ts checks them).
  */
 import { promises as fs } from 'node:fs';
-import { OUTCOMES } from '../src/exit-codes.js';
+import { OUTCOMES, type OutcomeInfo } from '../src/exit-codes.js';
 import { STEPS } from '../src/lifecycle/steps.js';
 
 export function exitCodeRows(): string[] {
@@ -12,6 +12,16 @@ export function exitCodeRows(): string[] {
     .map((info, order) => ({ info, order }))
     .sort((a, b) => a.info.exitCode - b.info.exitCode || a.order - b.order)
     .map(({ info }) => `| ${info.exitCode} | ${info.commands.join(', ')} | ${info.meaning} | ${info.next} |`);
+}
+
+/** The outcomes a device answers with another code when its configuration asks for aktualizr-lite's table. */
+export function akliteExitCodeRows(): string[] {
+  return Object.entries(OUTCOMES as Record<string, OutcomeInfo>)
+    .filter(([, info]) => info.aktualizrLite !== undefined)
+    .map(
+      ([name, info]) =>
+        `| \`${name}\` | ${info.commands.join(', ')} | ${info.exitCode} | ${info.aktualizrLite} | ${info.meaning} |`,
+    );
 }
 
 export function stepRows(): string[] {
@@ -22,6 +32,11 @@ export function stepRows(): string[] {
 
 const TABLES: Record<string, string[]> = {
   'exit-codes': ['| code | command | meaning | what the operator does next |', '|---|---|---|---|', ...exitCodeRows()],
+  'aklite-exit-codes': [
+    '| outcome | command | documented | aktualizr-lite | meaning |',
+    '|---|---|---|---|---|',
+    ...akliteExitCodeRows(),
+  ],
   steps: ['| step | command | path | updates | what it does |', '|---|---|---|---|---|', ...stepRows()],
 };
 

@@ -20,8 +20,18 @@ export function outcomesOf(command: string): OutcomeInfo[] {
 }
 
 export function exitCodeSection(command: string): string {
-  const rows = outcomesOf(command).map((info) => `  ${String(info.exitCode).padStart(3)}  ${info.meaning}`);
-  return `\nExit codes:\n${rows.join('\n')}\n`;
+  const outcomes = outcomesOf(command);
+  const rows = outcomes.map((info) => `  ${String(info.exitCode).padStart(3)}  ${info.meaning}`);
+  // A device whose configuration asks for aktualizr-lite's codes answers these instead (see exit-codes.ts).
+  const differing = outcomes.filter((info) => info.aktualizrLite !== undefined);
+  const akliteRows = differing.map(
+    (info) => `  ${String(info.aktualizrLite).padStart(3)} instead of ${info.exitCode}: ${info.meaning}`,
+  );
+  const aklite =
+    differing.length === 0
+      ? ''
+      : `\nWith [ferry] exit_codes = "aktualizr-lite" in the device configuration, today's aktualizr-lite codes:\n${akliteRows.join('\n')}\n`;
+  return `\nExit codes:\n${rows.join('\n')}\n${aklite}`;
 }
 
 /** The commands that run something (not the groups that only hold others), wherever they sit. */

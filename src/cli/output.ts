@@ -1,5 +1,5 @@
 import { oneLine } from '../errors.js';
-import { OUTCOMES } from '../exit-codes.js';
+import { OUTCOMES, exitCodeIn, type ExitCodeTable } from '../exit-codes.js';
 import type { CommandReport } from '../command-report.js';
 
 export interface Io {
@@ -15,22 +15,32 @@ export const processIo: Io = {
   progressStream: process.stderr.isTTY ? process.stderr : undefined,
 };
 
+/** How the result is printed, beyond the report itself. */
+export interface EmitOptions {
+  readonly json: boolean;
+  /** The exit-code table the device's configuration asks for (ferry's documented one until it is read). */
+  readonly table?: ExitCodeTable;
+  /** With --json, leave out the human text on stderr (aklite-offline's --log-level 3 and up: warnings and worse). */
+  readonly quiet?: boolean;
+}
+
 /**
  * Prints a report and returns its exit code. A failure is one line on stderr ("ferry: <reason>"), whatever else is
  * printed; with --json, stdout carries one JSON object with the same reason, and the human text goes to stderr.
  */
-export function emitReport(io: Io, program: string, report: CommandReport, json: boolean): number {
+export function emitReport(io: Io, program: string, report: CommandReport, options: EmitOptions): number {
   const info = OUTCOMES[report.outcome];
   const failed = info.kind === 'failure';
-  if (json) {
+  const exitCode = exitCodeIn(options.table ?? 'ferry', report.outcome);
+  if (options.json) {
     io.stdout(
-      `${JSON.stringify({ outcome: report.outcome, exitCode: info.exitCode, meaning: info.meaning, next: info.next, message: report.message, ...(report.data ?? {}) }, null, 2)}\n`,
+      `${JSON.stringify({ outcome: report.outcome, exitCode, meaning: info.meaning, next: info.next, message: report.message, ...(report.data ?? {}) }, null, 2)}\n`,
     );
     // The people watching still read what happened, on stderr, where it does not mix with the JSON.
-    if (!failed) io.stderr(`${report.message}\n`);
+    if (!failed && options.quiet !== true) io.stderr(`${report.message}\n`);
   } else if (!failed) {
     io.stdout(`${report.message}\n`);
   }
   if (failed) io.stderr(`${program}: ${oneLine(report.message)}\n`);
-  return info.exitCode;
+  return exitCode;
 }

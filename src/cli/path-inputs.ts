@@ -28,6 +28,8 @@ export const PATH_INPUTS: Readonly<
   install: { srcDir: bundle(), config: deviceConfig() },
   run: { config: deviceConfig() },
   status: { config: deviceConfig() },
+  check: { srcDir: bundle(), config: deviceConfig() },
+  current: { config: deviceConfig() },
   'repo init': { dir: { use: { creates: 'dir' } } },
   'target add': { repo: factoryRepo(), ostreeRepo: { use: { reads: 'dir' } } },
   'app add': { repo: factoryRepo(), compose: { use: { reads: 'dir' } }, image: { use: { reads: 'dir-or-file' } } },

@@ -1,11 +1,13 @@
 import { createRequire } from 'node:module';
 import { Command, CommanderError, type Option } from 'commander';
 import { FerryError } from '../errors.js';
-import { OUTCOMES } from '../exit-codes.js';
+import { OUTCOMES, type ExitCodeTable } from '../exit-codes.js';
 import { errorReport, type CommandReport } from '../command-report.js';
-import type { CommandContext } from './command-context.js';
+import { quietAt, type CommandContext } from './command-context.js';
 import { registerAppCommand } from './commands/app.js';
 import { registerBundleCommand } from './commands/bundle.js';
+import { registerCheckCommand } from './commands/check.js';
+import { registerCurrentCommand } from './commands/current.js';
 import { registerDeviceCommand } from './commands/device.js';
 import { registerExportCommand } from './commands/export.js';
 import { registerInstallCommand } from './commands/install.js';
@@ -21,6 +23,7 @@ import { registerVerifyCommand } from './commands/verify.js';
 import { addExitCodeSections, leafCommands } from './help.js';
 import { checkPathInputs } from './path-inputs.js';
 import { emitReport, type Io } from './output.js';
+import { logLevelOption } from './shared-options.js';
 
 const { version: VERSION } = createRequire(import.meta.url)('../../../package.json') as { version: string };
 
@@ -32,13 +35,14 @@ export function buildProgram(
   name: 'ferry' | 'aklite-offline',
   io: Io,
   setReport: (report: CommandReport, json: boolean) => void,
+  useExitCodes: (table: ExitCodeTable) => void = () => {},
 ): Command {
   const program = new Command(name);
   program
     .description(
       name === 'ferry'
         ? 'move signed OSTree updates across an air gap: export bundles on a workstation, install them on devices'
-        : 'aktualizr-lite offline compatible commands: install an update from a bundle, then run it after the reboot',
+        : 'aktualizr-lite offline compatible commands: check a bundle, install an update from it, run it after the reboot, show the current target',
     )
     .version(VERSION)
     // `target add --version N` is the target version: the program's own --version counts only before a command.
@@ -51,10 +55,16 @@ export function buildProgram(
       outputError: () => {},
     });
 
-  const context: CommandContext = { name, io, setReport };
+  const context: CommandContext = { name, io, setReport, useExitCodes };
   // The device's update commands come first: they are the ones aklite-offline has too. The order is --help's.
+  if (name === 'aklite-offline') registerCheckCommand(program, context);
   registerInstallCommand(program, context);
   registerRunCommand(program, context);
+  if (name === 'aklite-offline') {
+    registerCurrentCommand(program, context);
+    // aklite-offline's commands all take its --log-level.
+    for (const command of program.commands) command.addOption(logLevelOption());
+  }
   if (name === 'ferry') {
     registerStatusCommand(program, context);
     registerRepoCommand(program, context);
@@ -77,7 +87,11 @@ export function buildProgram(
       (option) => command.getOptionValue(option.attributeName()) === undefined,
     );
     if (missing !== undefined)
-      throw new FerryError('USAGE', `required option '${missing.flags}' not specified (see --help)`);
+      // Named by its long form (`--src-dir <path>`), whether or not it has a short one.
+      throw new FerryError(
+        'USAGE',
+        `required option '${missing.flags.replace(/^-[A-Za-z], /, '')}' not specified (see --help)`,
+      );
     await checkPathInputs(command);
   });
   return program;
@@ -121,8 +135,21 @@ function offerJsonEverywhere(command: Command): void {
 /** Parses argv, runs the command, prints the result; returns the exit code. */
 export async function run(name: 'ferry' | 'aklite-offline', argv: readonly string[], io: Io): Promise<number> {
   let result: { report: CommandReport; json: boolean } | undefined;
-  const program = buildProgram(name, io, (report, json) => {
-    result = { report, json };
+  // The documented table until the device's configuration asks for the other one.
+  let table: ExitCodeTable = 'ferry';
+  const program = buildProgram(
+    name,
+    io,
+    (report, json) => {
+      result = { report, json };
+    },
+    (asked) => {
+      table = asked;
+    },
+  );
+  let quiet = false;
+  program.hook('preAction', (_program, command) => {
+    quiet = quietAt(command.opts()['logLevel'] as number | undefined);
   });
   const wantsJson = argv.includes('--json');
   try {
@@ -131,13 +158,13 @@ export async function run(name: 'ferry' | 'aklite-offline', argv: readonly strin
     if (error instanceof CommanderError) {
       if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0)
         return 0;
-      return emitReport(io, name, { outcome: 'USAGE', message: usageMessage(error) }, wantsJson);
+      return emitReport(io, name, { outcome: 'USAGE', message: usageMessage(error) }, { json: wantsJson });
     }
-    return emitReport(io, name, errorReport(error), wantsJson);
+    return emitReport(io, name, errorReport(error), { json: wantsJson, table, quiet });
   }
   if (result === undefined) {
     program.outputHelp();
     return OUTCOMES.USAGE.exitCode;
   }
-  return emitReport(io, name, result.report, result.json || wantsJson);
+  return emitReport(io, name, result.report, { json: result.json || wantsJson, table, quiet });
 }

@@ -3,6 +3,7 @@ import { Option, type Command } from 'commander';
 import { loadDeviceConfig } from '../device/config.js';
 import { openDevice, type Device } from '../device/device.js';
 import { FerryError } from '../errors.js';
+import { LOG_LEVELS, type CommandContext } from './command-context.js';
 
 /** The option parsers and options that several commands share, defined once so that their help reads the same. */
 
@@ -37,9 +38,30 @@ export interface DeviceCommandOptions {
   json?: boolean;
 }
 
-/** The device the --config options describe. */
-export async function configuredDevice(options: DeviceCommandOptions): Promise<Device> {
-  return openDevice(await loadDeviceConfig(options.config ?? []));
+/**
+ * The device the --config options describe. Its configuration also says which exit-code table the command answers
+ * with, from here on.
+ */
+export async function configuredDevice(
+  options: DeviceCommandOptions,
+  context: Pick<CommandContext, 'useExitCodes'>,
+): Promise<Device> {
+  return openDevice(await loadDeviceConfig(options.config ?? [], context.useExitCodes));
+}
+
+/** `--log-level N`, as aklite-offline takes it: 0-5 (trace, debug, info, warning, error, fatal). */
+export function logLevelOption(): Option {
+  return new Option(
+    '--log-level <0-5>',
+    `log level: ${LOG_LEVELS.map((name, level) => `${level} ${name}`).join(', ')}; from 3 on, no progress bars and, with --json, no human text on stderr`,
+  )
+    .default(2)
+    .argParser((value: string) => {
+      const level = wholeNumber('--log-level', 0)(value);
+      if (level >= LOG_LEVELS.length)
+        throw new FerryError('USAGE', `--log-level must be 0 to ${LOG_LEVELS.length - 1} (got "${value}")`);
+      return level;
+    });
 }
 
 /** `--progress-fd N`: the number of a file descriptor the caller opened for us. */

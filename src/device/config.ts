@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { FerryError, describeCause } from '../errors.js';
+import { EXIT_CODE_TABLES, type ExitCodeTable } from '../exit-codes.js';
 
 /**
  * The device configuration, from sota.toml-compatible TOML. The keys aktualizr-lite knows keep their names
@@ -25,6 +26,11 @@ export interface DeviceConfig {
   readonly dockerHost: string;
   /** The testing window: how long every app container must keep running before an update is committed. */
   readonly testingWindowMs: number;
+  /**
+   * Which exit codes the device commands answer with: ferry's documented table, or today's aktualizr-lite codes for
+   * scripts written against a current aklite-offline (`[ferry] exit_codes`).
+   */
+  readonly exitCodes: ExitCodeTable;
   /** The files the configuration was read from, in order. */
   readonly sources: readonly string[];
 }
@@ -101,9 +107,25 @@ function tagsFrom(value: unknown): string[] {
   throw invalid('[pacman] tags must be a comma-separated string or an array of strings');
 }
 
-export function configFromTables(tables: readonly Table[], sources: readonly string[]): DeviceConfig {
+/** Called with the exit-code table a configuration asks for, as soon as it is known. */
+export type ExitCodesListener = (table: ExitCodeTable) => void;
+
+function isExitCodeTable(value: unknown): value is ExitCodeTable {
+  return (EXIT_CODE_TABLES as readonly unknown[]).includes(value);
+}
+
+export function configFromTables(
+  tables: readonly Table[],
+  sources: readonly string[],
+  onExitCodes?: ExitCodesListener,
+): DeviceConfig {
   const merged: Table = {};
   for (const table of tables) mergeInto(merged, structuredClone(table));
+  // Read before anything is checked: a configuration refused for another key still answers in the table it asks for.
+  const ferrySection = merged['ferry'];
+  const asked =
+    typeof ferrySection === 'object' && ferrySection !== null ? (ferrySection as Table)['exit_codes'] : undefined;
+  if (isExitCodeTable(asked)) onExitCodes?.(asked);
   const provision = section(merged, 'provision');
   const pacman = section(merged, 'pacman');
   const storage = section(merged, 'storage');
@@ -136,6 +158,11 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
     throw invalid('[ferry] testing_window_seconds must be a number of seconds between 0 and 3600');
   }
 
+  const exitCodes = ferry['exit_codes'] ?? 'ferry';
+  if (!isExitCodeTable(exitCodes)) {
+    throw invalid(`[ferry] exit_codes must be one of ${EXIT_CODE_TABLES.map((table) => `"${table}"`).join(', ')}`);
+  }
+
   return {
     hardwareId,
     tags: tagsFrom(pacman['tags']),
@@ -149,12 +176,16 @@ export function configFromTables(tables: readonly Table[], sources: readonly str
     production,
     dockerHost: optionalString(ferry, 'ferry', 'docker_host', 'unix:///var/run/docker.sock'),
     testingWindowMs: Math.round(window * 1000),
+    exitCodes,
     sources,
   };
 }
 
 /** Reads the configuration from the given files or directories, or from aktualizr-lite's default locations. */
-export async function loadDeviceConfig(locations: readonly string[] = []): Promise<DeviceConfig> {
+export async function loadDeviceConfig(
+  locations: readonly string[] = [],
+  onExitCodes?: ExitCodesListener,
+): Promise<DeviceConfig> {
   const explicit = locations.length > 0;
   const files: string[] = [];
   for (const location of explicit ? locations : DEFAULT_CONFIG_LOCATIONS)
@@ -174,5 +205,5 @@ export async function loadDeviceConfig(locations: readonly string[] = []): Promi
       throw invalid(`config ${file}: ${describeCause(error)}`, error);
     }
   }
-  return configFromTables(tables, files);
+  return configFromTables(tables, files, onExitCodes);
 }

@@ -193,7 +193,7 @@ export async function prepareInstall(
  * The stick's apps, in the layout of its format: a Foundries stick keeps them as aklite's app store does
  * (apps/apps/<app>/<hash>/ beside apps/blobs/), one level deeper than ferry's; the digest chain is checked the same way.
  */
-function stickApps(bundle: BundleDir, verified: VerifiedStick): AppsDir {
+export function stickApps(bundle: BundleDir, verified: VerifiedStick): AppsDir {
   return new AppsDir(bundle.appsDir, undefined, verified.format === 'foundries' ? 'foundries' : 'ferry');
 }
 

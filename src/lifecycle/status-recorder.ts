@@ -1,6 +1,6 @@
 import type { CommandReport } from '../command-report.js';
 import { describeCause } from '../errors.js';
-import { exitCodeOf } from '../exit-codes.js';
+import { exitCodeIn } from '../exit-codes.js';
 import type { Device } from '../device/device.js';
 import { appendHistory, type DeviceStatus, type Progress, type UpdateState } from '../device/status-file.js';
 
@@ -76,7 +76,7 @@ export class StatusRecorder {
   ): Promise<DeviceStatus> {
     if (this.updateStateKept) return this.note(entry);
     const at = new Date().toISOString();
-    const exitCode = exitCodeOf(entry.report.outcome);
+    const exitCode = exitCodeIn(this.device.config.exitCodes, entry.report.outcome);
     const failed = entry.state === 'WONTGO' || entry.state === 'ERROR';
     this.log(`${entry.state}: ${entry.report.message} (exit ${exitCode})`);
     const snippet = failed ? [...this.lines, ...causesOf(entry.cause)].slice(-LOG_SNIPPET_LINES) : [];
@@ -108,7 +108,7 @@ export class StatusRecorder {
     options: { lastError?: boolean } = {},
   ): Promise<DeviceStatus> {
     const at = new Date().toISOString();
-    const exitCode = exitCodeOf(entry.report.outcome);
+    const exitCode = exitCodeIn(this.device.config.exitCodes, entry.report.outcome);
     this.log(`${entry.report.message} (exit ${exitCode})`);
     const snippet = [...this.lines, ...causesOf(entry.cause)].slice(-LOG_SNIPPET_LINES);
     this.current = {
@@ -132,7 +132,7 @@ export class StatusRecorder {
       command: this.command,
       state,
       outcome: entry.report.outcome,
-      exitCode: exitCodeOf(entry.report.outcome),
+      exitCode: exitCodeIn(this.device.config.exitCodes, entry.report.outcome),
       ...(entry.target === undefined ? {} : { target: entry.target }),
       message: entry.report.message,
     });

@@ -145,7 +145,9 @@ test('every place a command takes a path says what the command does with it', ()
   for (const name of PROGRAMS) {
     for (const command of commandsOf(name)) for (const input of pathInputsOf(command)) useOf(command, input);
   }
-  const commands = new Map(commandsOf('ferry').map((command) => [commandPath(command), command]));
+  const commands = new Map(
+    [...commandsOf('aklite-offline'), ...commandsOf('ferry')].map((command) => [commandPath(command), command]),
+  );
   for (const [name, inputs] of Object.entries(PATH_INPUTS)) {
     const command = commands.get(name);
     assert.ok(command, `PATH_INPUTS names "${name}", which is no command`);

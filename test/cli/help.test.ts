@@ -45,7 +45,7 @@ test("every command's --help lists exactly the exit codes the table assigns it",
 
 test('the exit-code table names only commands (or groups of commands) the program has', () => {
   const names = new Set(
-    commandsOf('ferry').flatMap((command) => {
+    [...commandsOf('ferry'), ...commandsOf('aklite-offline')].flatMap((command) => {
       const words = commandPath(command).split(' ');
       return words.map((_, index) => words.slice(0, index + 1).join(' '));
     }),

@@ -144,6 +144,7 @@ export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice>
     production: false,
     dockerHost: 'unix:///nonexistent',
     testingWindowMs: 0,
+    exitCodes: 'ferry',
     sources: [],
   };
   const paths = devicePaths(config);

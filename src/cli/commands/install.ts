@@ -15,21 +15,27 @@ export function registerInstallCommand(program: Command, context: CommandContext
       .command('install')
       .description('verify a bundle and stage its target; the device runs it after a reboot and `run`')
       .requiredOption(
-        '--src-dir <path>',
+        '-s, --src-dir <path>',
         'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
       )
-      .option('--target <name>', 'install this target from the bundle instead of the highest version')
+      .option('-t, --target <name>', 'install this target from the bundle instead of the highest version')
       .option(
-        '--force',
+        '-f, --force',
         'install even a lower version (downgrade); on the target the device runs, sync its apps again',
       ),
   )
     .addOption(progressFdOption())
     .action(
       async (
-        options: DeviceCommandOptions & { srcDir: string; target?: string; force?: boolean; progressFd?: number },
+        options: DeviceCommandOptions & {
+          srcDir: string;
+          target?: string;
+          force?: boolean;
+          progressFd?: number;
+          logLevel?: number;
+        },
       ) => {
-        const target = await configuredDevice(options);
+        const target = await configuredDevice(options, context);
         // A path that is not a bundle is refused before anything is written, on the device or beside that path.
         const { path: srcDir, media } = await locateBundle(path.resolve(options.srcDir));
         const progress = progressFor(context.io, options);

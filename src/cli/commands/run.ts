@@ -24,8 +24,8 @@ export function registerRunCommand(program: Command, context: CommandContext): v
       'start the apps and exit at once (105, state TESTING); a later run finishes the testing window',
     )
     .addOption(progressFdOption())
-    .action(async (options: DeviceCommandOptions & { wait: boolean; progressFd?: number }) => {
-      const target = await configuredDevice(options);
+    .action(async (options: DeviceCommandOptions & { wait: boolean; progressFd?: number; logLevel?: number }) => {
+      const target = await configuredDevice(options, context);
       const progress = progressFor(context.io, options);
       const report = await withDeviceLock(target.paths.volatileDir, 'run', () =>
         runPending(target, { noWait: !options.wait, progress: progress.listener }),

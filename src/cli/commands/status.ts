@@ -4,10 +4,10 @@ import type { CommandContext } from '../command-context.js';
 import { configuredDevice, deviceOptions, type DeviceCommandOptions } from '../shared-options.js';
 
 /** status: the booted and pending targets of this device, its update state and its last error. */
-export function registerStatusCommand(program: Command, { setReport }: CommandContext): void {
+export function registerStatusCommand(program: Command, context: CommandContext): void {
   deviceOptions(
     program.command('status').description('show the booted and pending targets, the update state and the last error'),
   ).action(async (options: DeviceCommandOptions) => {
-    setReport(await deviceStatus(await configuredDevice(options)), options.json ?? false);
+    context.setReport(await deviceStatus(await configuredDevice(options, context)), options.json ?? false);
   });
 }
