@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { processIo } from './output.js';
+import { keepRunningWhenReadersLeave, processIo } from './output.js';
 import { run } from './program.js';
 
+keepRunningWhenReadersLeave();
 process.exitCode = await run('aklite-offline', process.argv.slice(2), processIo);

@@ -9,6 +9,19 @@ export interface Io {
   readonly progressStream?: NodeJS.WriteStream | undefined;
 }
 
+/**
+ * A reader that goes away (`ferry … | head`) closes the pipe under stdout or stderr; node then raises EPIPE as an
+ * unhandled error and dies with a stack trace, part-way through whatever the command was doing. The command instead
+ * finishes its work and exits with its own code; only the text nobody reads any more is dropped.
+ */
+export function keepRunningWhenReadersLeave(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+    });
+  }
+}
+
 export const processIo: Io = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
