@@ -366,6 +366,14 @@ export const OUTCOMES = {
       'staging the update failed, and undoing what it had written to the boot state failed too; the update stays pending so that run finishes the undo',
     next: 'read the message; fix its cause, then run (it finishes the undo), then install again',
   },
+  FACTORY_LOCKED: {
+    exitCode: 35,
+    kind: 'failure',
+    commands: ['target add', 'app add', 'export', 'keys rotate', 'keys add-offline'],
+    meaning:
+      'another ferry command is changing this factory repository (its versions, keys or targets); nothing was changed',
+    next: 'wait for it (the message names its pid and command), then try again',
+  },
   CONTENT_VERIFICATION_FAILED: {
     exitCode: 70,
     kind: 'failure',

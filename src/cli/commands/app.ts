@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { addApp } from '../../apps/workstation/add-app.js';
-import { openFactoryRepo } from '../../repo/factory-repo.js';
+import { withFactoryRepo } from '../../repo/factory-lock.js';
 import type { CommandContext } from '../command-context.js';
 import { collect } from '../shared-options.js';
 
@@ -22,11 +22,13 @@ export function registerAppCommand(program: Command, { setReport }: CommandConte
       collect,
     )
     .action(async (name: string, options: { repo: string; compose: string; image?: string[] }) => {
-      const added = await addApp(await openFactoryRepo(path.resolve(options.repo)), {
-        name,
-        composeDir: path.resolve(options.compose),
-        images: options.image ?? [],
-      });
+      const added = await withFactoryRepo(options.repo, 'app add', (repo) =>
+        addApp(repo, {
+          name,
+          composeDir: path.resolve(options.compose),
+          images: options.image ?? [],
+        }),
+      );
       setReport({ outcome: 'OK', message: `added app ${added.name}: ${added.uri}`, data: { ...added } }, false);
     });
 }

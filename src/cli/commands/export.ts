@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { exportBundle } from '../../bundle/workstation/export.js';
-import { openFactoryRepo } from '../../repo/factory-repo.js';
+import { withFactoryRepo } from '../../repo/factory-lock.js';
 import { METADATA_FORMATS, type MetadataFormat } from '../../repo/metadata-format.js';
 import { progressFor, type CommandContext } from '../command-context.js';
 import { positiveInteger, progressFdOption } from '../shared-options.js';
@@ -70,19 +70,21 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
         },
       ) => {
         const progress = progressFor(io, options);
-        const result = await exportBundle(await openFactoryRepo(path.resolve(options.repo)), {
-          targetName,
-          destination: path.resolve(dst),
-          tag: options.tag,
-          type: options.prod ? 'prod' : 'ci',
-          expiresInDays: options.expiresInDays,
-          archive: options.archive,
-          mode: options.tufOnly ? 'tuf-only' : options.allowMultipleTargets ? 'add-target' : 'new',
-          progress: progress.listener,
-          fromTarget: options.from,
-          readBack: options.readBack,
-          format: options.format,
-        }).finally(() => progress.stop());
+        const result = await withFactoryRepo(options.repo, 'export', (repo) =>
+          exportBundle(repo, {
+            targetName,
+            destination: path.resolve(dst),
+            tag: options.tag,
+            type: options.prod ? 'prod' : 'ci',
+            expiresInDays: options.expiresInDays,
+            archive: options.archive,
+            mode: options.tufOnly ? 'tuf-only' : options.allowMultipleTargets ? 'add-target' : 'new',
+            progress: progress.listener,
+            fromTarget: options.from,
+            readBack: options.readBack,
+            format: options.format,
+          }),
+        ).finally(() => progress.stop());
         const what = options.tufOnly
           ? `refreshed tuf/ of ${result.destination}`
           : `exported ${result.target} to ${result.destination}`;

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { openFactoryRepo } from '../../repo/factory-repo.js';
+import { withFactoryRepo } from '../../repo/factory-lock.js';
 import { addOfflineTargetsKeys, rotateRoleKey } from '../../repo/rotate-keys.js';
 import { ROLE_NAMES, type RoleName } from '../../tuf/sign-metadata.js';
 import type { CommandContext } from '../command-context.js';
@@ -27,9 +27,11 @@ export function registerKeysCommand(program: Command, { setReport }: CommandCont
     .addOption(expiry())
     .option('--json', 'print the result as one JSON object')
     .action(async (options: { repo: string; role: RoleName; rootExpiresInDays?: number; json?: boolean }) => {
-      const result = await rotateRoleKey(await openFactoryRepo(path.resolve(options.repo)), options.role, {
-        expiresInDays: options.rootExpiresInDays,
-      });
+      const result = await withFactoryRepo(options.repo, 'keys rotate', (repo) =>
+        rotateRoleKey(repo, options.role, {
+          expiresInDays: options.rootExpiresInDays,
+        }),
+      );
       setReport(
         {
           outcome: 'OK',
@@ -64,12 +66,14 @@ export function registerKeysCommand(program: Command, { setReport }: CommandCont
         rootExpiresInDays?: number;
         json?: boolean;
       }) => {
-        const result = await addOfflineTargetsKeys(await openFactoryRepo(path.resolve(options.repo)), {
-          count: options.count,
-          threshold: options.threshold ?? options.count,
-          outDir: path.resolve(options.out),
-          expiresInDays: options.rootExpiresInDays,
-        });
+        const result = await withFactoryRepo(options.repo, 'keys add-offline', (repo) =>
+          addOfflineTargetsKeys(repo, {
+            count: options.count,
+            threshold: options.threshold ?? options.count,
+            outDir: path.resolve(options.out),
+            expiresInDays: options.rootExpiresInDays,
+          }),
+        );
         setReport(
           {
             outcome: 'OK',

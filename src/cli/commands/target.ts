@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { addTarget, parseAppOption } from '../../repo/add-target.js';
-import { openFactoryRepo } from '../../repo/factory-repo.js';
+import { withFactoryRepo } from '../../repo/factory-lock.js';
 import type { RestartPolicy } from '../../tuf/target.js';
 import type { CommandContext } from '../command-context.js';
 import { collect } from '../shared-options.js';
@@ -43,16 +43,21 @@ export function registerTargetCommand(program: Command, { setReport }: CommandCo
         ref?: string;
         ostreeRepo?: string;
       }) => {
-        const result = await addTarget(await openFactoryRepo(path.resolve(options.repo)), {
-          name: options.name,
-          version: options.version,
-          hardwareIds: options.hardwareId,
-          tags: options.tag,
-          commit: options.commit,
-          ref: options.ref,
-          ostreeRepo: options.ostreeRepo === undefined ? undefined : path.resolve(options.ostreeRepo),
-          apps: (options.app ?? []).map((text) => ({ restartPolicy: options.restartPolicy, ...parseAppOption(text) })),
-        });
+        const result = await withFactoryRepo(options.repo, 'target add', (repo) =>
+          addTarget(repo, {
+            name: options.name,
+            version: options.version,
+            hardwareIds: options.hardwareId,
+            tags: options.tag,
+            commit: options.commit,
+            ref: options.ref,
+            ostreeRepo: options.ostreeRepo === undefined ? undefined : path.resolve(options.ostreeRepo),
+            apps: (options.app ?? []).map((text) => ({
+              restartPolicy: options.restartPolicy,
+              ...parseAppOption(text),
+            })),
+          }),
+        );
         setReport(
           {
             outcome: 'OK',
