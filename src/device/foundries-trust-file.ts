@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeCause } from '../errors.js';
 import type { FoundriesRoleVersions, FoundriesTrustedState } from '../tuf/foundries/fio-metadata-store.js';
+import { targetFromMetadata, type Target } from '../tuf/target.js';
 import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
 import { readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
 
@@ -13,6 +14,11 @@ import { readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
  */
 export const FOUNDRIES_ROOT_FILE = 'root.json';
 export const FOUNDRIES_VERSIONS_FILE = 'versions.json';
+/**
+ * The targets.json last accepted, as the stick had it: what the device knows of its targets when its status record
+ * must be rebuilt (the ferry format keeps its whole trusted metadata for the same reason).
+ */
+export const FOUNDRIES_TARGETS_FILE = 'targets.json';
 
 /** versions.json holds three small numbers; anything larger is not a file ferry wrote. */
 const VERSIONS_MAX_BYTES = 4096;
@@ -43,11 +49,36 @@ export async function loadFoundriesTrust(dir: string): Promise<LoadedFoundriesTr
  * between the two leaves the new root with the versions accepted before, which only ever protect less, never trust
  * more.
  */
-export async function saveFoundriesTrust(dir: string, state: FoundriesTrustedState): Promise<void> {
+export async function saveFoundriesTrust(
+  dir: string,
+  state: FoundriesTrustedState,
+  /** The bytes of the targets.json the versions name, once an install went ahead. */
+  targets?: Uint8Array,
+): Promise<void> {
   await fs.mkdir(dir, { recursive: true });
   await writeFileAtomic(path.join(dir, FOUNDRIES_ROOT_FILE), state.root);
   if (state.versions !== undefined) {
     await writeFileAtomic(path.join(dir, FOUNDRIES_VERSIONS_FILE), `${JSON.stringify(state.versions)}\n`);
+  }
+  if (targets !== undefined) await writeFileAtomic(path.join(dir, FOUNDRIES_TARGETS_FILE), targets);
+}
+
+/**
+ * The targets of the targets.json last accepted (verified when it was stored), for rebuilding the status record; none
+ * when there is no such file or it cannot be read. Foundries tools write hashes in upper case: ferry's are lower.
+ */
+export async function loadFoundriesKnownTargets(dir: string): Promise<Target[]> {
+  try {
+    const document = JSON.parse(
+      Buffer.from(await readSmallFile(path.join(dir, FOUNDRIES_TARGETS_FILE), METADATA_MAX_BYTES)).toString('utf8'),
+    ) as { signed: { targets: Record<string, { hashes: Record<string, string>; custom?: Record<string, unknown> }> } };
+    return Object.entries(document.signed.targets).flatMap(([name, entry]) => {
+      const hashes = Object.fromEntries(Object.entries(entry.hashes).map(([kind, hash]) => [kind, hash.toLowerCase()]));
+      const target = targetFromMetadata(name, hashes, entry.custom ?? {});
+      return 'invalid' in target ? [] : [target];
+    });
+  } catch {
+    return [];
   }
 }
 

@@ -7,6 +7,7 @@ import { emptyStatus, type DeviceStatus, type TargetRef } from '../device/status
 import { compareVersions, targetFromMetadata, type Target } from '../tuf/target.js';
 import { refOf } from './plan.js';
 import { fitsDevice, type DeviceFacts } from './select-target.js';
+import { loadFoundriesKnownTargets } from '../device/foundries-trust-file.js';
 
 /**
  * Rebuilds the status record from what the device shows when the record itself could not be read (it was moved
@@ -60,7 +61,7 @@ export function rebuildStatus(facts: {
   };
 }
 
-/** The device's trusted targets, as verified at the last install. */
+/** The device's trusted targets of the ferry format, as verified at the last install of a ferry stick. */
 async function trustedTargets(device: Device): Promise<Target[]> {
   try {
     const document = JSON.parse(
@@ -86,7 +87,7 @@ export async function loadDeviceStatus(device: Device): Promise<{ status: Device
     deployments: await device.sysroot.deployments(),
     flags: await readBootFlags(device),
     rebootPending: await rebootSentinelPresent(device),
-    known: await trustedTargets(device),
+    known: [...(await trustedTargets(device)), ...(await loadFoundriesKnownTargets(device.paths.foundriesTrustDir))],
     device: device.config,
     recovered: loaded.recovered,
   });

@@ -19,7 +19,12 @@ import {
  * stick of one format never moves the trust of the other.
  */
 export type VerifiedStick =
-  (VerifiedMetadata & { readonly format: 'ferry' }) | (VerifiedFoundriesMetadata & { readonly format: 'foundries' });
+  | (VerifiedMetadata & { readonly format: 'ferry' })
+  | (VerifiedFoundriesMetadata & {
+      readonly format: 'foundries';
+      /** The stick's targets.json, kept with the trusted state once the install goes ahead. */
+      readonly targetsBytes: Uint8Array;
+    });
 
 /**
  * Tells the stick's format from its `tuf/` files and verifies it. A stick whose format cannot be told goes to the
@@ -65,13 +70,13 @@ export async function verifyStick(options: {
     now: options.time,
     expectedType: options.expectedType,
   });
-  return { ...verified, format };
+  return { ...verified, format, targetsBytes: files.get('targets.json')! };
 }
 
 /** Makes the verified metadata the device's trusted state for its format; called only once the install goes ahead. */
 export async function promoteStickTrust(verified: VerifiedStick, paths: DevicePaths): Promise<void> {
   if (verified.format === 'ferry') await promoteTrustedMetadata(verified, paths.trustedMetadataDir);
-  else await saveFoundriesTrust(paths.foundriesTrustDir, verified.trustedAfter);
+  else await saveFoundriesTrust(paths.foundriesTrustDir, verified.trustedAfter, verified.targetsBytes);
 }
 
 /** Removes what the verification left in scratch space (the ferry format's working copy). */

@@ -150,6 +150,17 @@ describe('a Foundries stick on a ferry device', () => {
     // Installed again: the device runs it.
     const again = await cli('install', '--config', device.configDir, '--src-dir', fixtureStick);
     assert.equal(again.code, 0, again.stderr);
+
+    // A status record that cannot be read is rebuilt from the device: the targets.json the install accepted names
+    // what it runs.
+    assert.deepEqual(
+      await fs.readFile(foundriesFile(device, 'targets.json')),
+      await fs.readFile(path.join(fixtureStick, 'tuf', 'targets.json')),
+    );
+    await fs.writeFile(device.device.paths.statusFile, '{"state": torn');
+    const rebuilt = await cli('status', '--config', device.configDir, '--json');
+    assert.equal(rebuilt.code, 0, rebuilt.stderr);
+    assert.equal(JSON.parse(rebuilt.stdout)['current']?.name, 'fio-hw-lmp-2');
   });
 
   test('aklite-offline install on the same stick: 100, reboot, run 0', async () => {
