@@ -17,6 +17,7 @@ import { targetFromMetadata, type AppPin, type Target } from '../tuf/target.js';
 import { isEmptyOrMissingDir, pathExists } from '../util/atomic-file.js';
 import { runTool } from '../util/tool.js';
 import { simulateReboot, type SimulatedBoot } from './bootloader-model.js';
+import { saveFoundriesTrust } from '../device/foundries-trust-file.js';
 
 /**
  * A simulated device is a directory that holds what a board would:
@@ -187,7 +188,13 @@ export async function provisionStorage(
 ): Promise<void> {
   await fs.mkdir(paths.trustedMetadataDir, { recursive: true });
   const rootFiles = await repo.rootFiles();
-  await fs.copyFile(rootFiles[rootFiles.length - 1]!, path.join(paths.trustedMetadataDir, 'root.json'));
+  const newestRoot = rootFiles[rootFiles.length - 1]!;
+  // As the factory's image would carry it: the root of the format the factory signs in, in that format's own place.
+  if ((await repo.metadataFormat()) === 'fioctl') {
+    await saveFoundriesTrust(paths.foundriesTrustDir, { root: await fs.readFile(newestRoot), versions: undefined });
+  } else {
+    await fs.copyFile(newestRoot, path.join(paths.trustedMetadataDir, 'root.json'));
+  }
   await new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile).save({
     ...emptyStatus(),
     state: 'DONE',

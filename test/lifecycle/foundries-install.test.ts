@@ -3,7 +3,10 @@ import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { createSimDeviceFromCommit, copySimDevice } from '../../src/sim/sim-device.js';
+import { addTarget } from '../../src/repo/add-target.js';
+import { initFactoryRepo } from '../../src/repo/factory-repo.js';
+import { commitSimRootfs } from '../../src/sim/rootfs.js';
+import { createSimDevice, createSimDeviceFromCommit, copySimDevice } from '../../src/sim/sim-device.js';
 import { targetFromMetadata, type Target } from '../../src/tuf/target.js';
 import { akliteOffline, cli } from '../support/cli.js';
 import { exportTo, HARDWARE_ID, TAG, tempDir } from '../support/factory.js';
@@ -353,4 +356,31 @@ describe('device provision --trusted-root (Foundries format)', () => {
     assert.equal(refused.code, 26, refused.stderr);
     await assert.rejects(fs.access(device.device.paths.foundriesTrustDir));
   });
+});
+
+test('a device that ferry sim create makes from a fioctl factory trusts its root in the Foundries format: 100, reboot, run 0', async () => {
+  const dir = await tempDir('fioctl-sim');
+  const repo = await initFactoryRepo(path.join(dir, 'repo'), { rootExpiresInDays: 365, metadataFormat: 'fioctl' });
+  const build = path.join(dir, 'build');
+  const names: string[] = [];
+  for (const version of ['1', '2']) {
+    await commitSimRootfs({ repo: build, branch: `rootfs/${version}`, version });
+    const added = await addTarget(repo, {
+      name: 'lmp',
+      version,
+      hardwareIds: [HARDWARE_ID],
+      tags: [TAG],
+      ref: `rootfs/${version}`,
+      ostreeRepo: build,
+    });
+    names.push(added.name);
+  }
+  const deviceDir = path.join(dir, 'device');
+  await createSimDevice(deviceDir, repo, { target: names[0]! });
+  const device = await openTestDevice(deviceDir);
+  const rootFiles = await repo.rootFiles();
+  assert.deepEqual(await fs.readFile(foundriesFile(device, 'root.json')), await fs.readFile(rootFiles.at(-1)!));
+  await assert.rejects(fs.access(path.join(device.device.paths.trustedMetadataDir, 'root.json')));
+  await installRebootRun(device, await exportTo({ repo }, names[1]!));
+  assert.equal((await statusOf(device))['current'].name, names[1]);
 });
