@@ -129,7 +129,7 @@ function targetLines(targets: readonly CheckedTarget[]): string[] {
     const marks = [target.current ? 'current' : '', target.selected ? 'selected' : ''].filter((mark) => mark !== '');
     lines.push(`${target.name}${marks.length > 0 ? ` (${marks.join(', ')})` : ''}`);
     lines.push(`\tostree: ${target.commit} (${where(target.commitOnStick, target.commitOnDevice)})`);
-    lines.push('\tapps:');
+    lines.push(target.apps.length === 0 ? '\tapps: none' : '\tapps:');
     for (const app of target.apps)
       lines.push(`\t\t(on) ${app.name} -> ${app.uri} (${where(app.onStick, app.onDevice)})`);
   }

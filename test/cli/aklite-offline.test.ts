@@ -57,6 +57,7 @@ describe('aklite-offline check', () => {
       result.stdout,
       new RegExp(`^\\tostree: ${factory.commits[factory.v2]} \\(on the stick, not on the device\\)$`, 'm'),
     );
+    assert.match(result.stdout, /^\tapps: none$/m, 'a target without apps says so');
     assert.match(result.stdout, /install would stage/);
     // Nothing was stored: the install after it still walks from the device's own trusted metadata.
     const install = await cli('install', '--config', device.configDir, '--src-dir', bundleV2);
