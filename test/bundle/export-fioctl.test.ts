@@ -97,6 +97,8 @@ describe('export --format fioctl', () => {
     const appDir = path.join(stick, 'apps', 'apps', 'hello', hexOf(appDigest));
     assert.equal(apps.appDir('hello', appDigest), appDir);
     for (const name of ['uri', 'manifest.json']) await fs.access(path.join(appDir, name));
+    // aklite-offline compares the uri file with the target's uri byte for byte: no newline after it.
+    assert.equal(await fs.readFile(path.join(appDir, 'uri'), 'utf8'), target.apps['hello']?.uri);
     assert.ok(
       (await fs.readdir(appDir)).some((name) => /^[0-9a-f]{64}\.tgz$/.test(name)),
       'the compose archive',

@@ -138,7 +138,7 @@ export async function rewriteApp(
   await fs.writeFile(apps.archiveFile(app, newDigest, digestOf(newArchive)), newArchive);
   await fs.writeFile(apps.manifestFile(app, newDigest), manifestBytes);
   const uri = `${pin.uri.split('@')[0]}@${newDigest}`;
-  await fs.writeFile(apps.uriFile(app, newDigest), `${uri}\n`);
+  await fs.writeFile(apps.uriFile(app, newDigest), uri);
   await resign(bundle, 'targets.json', await repo.keys.load('targets'), (signed) => {
     signed['targets'][targetName]['custom']['docker_compose_apps'][app]['uri'] = uri;
     return signed;

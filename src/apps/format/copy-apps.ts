@@ -47,7 +47,7 @@ export async function copyVerifiedApps(
     const dir = dest.appDir(app.name, app.pin.digest);
     await fs.mkdir(dir, { recursive: true });
     await writeFileAtomic(dest.manifestFile(app.name, app.pin.digest), app.manifestBytes);
-    await writeFileAtomic(dest.uriFile(app.name, app.pin.digest), `${app.pin.uri}\n`);
+    await writeFileAtomic(dest.uriFile(app.name, app.pin.digest), app.pin.uri);
     await writeFileAtomic(dest.archiveFile(app.name, app.pin.digest, app.manifest.layers[0].digest), app.archive);
     await writeFileAtomic(dest.composeFile(app.name, app.pin.digest), app.compose);
     for (const image of app.images)

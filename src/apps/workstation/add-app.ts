@@ -120,7 +120,7 @@ export async function addApp(repo: FactoryRepo, options: AddAppOptions): Promise
 
     await fs.mkdir(apps.appDir(options.name, digest), { recursive: true });
     await writeFileAtomic(apps.manifestFile(options.name, digest), manifestBytes);
-    await writeFileAtomic(apps.uriFile(options.name, digest), `${uri}\n`);
+    await writeFileAtomic(apps.uriFile(options.name, digest), uri);
     await fs.copyFile(archiveFile, apps.archiveFile(options.name, digest, archive.digest));
     await writeFileAtomic(apps.composeFile(options.name, digest), pinnedCompose);
     for (const image of used.values()) {
