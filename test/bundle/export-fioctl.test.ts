@@ -97,6 +97,10 @@ describe('export --format fioctl', () => {
     const appDir = path.join(stick, 'apps', 'apps', 'hello', hexOf(appDigest));
     assert.equal(apps.appDir('hello', appDigest), appDir);
     for (const name of ['uri', 'manifest.json']) await fs.access(path.join(appDir, name));
+    // aklite-offline's offline registry fetches the app manifest and the compose archive from the blob store alone.
+    const manifest = JSON.parse(await fs.readFile(path.join(appDir, 'manifest.json'), 'utf8'));
+    for (const digest of [appDigest, manifest.layers[0].digest as string])
+      assert.ok(await apps.blobs.verify(digest), `apps/blobs/sha256 holds ${digest}`);
     // aklite-offline compares the uri file with the target's uri byte for byte: no newline after it.
     assert.equal(await fs.readFile(path.join(appDir, 'uri'), 'utf8'), target.apps['hello']?.uri);
     assert.ok(

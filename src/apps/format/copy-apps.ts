@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import type { AppsDir } from './apps-dir.js';
 import { MEDIA } from './digest.js';
@@ -50,6 +51,20 @@ export async function copyVerifiedApps(
     await writeFileAtomic(dest.uriFile(app.name, app.pin.digest), app.pin.uri);
     await writeFileAtomic(dest.archiveFile(app.name, app.pin.digest, app.manifest.layers[0].digest), app.archive);
     await writeFileAtomic(dest.composeFile(app.name, app.pin.digest), app.compose);
+    if (dest.layout === 'foundries') {
+      // aktualizr-lite's offline registry serves every object of an app, its manifest and compose archive too, from
+      // the blob store alone (apps/blobs/sha256/<hex>), as composeapp's store keeps them.
+      for (const [digest, bytes, what] of [
+        [app.pin.digest, app.manifestBytes, 'app manifest'],
+        [app.manifest.layers[0].digest, app.archive, 'compose archive'],
+      ] as const) {
+        await dest.blobs.put(digest, () => Readable.from([bytes]), {
+          expectedSize: bytes.length,
+          mismatch: 'INTERNAL_ERROR',
+          label: `apps/blobs/sha256/${digest.slice(7, 19)} (${what} of ${app.name})`,
+        });
+      }
+    }
     for (const image of app.images)
       await writeImageLayout(dest.imageDir(app.name, app.pin.digest, image.ref), image.manifest);
     if (options.unpackProject) {
