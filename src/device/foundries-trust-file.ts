@@ -2,7 +2,6 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeCause } from '../errors.js';
 import type { FoundriesRoleVersions, FoundriesTrustedState } from '../tuf/foundries/fio-metadata-store.js';
-import { targetFromMetadata, type Target } from '../tuf/target.js';
 import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
 import { readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
 
@@ -61,25 +60,6 @@ export async function saveFoundriesTrust(
     await writeFileAtomic(path.join(dir, FOUNDRIES_VERSIONS_FILE), `${JSON.stringify(state.versions)}\n`);
   }
   if (targets !== undefined) await writeFileAtomic(path.join(dir, FOUNDRIES_TARGETS_FILE), targets);
-}
-
-/**
- * The targets of the targets.json last accepted (verified when it was stored), for rebuilding the status record; none
- * when there is no such file or it cannot be read. Foundries tools write hashes in upper case: ferry's are lower.
- */
-export async function loadFoundriesKnownTargets(dir: string): Promise<Target[]> {
-  try {
-    const document = JSON.parse(
-      Buffer.from(await readSmallFile(path.join(dir, FOUNDRIES_TARGETS_FILE), METADATA_MAX_BYTES)).toString('utf8'),
-    ) as { signed: { targets: Record<string, { hashes: Record<string, string>; custom?: Record<string, unknown> }> } };
-    return Object.entries(document.signed.targets).flatMap(([name, entry]) => {
-      const hashes = Object.fromEntries(Object.entries(entry.hashes).map(([kind, hash]) => [kind, hash.toLowerCase()]));
-      const target = targetFromMetadata(name, hashes, entry.custom ?? {});
-      return 'invalid' in target ? [] : [target];
-    });
-  } catch {
-    return [];
-  }
 }
 
 async function readOrMoveAside(

@@ -4,10 +4,10 @@ import type { BootFlags } from '../device/bootloader-env.js';
 import { readBootFlags, readBooted, rebootSentinelPresent, type Device } from '../device/device.js';
 import type { Deployment } from '../ostree/sysroot.js';
 import { emptyStatus, type DeviceStatus, type TargetRef } from '../device/status-file.js';
-import { compareVersions, targetFromMetadata, type Target } from '../tuf/target.js';
+import { compareVersions, storedTargetsOf, type Target } from '../tuf/target.js';
 import { refOf } from './plan.js';
 import { fitsDevice, type DeviceFacts } from './select-target.js';
-import { loadFoundriesKnownTargets } from '../device/foundries-trust-file.js';
+import { FOUNDRIES_TARGETS_FILE } from '../device/foundries-trust-file.js';
 
 /**
  * Rebuilds the status record from what the device shows when the record itself could not be read (it was moved
@@ -61,21 +61,17 @@ export function rebuildStatus(facts: {
   };
 }
 
-/** The device's trusted targets of the ferry format, as verified at the last install of a ferry stick. */
+/**
+ * The targets the device trusts, as verified at the last install of a stick of each format: the ferry format's
+ * trusted targets.json and the one the Foundries trust keeps.
+ */
 async function trustedTargets(device: Device): Promise<Target[]> {
-  try {
-    const document = JSON.parse(
-      await fs.readFile(path.join(device.paths.trustedMetadataDir, 'targets.json'), 'utf8'),
-    ) as {
-      signed: { targets: Record<string, { hashes: Record<string, string>; custom?: Record<string, unknown> }> };
-    };
-    return Object.entries(document.signed.targets).flatMap(([name, entry]) => {
-      const target = targetFromMetadata(name, entry.hashes, entry.custom ?? {});
-      return 'invalid' in target ? [] : [target];
-    });
-  } catch {
-    return [];
-  }
+  const files = [
+    path.join(device.paths.trustedMetadataDir, 'targets.json'),
+    path.join(device.paths.foundriesTrustDir, FOUNDRIES_TARGETS_FILE),
+  ];
+  const texts = await Promise.all(files.map((file) => fs.readFile(file, 'utf8').catch(() => '')));
+  return texts.flatMap(storedTargetsOf);
 }
 
 /** Loads the status record; an unreadable one is moved aside and the record rebuilt from the device and saved. */
@@ -87,7 +83,7 @@ export async function loadDeviceStatus(device: Device): Promise<{ status: Device
     deployments: await device.sysroot.deployments(),
     flags: await readBootFlags(device),
     rebootPending: await rebootSentinelPresent(device),
-    known: [...(await trustedTargets(device)), ...(await loadFoundriesKnownTargets(device.paths.foundriesTrustDir))],
+    known: await trustedTargets(device),
     device: device.config,
     recovered: loaded.recovered,
   });

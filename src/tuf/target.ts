@@ -79,6 +79,25 @@ export function targetFromMetadata(
   };
 }
 
+/**
+ * The usable targets of a targets.json the device stored once it had verified it, for what the device knows of its
+ * targets; none when the text is not such a document. Foundries tools write hashes in upper case, ferry in lower.
+ */
+export function storedTargetsOf(text: string): Target[] {
+  try {
+    const document = JSON.parse(text) as {
+      signed: { targets: Record<string, { hashes: Record<string, string>; custom?: Record<string, unknown> }> };
+    };
+    return Object.entries(document.signed.targets).flatMap(([name, entry]) => {
+      const hashes = Object.fromEntries(Object.entries(entry.hashes).map(([kind, hash]) => [kind, hash.toLowerCase()]));
+      const target = targetFromMetadata(name, hashes, entry.custom ?? {});
+      return 'invalid' in target ? [] : [target];
+    });
+  } catch {
+    return [];
+  }
+}
+
 /** Versions are decimal strings ("42"); compare them as numbers of any length. */
 export function compareVersions(a: string, b: string): number {
   const x = a.replace(/^0+(?=\d)/, '');
