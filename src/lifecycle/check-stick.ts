@@ -42,7 +42,9 @@ export interface CheckedTarget {
  * install's own verification (prepareInstall: metadata from the trusted root, target selection, the decision
  * against what the device runs, the apps' digest chains and the space), so a stick check accepts is one install
  * takes, and whatever install learns to read, check reads too. The trusted metadata, the time floor and the status
- * record stay as they were: the walk runs on a scratch copy, discarded here, and the recorder only logs.
+ * record stay as they were: the walk runs on a scratch copy, discarded here, and the recorder only logs. Only what
+ * every device command does on its way in still happens: a status record or trusted state file that cannot be read is
+ * moved aside (and the record rebuilt).
  */
 export async function checkStick(device: Device, srcDir: string, now?: Date): Promise<CommandReport> {
   const { status } = await loadDeviceStatus(device);

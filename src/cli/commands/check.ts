@@ -11,7 +11,7 @@ export function registerCheckCommand(program: Command, context: CommandContext):
     program
       .command('check')
       .description(
-        'verify a bundle as install would and list its targets for this device, each with its commit and where its apps are; writes nothing',
+        'verify a bundle as install would and list its targets for this device, each with its commit and where its apps are; stores nothing of the stick',
       )
       .requiredOption(
         '-s, --src-dir <path>',
