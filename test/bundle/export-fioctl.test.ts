@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { AppsDir } from '../../src/apps/format/apps-dir.js';
-import { hexOf } from '../../src/apps/format/digest.js';
+import { digestOf, hexOf } from '../../src/apps/format/digest.js';
 import { verifyApps } from '../../src/apps/format/verify-apps.js';
 import { OUTCOMES } from '../../src/exit-codes.js';
 import type { FactoryRepo } from '../../src/repo/factory-repo.js';
@@ -99,6 +99,17 @@ describe('export --format fioctl', () => {
     for (const name of ['uri', 'manifest.json']) await fs.access(path.join(appDir, name));
     // aklite-offline's offline registry fetches the app manifest and the compose archive from the blob store alone.
     const manifest = JSON.parse(await fs.readFile(path.join(appDir, 'manifest.json'), 'utf8'));
+    // compose-publish's form, the only one aklite reads: the version annotation, the archive as layers[0], field for
+    // field as its OCI manifest builder writes them, and no image list.
+    assert.deepEqual(Object.keys(manifest), ['schemaVersion', 'mediaType', 'config', 'layers', 'annotations']);
+    assert.deepEqual(manifest.annotations, { 'compose-app': 'v1' });
+    assert.equal(manifest.layers.length, 1);
+    assert.equal(manifest.layers[0].mediaType, 'application/tar+gzip');
+    assert.deepEqual(manifest.config, {
+      mediaType: 'application/vnd.oci.image.config.v1+json',
+      digest: digestOf(''),
+      size: 0,
+    });
     for (const digest of [appDigest, manifest.layers[0].digest as string])
       assert.ok(await apps.blobs.verify(digest), `apps/blobs/sha256 holds ${digest}`);
     // aklite-offline compares the uri file with the target's uri byte for byte: no newline after it.
@@ -125,6 +136,38 @@ describe('export --format fioctl', () => {
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, /signatures: every threshold is met/);
     assert.match(shown.stdout, /app hello:/);
+  });
+
+  test("a compose-publish app's images are followed from the signed compose file: a wrong index.json or a missing one is refused", async () => {
+    const stick = await exportTo({ repo }, targets.v2);
+    const apps = new AppsDir(path.join(stick, 'apps'), undefined, 'foundries');
+    const target = verifyFoundriesStick({
+      trusted: { root: await fs.readFile(path.join(repo.tufDir, '1.root.json')) },
+      files: await readStickMetadataFiles(path.join(stick, 'tuf')),
+      now: new Date(),
+    }).targets[0]!;
+    const [app] = await verifyApps(apps, target.apps, 'apps/');
+    // The manifest lists no image; the one the compose file pins is read through its index.json all the same.
+    assert.equal(app!.manifest.form, 'compose-app');
+    assert.equal(app!.images.length, 1);
+    const image = app!.images[0]!;
+    const index = path.join(apps.imageDir('hello', appDigest, image.ref), 'index.json');
+    const original = await fs.readFile(index, 'utf8');
+
+    const other = JSON.parse(original);
+    other.manifests[0].digest = digestOf('another manifest');
+    await fs.writeFile(index, JSON.stringify(other));
+    await assert.rejects(verifyApps(apps, target.apps, 'apps/'), (error: any) => {
+      assert.equal(error.outcome, 'IMAGE_MANIFEST_MISMATCH');
+      assert.match(error.message, /index\.json does not name manifest sha256:/);
+      return true;
+    });
+
+    await fs.rm(index);
+    await assert.rejects(verifyApps(apps, target.apps, 'apps/'), (error: any) => {
+      assert.equal(error.outcome, 'CONTENT_MISSING');
+      return true;
+    });
   });
 
   test('its files have the shape of the fixture Foundries tools wrote, field by field', async () => {

@@ -5,6 +5,7 @@ import { buildImage, busyboxLayer } from '../../src/apps/workstation/build-image
 import { addTarget } from '../../src/repo/add-target.js';
 import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
+import { compose } from './apps-factory.js';
 import { HARDWARE_ID, OTHER_HARDWARE_ID, TAG, tempDir } from './factory.js';
 
 /** A factory that signs in the Foundries format, with its targets and the one app they pin. */
@@ -19,7 +20,8 @@ export interface FioctlFactory {
 
 /**
  * `repo init --format fioctl`, two rootfs commits (rootfs/a for v1, rootfs/b for v2 and another board's target) and
- * one compose app, `hello`, pinned by every target. No container engine is needed to build it.
+ * one compose app, `hello` (a loop that runs until it is stopped), pinned by every target. No container engine is
+ * needed to build it; a fioctl factory writes the app manifest in compose-publish's form.
  */
 export async function buildFioctlFactory(): Promise<FioctlFactory> {
   const dir = await tempDir('fioctl-factory');
@@ -42,7 +44,7 @@ export async function buildFioctlFactory(): Promise<FioctlFactory> {
   await fs.mkdir(composeDir);
   await fs.writeFile(
     path.join(composeDir, 'docker-compose.yml'),
-    'version: "3"\nservices:\n  main:\n    image: ferry.local/test/hello:1\n    network_mode: none\n',
+    compose('ferry.local/test/hello:1', 'trap "exit 0" TERM; while true; do sleep 1; done'),
   );
   const appDigest = (await addApp(repo, { name: 'hello', composeDir, images: [imageDir] })).digest;
   const targets = { v1: '', v2: '', otherBoard: '' };

@@ -2,11 +2,10 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeCause } from '../../errors.js';
 import type { AppPin } from '../../tuf/target.js';
-import { parseAppManifest } from '../format/app-manifest.js';
 import type { AppStore } from './app-store.js';
-import { parseCompose, RENDERED_COMPOSE_FILE } from '../format/compose.js';
+import { parseCompose, pinnedImages, RENDERED_COMPOSE_FILE } from '../format/compose.js';
 import type { ContainerEnginePort } from '../../device/device.js';
-import { localTagOf, parseImageRef } from '../format/image-ref.js';
+import { localTagOf } from '../format/image-ref.js';
 
 type Apps = Readonly<Record<string, AppPin>>;
 
@@ -20,22 +19,19 @@ function composeFileOf(store: AppStore, name: string, pin: AppPin): string {
   return path.join(store.apps.projectDir(name, pin.digest), RENDERED_COMPOSE_FILE);
 }
 
-/** Loads the app's images into the engine unless they are there already, under their digest-derived tags. */
+/**
+ * Loads the app's images into the engine unless they are there already, under their digest-derived tags. The images
+ * are those the stored compose file pins by digest: every form of app manifest agrees with it (verifyApps checked).
+ */
 async function loadImages(engine: ContainerEnginePort, store: AppStore, name: string, pin: AppPin): Promise<void> {
-  const manifest = parseAppManifest(
-    JSON.parse(await fs.readFile(store.apps.manifestFile(name, pin.digest), 'utf8')),
-    name,
-  );
-  for (const image of manifest.images) {
-    const ref = parseImageRef(image.ref);
-    if (ref?.digest === undefined) throw new Error(`image ${image.ref} is not pinned`);
-    const tag = localTagOf({ ...ref, digest: ref.digest });
+  const compose = parseCompose(await fs.readFile(store.apps.composeFile(name, pin.digest), 'utf8'));
+  const seen = new Set<string>();
+  for (const ref of pinnedImages(compose)) {
+    if (seen.has(ref.digest)) continue;
+    seen.add(ref.digest);
+    const tag = localTagOf(ref);
     if (await engine.hasImage(tag)) continue;
-    await engine.loadImage(
-      store.apps.imageDir(name, pin.digest, { ...ref, digest: ref.digest }),
-      store.apps.blobs.dir,
-      tag,
-    );
+    await engine.loadImage(store.apps.imageDir(name, pin.digest, ref), store.apps.blobs.dir, tag);
   }
 }
 

@@ -49,14 +49,14 @@ export async function copyVerifiedApps(
     await fs.mkdir(dir, { recursive: true });
     await writeFileAtomic(dest.manifestFile(app.name, app.pin.digest), app.manifestBytes);
     await writeFileAtomic(dest.uriFile(app.name, app.pin.digest), app.pin.uri);
-    await writeFileAtomic(dest.archiveFile(app.name, app.pin.digest, app.manifest.layers[0].digest), app.archive);
+    await writeFileAtomic(dest.archiveFile(app.name, app.pin.digest, app.manifest.archive.digest), app.archive);
     await writeFileAtomic(dest.composeFile(app.name, app.pin.digest), app.compose);
     if (dest.layout === 'foundries') {
       // aktualizr-lite's offline registry serves every object of an app, its manifest and compose archive too, from
       // the blob store alone (apps/blobs/sha256/<hex>), as composeapp's store keeps them.
       for (const [digest, bytes, what] of [
         [app.pin.digest, app.manifestBytes, 'app manifest'],
-        [app.manifest.layers[0].digest, app.archive, 'compose archive'],
+        [app.manifest.archive.digest, app.archive, 'compose archive'],
       ] as const) {
         await dest.blobs.put(digest, () => Readable.from([bytes]), {
           expectedSize: bytes.length,

@@ -69,7 +69,7 @@ export async function verifyApps(
     } catch (error) {
       throw new FerryError('APP_CONTENT_INVALID', `${label}/manifest.json: ${describeCause(error)}`, { cause: error });
     }
-    const archiveDescriptor = manifest.layers[0];
+    const archiveDescriptor = manifest.archive;
     const archiveLabel = `${label}/${hexOf(archiveDescriptor.digest)}.tgz`;
     const archive = await readOrMissing(
       apps.archiveFile(name, pin.digest, archiveDescriptor.digest),
@@ -91,12 +91,14 @@ export async function verifyApps(
     } catch (error) {
       throw new FerryError('APP_CONTENT_INVALID', `${archiveLabel}: ${describeCause(error)}`, { cause: error });
     }
-    const listed = new Map(manifest.images.map((image) => [image.ref, image.manifest]));
+    // The ferry form lists the image manifests it pins and must list exactly those the services use; the
+    // compose-app form leaves them to the compose file, whose digests the signed archive carries.
+    const listed = manifest.images && new Map(manifest.images.map((image) => [image.ref, image.manifest]));
     const images: VerifiedImage[] = [];
     for (const image of pinned) {
       const text = formatImageRef({ host: image.host, path: image.path, digest: image.digest });
-      const descriptor = listed.get(text);
-      if (descriptor === undefined || descriptor.digest !== image.digest) {
+      const descriptor = listed?.get(text);
+      if (listed !== undefined && (descriptor === undefined || descriptor.digest !== image.digest)) {
         throw new FerryError(
           'APP_CONTENT_INVALID',
           `${label}: service "${image.service}" uses ${text}, which the app manifest does not list`,
@@ -105,7 +107,7 @@ export async function verifyApps(
       if (images.some((known) => known.manifest.digest === image.digest)) continue;
       images.push(await verifyImage(apps, name, pin, image, descriptor, label, layerElsewhere));
     }
-    if (images.length !== new Set(manifest.images.map((image) => image.manifest.digest)).size) {
+    if (manifest.images && images.length !== new Set(manifest.images.map((image) => image.manifest.digest)).size) {
       throw new FerryError('APP_CONTENT_INVALID', `${label}: the app manifest lists images that no service uses`);
     }
     verified.push({ name, pin, manifestBytes, manifest, archive, files, compose, images });
@@ -118,7 +120,8 @@ async function verifyImage(
   app: string,
   pin: AppPin,
   image: ImageRef & { digest: string },
-  descriptor: Descriptor,
+  /** The descriptor the app manifest lists, if its form lists one; else index.json's, checked by digest. */
+  listed: Descriptor | undefined,
   label: string,
   layerElsewhere?: (digest: string) => Promise<boolean>,
 ): Promise<VerifiedImage> {
@@ -137,6 +140,7 @@ async function verifyImage(
   if (index.manifests.length !== 1 || index.manifests[0]!.digest !== image.digest) {
     throw new FerryError('IMAGE_MANIFEST_MISMATCH', `${imageLabel}/index.json does not name manifest ${image.digest}`);
   }
+  const descriptor = listed ?? index.manifests[0]!;
   const manifestLabel = `${label}: blobs/sha256/${hexOf(image.digest).slice(0, 12)} (manifest of ${image.path})`;
   const manifestBytes = await readOrMissing(apps.blobs.pathOf(image.digest), manifestLabel, MAX_JSON);
   if (digestOf(manifestBytes) !== image.digest || manifestBytes.length !== descriptor.size) {

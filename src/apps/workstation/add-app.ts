@@ -5,7 +5,7 @@ import { FerryError, describeCause } from '../../errors.js';
 import type { FactoryRepo } from '../../repo/factory-repo.js';
 import { APP_NAME } from '../../tuf/target.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
-import { EMPTY_CONFIG, type AppManifest } from '../format/app-manifest.js';
+import { composeAppManifest, EMPTY_CONFIG, ferryAppManifest } from '../format/app-manifest.js';
 import { putBytes } from './build-image.js';
 import { COMPOSE_FILE_LIST, composeFileAmong, parseCompose, setServiceImage } from '../format/compose.js';
 import { digestOf, MEDIA } from '../format/digest.js';
@@ -37,8 +37,9 @@ export function appUri(factory: string, app: string, digest: string): string {
 
 /**
  * `app add`, as compose-publish does it: every service image is pinned by digest to one of the given images, the
- * project is packed into a deterministic tar+gzip, and an app manifest ties the archive and the image manifests
- * together. Everything lands content-addressed in the factory's apps/ (reference §1 layout).
+ * project is packed into a deterministic tar+gzip, and an app manifest ties the archive (and, in ferry's form, the
+ * image manifests) together. A fioctl factory writes the manifest in compose-publish's own form, the one
+ * aktualizr-lite reads. Everything lands content-addressed in the factory's apps/ (reference §1 layout).
  */
 export async function addApp(repo: FactoryRepo, options: AddAppOptions): Promise<AddedApp> {
   if (!APP_NAME.test(options.name) || options.name === 'blobs') {
@@ -104,16 +105,12 @@ export async function addApp(repo: FactoryRepo, options: AddAppOptions): Promise
     await writeTar(archiveFile, members, { gzip: true });
     const archiveBytes = await fs.readFile(archiveFile);
     const archive = { mediaType: MEDIA.appArchive, digest: digestOf(archiveBytes), size: archiveBytes.length };
-    const config = await putBytes(apps.blobs, MEDIA.appConfig, EMPTY_CONFIG);
-    const manifest: AppManifest = {
-      schemaVersion: 2,
-      mediaType: MEDIA.ociManifest,
-      config,
-      layers: [archive],
-      annotations: { 'org.ferry.app.name': options.name },
-      images: [...used.values()].map((image) => ({ ref: image.pinned, manifest: image.manifest })),
-    };
-    const manifestBytes = Buffer.from(JSON.stringify(manifest));
+    const images = [...used.values()].map((image) => ({ ref: image.pinned, manifest: image.manifest }));
+    // A fioctl factory's sticks are for aktualizr-lite, which takes only compose-publish's manifest form.
+    const manifestBytes =
+      (await repo.metadataFormat()) === 'fioctl'
+        ? composeAppManifest(archive)
+        : ferryAppManifest(options.name, await putBytes(apps.blobs, MEDIA.appConfig, EMPTY_CONFIG), archive, images);
     const digest = digestOf(manifestBytes);
     const settings = await repo.settings();
     const uri = appUri(settings.factory, options.name, digest);

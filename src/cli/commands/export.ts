@@ -45,7 +45,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
     .addOption(
       new Option(
         '--format <format>',
-        "the stick's TUF format and apps layout: ferry, or fioctl (what `fioctl targets offline-update` writes, apps in apps/apps/ beside apps/blobs/; stock aklite-offline takes it without apps, see README: Foundries compatibility); it must be the factory's (`repo init --format`), the default; another ends in 29",
+        "the stick's TUF format and apps layout: ferry, or fioctl (what `fioctl targets offline-update` writes, apps in apps/apps/ beside apps/blobs/; which stock aklite-offline reads, see README: Foundries compatibility); it must be the factory's (`repo init --format`), the default; another ends in 29",
       ).choices(METADATA_FORMATS),
     )
     .addOption(progressFdOption())

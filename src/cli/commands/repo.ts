@@ -20,7 +20,7 @@ export function registerRepoCommand(program: Command, { setReport }: CommandCont
     .addOption(
       new Option(
         '--format <format>',
-        "the TUF format every later command signs in: ferry (spec TUF) or fioctl (fioctl's and aktualizr-lite's: ED25519 keys under aktualizr's key ids, base64 signatures with a method, capitalised _type, timestamp with the snapshot's hashes), whose exports without apps stock aklite-offline takes (see README: Foundries compatibility)",
+        "the TUF format every later command signs in: ferry (spec TUF) or fioctl (fioctl's and aktualizr-lite's: ED25519 keys under aktualizr's key ids, base64 signatures with a method, capitalised _type, timestamp with the snapshot's hashes), whose exports stock aklite-offline takes, apps in compose-publish's manifest form (see README: Foundries compatibility)",
       )
         .choices(METADATA_FORMATS)
         .default('ferry'),
