@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import { writeRebootSentinel } from '../../src/device/device.js';
+import { emptyStatus, type DeviceStatus, type TargetRef } from '../../src/device/status-file.js';
+import { runPending } from '../../src/lifecycle/run.js';
 import { akliteOffline, cli } from '../support/cli.js';
+import { makeFakeDevice, type FakeDevice } from '../support/fake-device.js';
 import { buildFactory, exportTo, tempDir, type TestFactory } from '../support/factory.js';
 import { assertRefused, makeDevice, statusOf, type TestDevice } from '../support/sim-device.js';
 
@@ -226,5 +230,74 @@ describe('the callback program ([pacman] callback_program)', () => {
       again.stderr,
       `ferry: warning: callback_program ${path.join(dir, 'nowhere')} does not exist: no callbacks are called\n`,
     );
+  });
+});
+
+const ref = (name: string, n: number, apps: TargetRef['apps'] = {}): TargetRef => ({
+  name,
+  version: String(n),
+  commit: n.toString(16).padStart(64, '0'),
+  apps,
+});
+const os1 = ref('os-1', 1);
+const os2 = ref('os-2', 2, {
+  web: { uri: `hub/web@sha256:${'b'.repeat(64)}`, digest: `sha256:${'b'.repeat(64)}`, restartPolicy: 'container' },
+});
+
+/** A fake device that staged os-2 over os-1 and booted `booted`. */
+async function stagedDevice(booted: TargetRef, target: TargetRef = ref('os-2', 2)): Promise<FakeDevice> {
+  const status: DeviceStatus = {
+    ...emptyStatus(),
+    state: 'INPROGRESS',
+    current: os1,
+    pending: {
+      phase: 'staged',
+      target,
+      previous: os1,
+      installedAt: '2026-11-23T10:00:00.000Z',
+      completion: 'reboot',
+      rootfsChanged: true,
+      repair: false,
+    },
+  };
+  const device = await makeFakeDevice(status);
+  device.sysroot.commits = [target.commit, os1.commit];
+  device.boot.upgradeAvailable = true;
+  device.boot.bootcount = 1;
+  await device.sysroot.boot(booted.commit, device.paths.volatileDir);
+  return device;
+}
+
+describe('the callback program at the events of run (a fake device records the calls)', () => {
+  test('a run that fails on the way (the engine cannot be reached) calls install-final-post with FAILED and its reason', async () => {
+    const device = await stagedDevice(os2, os2);
+    device.engine.reachable = false;
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'ENGINE_UNAVAILABLE');
+    assert.deepEqual(
+      device.callback.calls.map((call) => [call.event, call.currentTargetName, call.installTargetName, call.result]),
+      [
+        ['install-final-pre', 'os-1', 'os-2', undefined],
+        ['install-final-post', 'os-1', 'os-2', `FAILED: ${report.message}`],
+      ],
+    );
+  });
+
+  test('a run before the reboot finalizes nothing and calls nothing', async () => {
+    const device = await stagedDevice(os1);
+    await writeRebootSentinel(device);
+    assert.equal((await runPending(device)).outcome, 'REBOOT_NOT_DONE_YET');
+    assert.deepEqual(device.callback.calls, []);
+  });
+
+  test('a callback that fails leaves the outcome as it was, and a warning in the status log of the committed update', async () => {
+    const device = await stagedDevice(ref('os-2', 2));
+    device.callback.problem = 'callback install-final-pre: /bin/handler exited 3';
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'UPDATE_SUCCEEDED', report.message);
+    const after = JSON.parse(await fs.readFile(device.paths.statusFile, 'utf8')) as DeviceStatus;
+    assert.equal(after.state, 'DONE');
+    assert.equal(after.log.length, 2, after.log.join('\n'));
+    for (const line of after.log) assert.match(line, /warning: callback install-final-pre: \/bin\/handler exited 3$/);
   });
 });
