@@ -44,9 +44,12 @@ export interface DeviceCommandOptions {
  */
 export async function configuredDevice(
   options: DeviceCommandOptions,
-  context: Pick<CommandContext, 'useExitCodes'>,
+  context: Pick<CommandContext, 'useExitCodes' | 'name' | 'io'>,
 ): Promise<Device> {
-  return openDevice(await loadDeviceConfig(options.config ?? [], context.useExitCodes));
+  return openDevice(await loadDeviceConfig(options.config ?? [], context.useExitCodes), {
+    // A callback program that failed is a warning: the command goes on, and its one report line stays its own.
+    warn: (line) => context.io.stderr(`${context.name}: warning: ${line}\n`),
+  });
 }
 
 /** `--log-level N`, as aklite-offline takes it: 0-5 (trace, debug, info, warning, error, fatal). */

@@ -27,6 +27,15 @@ export interface DeviceConfig {
   /** The testing window: how long every app container must keep running before an update is committed. */
   readonly testingWindowMs: number;
   /**
+   * `[pacman] docker_compose_bin`, as aktualizr-lite names it: the docker-compose v1 binary, or the `docker` CLI (a
+   * file named `docker`), whose `compose` plugin is then used.
+   */
+  readonly composeBin: string;
+  /** `[pacman] callback_program`: called at each step of an update (see callback-program.ts); none when absent. */
+  readonly callbackProgram: string | undefined;
+  /** How long a callback may run before it is killed (`[ferry] callback_timeout_seconds`). */
+  readonly callbackTimeoutMs: number;
+  /**
    * Which exit codes the device commands answer with: ferry's documented table, or today's aktualizr-lite codes for
    * scripts written against a current aklite-offline (`[ferry] exit_codes`).
    */
@@ -158,6 +167,16 @@ export function configFromTables(
     throw invalid('[ferry] testing_window_seconds must be a number of seconds between 0 and 3600');
   }
 
+  const callbackTimeout = ferry['callback_timeout_seconds'] ?? 60;
+  if (
+    typeof callbackTimeout !== 'number' ||
+    !Number.isFinite(callbackTimeout) ||
+    callbackTimeout <= 0 ||
+    callbackTimeout > 3600
+  ) {
+    throw invalid('[ferry] callback_timeout_seconds must be a number of seconds above 0, at most 3600');
+  }
+
   const exitCodes = ferry['exit_codes'] ?? 'ferry';
   if (!isExitCodeTable(exitCodes)) {
     throw invalid(`[ferry] exit_codes must be one of ${EXIT_CODE_TABLES.map((table) => `"${table}"`).join(', ')}`);
@@ -176,6 +195,9 @@ export function configFromTables(
     production,
     dockerHost: optionalString(ferry, 'ferry', 'docker_host', 'unix:///var/run/docker.sock'),
     testingWindowMs: Math.round(window * 1000),
+    composeBin: optionalString(pacman, 'pacman', 'docker_compose_bin', 'docker-compose'),
+    callbackProgram: optionalString(pacman, 'pacman', 'callback_program'),
+    callbackTimeoutMs: Math.round(callbackTimeout * 1000),
     exitCodes,
     sources,
   };

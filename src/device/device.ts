@@ -8,6 +8,7 @@ import { pathExists } from '../util/atomic-file.js';
 import { FerryError, describeCause } from '../errors.js';
 import { bootControlFor, type BootControl, type BootFlags } from './bootloader-env.js';
 import { readBootedDeployment, type BootedDeployment } from './booted-deployment.js';
+import { CallbackProgram, type CallbackPort } from './callback-program.js';
 import type { DeviceConfig } from './config.js';
 import { devicePaths, type DevicePaths } from './paths.js';
 import { StatusFile } from './status-file.js';
@@ -58,6 +59,8 @@ export interface Device {
   readonly statusFile: StatusFile;
   readonly appStore: AppStore;
   readonly engine: ContainerEnginePort;
+  /** `[pacman] callback_program`, told of each step of an update. */
+  readonly callback: CallbackPort;
 }
 
 /** A device on its real tools: the simulator and the tests reach past the ports (the env's variables, a boot). */
@@ -67,7 +70,12 @@ export interface ToolDevice extends Device {
   readonly engine: DockerEngine;
 }
 
-export function openDevice(config: DeviceConfig): ToolDevice {
+export interface OpenDeviceOptions {
+  /** Where a warning goes at once (a callback program that failed): stderr, for a command. */
+  readonly warn?: (line: string) => void;
+}
+
+export function openDevice(config: DeviceConfig, options: OpenDeviceOptions = {}): ToolDevice {
   const paths = devicePaths(config);
   return {
     config,
@@ -76,7 +84,14 @@ export function openDevice(config: DeviceConfig): ToolDevice {
     boot: bootControlFor(config.bootloader),
     statusFile: new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile),
     appStore: new AppStore(paths.appStore),
-    engine: new DockerEngine(config.dockerHost),
+    engine: new DockerEngine(config.dockerHost, config.composeBin),
+    callback: new CallbackProgram({
+      program: config.callbackProgram,
+      timeoutMs: config.callbackTimeoutMs,
+      // ferry keeps no current-target file of aktualizr-lite's form: its status record names the current target.
+      currentTargetFile: paths.statusFile,
+      ...(options.warn === undefined ? {} : { warn: options.warn }),
+    }),
   };
 }
 

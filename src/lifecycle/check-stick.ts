@@ -6,7 +6,8 @@ import { readBooted, type Device } from '../device/device.js';
 import type { Outcome } from '../exit-codes.js';
 import type { Target } from '../tuf/target.js';
 import { pathExists } from '../util/atomic-file.js';
-import { prepareInstall, stickApps, type InstallPlan } from './install.js';
+import { callBack, failedResult } from './callbacks.js';
+import { plannedTarget, prepareInstall, stickApps, type InstallPlan } from './install.js';
 import { discardStickScratch, type VerifiedStick } from './stick-trust.js';
 import { currentTargetOf } from './plan.js';
 import { loadDeviceStatus } from './rebuild-status.js';
@@ -53,10 +54,17 @@ export async function checkStick(device: Device, srcDir: string, now?: Date): Pr
   recorder.keepUpdateState();
   let source: BundleSource | undefined;
   let plan: InstallPlan | undefined;
+  await callBack(device, recorder, 'check-for-update-pre', null);
   try {
-    source = await openBundleSource(srcDir, path.dirname(device.paths.statusFile));
-    plan = await prepareInstall(device, recorder, source.bundle, { srcDir, ...(now ? { now } : {}) });
-    const selected = plan.action === 'stage' ? plan.decision.target : plan.target;
+    try {
+      source = await openBundleSource(srcDir, path.dirname(device.paths.statusFile));
+      plan = await prepareInstall(device, recorder, source.bundle, { srcDir, ...(now ? { now } : {}) });
+    } catch (error) {
+      await callBack(device, recorder, 'check-for-update-post', null, failedResult(error));
+      throw error;
+    }
+    const selected = plannedTarget(plan);
+    await callBack(device, recorder, 'check-for-update-post', selected.name, 'OK');
     const booted = await readBooted(device);
     const fitting = plan.verified.targets.filter((target) => fitsDevice(target, device.config));
     const current = currentTargetOf(status, booted, fitting);

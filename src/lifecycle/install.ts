@@ -33,6 +33,7 @@ import {
   findMissingObject,
 } from '../ostree/object-walk.js';
 import { isNoSpace } from '../util/no-space.js';
+import { callBack, failedResult } from './callbacks.js';
 import { Journal } from './journal.js';
 import { planInstall, type InstallDecision } from './plan.js';
 import { planRun } from './run-plan.js';
@@ -78,9 +79,17 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     // last error and the media `run` reports to stay those of the pending update; the refusal goes to the history.
     if (recorder.status.pending !== null) recorder.keepUpdateState();
     await recorder.phase('QUEUED', `bundle ${options.srcDir}`);
-    source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
-    recorder.log(`bundle: ${source.kind} ${options.srcDir}`);
-    plan = await prepareInstall(device, recorder, source.bundle, options);
+    // Verifying the stick is aktualizr-lite's check for an update.
+    await callBack(device, recorder, 'check-for-update-pre', null);
+    try {
+      source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
+      recorder.log(`bundle: ${source.kind} ${options.srcDir}`);
+      plan = await prepareInstall(device, recorder, source.bundle, options);
+    } catch (error) {
+      await callBack(device, recorder, 'check-for-update-post', null, failedResult(noSpaceOr(error)));
+      throw error;
+    }
+    await callBack(device, recorder, 'check-for-update-post', plannedTarget(plan).name, 'OK');
     report = await applyInstall(device, recorder, journal, source.bundle, plan, loaded.state, options.progress);
     return report;
   } catch (error) {
@@ -92,6 +101,11 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     await source?.close();
     await journal.end(report?.outcome ?? 'INTERNAL_ERROR');
   }
+}
+
+/** The target an install plan stages, or finds the device already runs. */
+export function plannedTarget(plan: InstallPlan): TargetRef {
+  return plan.action === 'stage' ? plan.decision.target : plan.target;
 }
 
 /** What an install will do, decided before anything but the status record is written. */
@@ -472,7 +486,15 @@ async function stage(
   const { decision, verified, timeFloor } = plan;
   const { target, previous, transition } = decision;
   const why = transition.reasons.join('; ');
-  await copyUpdate(device, recorder, journal, bundle, plan, progress);
+  // The copy is aktualizr-lite's download; deploying it, its install.
+  await callBack(device, recorder, 'download-pre', target.name);
+  try {
+    await copyUpdate(device, recorder, journal, bundle, plan, progress);
+  } catch (error) {
+    await callBack(device, recorder, 'download-post', target.name, 'FAILED');
+    throw error;
+  }
+  await callBack(device, recorder, 'download-post', target.name, 'OK');
 
   // The floor rises with the metadata it came from, in the same step, and only once the install goes ahead.
   await journal.step('install.metadata-promote', async () => {
@@ -480,6 +502,7 @@ async function stage(
     await raiseTimeFloor(device.paths.timeFloorFile, timeFloor, verified.bundle.signedAt);
   });
   const completion = transition.kind === 'reboot' ? 'reboot' : 'restart-engine';
+  await callBack(device, recorder, 'install-pre', target.name);
   const pending: PendingUpdate = {
     phase: 'deploying',
     target,
@@ -518,16 +541,20 @@ async function stage(
         ),
       );
       await recorder.finish({ state: 'ERROR', report, target: target.name, cause: undoError });
+      await callBack(device, recorder, 'install-post', target.name, 'FAILED');
       return report;
     }
     const report = errorReport(new FerryError('STAGING_FAILED', failed, { cause: error }));
     await recorder.finish({ state: 'ERROR', report, target: target.name, cause: error }, { pending: null });
+    await callBack(device, recorder, 'install-post', target.name, 'FAILED');
     return report;
   }
   const report = stagedReport(decision, completion);
   await journal.step('install.pending-staged', () =>
     recorder.finish({ state: 'INPROGRESS', report, target: target.name }, { pending: { ...pending, phase: 'staged' } }),
   );
+  // A staged update always waits for a reboot or an engine restart, and `run` then finalizes it.
+  await callBack(device, recorder, 'install-post', target.name, 'NEEDS_COMPLETION');
   return report;
 }
 

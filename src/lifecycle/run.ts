@@ -11,6 +11,7 @@ import {
 } from '../device/device.js';
 import type { PendingUpdate, TargetRef, TestingWindow } from '../device/status-file.js';
 import { describeCause } from '../errors.js';
+import { finalizeWithCallbacks } from './callbacks.js';
 import { Journal } from './journal.js';
 import {
   afterWindowStart,
@@ -93,10 +94,14 @@ export async function runPending(device: Device, options: RunOptions = {}): Prom
         report = await undoInterrupted(device, recorder, journal, decision.pending);
         break;
       case 'commit':
-        report = await completeUpdate(device, recorder, journal, decision.pending, decision, options);
+        report = await finalizeWithCallbacks(device, recorder, decision.pending.target.name, () =>
+          completeUpdate(device, recorder, journal, decision.pending, decision, options),
+        );
         break;
       case 'rolled-back':
-        report = await finishBootloaderRollback(device, recorder, journal, decision.failed, decision.running);
+        report = await finalizeWithCallbacks(device, recorder, decision.failed.name, () =>
+          finishBootloaderRollback(device, recorder, journal, decision.failed, decision.running),
+        );
         break;
     }
     return report;

@@ -17,6 +17,10 @@ export const LOG_SNIPPET_LINES = 30;
  */
 export class StatusRecorder {
   private readonly lines: string[] = [];
+  /** Warnings (a callback program that failed): the record's log keeps them even when the command succeeds. */
+  private readonly warnings: string[] = [];
+  /** Set once finish() or note() wrote the command's end. */
+  private ended = false;
   private lastProgressWrite = 0;
   /** Set by keepUpdateState(): this command's phases and end are not the device's update. */
   private updateStateKept = false;
@@ -34,6 +38,19 @@ export class StatusRecorder {
   log(line: string): void {
     this.lines.push(`${new Date().toISOString()} ${line}`);
     if (this.lines.length > 200) this.lines.shift();
+  }
+
+  /**
+   * A line logged as a warning: it stays in the record's log however the command ends, added to the record at once
+   * when the command has already written its end.
+   */
+  async warn(line: string): Promise<void> {
+    this.log(`warning: ${line}`);
+    const stamped = this.lines.at(-1)!;
+    this.warnings.push(stamped);
+    if (!this.ended || this.updateStateKept) return;
+    this.current = { ...this.current, log: [...this.current.log, stamped].slice(-LOG_SNIPPET_LINES) };
+    await this.device.statusFile.save(this.current);
   }
 
   /**
@@ -75,11 +92,14 @@ export class StatusRecorder {
     changes: StatusChanges = {},
   ): Promise<DeviceStatus> {
     if (this.updateStateKept) return this.note(entry);
+    this.ended = true;
     const at = new Date().toISOString();
     const exitCode = exitCodeIn(this.device.config.exitCodes, entry.report.outcome);
     const failed = entry.state === 'WONTGO' || entry.state === 'ERROR';
     this.log(`${entry.state}: ${entry.report.message} (exit ${exitCode})`);
-    const snippet = failed ? [...this.lines, ...causesOf(entry.cause)].slice(-LOG_SNIPPET_LINES) : [];
+    const snippet = failed
+      ? [...this.lines, ...causesOf(entry.cause)].slice(-LOG_SNIPPET_LINES)
+      : this.warnings.slice(-LOG_SNIPPET_LINES);
     this.current = {
       ...this.current,
       ...changes,
@@ -107,6 +127,7 @@ export class StatusRecorder {
     entry: { report: CommandReport; state?: UpdateState; target?: string; cause?: unknown },
     options: { lastError?: boolean } = {},
   ): Promise<DeviceStatus> {
+    this.ended = true;
     const at = new Date().toISOString();
     const exitCode = exitCodeIn(this.device.config.exitCodes, entry.report.outcome);
     this.log(`${entry.report.message} (exit ${exitCode})`);

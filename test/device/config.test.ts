@@ -100,4 +100,56 @@ describe('device configuration (sota.toml keys)', () => {
     await fs.mkdir(empty);
     assert.match(await refusal([empty]), /no \.toml files/);
   });
+  test('docker_compose_bin and callback_program are read from [pacman], the callback timeout from [ferry]', async () => {
+    const dir = await tempDir('config');
+    const defaults = await loadDeviceConfig([
+      await write(dir, 'a.toml', '[provision]\nprimary_ecu_hardware_id = "x"\n'),
+    ]);
+    assert.equal(defaults.composeBin, 'docker-compose');
+    assert.equal(defaults.callbackProgram, undefined);
+    assert.equal(defaults.callbackTimeoutMs, 60_000);
+    const set = await loadDeviceConfig([
+      await write(
+        dir,
+        'b.toml',
+        [
+          '[provision]',
+          'primary_ecu_hardware_id = "x"',
+          '[pacman]',
+          'docker_compose_bin = "/usr/bin/docker"',
+          'callback_program = "/usr/bin/callback-handler"',
+          '[ferry]',
+          'callback_timeout_seconds = 2.5',
+          '',
+        ].join('\n'),
+      ),
+    ]);
+    assert.equal(set.composeBin, '/usr/bin/docker');
+    assert.equal(set.callbackProgram, '/usr/bin/callback-handler');
+    assert.equal(set.callbackTimeoutMs, 2500);
+  });
+
+  test('a callback timeout that is not a positive number of seconds up to 3600, or an empty path, is refused', async () => {
+    const dir = await tempDir('config');
+    for (const value of ['0', '-1', '3601', '"60"']) {
+      assert.match(
+        await refusal([
+          await write(
+            dir,
+            `timeout-${value.length}-${value.charCodeAt(0)}.toml`,
+            `[provision]\nprimary_ecu_hardware_id = "x"\n[ferry]\ncallback_timeout_seconds = ${value}\n`,
+          ),
+        ]),
+        /callback_timeout_seconds/,
+      );
+    }
+    for (const key of ['docker_compose_bin', 'callback_program']) {
+      assert.match(
+        await refusal([
+          await write(dir, `${key}.toml`, `[provision]\nprimary_ecu_hardware_id = "x"\n[pacman]\n${key} = ""\n`),
+        ]),
+        new RegExp(key),
+      );
+    }
+  });
 });

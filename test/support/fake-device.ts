@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { AppStore } from '../../src/apps/device/app-store.js';
 import type { ContainerState } from '../../src/apps/device/docker-engine.js';
+import type { CallbackCall, CallbackPort } from '../../src/device/callback-program.js';
 import type { DeviceConfig } from '../../src/device/config.js';
 import type {
   BootControlPort,
@@ -24,6 +25,18 @@ export interface FakeDevice extends Device {
   readonly sysroot: FakeSysroot;
   readonly boot: FakeBoot;
   readonly engine: FakeEngine;
+  readonly callback: FakeCallback;
+}
+
+/** A callback program that records each call, and answers with `problem` (undefined: it succeeded). */
+export class FakeCallback implements CallbackPort {
+  readonly calls: CallbackCall[] = [];
+  problem: string | undefined;
+
+  async call(call: CallbackCall): Promise<string | undefined> {
+    this.calls.push(call);
+    return this.problem;
+  }
 }
 
 export class FakeSysroot implements SysrootPort {
@@ -144,6 +157,9 @@ export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice>
     production: false,
     dockerHost: 'unix:///nonexistent',
     testingWindowMs: 0,
+    composeBin: 'docker-compose',
+    callbackProgram: undefined,
+    callbackTimeoutMs: 60_000,
     exitCodes: 'ferry',
     sources: [],
   };
@@ -156,6 +172,7 @@ export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice>
     statusFile: new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile),
     appStore: new AppStore(paths.appStore),
     engine: new FakeEngine(),
+    callback: new FakeCallback(),
   };
   if (status !== undefined) await device.statusFile.save(status);
   return device;

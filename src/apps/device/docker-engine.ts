@@ -1,5 +1,6 @@
 import { FerryError, describeCause } from '../../errors.js';
 import { runTool } from '../../util/tool.js';
+import { ComposeCli } from './compose-cli.js';
 
 export interface ContainerState {
   readonly id: string;
@@ -15,21 +16,28 @@ export interface ContainerState {
 }
 
 /**
- * A thin adapter over the container engine: the `docker` CLI and docker-compose for projects, skopeo for loading
- * images from an OCI layout. One engine per device, reached at `host` (unix://…).
+ * A thin adapter over the container engine: the `docker` CLI and compose (v1 or v2, see compose-cli.ts) for
+ * projects, skopeo for loading images from an OCI layout. One engine per device, reached at `host` (unix://…).
+ * Containers are found by their compose labels, never by name: v1 names them `app_svc_1`, v2 `app-svc-1`.
  */
 export class DockerEngine {
+  readonly compose: ComposeCli;
+
   constructor(
     readonly host: string,
-    readonly composeCommand = 'docker-compose',
-  ) {}
+    /** `[pacman] docker_compose_bin`: the docker-compose v1 binary, or the `docker` CLI for compose v2. */
+    composeBin = 'docker-compose',
+  ) {
+    this.compose = new ComposeCli(composeBin, host);
+  }
 
   private docker(args: readonly string[]): Promise<string> {
     return runTool('docker', ['-H', this.host, ...args]);
   }
 
-  private compose(project: string, file: string, args: readonly string[]): Promise<string> {
-    return runTool(this.composeCommand, ['-p', project, '-f', file, ...args], { env: { DOCKER_HOST: this.host } });
+  private runCompose(project: string, file: string, args: readonly string[]): Promise<string> {
+    const command = this.compose.command(project, file, args);
+    return runTool(command.file, command.args, { env: command.env });
   }
 
   /** Whether the engine answers, and if not, why: a fact for the planners. */
@@ -75,12 +83,12 @@ export class DockerEngine {
   }
 
   async up(project: string, file: string): Promise<void> {
-    await this.compose(project, file, ['up', '-d', '--remove-orphans']);
+    await this.runCompose(project, file, ['up', '-d', '--remove-orphans']);
   }
 
   /** Stops and removes the project's containers (its volumes stay). */
   async down(project: string, file: string): Promise<void> {
-    await this.compose(project, file, ['down', '--remove-orphans']);
+    await this.runCompose(project, file, ['down', '--remove-orphans']);
   }
 
   /** Removes every container of a project by its compose label, for when its compose file is gone. */
