@@ -26,6 +26,10 @@ export interface DeviceConfig {
   readonly dockerHost: string;
   /** The testing window: how long every app container must keep running before an update is committed. */
   readonly testingWindowMs: number;
+  /** The device's health checks: executables run in name order before an update commits (`[ferry] health_checks_dir`). */
+  readonly healthChecksDir: string;
+  /** How long one health check may run before its process group is killed and the update fails. */
+  readonly healthCheckTimeoutMs: number;
   /**
    * Which exit codes the device commands answer with: ferry's documented table, or today's aktualizr-lite codes for
    * scripts written against a current aklite-offline (`[ferry] exit_codes`).
@@ -158,6 +162,11 @@ export function configFromTables(
     throw invalid('[ferry] testing_window_seconds must be a number of seconds between 0 and 3600');
   }
 
+  const checkTimeout = ferry['health_check_timeout_seconds'] ?? 60;
+  if (typeof checkTimeout !== 'number' || !Number.isFinite(checkTimeout) || checkTimeout <= 0 || checkTimeout > 3600) {
+    throw invalid('[ferry] health_check_timeout_seconds must be a number of seconds above 0, at most 3600');
+  }
+
   const exitCodes = ferry['exit_codes'] ?? 'ferry';
   if (!isExitCodeTable(exitCodes)) {
     throw invalid(`[ferry] exit_codes must be one of ${EXIT_CODE_TABLES.map((table) => `"${table}"`).join(', ')}`);
@@ -176,6 +185,8 @@ export function configFromTables(
     production,
     dockerHost: optionalString(ferry, 'ferry', 'docker_host', 'unix:///var/run/docker.sock'),
     testingWindowMs: Math.round(window * 1000),
+    healthChecksDir: optionalString(ferry, 'ferry', 'health_checks_dir', '/etc/ferry/check.d'),
+    healthCheckTimeoutMs: Math.round(checkTimeout * 1000),
     exitCodes,
     sources,
   };

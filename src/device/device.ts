@@ -11,6 +11,7 @@ import { readBootedDeployment, type BootedDeployment } from './booted-deployment
 import type { DeviceConfig } from './config.js';
 import { devicePaths, type DevicePaths } from './paths.js';
 import { StatusFile } from './status-file.js';
+import { HealthCheckDir, type HealthChecksPort } from './health-checks.js';
 
 /**
  * The ports a lifecycle command works through, each the part of an adapter that install, run and status use. The
@@ -41,6 +42,7 @@ export interface ContainerEnginePort extends Pick<
   | 'removeProjectContainers'
   | 'projects'
   | 'containers'
+  | 'logTail'
 > {}
 
 /** Boot counting through the bootloader env: the trial of a new deployment, its end, and the flags. */
@@ -58,6 +60,7 @@ export interface Device {
   readonly statusFile: StatusFile;
   readonly appStore: AppStore;
   readonly engine: ContainerEnginePort;
+  readonly healthChecks: HealthChecksPort;
 }
 
 /** A device on its real tools: the simulator and the tests reach past the ports (the env's variables, a boot). */
@@ -77,6 +80,7 @@ export function openDevice(config: DeviceConfig): ToolDevice {
     statusFile: new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile),
     appStore: new AppStore(paths.appStore),
     engine: new DockerEngine(config.dockerHost),
+    healthChecks: new HealthCheckDir(config.healthChecksDir, config.healthCheckTimeoutMs),
   };
 }
 

@@ -14,6 +14,7 @@ import { devicePaths } from '../../src/device/paths.js';
 import { StatusFile, type DeviceStatus } from '../../src/device/status-file.js';
 import type { Deployment } from '../../src/ostree/sysroot.js';
 import { tempDir } from './factory.js';
+import type { CheckPhase, HealthChecksPort, HealthChecksResult } from '../../src/device/health-checks.js';
 
 /**
  * A device whose ports are fakes held in memory: deployments, boot flags and an engine that answers or not. For
@@ -24,6 +25,7 @@ export interface FakeDevice extends Device {
   readonly sysroot: FakeSysroot;
   readonly boot: FakeBoot;
   readonly engine: FakeEngine;
+  readonly healthChecks: FakeHealthChecks;
 }
 
 export class FakeSysroot implements SysrootPort {
@@ -127,6 +129,18 @@ export class FakeEngine implements ContainerEnginePort {
   removeProjectContainers = this.unused;
   projects = async (): Promise<string[]> => [];
   containers = async (): Promise<ContainerState[]> => [];
+  logTail = async (): Promise<string[]> => [];
+}
+
+/** Health checks that pass, or answer `result`; every run is recorded with its phase and target. */
+export class FakeHealthChecks implements HealthChecksPort {
+  result: HealthChecksResult = { ok: true, log: [] };
+  readonly runs: Array<{ phase: CheckPhase; target: string }> = [];
+
+  async run(phase: CheckPhase, target: { name: string }): Promise<HealthChecksResult> {
+    this.runs.push({ phase, target: target.name });
+    return this.result;
+  }
 }
 
 export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice> {
@@ -144,6 +158,8 @@ export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice>
     production: false,
     dockerHost: 'unix:///nonexistent',
     testingWindowMs: 0,
+    healthChecksDir: path.join(root, 'check.d'),
+    healthCheckTimeoutMs: 60_000,
     exitCodes: 'ferry',
     sources: [],
   };
@@ -156,6 +172,7 @@ export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice>
     statusFile: new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile),
     appStore: new AppStore(paths.appStore),
     engine: new FakeEngine(),
+    healthChecks: new FakeHealthChecks(),
   };
   if (status !== undefined) await device.statusFile.save(status);
   return device;
