@@ -124,4 +124,42 @@ describe('run on a fake device', () => {
     assert.equal(after.state, 'ERROR');
     assert.equal(after.pending?.phase, 'staged');
   });
+
+  test('an update without apps runs the health checks once, at the end of its (empty) window, before it commits (0)', async () => {
+    const device = await deviceAfterInstall(staged(v2), v2);
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'UPDATE_SUCCEEDED', report.message);
+    assert.deepEqual(device.healthChecks.runs, [{ phase: 'window-end', target: 'os-2' }]);
+  });
+
+  test('a failed health check rolls a rootfs update back like failed apps: 100 with its output in the snippet, then 99 unchecked', async () => {
+    const device = await deviceAfterInstall(staged(v2), v2);
+    device.healthChecks.result = {
+      ok: false,
+      log: ['health check 10-modem (window-end) failed'],
+      failure: 'status goal not reached: 10-modem: no carrier on wwan0',
+      output: ['probing wwan0', 'no carrier on wwan0'],
+    };
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'APPS_FAILED_REBOOT_TO_ROLLBACK', report.message);
+    assert.equal(exitCodeOf(report.outcome), 100);
+    assert.match(report.message, /status goal not reached: 10-modem: no carrier on wwan0/);
+    assert.deepEqual(device.sysroot.commits[0], v1.commit, 'the previous deployment is the default again');
+    const failed = await record(device);
+    assert.equal(failed.state, 'ERROR');
+    const snippet = failed.lastError!.log.join('\n');
+    assert.match(snippet, /health check 10-modem \(window-end\) failed/);
+    assert.match(snippet, /\| probing wwan0\n.*\| no carrier on wwan0/);
+    assert.deepEqual(
+      failed.failedTargets.map((entry) => entry.target.name),
+      ['os-2'],
+    );
+
+    await device.sysroot.boot(v1.commit, device.paths.volatileDir);
+    const back = await runPending(device);
+    assert.equal(back.outcome, 'APPS_ROLLED_BACK', back.message);
+    assert.equal(exitCodeOf(back.outcome), 99);
+    assert.equal(device.healthChecks.runs.length, 1, 'the way back is not checked');
+    assert.equal((await record(device)).current?.name, 'os-1');
+  });
 });
