@@ -240,7 +240,7 @@ async function completeUpdate(
   options: RunOptions,
 ): Promise<CommandReport> {
   const { target, previous } = pending;
-  // The way back is not checked: the version it returns to passed its checks before.
+  // The way back is not checked, and its apps need only run: the version it returns to passed all that before.
   const checked = pending.phase !== 'returning';
   if (decision.apps) {
     await ensureEngine(device);
@@ -271,19 +271,25 @@ async function completeUpdate(
     if (next.action === 'end') return recordEnd(device, recorder, journal, next.end);
     const testingProgress = testingWindowProgress(testing, target.name, options.progress);
     const watched = await journal.step('run.apps-watch', () =>
-      watchApps(device.engine, device.appStore, target.apps, {
-        since: new Date(testing.since),
-        until,
-        onGoals: (goals) => {
-          testingProgress.goals(goals);
-          recorder.goals({ target: target.name, at: new Date().toISOString(), apps: goals });
+      watchApps(
+        device.engine,
+        device.appStore,
+        target.apps,
+        {
+          since: new Date(testing.since),
+          until,
+          onGoals: (goals) => {
+            testingProgress.goals(goals);
+            recorder.goals({ target: target.name, at: new Date().toISOString(), apps: goals });
+          },
+          onTick: (left) => {
+            testingProgress.left(left);
+            return recorder.progress({ unit: 'seconds-left', value: left });
+          },
+          ...(checked ? { onGoalsReached: () => runHealthChecks(device, recorder, target, 'goals-reached') } : {}),
         },
-        onTick: (left) => {
-          testingProgress.left(left);
-          return recorder.progress({ unit: 'seconds-left', value: left });
-        },
-        ...(checked ? { onGoalsReached: () => runHealthChecks(device, recorder, target, 'goals-reached') } : {}),
-      }),
+        checked ? 'signed' : 'running',
+      ),
     );
     if (!watched.ok) return await appsFailed(device, recorder, journal, pending, watched);
     testingProgress.passed();

@@ -6,7 +6,7 @@ import { createSimDevice } from '../../src/sim/sim-device.js';
 import { addHealthTargets, buildAppsFactory, type AppsFactory, type HealthTargets } from '../support/apps-factory.js';
 import { cli } from '../support/cli.js';
 import { PrivateDockerd } from '../support/dockerd.js';
-import { exportTo, tempDir } from '../support/factory.js';
+import { exportTo, HARDWARE_ID, TAG, tempDir } from '../support/factory.js';
 import { openTestDevice, statusOf as status, type TestDevice } from '../support/sim-device.js';
 
 /**
@@ -54,6 +54,68 @@ async function writeCheck(device: TestDevice, name: string, text: string): Promi
 }
 
 const names = (device: AppsDevice) => device.daemon.running().map((line) => line.split(' ')[0]);
+
+describe('status goals in the signed target', () => {
+  test('target add signs each app goal: from its compose file, or as --status-goal gives it', async () => {
+    const targetsOf = async () =>
+      JSON.parse(await fs.readFile(path.join(factory.repo.dir, 'tuf', 'targets.json'), 'utf8')).signed.targets;
+    const derived = (await targetsOf())[health.healthy].custom.docker_compose_apps;
+    assert.deepEqual([derived.ready.status_goal, derived.heartbeat.status_goal], ['healthy', 'running']);
+    const added = await cli(
+      'target',
+      'add',
+      '--repo',
+      factory.repo.dir,
+      '--name',
+      'goals',
+      '--version',
+      '900',
+      '--hardware-id',
+      HARDWARE_ID,
+      '--tag',
+      TAG,
+      '--commit',
+      factory.rootfs.a,
+      '--app',
+      'ready',
+      '--app',
+      'heartbeat',
+      '--status-goal',
+      'ready=running',
+      '--status-goal',
+      'heartbeat=healthy',
+    );
+    assert.equal(added.code, 0, added.stderr);
+    const given = (await targetsOf())['goals-900'].custom.docker_compose_apps;
+    assert.deepEqual([given.ready.status_goal, given.heartbeat.status_goal], ['running', 'healthy']);
+    const before = await fs.readFile(path.join(factory.repo.dir, 'tuf', 'targets.json'), 'utf8');
+    for (const goal of ['sick=healthy', 'ready=ready']) {
+      const refused = await cli(
+        'target',
+        'add',
+        '--repo',
+        factory.repo.dir,
+        '--name',
+        'goals',
+        '--version',
+        '901',
+        '--hardware-id',
+        HARDWARE_ID,
+        '--tag',
+        TAG,
+        '--commit',
+        factory.rootfs.a,
+        '--app',
+        'ready',
+        '--status-goal',
+        goal,
+      );
+      assert.equal(refused.code, 2, refused.stderr);
+      assert.match(refused.stderr, /^ferry: --status-goal/);
+    }
+    assert.equal(await fs.readFile(path.join(factory.repo.dir, 'tuf', 'targets.json'), 'utf8'), before);
+  });
+});
 
 describe('status goals and health checks on a real dockerd', TESTS_AT_A_TIME, () => {
   test('an app whose healthcheck turns healthy commits (0); status and --progress-fd show its goal reached', async (t) => {
