@@ -5,6 +5,7 @@ import { rebootSentinelPresent, writeRebootSentinel } from '../../src/device/dev
 import { emptyStatus, type DeviceStatus, type TargetRef } from '../../src/device/status-file.js';
 import { exitCodeOf } from '../../src/exit-codes.js';
 import { runPending } from '../../src/lifecycle/run.js';
+import { deviceStatus } from '../../src/lifecycle/status.js';
 import { makeFakeDevice, type FakeDevice } from '../support/fake-device.js';
 
 /**
@@ -161,5 +162,27 @@ describe('run on a fake device', () => {
     assert.equal(exitCodeOf(back.outcome), 99);
     assert.equal(device.healthChecks.runs.length, 1, 'the way back is not checked');
     assert.equal((await record(device)).current?.name, 'os-1');
+  });
+
+  test('status lists each app of the pending and current target with its goal and what run last saw it reach', async () => {
+    const pinned = { ...withApp.apps['web']!, statusGoal: 'healthy' as const };
+    const pending = ref('os-3', '3', 3, { web: pinned, db: { ...pinned, digest: `sha256:${'c'.repeat(64)}` } });
+    const device = await deviceAfterInstall(
+      {
+        ...staged(pending),
+        current: withApp,
+        appGoals: { target: 'os-3', at: AT, apps: { web: { goal: 'healthy', reached: 'starting' } } },
+      },
+      withApp,
+    );
+    const report = await deviceStatus(device);
+    const apps = (report.data as { apps: unknown[] }).apps;
+    assert.deepEqual(apps, [
+      { app: 'web', target: 'os-3', goal: 'healthy', reached: 'starting', at: AT },
+      { app: 'db', target: 'os-3', goal: 'healthy', reached: null, at: null },
+      // No signed goal and not in the app store: unknown.
+      { app: 'web', target: 'os-2', goal: null, reached: null, at: null },
+    ]);
+    assert.match(report.message, new RegExp(`app web \\(os-3\\): goal healthy, reached starting \\(${AT}\\)`));
   });
 });
