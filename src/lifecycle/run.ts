@@ -434,8 +434,13 @@ function testingWindowProgress(
 ): { left(seconds: number): void; passed(): void; goals(goals: GoalsReport): void } {
   const total = Math.max(0, Math.round((Date.parse(window.until) - Date.parse(window.since)) / 1000));
   let apps: GoalsReport | undefined;
-  const report = (seconds: number) =>
-    listener?.({ phase: 'testing', seconds, total, target, ...(apps === undefined ? {} : { apps }) });
+  // Never backwards: an event of the goals between two ticks repeats the seconds of the last one (a resumed window
+  // starts part-way).
+  let passedSeconds = Math.max(0, Math.min(total, total - Math.ceil((Date.parse(window.until) - Date.now()) / 1000)));
+  const report = (seconds: number) => {
+    passedSeconds = Math.max(passedSeconds, seconds);
+    listener?.({ phase: 'testing', seconds: passedSeconds, total, target, ...(apps === undefined ? {} : { apps }) });
+  };
   return {
     left: (seconds) => report(Math.max(0, Math.min(total, total - seconds))),
     passed: () => report(total),
@@ -443,7 +448,7 @@ function testingWindowProgress(
       // A change of what an app reached is an event of its own; the same goals again wait for the next tick.
       const changed = JSON.stringify(goals) !== JSON.stringify(apps);
       apps = goals;
-      if (changed) report(Math.max(0, Math.min(total, Math.round((Date.now() - Date.parse(window.since)) / 1000))));
+      if (changed) report(passedSeconds);
     },
   };
 }
