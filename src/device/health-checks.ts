@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { describeCause } from '../errors.js';
 
 /**
  * Device health checks, in greenboot's pattern: the executables in one directory are run in name order, and any that
@@ -44,9 +45,13 @@ export class HealthCheckDir implements HealthChecksPort {
     try {
       names = (await fs.readdir(this.dir)).sort();
     } catch (error) {
-      // No directory: no checks.
+      // No directory: no checks. One that cannot be listed may hide checks that would fail: that fails too.
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { ok: true, log: [] };
-      throw error;
+      return {
+        ok: false,
+        log: [],
+        failure: `status goal not reached: the health checks in ${this.dir} cannot be listed: ${describeCause(error)}`,
+      };
     }
     const log: string[] = [];
     for (const name of names) {

@@ -37,6 +37,14 @@ describe('health checks', () => {
     assert.deepEqual(result, { ok: true, log: [] });
   });
 
+  test('a directory that cannot be listed (here a file) fails, rather than passing unchecked', async () => {
+    const file = path.join(await tempDir('checks'), 'check.d');
+    await fs.writeFile(file, '');
+    const result = await new HealthCheckDir(file, 5000).run('window-end', TARGET);
+    assert.equal(result.ok, false);
+    assert.match(result.failure!, /^status goal not reached: the health checks in .*check\.d cannot be listed: /);
+  });
+
   test('run in name order with the target and the phase in their environment; a non-executable one is skipped with a log line', async () => {
     const out = path.join(await tempDir('checks'), 'seen');
     const record = (tag: string) =>
