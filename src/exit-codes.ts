@@ -174,14 +174,16 @@ export const OUTCOMES = {
     exitCode: 99,
     kind: 'failure',
     commands: ['run'],
-    meaning: "update failed: the new apps did not start; the previous target's apps run again",
+    meaning:
+      "update failed: the new apps did not start, keep running or reach their status goals, or a health check failed; the previous target's apps run again",
     next: 'nothing: the device runs the previous version',
   },
   APPS_FAILED_REBOOT_TO_ROLLBACK: {
     exitCode: 100,
     kind: 'failure',
     commands: ['run'],
-    meaning: 'update failed: booted on the new rootfs but the apps failed; rolling back; reboot, then run again',
+    meaning:
+      'update failed: booted on the new rootfs but the apps failed (or a status goal was not reached, or a health check failed); rolling back; reboot, then run again',
     next: 'reboot, then run',
   },
   APPS_ROLLBACK_FAILED: {

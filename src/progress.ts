@@ -17,12 +17,16 @@ export interface ByteProgress {
   readonly app?: string;
 }
 
-/** The testing window of `run`, in seconds: how much of it has passed, of how long it is. */
+/**
+ * The testing window of `run`, in seconds: how much of it has passed, of how long it is, and each app's status goal
+ * with what it reached at the last look (running, healthy, starting, unhealthy, failed).
+ */
 export interface TestingProgress {
   readonly phase: 'testing';
   readonly seconds: number;
   readonly total: number;
   readonly target?: string;
+  readonly apps?: Readonly<Record<string, { readonly goal: string; readonly reached: string }>>;
 }
 
 export type ProgressListener = (event: ProgressEvent) => void;

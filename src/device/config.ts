@@ -26,6 +26,10 @@ export interface DeviceConfig {
   readonly dockerHost: string;
   /** The testing window: how long every app container must keep running before an update is committed. */
   readonly testingWindowMs: number;
+  /** The device's health checks: executables run in name order before an update commits (`[ferry] health_checks_dir`). */
+  readonly healthChecksDir: string;
+  /** How long one health check may run before its process group is killed and the update fails. */
+  readonly healthCheckTimeoutMs: number;
   /**
    * `[pacman] docker_compose_bin`, as aktualizr-lite names it: the docker-compose v1 binary, or the `docker` CLI (a
    * file named `docker`), whose `compose` plugin is then used.
@@ -176,6 +180,10 @@ export function configFromTables(
   ) {
     throw invalid('[ferry] callback_timeout_seconds must be a number of seconds above 0, at most 3600');
   }
+  const checkTimeout = ferry['health_check_timeout_seconds'] ?? 60;
+  if (typeof checkTimeout !== 'number' || !Number.isFinite(checkTimeout) || checkTimeout <= 0 || checkTimeout > 3600) {
+    throw invalid('[ferry] health_check_timeout_seconds must be a number of seconds above 0, at most 3600');
+  }
 
   const exitCodes = ferry['exit_codes'] ?? 'ferry';
   if (!isExitCodeTable(exitCodes)) {
@@ -198,6 +206,8 @@ export function configFromTables(
     composeBin: optionalString(pacman, 'pacman', 'docker_compose_bin', 'docker-compose'),
     callbackProgram: optionalString(pacman, 'pacman', 'callback_program'),
     callbackTimeoutMs: Math.round(callbackTimeout * 1000),
+    healthChecksDir: optionalString(ferry, 'ferry', 'health_checks_dir', '/etc/ferry/check.d'),
+    healthCheckTimeoutMs: Math.round(checkTimeout * 1000),
     exitCodes,
     sources,
   };

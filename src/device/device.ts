@@ -12,6 +12,7 @@ import { CallbackProgram, type CallbackPort } from './callback-program.js';
 import type { DeviceConfig } from './config.js';
 import { devicePaths, type DevicePaths } from './paths.js';
 import { StatusFile } from './status-file.js';
+import { HealthCheckDir, type HealthChecksPort } from './health-checks.js';
 
 /**
  * The ports a lifecycle command works through, each the part of an adapter that install, run and status use. The
@@ -42,6 +43,7 @@ export interface ContainerEnginePort extends Pick<
   | 'removeProjectContainers'
   | 'projects'
   | 'containers'
+  | 'logTail'
 > {}
 
 /** Boot counting through the bootloader env: the trial of a new deployment, its end, and the flags. */
@@ -61,6 +63,7 @@ export interface Device {
   readonly engine: ContainerEnginePort;
   /** `[pacman] callback_program`, told of each step of an update. */
   readonly callback: CallbackPort;
+  readonly healthChecks: HealthChecksPort;
 }
 
 /** A device on its real tools: the simulator and the tests reach past the ports (the env's variables, a boot). */
@@ -85,6 +88,7 @@ export function openDevice(config: DeviceConfig, options: OpenDeviceOptions = {}
     statusFile: new StatusFile(paths.statusFile, paths.updateStateFile, paths.inconsistentFile),
     appStore: new AppStore(paths.appStore),
     engine: new DockerEngine(config.dockerHost, config.composeBin),
+    healthChecks: new HealthCheckDir(config.healthChecksDir, config.healthCheckTimeoutMs),
     callback: new CallbackProgram({
       program: config.callbackProgram,
       timeoutMs: config.callbackTimeoutMs,

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import type { AppPin } from '../tuf/target.js';
+import type { AppPin, StatusGoal } from '../tuf/target.js';
+import type { GoalReached } from '../apps/device/status-goals.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 
 /** Update states as Pantavisor names them (reference §4); IDLE is a device no update has touched yet. */
@@ -125,6 +126,17 @@ export interface DeviceStatus {
    * `run` leaves its report there. Absent in records written before it existed.
    */
   readonly lastMedia?: string | null;
+  /**
+   * Each app's status goal and what it reached when `run` last looked, during and at the end of a testing window
+   * (absent in records older than goals, null before any window).
+   */
+  readonly appGoals?: AppGoals | null;
+}
+
+export interface AppGoals {
+  readonly target: string;
+  readonly at: string;
+  readonly apps: Readonly<Record<string, { readonly goal: StatusGoal; readonly reached: GoalReached }>>;
 }
 
 export const HISTORY_LIMIT = 200;

@@ -338,7 +338,10 @@ export function testingPhase(
 ): { state: UpdateState; reason: string; progress: Progress; changes: StatusChanges } {
   return {
     state: 'TESTING',
-    reason: `the apps of "${pending.target.name}" must keep running until ${window.until}`,
+    reason:
+      pending.phase === 'returning'
+        ? `the apps of "${pending.target.name}" must keep running until ${window.until}`
+        : `the apps of "${pending.target.name}" must keep running and reach their status goals, and the health checks pass, until ${window.until}`,
     progress: { unit: 'seconds-left', value: secondsLeft },
     changes: { pending: inTesting(pending, window) },
   };

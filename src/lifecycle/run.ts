@@ -1,5 +1,13 @@
 import { loadDeviceStatus } from './rebuild-status.js';
-import { checkApps, startApps, switchApps, watchApps } from '../apps/device/app-runner.js';
+import {
+  checkApps,
+  startApps,
+  switchApps,
+  watchApps,
+  type AppsResult,
+  type GoalsReport,
+} from '../apps/device/app-runner.js';
+import type { CheckPhase } from '../device/health-checks.js';
 import { errorReport, type CommandReport } from '../command-report.js';
 import {
   currentBootId,
@@ -237,6 +245,8 @@ async function completeUpdate(
   options: RunOptions,
 ): Promise<CommandReport> {
   const { target, previous } = pending;
+  // The way back is not checked, and its apps need only run: the version it returns to passed all that before.
+  const checked = pending.phase !== 'returning';
   if (decision.apps) {
     await ensureEngine(device);
     const boot = await currentBootId(device);
@@ -247,7 +257,7 @@ async function completeUpdate(
       const started = await journal.step('run.apps-start', () =>
         startApps(device.engine, device.appStore, previous?.apps ?? {}, target.apps),
       );
-      if (!started.ok) return await appsFailed(device, recorder, journal, pending, started.failures);
+      if (!started.ok) return await appsFailed(device, recorder, journal, pending, started);
       const since = new Date();
       window = {
         since: since.toISOString(),
@@ -266,17 +276,33 @@ async function completeUpdate(
     if (next.action === 'end') return recordEnd(device, recorder, journal, next.end);
     const testingProgress = testingWindowProgress(testing, target.name, options.progress);
     const watched = await journal.step('run.apps-watch', () =>
-      watchApps(device.engine, device.appStore, target.apps, {
-        since: new Date(testing.since),
-        until,
-        onTick: (left) => {
-          testingProgress.left(left);
-          return recorder.progress({ unit: 'seconds-left', value: left });
+      watchApps(
+        device.engine,
+        device.appStore,
+        target.apps,
+        {
+          since: new Date(testing.since),
+          until,
+          onGoals: (goals) => {
+            testingProgress.goals(goals);
+            recorder.goals({ target: target.name, at: new Date().toISOString(), apps: goals });
+          },
+          onTick: (left) => {
+            testingProgress.left(left);
+            return recorder.progress({ unit: 'seconds-left', value: left });
+          },
+          ...(checked ? { onGoalsReached: () => runHealthChecks(device, recorder, target, 'goals-reached') } : {}),
         },
-      }),
+        checked ? 'signed' : 'running',
+      ),
     );
-    if (!watched.ok) return await appsFailed(device, recorder, journal, pending, watched.failures);
+    if (!watched.ok) return await appsFailed(device, recorder, journal, pending, watched);
     testingProgress.passed();
+  }
+  // At the end of the window; an update without apps runs them once here, before it commits.
+  if (checked) {
+    const health = await runHealthChecks(device, recorder, target, 'window-end');
+    if (!health.ok) return await appsFailed(device, recorder, journal, pending, health);
   }
   if (pending.rootfsChanged) {
     try {
@@ -291,15 +317,45 @@ async function completeUpdate(
   return recordEnd(device, recorder, journal, commitEnd(pending, decision.bootFirmwareUpdated, rollback));
 }
 
-/** The target's apps did not all keep running: the planner chooses the way back, and this carries it out. */
+/**
+ * The device's health checks for `target` in `phase`: what they ran goes to the log, and a failure carries the
+ * check's last lines for the log snippet.
+ */
+async function runHealthChecks(
+  device: Device,
+  recorder: StatusRecorder,
+  target: TargetRef,
+  phase: CheckPhase,
+): Promise<AppsResult> {
+  const result = await device.healthChecks.run(phase, target);
+  for (const line of result.log) recorder.log(line);
+  if (result.ok) return { ok: true, failures: [] };
+  const output = result.output ?? [];
+  return {
+    ok: false,
+    failures: [result.failure ?? 'status goal not reached: a health check failed'],
+    detail:
+      output.length === 0
+        ? ['the health check wrote nothing']
+        : ['the health check wrote, last lines:', ...output.map((line) => `  | ${line}`)],
+  };
+}
+
+/**
+ * The target's apps did not all keep running, did not reach their goals, or a health check failed: the planner
+ * chooses the way back, and this carries it out. What explains it (a container's log, a check's output) goes into
+ * the log snippet first.
+ */
 async function appsFailed(
   device: Device,
   recorder: StatusRecorder,
   journal: Journal,
   pending: PendingUpdate,
-  failures: readonly string[],
+  result: AppsResult,
 ): Promise<CommandReport> {
   const { target } = pending;
+  const { failures } = result;
+  for (const line of result.detail ?? []) recorder.log(line);
   const at = new Date().toISOString();
   const status = recorder.status;
   const decision = planAppsFailed(status, pending, failures, at);
@@ -380,11 +436,24 @@ function testingWindowProgress(
   window: { since: string; until: string },
   target: string,
   listener: ProgressListener | undefined,
-): { left(seconds: number): void; passed(): void } {
+): { left(seconds: number): void; passed(): void; goals(goals: GoalsReport): void } {
   const total = Math.max(0, Math.round((Date.parse(window.until) - Date.parse(window.since)) / 1000));
-  const report = (seconds: number) => listener?.({ phase: 'testing', seconds, total, target });
+  let apps: GoalsReport | undefined;
+  // Never backwards: an event of the goals between two ticks repeats the seconds of the last one (a resumed window
+  // starts part-way).
+  let passedSeconds = Math.max(0, Math.min(total, total - Math.ceil((Date.parse(window.until) - Date.now()) / 1000)));
+  const report = (seconds: number) => {
+    passedSeconds = Math.max(passedSeconds, seconds);
+    listener?.({ phase: 'testing', seconds: passedSeconds, total, target, ...(apps === undefined ? {} : { apps }) });
+  };
   return {
     left: (seconds) => report(Math.max(0, Math.min(total, total - seconds))),
     passed: () => report(total),
+    goals: (goals) => {
+      // A change of what an app reached is an event of its own; the same goals again wait for the next tick.
+      const changed = JSON.stringify(goals) !== JSON.stringify(apps);
+      apps = goals;
+      if (changed) report(passedSeconds);
+    },
   };
 }

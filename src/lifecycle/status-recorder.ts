@@ -78,6 +78,12 @@ export class StatusRecorder {
     this.lastProgressWrite = Date.now();
   }
 
+  /** What each app reached at the last look: written with the next progress or end, not on its own. */
+  goals(goals: NonNullable<DeviceStatus['appGoals']>): void {
+    if (this.updateStateKept) return;
+    this.current = { ...this.current, appGoals: goals };
+  }
+
   /** A progress update within the current phase, written at most once a second (and always at the end). */
   async progress(progress: Progress, final = false): Promise<void> {
     if (this.updateStateKept) return;

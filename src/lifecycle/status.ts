@@ -7,6 +7,51 @@ import { formatExpires } from '../tuf/expires.js';
 import { Journal } from './journal.js';
 import { currentTargetOf } from './plan.js';
 import type { CommandReport } from '../command-report.js';
+import { promises as fs } from 'node:fs';
+import { defaultStatusGoal, parseCompose } from '../apps/format/compose.js';
+import type { DeviceStatus, TargetRef } from '../device/status-file.js';
+
+/** One app of the current or pending target: its status goal and what it reached when `run` last looked. */
+export interface AppGoalLine {
+  readonly app: string;
+  readonly target: string;
+  /** The signed goal, else the one its compose file in the app store implies; null if neither can be read. */
+  readonly goal: string | null;
+  /** null: no testing window of this target has looked at it yet. */
+  readonly reached: string | null;
+  readonly at: string | null;
+}
+
+async function appGoalLines(device: Device, status: DeviceStatus): Promise<AppGoalLine[]> {
+  const targets = [status.pending?.target, status.current].filter(
+    (target, index, all): target is TargetRef =>
+      target != null && all.findIndex((other) => other?.name === target.name) === index,
+  );
+  const lines: AppGoalLine[] = [];
+  for (const target of targets) {
+    for (const [app, pin] of Object.entries(target.apps)) {
+      const seen = status.appGoals?.target === target.name ? status.appGoals.apps[app] : undefined;
+      let goal: string | null = seen?.goal ?? pin.statusGoal ?? null;
+      if (goal === null) {
+        try {
+          goal = defaultStatusGoal(
+            parseCompose(await fs.readFile(device.appStore.apps.composeFile(app, pin.digest), 'utf8')).services,
+          );
+        } catch {
+          // Not in the app store (yet): the goal is unknown until it is.
+        }
+      }
+      lines.push({
+        app,
+        target: target.name,
+        goal,
+        reached: seen?.reached ?? null,
+        at: seen === undefined ? null : status.appGoals!.at,
+      });
+    }
+  }
+  return lines;
+}
 
 /**
  * `status`: what the device boots, what is pending, the update state with its progress, and how the last update
@@ -31,6 +76,7 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
       : null;
   const floor = await loadTimeFloor(device.paths.timeFloorFile);
   const timeFloor = floor.floor === undefined ? null : formatExpires(floor.floor);
+  const apps = await appGoalLines(device, status);
   const data = {
     state: status.state,
     reason: status.reason,
@@ -48,6 +94,7 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     history: status.history,
     timeFloor,
     lastMedia: status.lastMedia ?? null,
+    apps,
     ...(recovered ? { recovered } : {}),
   };
   const bootedText =
@@ -71,6 +118,10 @@ export async function deviceStatus(device: Device): Promise<CommandReport> {
     `state:   ${status.state}${progress}: ${status.reason}`,
     ...(status.inconsistent ? [`INCONSISTENT: ${status.inconsistent.reason}`] : []),
     ...(interrupted ? [`interrupted: ${journal.describeInterrupted()}`] : []),
+    ...apps.map(
+      (line) =>
+        `app ${line.app} (${line.target}): goal ${line.goal ?? 'unknown'}, reached ${line.reached ?? 'not looked at yet'}${line.at === null ? '' : ` (${line.at})`}`,
+    ),
     `time floor: ${timeFloor ?? 'none'}${floor.recovered ? ` (${floor.recovered})` : ''}`,
     `last error: ${status.lastError ? `${status.lastError.message} (exit ${status.lastError.exitCode}, ${status.lastError.at})` : 'none'}`,
   ];

@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import { digestOf } from '../apps/format/digest.js';
 import { FerryError, describeCause } from '../errors.js';
-import type { RestartPolicy } from '../tuf/target.js';
+import { STATUS_GOALS, type RestartPolicy, type StatusGoal } from '../tuf/target.js';
+import { defaultStatusGoal, parseCompose } from '../apps/format/compose.js';
 import { COMMIT_CHECKSUM, OstreeRepo } from '../ostree/ostree-repo.js';
 import { expiresInDays, parseExpires, formatExpires } from '../tuf/expires.js';
 import type { FactoryRepo } from './factory-repo.js';
@@ -20,6 +21,8 @@ export interface TargetSpec {
     readonly name: string;
     readonly digest?: string | undefined;
     readonly restartPolicy?: RestartPolicy | undefined;
+    /** Default: healthy when a service of its compose file has a healthcheck, else running. */
+    readonly statusGoal?: StatusGoal | undefined;
   }>;
   readonly now?: Date;
 }
@@ -36,12 +39,39 @@ export function parseAppOption(text: string): { name: string; digest?: string; r
   };
 }
 
-async function pinApps(
+/** Parses `--status-goal <app>=running|healthy`. */
+export function parseStatusGoalOption(text: string): { name: string; statusGoal: StatusGoal } {
+  const match = /^([a-z0-9][a-z0-9_-]*)=(running|healthy)$/.exec(text);
+  if (match === null) throw new FerryError('USAGE', `--status-goal "${text}" must be <app>=running|healthy`);
+  return { name: match[1]!, statusGoal: match[2] as StatusGoal };
+}
+
+/** The goal of each app: the one given, else the one its compose file in the factory's app store implies. */
+async function statusGoalOf(
   repo: FactoryRepo,
-  apps: NonNullable<TargetSpec['apps']>,
-): Promise<Record<string, { uri: string; restart_policy: RestartPolicy }>> {
+  name: string,
+  digest: string,
+  given: StatusGoal | undefined,
+): Promise<StatusGoal> {
+  if (given !== undefined) {
+    if (!STATUS_GOALS.includes(given))
+      throw new FerryError('USAGE', `status goal "${given}" is not running or healthy`);
+    return given;
+  }
+  try {
+    return defaultStatusGoal(parseCompose(await fs.readFile(repo.apps.composeFile(name, digest), 'utf8')).services);
+  } catch (error) {
+    throw new FerryError('REPO_INVALID', `apps/${name}: its compose file cannot be read: ${describeCause(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+type PinnedApp = { uri: string; restart_policy: RestartPolicy; status_goal: StatusGoal };
+
+async function pinApps(repo: FactoryRepo, apps: NonNullable<TargetSpec['apps']>): Promise<Record<string, PinnedApp>> {
   const settings = await repo.settings();
-  const pinned: Record<string, { uri: string; restart_policy: RestartPolicy }> = {};
+  const pinned: Record<string, PinnedApp> = {};
   for (const app of apps) {
     if (pinned[app.name] !== undefined) throw new FerryError('USAGE', `--app ${app.name} is given twice`);
     const digest = app.digest ?? settings.apps[app.name];
@@ -57,7 +87,11 @@ async function pinApps(
     if (digestOf(manifest) !== digest)
       throw new FerryError('REPO_INVALID', `apps/${app.name}: manifest.json does not hash to ${digest}`);
     const uri = (await fs.readFile(layout.uriFile(app.name, digest), 'utf8')).trim();
-    pinned[app.name] = { uri, restart_policy: app.restartPolicy ?? 'container' };
+    pinned[app.name] = {
+      uri,
+      restart_policy: app.restartPolicy ?? 'container',
+      status_goal: await statusGoalOf(repo, app.name, digest, app.statusGoal),
+    };
   }
   return pinned;
 }

@@ -162,6 +162,8 @@ async function buildSimDevice(
     `production = ${options.production ? 'true' : 'false'}`,
     ...(options.dockerHost ? [`docker_host = ${JSON.stringify(options.dockerHost)}`] : []),
     `testing_window_seconds = ${options.testingWindowSeconds ?? 120}`,
+    // The device's own health checks, not the host's.
+    `health_checks_dir = ${JSON.stringify(path.join(root, 'etc', 'ferry', 'check.d'))}`,
     '',
   ].join('\n');
   await fs.writeFile(path.join(configDir, '50-ferry-sim.toml'), toml);

@@ -4,6 +4,13 @@
  */
 export type RestartPolicy = 'container' | 'system';
 
+/**
+ * Pantavisor's status goal of an app: `running` (every service has a running container) or `healthy` (every service
+ * whose compose file has a healthcheck also reports healthy). The update commits only once every app reached it.
+ */
+export type StatusGoal = 'running' | 'healthy';
+export const STATUS_GOALS: readonly StatusGoal[] = ['running', 'healthy'];
+
 /** An app pinned into a target: `custom.docker_compose_apps.<app>`. */
 export interface AppPin {
   readonly uri: string;
@@ -11,6 +18,11 @@ export interface AppPin {
   readonly digest: string;
   /** Pantavisor's restart policy: a change to a `system` app needs a reboot; `container` apps restart alone. */
   readonly restartPolicy: RestartPolicy;
+  /**
+   * The signed `status_goal`; absent in older targets and in Foundries ones, where the device derives it from the
+   * app's compose file (a service with a healthcheck: healthy; else running).
+   */
+  readonly statusGoal?: StatusGoal;
 }
 
 export interface Target {
@@ -39,13 +51,25 @@ export function appsFromCustom(value: unknown): Record<string, AppPin> | { inval
   const apps: Record<string, AppPin> = {};
   for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
     if (!APP_NAME.test(name) || name === 'blobs') return { invalid: `app name "${name}" is not allowed` };
-    const { uri, restart_policy: policy } = (entry ?? {}) as { uri?: unknown; restart_policy?: unknown };
+    const {
+      uri,
+      restart_policy: policy,
+      status_goal: goal,
+    } = (entry ?? {}) as { uri?: unknown; restart_policy?: unknown; status_goal?: unknown };
     const match = typeof uri === 'string' ? APP_URI.exec(uri) : null;
     if (match === null) return { invalid: `app "${name}": uri must be <host>/<path>@sha256:<digest>` };
     if (policy !== undefined && policy !== 'container' && policy !== 'system') {
       return { invalid: `app "${name}": restart_policy must be "container" or "system"` };
     }
-    apps[name] = { uri: uri as string, digest: match[1]!, restartPolicy: policy ?? 'container' };
+    if (goal !== undefined && goal !== 'running' && goal !== 'healthy') {
+      return { invalid: `app "${name}": status_goal must be "running" or "healthy"` };
+    }
+    apps[name] = {
+      uri: uri as string,
+      digest: match[1]!,
+      restartPolicy: policy ?? 'container',
+      ...(goal === undefined ? {} : { statusGoal: goal }),
+    };
   }
   return apps;
 }

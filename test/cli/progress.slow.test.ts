@@ -300,7 +300,7 @@ describe('progress', () => {
     assert.ok(added > 0 && added < first, `${added} of ${first}`);
   });
 
-  test('run --progress-fd: the testing window in seconds, passed of its length, ending complete', async (t) => {
+  test('run --progress-fd: the testing window in seconds, passed of its length, with each app goal, ending complete', async (t) => {
     const daemon = await PrivateDockerd.start();
     t.after(() => daemon.stop());
     const dir = path.join(await tempDir('progress-run'), 'device');
@@ -322,7 +322,8 @@ describe('progress', () => {
     );
     assert.ok(events.length >= 2, JSON.stringify(events));
     for (const event of events) {
-      assert.deepEqual(Object.keys(event).sort(), ['phase', 'seconds', 'target', 'total']);
+      assert.deepEqual(Object.keys(event).sort(), ['apps', 'phase', 'seconds', 'target', 'total']);
+      assert.deepEqual(event['apps'], { heartbeat: { goal: 'running', reached: 'running' } });
       assert.equal(event['phase'], 'testing');
       assert.equal(event['target'], factory.targets.heartbeatV2);
       assert.equal(event['total'], 3);

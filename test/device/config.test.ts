@@ -56,6 +56,25 @@ describe('device configuration (sota.toml keys)', () => {
     assert.equal(config.sources.length, 2);
   });
 
+  test('[ferry] health_checks_dir and health_check_timeout_seconds: defaults, set, and a bad timeout refused', async () => {
+    const dir = await tempDir('config');
+    const base = '[provision]\nprimary_ecu_hardware_id = "rpi4"\n';
+    const plain = await loadDeviceConfig([await write(dir, 'a.toml', base)]);
+    assert.deepEqual([plain.healthChecksDir, plain.healthCheckTimeoutMs], ['/etc/ferry/check.d', 60_000]);
+    const set = await loadDeviceConfig([
+      await write(
+        dir,
+        'b.toml',
+        `${base}[ferry]\nhealth_checks_dir = "/opt/checks"\nhealth_check_timeout_seconds = 5\n`,
+      ),
+    ]);
+    assert.deepEqual([set.healthChecksDir, set.healthCheckTimeoutMs], ['/opt/checks', 5000]);
+    assert.match(
+      await refusal([await write(dir, 'c.toml', `${base}[ferry]\nhealth_check_timeout_seconds = 0\n`)]),
+      /health_check_timeout_seconds/,
+    );
+  });
+
   test('tags may also be a TOML array', async () => {
     const dir = await tempDir('config');
     const file = await write(

@@ -5,6 +5,7 @@ import { rebootSentinelPresent, writeRebootSentinel } from '../../src/device/dev
 import { emptyStatus, type DeviceStatus, type TargetRef } from '../../src/device/status-file.js';
 import { exitCodeOf } from '../../src/exit-codes.js';
 import { runPending } from '../../src/lifecycle/run.js';
+import { deviceStatus } from '../../src/lifecycle/status.js';
 import { makeFakeDevice, type FakeDevice } from '../support/fake-device.js';
 
 /**
@@ -123,5 +124,65 @@ describe('run on a fake device', () => {
     const after = await record(device);
     assert.equal(after.state, 'ERROR');
     assert.equal(after.pending?.phase, 'staged');
+  });
+
+  test('an update without apps runs the health checks once, at the end of its (empty) window, before it commits (0)', async () => {
+    const device = await deviceAfterInstall(staged(v2), v2);
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'UPDATE_SUCCEEDED', report.message);
+    assert.deepEqual(device.healthChecks.runs, [{ phase: 'window-end', target: 'os-2' }]);
+  });
+
+  test('a failed health check rolls a rootfs update back like failed apps: 100 with its output in the snippet, then 99 unchecked', async () => {
+    const device = await deviceAfterInstall(staged(v2), v2);
+    device.healthChecks.result = {
+      ok: false,
+      log: ['health check 10-modem (window-end) failed'],
+      failure: 'status goal not reached: 10-modem: no carrier on wwan0',
+      output: ['probing wwan0', 'no carrier on wwan0'],
+    };
+    const report = await runPending(device);
+    assert.equal(report.outcome, 'APPS_FAILED_REBOOT_TO_ROLLBACK', report.message);
+    assert.equal(exitCodeOf(report.outcome), 100);
+    assert.match(report.message, /status goal not reached: 10-modem: no carrier on wwan0/);
+    assert.deepEqual(device.sysroot.commits[0], v1.commit, 'the previous deployment is the default again');
+    const failed = await record(device);
+    assert.equal(failed.state, 'ERROR');
+    const snippet = failed.lastError!.log.join('\n');
+    assert.match(snippet, /health check 10-modem \(window-end\) failed/);
+    assert.match(snippet, /\| probing wwan0\n.*\| no carrier on wwan0/);
+    assert.deepEqual(
+      failed.failedTargets.map((entry) => entry.target.name),
+      ['os-2'],
+    );
+
+    await device.sysroot.boot(v1.commit, device.paths.volatileDir);
+    const back = await runPending(device);
+    assert.equal(back.outcome, 'APPS_ROLLED_BACK', back.message);
+    assert.equal(exitCodeOf(back.outcome), 99);
+    assert.equal(device.healthChecks.runs.length, 1, 'the way back is not checked');
+    assert.equal((await record(device)).current?.name, 'os-1');
+  });
+
+  test('status lists each app of the pending and current target with its goal and what run last saw it reach', async () => {
+    const pinned = { ...withApp.apps['web']!, statusGoal: 'healthy' as const };
+    const pending = ref('os-3', '3', 3, { web: pinned, db: { ...pinned, digest: `sha256:${'c'.repeat(64)}` } });
+    const device = await deviceAfterInstall(
+      {
+        ...staged(pending),
+        current: withApp,
+        appGoals: { target: 'os-3', at: AT, apps: { web: { goal: 'healthy', reached: 'starting' } } },
+      },
+      withApp,
+    );
+    const report = await deviceStatus(device);
+    const apps = (report.data as { apps: unknown[] }).apps;
+    assert.deepEqual(apps, [
+      { app: 'web', target: 'os-3', goal: 'healthy', reached: 'starting', at: AT },
+      { app: 'db', target: 'os-3', goal: 'healthy', reached: null, at: null },
+      // No signed goal and not in the app store: unknown.
+      { app: 'web', target: 'os-2', goal: null, reached: null, at: null },
+    ]);
+    assert.match(report.message, new RegExp(`app web \\(os-3\\): goal healthy, reached starting \\(${AT}\\)`));
   });
 });

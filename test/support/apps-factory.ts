@@ -147,3 +147,85 @@ export async function buildAppsFactory(): Promise<AppsFactory> {
   };
   return { dir, repo, targets, rootfs, images: { v1: image1.digest, v2: image2.digest } };
 }
+
+/**
+ * A one-service compose file whose healthcheck passes once /tmp/ok exists, looked at every second; `command` decides
+ * whether it ever does. `startPeriod` keeps it `starting` that long; `retries` failures after it make it `unhealthy`.
+ */
+export const composeWithHealthcheck = (
+  image: string,
+  command: string,
+  health: { retries: number; startPeriod: string },
+): string =>
+  [
+    'version: "3.4"',
+    'services:',
+    '  main:',
+    `    image: ${image}`,
+    '    network_mode: none',
+    '    restart: "unless-stopped"',
+    `    command: ["/bin/sh", "-c", ${JSON.stringify(command)}]`,
+    '    healthcheck:',
+    '      test: ["CMD", "test", "-f", "/tmp/ok"]',
+    '      interval: 1s',
+    '      timeout: 1s',
+    `      retries: ${health.retries}`,
+    `      start_period: ${health.startPeriod}`,
+    '',
+  ].join('\n');
+
+/** Targets (above every version buildAppsFactory made) whose apps have healthchecks, each with heartbeat v1. */
+export interface HealthTargets {
+  /** rootfs A and an app whose healthcheck turns healthy (goal healthy, from its compose file) */
+  readonly healthy: string;
+  /** rootfs A and an app whose healthcheck stays `starting` for an hour */
+  readonly stuck: string;
+  /** rootfs B and an app whose healthcheck turns `unhealthy` after a second */
+  readonly sickNewRootfs: string;
+}
+
+/** Adds the apps with healthchecks and their targets to an apps factory; each app prints a line a second. */
+export async function addHealthTargets(factory: AppsFactory): Promise<HealthTargets> {
+  // Heartbeat v1, as the base target pins it: an update from base leaves its container as it is.
+  const base = (await factory.repo.targets())[factory.targets.base] as unknown as {
+    custom: { docker_compose_apps: Record<string, { uri: string }> };
+  };
+  const heartbeat = base.custom.docker_compose_apps['heartbeat']!.uri.split('@')[1]!;
+  const image = path.join(factory.dir, 'image-1');
+  const script = (name: string, ok: boolean) =>
+    `trap "exit 0" TERM; echo "${name}: starting"; ${ok ? 'touch /tmp/ok; ' : ''}` +
+    `while true; do echo "${name}: ${ok ? 'serving' : 'waiting for /tmp/ok'}"; sleep 1; done`;
+  const app = async (name: string, ok: boolean, health: { retries: number; startPeriod: string }) => {
+    const composeDir = path.join(factory.dir, `compose-${name}`);
+    await fs.mkdir(composeDir);
+    const text = composeWithHealthcheck('ferry.local/test/heartbeat:1', script(name, ok), health);
+    await fs.writeFile(path.join(composeDir, 'docker-compose.yml'), text);
+    return (await addApp(factory.repo, { name, composeDir, images: [image] })).digest;
+  };
+  const ready = await app('ready', true, { retries: 3, startPeriod: '0s' });
+  const stuck = await app('stuck', false, { retries: 3, startPeriod: '3600s' });
+  const sick = await app('sick', false, { retries: 1, startPeriod: '0s' });
+  let version = 100;
+  const target = async (ref: string, name: string, digest: string) => {
+    version += 1;
+    return (
+      await addTarget(factory.repo, {
+        name: 'apps-lmp',
+        version: String(version),
+        hardwareIds: [HARDWARE_ID],
+        tags: [TAG],
+        ref,
+        ostreeRepo: path.join(factory.dir, 'build'),
+        apps: [
+          { name: 'heartbeat', digest: heartbeat },
+          { name, digest },
+        ],
+      })
+    ).name;
+  };
+  return {
+    healthy: await target('rootfs/a', 'ready', ready),
+    stuck: await target('rootfs/a', 'stuck', stuck),
+    sickNewRootfs: await target('rootfs/b', 'sick', sick),
+  };
+}

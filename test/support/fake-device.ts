@@ -15,6 +15,7 @@ import { devicePaths } from '../../src/device/paths.js';
 import { StatusFile, type DeviceStatus } from '../../src/device/status-file.js';
 import type { Deployment } from '../../src/ostree/sysroot.js';
 import { tempDir } from './factory.js';
+import type { CheckPhase, HealthChecksPort, HealthChecksResult } from '../../src/device/health-checks.js';
 
 /**
  * A device whose ports are fakes held in memory: deployments, boot flags and an engine that answers or not. For
@@ -26,6 +27,7 @@ export interface FakeDevice extends Device {
   readonly boot: FakeBoot;
   readonly engine: FakeEngine;
   readonly callback: FakeCallback;
+  readonly healthChecks: FakeHealthChecks;
 }
 
 /** A callback program that records each call, and answers with `problem` (undefined: it succeeded). */
@@ -140,6 +142,18 @@ export class FakeEngine implements ContainerEnginePort {
   removeProjectContainers = this.unused;
   projects = async (): Promise<string[]> => [];
   containers = async (): Promise<ContainerState[]> => [];
+  logTail = async (): Promise<string[]> => [];
+}
+
+/** Health checks that pass, or answer `result`; every run is recorded with its phase and target. */
+export class FakeHealthChecks implements HealthChecksPort {
+  result: HealthChecksResult = { ok: true, log: [] };
+  readonly runs: Array<{ phase: CheckPhase; target: string }> = [];
+
+  async run(phase: CheckPhase, target: { name: string }): Promise<HealthChecksResult> {
+    this.runs.push({ phase, target: target.name });
+    return this.result;
+  }
 }
 
 export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice> {
@@ -160,6 +174,8 @@ export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice>
     composeBin: 'docker-compose',
     callbackProgram: undefined,
     callbackTimeoutMs: 60_000,
+    healthChecksDir: path.join(root, 'check.d'),
+    healthCheckTimeoutMs: 60_000,
     exitCodes: 'ferry',
     sources: [],
   };
@@ -173,6 +189,7 @@ export async function makeFakeDevice(status?: DeviceStatus): Promise<FakeDevice>
     appStore: new AppStore(paths.appStore),
     engine: new FakeEngine(),
     callback: new FakeCallback(),
+    healthChecks: new FakeHealthChecks(),
   };
   if (status !== undefined) await device.statusFile.save(status);
   return device;

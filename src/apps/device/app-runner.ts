@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeCause } from '../../errors.js';
-import type { AppPin } from '../../tuf/target.js';
+import type { AppPin, StatusGoal } from '../../tuf/target.js';
+import { appGoalState, goalOf, type AppGoalState, type GoalReached } from './status-goals.js';
 import type { AppStore } from './app-store.js';
 import { parseCompose, pinnedImages, RENDERED_COMPOSE_FILE } from '../format/compose.js';
 import type { ContainerEnginePort } from '../../device/device.js';
@@ -13,7 +14,15 @@ export interface AppsResult {
   readonly ok: boolean;
   /** One line per app that failed, naming the service and what happened. */
   readonly failures: readonly string[];
+  /** Lines for the log snippet that explain the failure: the last lines of the failing container's log. */
+  readonly detail?: readonly string[];
 }
+
+/** Each app's goal and what it reached at the last look, for `status` and the progress events. */
+export type GoalsReport = Readonly<Record<string, { readonly goal: StatusGoal; readonly reached: GoalReached }>>;
+
+/** How many of the failing container's last log lines the log snippet keeps. */
+export const CONTAINER_LOG_LINES = 10;
 
 function composeFileOf(store: AppStore, name: string, pin: AppPin): string {
   return path.join(store.apps.projectDir(name, pin.digest), RENDERED_COMPOSE_FILE);
@@ -57,9 +66,49 @@ export async function startApps(
   return { ok: failures.length === 0, failures };
 }
 
+/** Each app at one look: its goal and what it reached, or why it cannot be looked at. */
+async function lookAtApps(
+  engine: ContainerEnginePort,
+  store: AppStore,
+  apps: Apps,
+  since: Date,
+  goals: 'signed' | 'running',
+): Promise<{ states: Record<string, AppGoalState>; unreadable: string[] }> {
+  const states: Record<string, AppGoalState> = {};
+  const unreadable: string[] = [];
+  for (const [name, pin] of Object.entries(apps)) {
+    let services;
+    try {
+      services = parseCompose(await fs.readFile(composeFileOf(store, name, pin), 'utf8')).services;
+    } catch (error) {
+      unreadable.push(`app "${name}" is not in the app store: ${describeCause(error)}`);
+      continue;
+    }
+    const goal = goals === 'running' ? 'running' : goalOf(pin, services);
+    states[name] = appGoalState(name, services, goal, await engine.containers(name), since);
+  }
+  return { states, unreadable };
+}
+
+/** The last lines of the log of the container that explains an app's failure, for the log snippet. */
+async function logDetail(
+  engine: ContainerEnginePort,
+  name: string,
+  state: AppGoalState | undefined,
+): Promise<string[]> {
+  if (state?.culprit == null) return [];
+  const lines = await engine.logTail(state.culprit.container, CONTAINER_LOG_LINES).catch(() => []);
+  if (lines.length === 0) return [`app "${name}" service "${state.culprit.service}" wrote no log`];
+  return [
+    `app "${name}" service "${state.culprit.service}", the last lines of its log:`,
+    ...lines.map((line) => `  | ${line}`),
+  ];
+}
+
 /**
  * One look at the apps: every service of every app has a container that is running, is not restarting, and has
- * been running since `since`. A container that exited, restarted, or never started is a failure of its app.
+ * been running since `since`. A container that exited, restarted, or never started is a failure of its app. The
+ * status goals are not waited for here: this is the rule for apps that ran before (a restore, a rollback).
  */
 export async function checkApps(
   engine: ContainerEnginePort,
@@ -67,30 +116,8 @@ export async function checkApps(
   apps: Apps,
   since: Date,
 ): Promise<AppsResult> {
-  const failures: string[] = [];
-  for (const [name, pin] of Object.entries(apps)) {
-    let services: string[];
-    try {
-      services = parseCompose(await fs.readFile(composeFileOf(store, name, pin), 'utf8')).services.map(
-        (service) => service.name,
-      );
-    } catch (error) {
-      failures.push(`app "${name}" is not in the app store: ${describeCause(error)}`);
-      continue;
-    }
-    const containers = await engine.containers(name);
-    for (const service of services) {
-      const mine = containers.filter((container) => container.service === service);
-      if (mine.length === 0) failures.push(`app "${name}": service "${service}" has no container`);
-      for (const container of mine) {
-        if (!container.running || container.restarting) {
-          failures.push(`app "${name}": service "${service}" ${container.status} (exit code ${container.exitCode})`);
-        } else if (container.startedAt.getTime() > since.getTime()) {
-          failures.push(`app "${name}": service "${service}" restarted at ${container.startedAt.toISOString()}`);
-        }
-      }
-    }
-  }
+  const { states, unreadable } = await lookAtApps(engine, store, apps, since, 'running');
+  const failures = [...unreadable, ...Object.values(states).flatMap((state) => state.failures)];
   return { ok: failures.length === 0, failures };
 }
 
@@ -115,26 +142,70 @@ export async function appsOutOfSync(engine: ContainerEnginePort, store: AppStore
   return [...reasons, ...(await checkApps(engine, store, stored, new Date())).failures];
 }
 
+export interface WatchWindow {
+  readonly since: Date;
+  readonly until: Date;
+  readonly onTick?: (secondsLeft: number, goals: GoalsReport) => Promise<void>;
+  /**
+   * Called once, the first time every app reached its goal while the window still runs (the device's health checks
+   * run here): a failure ends the window.
+   */
+  readonly onGoalsReached?: () => Promise<AppsResult>;
+  /** Called after every look: what each app reached. */
+  readonly onGoals?: (goals: GoalsReport) => void;
+}
+
 /**
  * The testing window: the apps are looked at about every second until `until`; the first failure ends it. With
- * `until` already past, they are looked at once.
+ * `until` already past, they are looked at once. With `goals` "signed", each app must reach its status goal before
+ * the window ends (an app still `starting` then fails it); "running" asks only that the containers run, for apps
+ * that ran before.
  */
 export async function watchApps(
   engine: ContainerEnginePort,
   store: AppStore,
   apps: Apps,
-  window: { since: Date; until: Date; onTick?: (secondsLeft: number) => Promise<void> },
+  window: WatchWindow,
+  goals: 'signed' | 'running' = 'signed',
 ): Promise<AppsResult> {
+  let reachedReported = false;
   for (;;) {
-    const result = await checkApps(engine, store, apps, window.since);
+    const { states, unreadable } = await lookAtApps(engine, store, apps, window.since, goals);
+    const report: GoalsReport = Object.fromEntries(
+      Object.entries(states).map(([name, state]) => [name, { goal: state.goal, reached: state.reached }]),
+    );
+    window.onGoals?.(report);
     const left = window.until.getTime() - Date.now();
-    if (!result.ok || left <= 0) return result;
-    await window.onTick?.(Math.ceil(left / 1000));
+    const failed = Object.entries(states).find(([, state]) => state.failures.length > 0);
+    const failures = [...unreadable, ...Object.values(states).flatMap((state) => state.failures)];
+    if (failures.length > 0) {
+      return { ok: false, failures, detail: await logDetail(engine, failed?.[0] ?? '', failed?.[1]) };
+    }
+    const waiting = Object.entries(states).find(([, state]) => state.waiting.length > 0);
+    if (waiting === undefined && !reachedReported) {
+      reachedReported = true;
+      if (left > 0 && window.onGoalsReached !== undefined) {
+        const checked = await window.onGoalsReached();
+        if (!checked.ok) return checked;
+      }
+    }
+    if (left <= 0) {
+      if (waiting === undefined) return { ok: true, failures: [] };
+      return {
+        ok: false,
+        failures: Object.values(states).flatMap((state) => state.waiting),
+        detail: await logDetail(engine, waiting[0], waiting[1]),
+      };
+    }
+    await window.onTick?.(Math.ceil(left / 1000), report);
     await new Promise((resolve) => setTimeout(resolve, Math.min(1000, left)));
   }
 }
 
-/** Starts `to` (stopping what only `from` has) and watches it for `windowMs`. */
+/**
+ * Starts `to` (stopping what only `from` has) and watches it for `windowMs`. These are apps that ran before (a
+ * rollback, a restore): their containers must run; their status goals are not waited for.
+ */
 export async function switchApps(
   engine: ContainerEnginePort,
   store: AppStore,
@@ -145,7 +216,7 @@ export async function switchApps(
   const started = await startApps(engine, store, from, to);
   if (!started.ok) return started;
   const since = new Date();
-  return watchApps(engine, store, to, { since, until: new Date(since.getTime() + windowMs) });
+  return watchApps(engine, store, to, { since, until: new Date(since.getTime() + windowMs) }, 'running');
 }
 
 export async function stopApp(engine: ContainerEnginePort, store: AppStore, name: string, pin: AppPin): Promise<void> {

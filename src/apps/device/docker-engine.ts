@@ -1,3 +1,4 @@
+import { execa } from 'execa';
 import { FerryError, describeCause } from '../../errors.js';
 import { runTool } from '../../util/tool.js';
 import { ComposeCli } from './compose-cli.js';
@@ -13,7 +14,11 @@ export interface ContainerState {
   readonly status: string;
   readonly startedAt: Date;
   readonly restartCount: number;
+  /** What the engine's healthcheck says (`docker inspect` .State.Health.Status); null: the container has none. */
+  readonly health: ContainerHealth | null;
 }
+
+export type ContainerHealth = 'starting' | 'healthy' | 'unhealthy';
 
 /**
  * A thin adapter over the container engine: the `docker` CLI and compose (v1 or v2, see compose-cli.ts) for
@@ -118,7 +123,14 @@ export class DockerEngine {
           Id: string;
           Name: string;
           Config: { Image: string; Labels: Record<string, string> };
-          State: { Running: boolean; Restarting: boolean; ExitCode: number; Status: string; StartedAt: string };
+          State: {
+            Running: boolean;
+            Restarting: boolean;
+            ExitCode: number;
+            Status: string;
+            StartedAt: string;
+            Health?: { Status?: string };
+          };
           RestartCount: number;
         };
         return {
@@ -132,7 +144,30 @@ export class DockerEngine {
           status: info.State.Status,
           startedAt: new Date(info.State.StartedAt),
           restartCount: info.RestartCount,
+          health: healthOf(info.State.Health?.Status),
         };
       });
   }
+
+  /**
+   * The last `lines` lines a container wrote (stdout and stderr as they came), for the log snippet of a failure; none
+   * when the engine cannot give them.
+   */
+  async logTail(container: string, lines: number): Promise<string[]> {
+    const result = await execa('docker', ['-H', this.host, 'logs', '--tail', String(lines), container], {
+      stdin: 'ignore',
+      all: true,
+      reject: false,
+      encoding: 'utf8',
+    });
+    if (result.failed) return [];
+    return (result.all ?? '')
+      .split('\n')
+      .filter((line) => line !== '')
+      .slice(-lines);
+  }
+}
+
+function healthOf(status: string | undefined): ContainerHealth | null {
+  return status === 'starting' || status === 'healthy' || status === 'unhealthy' ? status : null;
 }

@@ -1,3 +1,4 @@
+import type { StatusGoal } from '../../tuf/target.js';
 import { parseDocument, type Document } from 'yaml';
 import { localTagOf, parseImageRef, type ImageRef } from './image-ref.js';
 
@@ -20,6 +21,8 @@ export const RENDERED_COMPOSE_FILE = 'docker-compose.ferry.yml';
 export interface ComposeService {
   readonly name: string;
   readonly image: string;
+  /** The service's compose entry has a healthcheck with a test of its own (`disable: true` or NONE: none). */
+  readonly healthcheck: boolean;
 }
 
 export interface ComposeProject {
@@ -33,7 +36,7 @@ export function parseCompose(text: string): ComposeProject {
   if (document.errors.length > 0) throw new Error(`not valid YAML: ${document.errors[0]!.message}`);
   // Aliases are expanded with a cap, so a YAML bomb on the stick cannot exhaust memory.
   const root = document.toJS({ maxAliasCount: 100 }) as {
-    services?: Record<string, { image?: unknown; build?: unknown }>;
+    services?: Record<string, { image?: unknown; build?: unknown; healthcheck?: unknown }>;
   } | null;
   if (typeof root !== 'object' || root === null || typeof root.services !== 'object' || root.services === null) {
     throw new Error('has no services');
@@ -42,10 +45,24 @@ export function parseCompose(text: string): ComposeProject {
   for (const [name, service] of Object.entries(root.services)) {
     if (typeof service?.image !== 'string')
       throw new Error(`service "${name}" names no image (ferry does not build images)`);
-    services.push({ name, image: service.image });
+    services.push({ name, image: service.image, healthcheck: hasHealthcheck(service.healthcheck) });
   }
   if (services.length === 0) throw new Error('has no services');
   return { document, services };
+}
+
+function hasHealthcheck(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const { disable, test } = value as { disable?: unknown; test?: unknown };
+  if (disable === true) return false;
+  // Without a test of its own it only tunes the image's, which the compose file cannot promise: not counted.
+  if (test === undefined || test === 'NONE' || (Array.isArray(test) && test[0] === 'NONE')) return false;
+  return true;
+}
+
+/** The goal an app reaches by default: healthy when a service of it has a healthcheck, else running. */
+export function defaultStatusGoal(services: readonly ComposeService[]): StatusGoal {
+  return services.some((service) => service.healthcheck) ? 'healthy' : 'running';
 }
 
 /** Every service's image, which must be pinned by digest: a tag alone could name anything. */

@@ -39,7 +39,7 @@ export interface TargetSummary {
   readonly commit: string;
   /** Whether ostree_repo/ holds the commit object. */
   readonly contentPresent: boolean;
-  readonly apps: ReadonlyArray<{ readonly name: string; readonly uri: string }>;
+  readonly apps: ReadonlyArray<{ readonly name: string; readonly uri: string; readonly statusGoal: string }>;
 }
 
 export interface BundleSummary {
@@ -210,7 +210,12 @@ export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): 
       tags: target.tags,
       commit: target.commit,
       contentPresent: await bundle.ostreeRepo.hasCommitObject(target.commit),
-      apps: Object.entries(target.apps).map(([app, pin]) => ({ name: app, uri: pin.uri })),
+      apps: Object.entries(target.apps).map(([app, pin]) => ({
+        name: app,
+        uri: pin.uri,
+        // Without a signed goal the device derives it from the compose file.
+        statusGoal: pin.statusGoal ?? 'from its compose file',
+      })),
     });
   }
   const tags = Array.isArray(info.tags)
@@ -271,7 +276,7 @@ export function describeBundle(summary: BundleSummary): string {
     'targets:',
     ...summary.targets.flatMap((target) => [
       `  ${target.name} version ${target.version}, hardware ${target.hardwareIds.join(', ')}, tags ${target.tags.join(', ')}, commit ${target.commit.slice(0, 12)}${target.contentPresent ? '' : ' (NOT on the stick)'}`,
-      ...target.apps.map((app) => `    app ${app.name}: ${app.uri}`),
+      ...target.apps.map((app) => `    app ${app.name}: ${app.uri} (status goal: ${app.statusGoal})`),
     ]),
     summary.signaturesMissing > 0
       ? `signatures missing: ${summary.signaturesMissing} (add them with \`ferry bundle sign\`)`

@@ -16,7 +16,7 @@ export function registerRunCommand(program: Command, context: CommandContext): v
     program
       .command('run')
       .description(
-        'after the reboot (or engine restart): start the apps, watch them through the testing window, commit or roll back',
+        'after the reboot (or engine restart): start the apps, watch them through the testing window until each reaches its status goal (running or healthy), run the health checks ([ferry] health_checks_dir), commit or roll back',
       ),
   )
     .option(

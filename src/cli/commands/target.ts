@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { addTarget, parseAppOption } from '../../repo/add-target.js';
+import { addTarget, parseAppOption, parseStatusGoalOption } from '../../repo/add-target.js';
+import { FerryError } from '../../errors.js';
 import { withFactoryRepo } from '../../repo/factory-lock.js';
 import type { RestartPolicy } from '../../tuf/target.js';
 import type { CommandContext } from '../command-context.js';
@@ -30,9 +31,15 @@ export function registerTargetCommand(program: Command, { setReport }: CommandCo
         .choices(['container', 'system'])
         .default('container'),
     )
+    .option(
+      '--status-goal <app=goal>',
+      'the status goal of a pinned app, running or healthy (repeatable; default: healthy when a service of its compose file has a healthcheck, else running)',
+      collect,
+    )
     .action(
       async (options: {
         app?: string[];
+        statusGoal?: string[];
         restartPolicy: RestartPolicy;
         repo: string;
         name: string;
@@ -43,6 +50,14 @@ export function registerTargetCommand(program: Command, { setReport }: CommandCo
         ref?: string;
         ostreeRepo?: string;
       }) => {
+        const apps = (options.app ?? []).map((text) => ({
+          restartPolicy: options.restartPolicy,
+          ...parseAppOption(text),
+        }));
+        const goals = new Map((options.statusGoal ?? []).map(parseStatusGoalOption).map((g) => [g.name, g.statusGoal]));
+        for (const name of goals.keys())
+          if (!apps.some((app) => app.name === name))
+            throw new FerryError('USAGE', `--status-goal ${name}: no --app ${name} is given`);
         const result = await withFactoryRepo(options.repo, 'target add', (repo) =>
           addTarget(repo, {
             name: options.name,
@@ -52,10 +67,7 @@ export function registerTargetCommand(program: Command, { setReport }: CommandCo
             commit: options.commit,
             ref: options.ref,
             ostreeRepo: options.ostreeRepo === undefined ? undefined : path.resolve(options.ostreeRepo),
-            apps: (options.app ?? []).map((text) => ({
-              restartPolicy: options.restartPolicy,
-              ...parseAppOption(text),
-            })),
+            apps: apps.map((app) => ({ ...app, statusGoal: goals.get(app.name) })),
           }),
         );
         setReport(
