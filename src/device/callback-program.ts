@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { lastLines, runBounded } from '../util/bounded-process.js';
 
 /**
  * The events an update calls the callback program at, by aktualizr-lite's names. install-final-post is ferry's own:
@@ -93,60 +93,20 @@ export class CallbackProgram implements CallbackPort {
   }
 
   /** Runs the program once; undefined when it exited 0, else what went wrong. */
-  private run(program: string, call: CallbackCall): Promise<string | undefined> {
-    return new Promise((resolve) => {
-      let output = '';
-      let timedOut = false;
-      let settled = false;
-      // Its own process group, so that a timeout kills what a script started too, not only the script.
-      const child = spawn(program, [], {
-        env: this.environment(call),
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true,
-      });
-      const keep = (chunk: Buffer) => {
-        output = (output + chunk.toString('utf8')).slice(-OUTPUT_KEPT_BYTES);
-      };
-      child.stdout.on('data', keep);
-      child.stderr.on('data', keep);
-      const timer = setTimeout(() => {
-        timedOut = true;
-        killGroup(child.pid);
-      }, this.options.timeoutMs);
-      const done = (problem: string | undefined) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        // A process it left behind may hold the pipes open: the callback's end is its own exit, not theirs.
-        child.stdout.destroy();
-        child.stderr.destroy();
-        resolve(problem);
-      };
-      child.once('error', (error) => done(`could not be run: ${error.message}`));
-      child.once('exit', (code, signal) => {
-        if (timedOut) {
-          killGroup(child.pid);
-          return done(`did not finish within ${this.options.timeoutMs / 1000} s and was killed`);
-        }
-        if (code === 0) return done(undefined);
-        const last = lastLine(output);
-        const how = signal !== null ? `was killed by ${signal}` : `exited ${code}`;
-        done(last === '' ? how : `${how}: ${last}`);
-      });
+  private async run(program: string, call: CallbackCall): Promise<string | undefined> {
+    // A callback may start something meant to outlive it: only the timeout kills its process group.
+    const result = await runBounded(program, {
+      env: this.environment(call),
+      timeoutMs: this.options.timeoutMs,
+      outputBytes: OUTPUT_KEPT_BYTES,
+      killGroupOnExit: false,
+      cwd: process.cwd(),
     });
+    if (result.spawnError !== undefined) return `could not be run: ${result.spawnError}`;
+    if (result.timedOut) return `did not finish within ${this.options.timeoutMs / 1000} s and was killed`;
+    if (result.code === 0) return undefined;
+    const last = lastLines(result.output, 1)[0]?.trim() ?? '';
+    const how = result.signal !== null ? `was killed by ${result.signal}` : `exited ${result.code}`;
+    return last === '' ? how : `${how}: ${last}`;
   }
-}
-
-function killGroup(pid: number | undefined): void {
-  if (pid === undefined) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // Already gone.
-  }
-}
-
-function lastLine(text: string): string {
-  const lines = text.split('\n').filter((line) => line.trim() !== '');
-  return lines.at(-1)?.trim() ?? '';
 }

@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { constants, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { describeCause } from '../errors.js';
+import { lastLines, runBounded } from '../util/bounded-process.js';
 
 /**
  * Device health checks, in greenboot's pattern: the executables in one directory are run in name order, and any that
@@ -69,15 +69,25 @@ export class HealthCheckDir implements HealthChecksPort {
         log.push(`health check ${name} skipped: not executable`);
         continue;
       }
-      const result = await runCheck(file, this.timeoutMs, {
-        FERRY_TARGET_NAME: target.name,
-        FERRY_TARGET_VERSION: target.version,
-        FERRY_PHASE: phase,
-        FERRY_CHECK_TIMEOUT_SECONDS: String(Math.round(this.timeoutMs / 1000)),
+      // Whatever the check started in its process group goes with it, at its exit or at the timeout.
+      const result = await runBounded(file, {
+        env: {
+          ...process.env,
+          FERRY_TARGET_NAME: target.name,
+          FERRY_TARGET_VERSION: target.version,
+          FERRY_PHASE: phase,
+          FERRY_CHECK_TIMEOUT_SECONDS: String(Math.round(this.timeoutMs / 1000)),
+        },
+        timeoutMs: this.timeoutMs,
+        outputBytes: OUTPUT_BYTES,
+        killGroupOnExit: true,
       });
-      const lines = lastLines(result.output, CHECK_OUTPUT_LINES);
+      const lines = lastLines(
+        result.spawnError === undefined ? result.output : `${result.output}\n${result.spawnError}`,
+        CHECK_OUTPUT_LINES,
+      );
       const last = lines.at(-1);
-      if (result.timedOut || result.code !== 0) {
+      if (result.timedOut || result.code !== 0 || result.spawnError !== undefined) {
         const why = result.timedOut
           ? `timed out after ${Math.round(this.timeoutMs / 1000)} s and was killed${last === undefined ? '' : `; last line: ${last}`}`
           : (last ?? (result.code === null ? `killed by ${result.signal}` : `exit code ${result.code}`));
@@ -92,79 +102,4 @@ export class HealthCheckDir implements HealthChecksPort {
     }
     return { ok: true, log };
   }
-}
-
-interface CheckRun {
-  readonly code: number | null;
-  readonly signal: NodeJS.Signals | null;
-  readonly timedOut: boolean;
-  readonly output: string;
-}
-
-/**
- * Runs one check in a process group of its own, stdout and stderr together. At the timeout the whole group is
- * killed, so that a check's children do not outlive it.
- */
-function runCheck(file: string, timeoutMs: number, env: Record<string, string>): Promise<CheckRun> {
-  return new Promise((resolve) => {
-    let output = '';
-    let timedOut = false;
-    const child = spawn(file, [], {
-      cwd: '/',
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    const take = (chunk: Buffer) => {
-      output = (output + chunk.toString('utf8')).slice(-OUTPUT_BYTES);
-    };
-    child.stdout.on('data', take);
-    child.stderr.on('data', take);
-    const killGroup = () => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // The group is gone already.
-      }
-    };
-    let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
-    let settled = false;
-    const done = (code: number | null, signal: NodeJS.Signals | null) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve({ code, signal, timedOut, output });
-    };
-    // A process the check left behind (one that left its group, too) may hold the pipes open: what was read is kept.
-    const stopReading = () => {
-      child.stdout.destroy();
-      child.stderr.destroy();
-      if (exited !== null) done(exited.code, exited.signal);
-    };
-    const timer = setTimeout(() => {
-      if (exited === null) timedOut = true;
-      killGroup();
-      if (exited !== null) stopReading();
-    }, timeoutMs);
-    child.on('error', (error) => {
-      output += `${error.message}\n`;
-      exited = { code: 127, signal: null };
-      stopReading();
-    });
-    child.on('exit', (code, signal) => {
-      exited = { code, signal };
-      // Whatever the check started in its group goes with it.
-      killGroup();
-      if (timedOut) stopReading();
-    });
-    child.on('close', (code, signal) => done(code, signal));
-  });
-}
-
-function lastLines(text: string, count: number): string[] {
-  return text
-    .split('\n')
-    .map((line) => line.trimEnd())
-    .filter((line) => line !== '')
-    .slice(-count);
 }
