@@ -385,12 +385,21 @@ export function rollbackPointAfter(pending: PendingUpdate, rollback: TargetRef |
  * The apps kept running (or there were none) and the boot trial ended: the update is committed (0, 90), or, on the
  * way back, the previous target runs again (99).
  */
-export function commitEnd(pending: PendingUpdate, bootFirmwareUpdated: boolean, rollback: TargetRef | null): RunEnd {
+export function commitEnd(
+  pending: PendingUpdate,
+  bootFirmwareUpdated: boolean,
+  rollback: TargetRef | null,
+  failedTargets: DeviceStatus['failedTargets'] = [],
+): RunEnd {
   const { target } = pending;
   if (pending.phase === 'returning') {
+    // The run before the reboot recorded why the target failed; this end is what a person reads last, so it says it.
+    const { from } = pending;
+    const recorded = [...failedTargets].reverse().find((failed) => failed.target.name === from.name)?.reason;
+    const why = recorded === undefined ? '' : ` (${recorded.replace(/^apps failed: /, '')})`;
     const report: CommandReport = {
       outcome: 'APPS_ROLLED_BACK',
-      message: `rolled back to "${target.name}" after the apps of "${pending.from.name}" failed; its apps run again`,
+      message: `rolled back to "${target.name}" after "${from.name}" failed${why}; its apps run again`,
       data: { target, failed: pending.from },
     };
     return {
@@ -489,7 +498,7 @@ export function planAppsFailed(
     return failed(
       {
         outcome: 'APPS_FAILED_NO_ROLLBACK',
-        message: `the apps of "${target.name}" failed and there is no known version to roll back to: ${why}`,
+        message: `"${target.name}" failed and there is no known version to roll back to: ${why}`,
       },
       { pending: null, current: target, failedTargets: failedTargetsWith(status, target, at, why) },
       pending.rootfsChanged,
@@ -515,7 +524,7 @@ export function rootfsReturnEnd(
   if (!result.ok) {
     const report: CommandReport = {
       outcome: 'APPS_ROLLBACK_FAILED',
-      message: `the apps of "${target.name}" failed (${why}), and making "${previous.name}" the default again failed: ${result.reason}`,
+      message: `"${target.name}" failed (${why}), and making "${previous.name}" the default again failed: ${result.reason}`,
     };
     return {
       report,
@@ -535,7 +544,7 @@ export function rootfsReturnEnd(
   }
   const report: CommandReport = {
     outcome: 'APPS_FAILED_REBOOT_TO_ROLLBACK',
-    message: `the apps of "${target.name}" failed on its new rootfs (${why}); "${previous.name}" is the default again: reboot, then run \`run\``,
+    message: `"${target.name}" failed on its new rootfs (${why}); "${previous.name}" is the default again: reboot, then run \`run\``,
     data: { failed: target, next: previous },
   };
   return {
@@ -581,7 +590,7 @@ export function appsSwitchEnd(
     return {
       report: {
         outcome: 'APPS_ROLLED_BACK',
-        message: `the apps of "${target.name}" failed (${why}); the apps of "${previous.name}" run again`,
+        message: `"${target.name}" failed (${why}); the apps of "${previous.name}" run again`,
         data: { failed: target, running: previous },
       },
       step: 'run.rollback-record',
@@ -595,7 +604,7 @@ export function appsSwitchEnd(
   }
   const report: CommandReport = {
     outcome: 'APPS_ROLLBACK_FAILED',
-    message: `the apps of "${target.name}" failed (${why}), and the apps of "${previous.name}" did not start again: ${restore.failures.join('; ')}`,
+    message: `"${target.name}" failed (${why}), and the apps of "${previous.name}" did not start again: ${restore.failures.join('; ')}`,
     data: { failed: target },
   };
   return {

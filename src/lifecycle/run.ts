@@ -314,7 +314,12 @@ async function completeUpdate(
   // The store keeps what runs now and what a rollback would go back to.
   const rollback = rollbackPointAfter(pending, recorder.status.rollback);
   await journal.step('run.apps-prune', () => device.appStore.prune([target.apps, rollback?.apps ?? {}]));
-  return recordEnd(device, recorder, journal, commitEnd(pending, decision.bootFirmwareUpdated, rollback));
+  return recordEnd(
+    device,
+    recorder,
+    journal,
+    commitEnd(pending, decision.bootFirmwareUpdated, rollback, recorder.status.failedTargets),
+  );
 }
 
 /**

@@ -463,6 +463,20 @@ describe('run planner: every phase, every way run ends', () => {
     });
   });
 
+  test('the end of a way back says why the target failed, as the run before the reboot recorded it', () => {
+    const failed = [{ target: v2, at: AT, reason: 'apps failed: status goal not reached: 10-sensor: sensor offline' }];
+    const end = commitEnd(PENDING.returning, false, null, failed);
+    assert.equal(end.report.outcome, 'APPS_ROLLED_BACK');
+    assert.equal(
+      end.report.message,
+      'rolled back to "os-1" after "os-2" failed (status goal not reached: 10-sensor: sensor offline); its apps run again',
+    );
+    assert.equal(
+      commitEnd(PENDING.returning, false, null, []).report.message,
+      'rolled back to "os-1" after "os-2" failed; its apps run again',
+    );
+  });
+
   test('a window begun in an earlier boot starts again; one of this boot is resumed', () => {
     assert.deepEqual(windowToResume(PENDING.testing, 'boot-1'), { window });
     const cut = windowToResume(PENDING.testing, 'boot-2');
