@@ -61,21 +61,26 @@ describe('status goals in the signed target', () => {
       JSON.parse(await fs.readFile(path.join(factory.repo.dir, 'tuf', 'targets.json'), 'utf8')).signed.targets;
     const derived = (await targetsOf())[health.healthy].custom.docker_compose_apps;
     assert.deepEqual([derived.ready.status_goal, derived.heartbeat.status_goal], ['healthy', 'running']);
-    const added = await cli(
-      'target',
-      'add',
-      '--repo',
-      factory.repo.dir,
-      '--name',
-      'goals',
-      '--version',
+    const addGoalsTarget = (version: string, ...apps: string[]) =>
+      cli(
+        'target',
+        'add',
+        '--repo',
+        factory.repo.dir,
+        '--name',
+        'goals',
+        '--version',
+        version,
+        '--hardware-id',
+        HARDWARE_ID,
+        '--tag',
+        TAG,
+        '--commit',
+        factory.rootfs.a,
+        ...apps,
+      );
+    const added = await addGoalsTarget(
       '900',
-      '--hardware-id',
-      HARDWARE_ID,
-      '--tag',
-      TAG,
-      '--commit',
-      factory.rootfs.a,
       '--app',
       'ready',
       '--app',
@@ -90,26 +95,7 @@ describe('status goals in the signed target', () => {
     assert.deepEqual([given.ready.status_goal, given.heartbeat.status_goal], ['running', 'healthy']);
     const before = await fs.readFile(path.join(factory.repo.dir, 'tuf', 'targets.json'), 'utf8');
     for (const goal of ['sick=healthy', 'ready=ready']) {
-      const refused = await cli(
-        'target',
-        'add',
-        '--repo',
-        factory.repo.dir,
-        '--name',
-        'goals',
-        '--version',
-        '901',
-        '--hardware-id',
-        HARDWARE_ID,
-        '--tag',
-        TAG,
-        '--commit',
-        factory.rootfs.a,
-        '--app',
-        'ready',
-        '--status-goal',
-        goal,
-      );
+      const refused = await addGoalsTarget('901', '--app', 'ready', '--status-goal', goal);
       assert.equal(refused.code, 2, refused.stderr);
       assert.match(refused.stderr, /^ferry: --status-goal/);
     }
