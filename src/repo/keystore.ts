@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError, describeCause } from '../errors.js';
-import { generateSigningKey, signingKeyFromPem, type SigningKey } from '../tuf/keys.js';
+import { signingKeyFromPem, type SigningKey } from '../tuf/keys.js';
 import type { RoleName } from '../tuf/sign-metadata.js';
 import { openSigner, readSignerSpec, serializeSignerSpec, type SignerSpec } from '../tuf/signers/signer-spec.js';
 
@@ -16,12 +16,6 @@ const SIGNER_SUFFIX = '.signer.json';
  */
 export class KeyStore {
   constructor(readonly dir: string) {}
-
-  async create(role: RoleName): Promise<SigningKey> {
-    const { key, privatePem } = generateSigningKey();
-    await this.store(role, key, privatePem);
-    return key;
-  }
 
   async store(role: RoleName, key: SigningKey, privatePem: string): Promise<void> {
     await this.write(role, `${key.keyId}${PEM_SUFFIX}`, privatePem);

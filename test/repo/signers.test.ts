@@ -6,9 +6,10 @@ import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
 import { OUTCOMES } from '../../src/exit-codes.js';
+import { commitSimRootfs } from '../../src/sim/rootfs.js';
 import { readSignerSpec } from '../../src/tuf/signers/signer-spec.js';
 import { cli } from '../support/cli.js';
-import { buildFactory, exportTo, TAG, tempDir, type TestFactory } from '../support/factory.js';
+import { buildFactory, exportTo, HARDWARE_ID, TAG, tempDir, type TestFactory } from '../support/factory.js';
 import { makeDevice } from '../support/sim-device.js';
 import { PIN_VARIABLE, SOFTHSM_MODULE, startSoftHsm, TOKEN_PIN, type SoftHsmToken } from '../support/softhsm.js';
 import { hashTree } from '../support/tree-hash.js';
@@ -195,6 +196,27 @@ describe('a targets key in a SoftHSM2 token', () => {
       );
       assertRefusal(init, 'SIGNER_PIN_INCORRECT', /refused the PIN/);
       await assert.rejects(fs.access(path.join(path.dirname(destination), 'repo')));
+      // target add signs targets too: refused before it copies the commit in.
+      await commitSimRootfs({ repo: path.join(factory.dir, 'build'), branch: 'test/v9', version: '9' });
+      const added = await jsonCli(
+        'target',
+        'add',
+        '--repo',
+        factory.repo.dir,
+        '--name',
+        'sim-lmp',
+        '--version',
+        '9',
+        '--hardware-id',
+        HARDWARE_ID,
+        '--tag',
+        TAG,
+        '--ref',
+        'test/v9',
+        '--ostree-repo',
+        path.join(factory.dir, 'build'),
+      );
+      assertRefusal(added, 'SIGNER_PIN_INCORRECT', /refused the PIN/);
     } finally {
       process.env[PIN_VARIABLE] = TOKEN_PIN;
     }
