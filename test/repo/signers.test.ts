@@ -1,13 +1,13 @@
 import '../../src/tuf/models-patch.js';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { Metadata, MetadataKind, type Root } from '@tufjs/models';
 import { OUTCOMES } from '../../src/exit-codes.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
-import { readSignerSpec } from '../../src/tuf/signers/signer-spec.js';
+import { openSigner, readSignerSpec } from '../../src/tuf/signers/signer-spec.js';
 import { cli } from '../support/cli.js';
 import { buildFactory, exportTo, HARDWARE_ID, TAG, tempDir, type TestFactory } from '../support/factory.js';
 import { makeDevice } from '../support/sim-device.js';
@@ -22,6 +22,7 @@ import { hashTree } from '../support/tree-hash.js';
  */
 
 type Json = Record<string, any>;
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const readJson = async (file: string): Promise<Json> => JSON.parse(await fs.readFile(file, 'utf8'));
 
 /** Every file under `dir`, relative to it. */
@@ -52,7 +53,9 @@ async function assertNoPrivateKeyOnDisk(factoryDir: string, role: string, keptRe
 }
 
 /** A signing command: node, reading the bytes on stdin and printing the signature in hex (or a wrong one). */
-async function commandSigner(mode: 'good' | 'bad' | 'fail'): Promise<{ file: string; publicPem: string }> {
+async function commandSigner(
+  mode: 'good' | 'raw' | 'base64' | 'bad' | 'fail',
+): Promise<{ file: string; publicPem: string }> {
   const dir = await tempDir('command-signer');
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   // The command's own key, kept where a KMS would keep it: outside the factory.
@@ -68,7 +71,9 @@ async function commandSigner(mode: 'good' | 'bad' | 'fail'): Promise<{ file: str
       "if (mode === 'fail') { process.stderr.write('kms: access denied\\n'); process.exit(3); }",
       'const data = readFileSync(0);',
       "const message = mode === 'bad' ? Buffer.concat([data, Buffer.from('x')]) : data;",
-      "process.stdout.write(sign(null, message, createPrivateKey(readFileSync(keyFile))).toString('hex') + '\\n');",
+      'const signature = sign(null, message, createPrivateKey(readFileSync(keyFile)));',
+      "if (mode === 'raw') process.stdout.write(signature);",
+      "else process.stdout.write(signature.toString(mode === 'base64' ? 'base64' : 'hex') + '\\n');",
     ].join('\n'),
   );
   const publicPem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
@@ -283,6 +288,21 @@ describe('a targets key in a SoftHSM2 token', () => {
     assert.deepEqual(signed.data['offline'], { valid: 1, threshold: 1 });
     assert.equal(signed.data['keyId'], added.data['keyIds'][0]);
   });
+
+  test('a PIN read from a file (pin-source file:) opens the token; a message over 1 KiB is signed whole', async () => {
+    const pinFile = path.join(await tempDir('pin'), 'pin');
+    await fs.writeFile(pinFile, `${TOKEN_PIN}\n`, { mode: 0o600 });
+    const spec = await readSignerSpec(await token.signerFile('pin-from-file', { 'pin-source': `file:${pinFile}` }));
+    const key = openSigner(spec, { create: true });
+    const publicKey = createPublicKey({
+      key: Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(key.publicKey.keyval.public, 'hex')]),
+      format: 'der',
+      type: 'spki',
+    });
+    // EdDSA has no multi-part form in the token: a TUF file of any size goes in one C_Sign.
+    const data = Buffer.alloc(64 * 1024, 7);
+    assert.ok(verify(null, data, publicKey, Buffer.from(key.signHex(data), 'hex')));
+  });
 });
 
 describe('a signing command', () => {
@@ -324,6 +344,15 @@ describe('a signing command', () => {
       assert.equal(await hashTree(commandFactory.repo.dir), before);
       // A failed export leaves no half-written bundle: the destination is gone or empty.
       assert.deepEqual(await fs.readdir(destination).catch(() => []), []);
+    }
+  });
+
+  test('the signature may come raw, in hex or in base64; each is checked against the public key', async () => {
+    const data = Buffer.from('{"signed":"bytes"}');
+    for (const mode of ['good', 'raw', 'base64'] as const) {
+      const { file, publicPem } = await commandSigner(mode);
+      const key = openSigner(await readSignerSpec(file));
+      assert.ok(verify(null, data, createPublicKey(publicPem), Buffer.from(key.signHex(data), 'hex')), mode);
     }
   });
 
