@@ -111,8 +111,11 @@ export async function addOfflineTargetsKeys(
   if (options.threshold < 1 || options.threshold > count) {
     throw new FerryError('USAGE', `--threshold must be between 1 and the number of keys (${count})`);
   }
-  if (options.signers === undefined && options.outDir === undefined)
-    throw new FerryError('USAGE', 'give --out (where the private keys are written) or --signer for each key');
+  if ((options.signers === undefined) === (options.outDir === undefined))
+    throw new FerryError(
+      'USAGE',
+      'give either --out (where new private keys are written) or one --signer per key held elsewhere',
+    );
   // Offline targets keys are named in a field of ferry's root that aktualizr does not know: a Foundries root would
   // carry keys no device of that format counts apart. fioctl's own offline keys are plain targets keys.
   if ((await repo.metadataFormat()) !== 'ferry')
@@ -139,7 +142,7 @@ export async function addOfflineTargetsKeys(
   );
   // The private halves are written before the root: a root must never name keys that nobody holds.
   const files: string[] = [];
-  if (options.outDir !== undefined && options.signers === undefined) {
+  if (options.outDir !== undefined) {
     await fs.mkdir(options.outDir, { recursive: true, mode: 0o700 });
     for (const { key, privatePem } of keys) {
       const file = path.join(options.outDir, `targets-offline-${key.keyId.slice(0, 16)}.pem`);
