@@ -22,6 +22,12 @@ declare -A PACKAGES=(
   [systemd]=systemd-analyze
   [exfat-fuse]=/usr/sbin/mount.exfat-fuse
   [exfatprogs]=/usr/sbin/mkfs.exfat
+  # Signing keys in a PKCS#11 token: SoftHSM2 is the token the tests use; npm ci builds the PKCS#11 binding
+  # (pkcs11js, a native addon) with node-gyp, which needs a compiler, make and python3.
+  [softhsm2]=softhsm2-util
+  [g++]=g++
+  [make]=make
+  [python3]=python3
   # The real-boot lane (test/realboot): the VM, its two bootloaders, and the tools that build its disks and sticks
   # without a loop device. The kernel and ostree-boot are fetched there with apt-get download, not installed.
   [qemu-system-x86]=qemu-system-x86_64

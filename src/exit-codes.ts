@@ -604,9 +604,26 @@ export const OUTCOMES = {
   KEY_FILE_INVALID: {
     exitCode: 23,
     kind: 'failure',
-    commands: ['bundle sign'],
-    meaning: 'the key file cannot be read or is not an ed25519 private key (PKCS#8 PEM); nothing was signed',
-    next: 'give the private key file of a targets key (ferry keys add-offline writes them)',
+    commands: ['bundle sign', 'repo init', 'keys rotate', 'keys add-offline'],
+    meaning:
+      'the key file cannot be read or is not an ed25519 private key (PKCS#8 PEM), or the signer configuration (signer.json) is not one ferry reads; nothing was signed',
+    next: 'give the private key file of a targets key (ferry keys add-offline writes them), or fix the signer configuration (README: Keys in an HSM)',
+  },
+  SIGNER_PIN_INCORRECT: {
+    exitCode: 9,
+    kind: 'failure',
+    commands: ['repo init', 'target add', 'export', 'keys rotate', 'keys add-offline', 'bundle sign'],
+    meaning:
+      "the PKCS#11 token holding a signing key refused the PIN (the factory's signer.json names where the PIN comes from); nothing was signed or written",
+    next: 'give the right PIN (e.g. FERRY_PKCS11_PIN), mindful of the token locking after a few wrong tries',
+  },
+  SIGNER_FAILED: {
+    exitCode: 10,
+    kind: 'failure',
+    commands: ['repo init', 'target add', 'export', 'keys rotate', 'keys add-offline', 'bundle sign'],
+    meaning:
+      'a signing key held outside ferry cannot sign: the PKCS#11 module does not load, the token or the key labelled there is not found, the PIN source is not set, or the signing command fails or prints a signature that does not verify against its public key; nothing was written',
+    next: "check the signer's configuration (the key's .signer.json in the factory's keys/ROLE/, or the one given) and the token or the command it names",
   },
   TRUSTED_ROOT_UNREADABLE: {
     exitCode: 24,

@@ -25,6 +25,8 @@ await build({
   banner: {
     js: "import { createRequire as createBundleRequire } from 'node:module'; const require = createBundleRequire(import.meta.url);",
   },
+  // A native addon (the PKCS#11 binding) cannot join the bundle: it is required from node_modules when used.
+  external: ['pkcs11js'],
   logLevel: 'warning',
 });
 

@@ -145,6 +145,7 @@ export async function addTarget(
   if ((spec.commit === undefined) === (spec.ref === undefined))
     throw new FerryError('USAGE', 'give exactly one of --commit and --ref');
 
+  await repo.keys.reach(['targets', 'snapshot', 'timestamp']);
   const commit = await resolveCommit(repo, spec);
   const apps = await pinApps(repo, spec.apps ?? []);
   const name = targetNameOf(spec.name, spec.version);

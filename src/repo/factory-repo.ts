@@ -8,6 +8,8 @@ import { expiresInDays } from '../tuf/expires.js';
 import { fioMetaEntryOf } from '../tuf/foundries/fio-sign.js';
 import { ROLE_NAMES, type RoleName } from '../tuf/sign-metadata.js';
 import { METADATA_MAX_BYTES } from '../tuf/verify-metadata.js';
+import { generateSigningKey } from '../tuf/keys.js';
+import { openSigner, type SignerSpec } from '../tuf/signers/signer-spec.js';
 import { KeyStore } from './keystore.js';
 import {
   METADATA_FORMATS,
@@ -220,6 +222,8 @@ export interface InitOptions {
   readonly factory?: string;
   /** The TUF format the factory signs in from now on (default ferry). */
   readonly metadataFormat?: MetadataFormat;
+  /** Roles whose key lives in a token or behind a command (made there, or taken by label), not in keys/<role>/. */
+  readonly signers?: Partial<Record<RoleName, SignerSpec>>;
   readonly now?: Date;
 }
 
@@ -231,6 +235,12 @@ export async function initFactoryRepo(dir: string, options: InitOptions): Promis
   if (!(await isEmptyOrMissingDir(dir))) throw new FerryError('REPO_EXISTS', `${dir} is not empty`);
   const format = options.metadataFormat ?? 'ferry';
   const now = options.now ?? new Date();
+  // Every key is reached before anything is written: a token that refuses its PIN leaves no half-made factory.
+  const made = ROLE_NAMES.map((role) => {
+    const spec = options.signers?.[role];
+    if (spec === undefined) return { role, ...generateSigningKey() };
+    return { role, key: openSigner(spec, { create: true }), spec };
+  });
   const repo = new FactoryRepo(dir);
   await fs.mkdir(repo.tufDir, { recursive: true });
   await fs.mkdir(repo.appsDir, { recursive: true });
@@ -243,9 +253,11 @@ export async function initFactoryRepo(dir: string, options: InitOptions): Promis
     apps: {},
   });
 
-  const keys = Object.fromEntries(
-    await Promise.all(ROLE_NAMES.map(async (role) => [role, await repo.keys.create(role)] as const)),
-  );
+  for (const entry of made) {
+    if ('privatePem' in entry) await repo.keys.store(entry.role, entry.key, entry.privatePem);
+    else await repo.keys.storeSigner(entry.role, entry.key, entry.spec);
+  }
+  const keys = Object.fromEntries(made.map(({ role, key }) => [role, key] as const));
   const named = (role: RoleName) => rootKeyIn(format, keys[role]!);
   // Only ferry's format has spec_version and consistent_snapshot; aktualizr's generator writes neither.
   const ferryOnly = (fields: Record<string, unknown>) => (format === 'ferry' ? fields : {});

@@ -5,6 +5,7 @@ import { expiresInDays, parseExpires } from '../tuf/expires.js';
 import { generateSigningKey, type SigningKey } from '../tuf/keys.js';
 import { OFFLINE_TARGETS_FIELD } from '../tuf/offline-targets.js';
 import type { RoleName } from '../tuf/sign-metadata.js';
+import { openSigner, type SignerSpec } from '../tuf/signers/signer-spec.js';
 import type { FactoryRepo } from './factory-repo.js';
 import { rootKeyIn, signRoleIn } from './metadata-format.js';
 
@@ -21,16 +22,16 @@ export interface RootChange {
 }
 
 /**
- * Writes the next N.root.json: the current root changed by `change`, one version up, signed by the current root
- * keys and, when the root keys themselves change, by the new ones too (a device only takes a new root signed by
- * the threshold of both). Old files stay: every root version must be on every stick.
+ * The next N.root.json: the current root changed by `change`, one version up, signed by the current root keys and,
+ * when the root keys themselves change, by the new ones too (a device only takes a new root signed by the threshold
+ * of both). Signed, not written: a key that cannot sign (a token refusing its PIN) must leave the factory as it was.
  */
-async function writeNextRoot(
+async function signNextRoot(
   repo: FactoryRepo,
   change: (signed: RootSigned) => RootSigned,
   newRootKeys: readonly SigningKey[],
   options: { readonly expiresInDays?: number | undefined; readonly now?: Date | undefined },
-): Promise<number> {
+): Promise<{ readonly version: number; readonly document: Record<string, unknown> }> {
   const current = (await repo.readRole('root')).signed as RootSigned;
   const next = change(structuredClone(current));
   next.version = current.version + 1;
@@ -44,29 +45,31 @@ async function writeNextRoot(
     );
   }
   const signers = [...(await repo.keys.load('root')), ...newRootKeys];
-  await repo.writeRole('root', signRoleIn(await repo.metadataFormat(), 'root', next, signers));
-  return next.version;
+  return { version: next.version, document: signRoleIn(await repo.metadataFormat(), 'root', next, signers) };
 }
 
 /**
- * `keys rotate --role R`: a new online key for the role replaces the old one(s) in the next root; the old private
- * keys move to `keys/<role>/retired/` once the new root is written. Metadata signed by the old keys stops verifying
- * at that root, so the next export re-signs everything.
+ * `keys rotate --role R`: a new online key for the role replaces the old one(s) in the next root; the old keys move
+ * to `keys/<role>/retired/` once the new root is written. The new key is a PEM file, or, given `signer`, made in (or
+ * taken by label from) a PKCS#11 token, or a signing command's. Metadata signed by the old keys stops verifying at
+ * that root, so the next export re-signs everything.
  */
 export async function rotateRoleKey(
   repo: FactoryRepo,
   role: RoleName,
-  options: { readonly expiresInDays?: number | undefined; readonly now?: Date } = {},
+  options: { readonly expiresInDays?: number | undefined; readonly now?: Date; readonly signer?: SignerSpec } = {},
 ): Promise<RootChange> {
   const old = await repo.keys.load(role);
-  const { key, privatePem } = generateSigningKey();
+  const made =
+    options.signer === undefined
+      ? generateSigningKey()
+      : { key: openSigner(options.signer, { create: true }), spec: options.signer };
+  const { key } = made;
   const format = await repo.metadataFormat();
   // The ids the root names them by, which in the Foundries format are not the key store's.
   const oldIds = new Set(old.map((entry) => rootKeyIn(format, entry).keyId));
   const named = rootKeyIn(format, key);
-  // Stored before the root names it; until the root is written an extra signature by it is simply not counted.
-  await repo.keys.store(role, key, privatePem);
-  const rootVersion = await writeNextRoot(
+  const next = await signNextRoot(
     repo,
     (signed) => {
       const kept = signed.roles[role]!.keyids.filter((id) => !oldIds.has(id));
@@ -79,28 +82,40 @@ export async function rotateRoleKey(
     role === 'root' ? [key] : [],
     options,
   );
+  // Stored before the root names it; until the root is written an extra signature by it is simply not counted.
+  if ('privatePem' in made) await repo.keys.store(role, key, made.privatePem);
+  else await repo.keys.storeSigner(role, key, made.spec);
+  await repo.writeRole('root', next.document);
   for (const entry of old) await repo.keys.retire(role, entry.keyId);
-  return { rootVersion, keyIds: [named.keyId] };
+  return { rootVersion: next.version, keyIds: [named.keyId] };
 }
 
 /**
- * `keys add-offline`: new targets keys whose private halves go to `outDir` (to be kept off the workstation), added
- * to the targets role and named in root.json as the offline targets keys: a production bundle is accepted only once
- * `threshold` of them have signed its bundle-targets.json (`ferry bundle sign`).
+ * `keys add-offline`: new targets keys whose private halves go to `outDir` (to be kept off the workstation), or that
+ * live in tokens or behind commands (`signers`: made there, or taken by label), added to the targets role and named
+ * in root.json as the offline targets keys: a production bundle is accepted only once `threshold` of them have
+ * signed its bundle-targets.json (`ferry bundle sign`).
  */
 export async function addOfflineTargetsKeys(
   repo: FactoryRepo,
   options: {
     readonly count: number;
     readonly threshold: number;
-    readonly outDir: string;
+    readonly outDir?: string | undefined;
+    readonly signers?: readonly SignerSpec[] | undefined;
     readonly expiresInDays?: number | undefined;
     readonly now?: Date;
   },
 ): Promise<RootChange & { readonly files: readonly string[] }> {
-  if (options.threshold < 1 || options.threshold > options.count) {
-    throw new FerryError('USAGE', `--threshold must be between 1 and --count (${options.count})`);
+  const count = options.signers?.length ?? options.count;
+  if (options.threshold < 1 || options.threshold > count) {
+    throw new FerryError('USAGE', `--threshold must be between 1 and the number of keys (${count})`);
   }
+  if ((options.signers === undefined) === (options.outDir === undefined))
+    throw new FerryError(
+      'USAGE',
+      'give either --out (where new private keys are written) or one --signer per key held elsewhere',
+    );
   // Offline targets keys are named in a field of ferry's root that aktualizr does not know: a Foundries root would
   // carry keys no device of that format counts apart. fioctl's own offline keys are plain targets keys.
   if ((await repo.metadataFormat()) !== 'ferry')
@@ -108,19 +123,14 @@ export async function addOfflineTargetsKeys(
       'METADATA_FORMAT_MISMATCH',
       'this factory signs in the fioctl format, which has no offline targets keys; keys add-offline needs a ferry-format factory',
     );
-  const keys = Array.from({ length: options.count }, () => generateSigningKey());
-  await fs.mkdir(options.outDir, { recursive: true, mode: 0o700 });
-  // The private halves are written first: a root must never name keys that nobody holds.
-  const files: string[] = [];
-  for (const { key, privatePem } of keys) {
-    const file = path.join(options.outDir, `targets-offline-${key.keyId.slice(0, 16)}.pem`);
-    await fs.writeFile(file, privatePem, { mode: 0o600, flag: 'wx' });
-    files.push(file);
-  }
-  const rootVersion = await writeNextRoot(
+  const keys: { key: SigningKey; privatePem?: string }[] =
+    options.signers === undefined
+      ? Array.from({ length: count }, () => generateSigningKey())
+      : options.signers.map((spec) => ({ key: openSigner(spec, { create: true }) }));
+  const ids = keys.map(({ key }) => key.keyId);
+  const next = await signNextRoot(
     repo,
     (signed) => {
-      const ids = keys.map(({ key }) => key.keyId);
       for (const { key } of keys) signed.keys[key.keyId] = key.publicKey;
       signed.roles['targets'] = { ...signed.roles['targets']!, keyids: [...signed.roles['targets']!.keyids, ...ids] };
       const previous = (signed[OFFLINE_TARGETS_FIELD] as { keyids?: string[] } | undefined)?.keyids ?? [];
@@ -130,5 +140,16 @@ export async function addOfflineTargetsKeys(
     [],
     options,
   );
-  return { rootVersion, keyIds: keys.map(({ key }) => key.keyId), files };
+  // The private halves are written before the root: a root must never name keys that nobody holds.
+  const files: string[] = [];
+  if (options.outDir !== undefined) {
+    await fs.mkdir(options.outDir, { recursive: true, mode: 0o700 });
+    for (const { key, privatePem } of keys) {
+      const file = path.join(options.outDir, `targets-offline-${key.keyId.slice(0, 16)}.pem`);
+      await fs.writeFile(file, privatePem!, { mode: 0o600, flag: 'wx' });
+      files.push(file);
+    }
+  }
+  await repo.writeRole('root', next.document);
+  return { rootVersion: next.version, keyIds: ids, files };
 }

@@ -30,8 +30,9 @@ export function keyIdOf(key: TufPublicKey): string {
   return createHash('sha256').update(canonical).digest('hex');
 }
 
-function publicKeyOf(privateKey: KeyObject): TufPublicKey {
-  const der = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+/** The TUF form of an ed25519 public key (private keys give their public half). */
+export function tufPublicKeyOf(key: KeyObject): TufPublicKey {
+  const der = (key.type === 'public' ? key : createPublicKey(key)).export({ format: 'der', type: 'spki' });
   if (
     der.length !== ED25519_SPKI_PREFIX.length + 32 ||
     !der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)
@@ -45,16 +46,25 @@ function publicKeyOf(privateKey: KeyObject): TufPublicKey {
   };
 }
 
-function signingKeyFrom(privateKey: KeyObject): SigningKey {
-  const publicKey = publicKeyOf(privateKey);
-  const keyId = keyIdOf(publicKey);
-  const signHex = (data: Uint8Array): string => sign(null, data, privateKey).toString('hex');
+/**
+ * A signing key whose private half may live anywhere (a file, a PKCS#11 token, behind a command): `signRaw` returns
+ * the 64-byte ed25519 signature of the bytes. Every format ferry writes (spec TUF, Foundries) signs through it, so a
+ * key signs the same bytes whatever holds it.
+ */
+export function signingKeyWith(publicKey: KeyObject, signRaw: (data: Uint8Array) => Buffer): SigningKey {
+  const tufKey = tufPublicKeyOf(publicKey);
+  const keyId = keyIdOf(tufKey);
+  const signHex = (data: Uint8Array): string => signRaw(data).toString('hex');
   return {
     keyId,
-    publicKey,
+    publicKey: tufKey,
     signHex,
     signer: () => (data: Buffer) => new Signature({ keyID: keyId, sig: signHex(data) }),
   };
+}
+
+function signingKeyFrom(privateKey: KeyObject): SigningKey {
+  return signingKeyWith(createPublicKey(privateKey), (data) => sign(null, data, privateKey));
 }
 
 export function generateSigningKey(): { key: SigningKey; privatePem: string } {

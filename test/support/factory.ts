@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { exportBundle, type ExportOptions } from '../../src/bundle/workstation/export.js';
 import { addTarget } from '../../src/repo/add-target.js';
-import { initFactoryRepo, type FactoryRepo } from '../../src/repo/factory-repo.js';
+import { initFactoryRepo, type FactoryRepo, type InitOptions } from '../../src/repo/factory-repo.js';
+import type { MetadataFormat } from '../../src/repo/metadata-format.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
 
 export const HARDWARE_ID = 'ferry-sim';
@@ -48,10 +49,15 @@ export interface TestFactory {
 }
 
 /** A factory repository with the targets most tests need, built from real OSTree commits. */
-export async function buildFactory(options: { rootExpiresInDays?: number } = {}): Promise<TestFactory> {
+export async function buildFactory(
+  options: { rootExpiresInDays?: number; signers?: InitOptions['signers']; metadataFormat?: MetadataFormat } = {},
+): Promise<TestFactory> {
   const dir = await tempDir('factory');
   const build = path.join(dir, 'build');
-  const repo = await initFactoryRepo(path.join(dir, 'repo'), { rootExpiresInDays: options.rootExpiresInDays ?? 365 });
+  const repo = await initFactoryRepo(path.join(dir, 'repo'), {
+    ...options,
+    rootExpiresInDays: options.rootExpiresInDays ?? 365,
+  });
   const commits: Record<string, string> = {};
   const add = async (version: string, hardwareId: string, bootFails = false, tags = [TAG]): Promise<string> => {
     await commitSimRootfs({ repo: build, branch: `test/v${version}`, version, bootFails });

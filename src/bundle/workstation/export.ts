@@ -33,6 +33,7 @@ export type { ExportResult } from './export-tree.js';
 export async function exportBundle(repo: FactoryRepo, options: ExportOptions): Promise<ExportResult> {
   const media = await (options.filesystemProbe ?? probeMediaFilesystem)(options.destination);
   const plan = await planExport(repo, options, media);
+  await repo.keys.reach(['targets', 'snapshot', 'timestamp']);
   const written =
     options.archive === undefined
       ? await writeBundleTree(repo, plan, { destination: options.destination, scratchTree: false })

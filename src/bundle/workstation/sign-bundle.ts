@@ -11,6 +11,7 @@ import { serializeMetadata } from '../../tuf/sign-metadata.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { fioRootKeyOf, fioSignatureOf, serializeFioMetadata } from '../../tuf/foundries/fio-sign.js';
 import type { SigningKey } from '../../tuf/keys.js';
+import { openSigner, readSignerSpec } from '../../tuf/signers/signer-spec.js';
 import { openBundleDir, rootVersionsOf } from '../format/bundle-dir.js';
 
 export interface SignResult {
@@ -24,23 +25,35 @@ export interface SignResult {
 type SignedDocument = { signed: Record<string, unknown>; signatures: Array<{ keyid: string; sig: string }> };
 
 /**
+ * The key `bundle sign --key` names: a private key (PKCS#8 PEM), or a signer.json naming a key in a PKCS#11 token or
+ * behind a signing command (README: Keys in an HSM), told apart by their first character.
+ */
+async function signingKeyOfFile(keyFile: string): Promise<SigningKey> {
+  let text: string;
+  try {
+    text = await fs.readFile(keyFile, 'utf8');
+  } catch (error) {
+    throw new FerryError('KEY_FILE_INVALID', `cannot read ${keyFile}: ${describeCause(error)}`, { cause: error });
+  }
+  if (text.trimStart().startsWith('{')) return openSigner(await readSignerSpec(keyFile));
+  try {
+    return signingKeyFromPem(text);
+  } catch (error) {
+    throw new FerryError(
+      'KEY_FILE_INVALID',
+      `${keyFile} is not an ed25519 private key (PKCS#8 PEM) nor a signer.json: ${describeCause(error)}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
  * `bundle sign`: adds one targets-key signature to a bundle directory's bundle-targets.json, the way offline keys
  * countersign a production bundle. The key must be one the newest root in the bundle lists for the targets role.
  */
 export async function signBundle(bundleDir: string, keyFile: string): Promise<SignResult> {
   const bundle = await openBundleDir(bundleDir);
-  let key;
-  try {
-    key = signingKeyFromPem(await fs.readFile(keyFile, 'utf8'));
-  } catch (error) {
-    throw new FerryError(
-      'KEY_FILE_INVALID',
-      `${keyFile} is not an ed25519 private key (PKCS#8 PEM): ${describeCause(error)}`,
-      {
-        cause: error,
-      },
-    );
-  }
+  const key = await signingKeyOfFile(keyFile);
   const rootVersions = await rootVersionsOf(bundle.tufDir);
   const newest = rootVersions[rootVersions.length - 1]!;
   let root: Root | undefined;

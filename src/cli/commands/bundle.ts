@@ -12,7 +12,10 @@ export function registerBundleCommand(program: Command, { setReport }: CommandCo
   bundleCommand
     .command('sign <bundle>')
     .description("add one targets-key signature to the bundle's bundle-targets.json (offline keys countersign prod)")
-    .requiredOption('--key <file>', 'the private targets key (PKCS#8 PEM), e.g. one `ferry keys add-offline` wrote')
+    .requiredOption(
+      '--key <file>',
+      'the private targets key (PKCS#8 PEM), e.g. one `ferry keys add-offline` wrote, or a signer.json naming one in a PKCS#11 token or behind a signing command (README: Keys in an HSM)',
+    )
     .option('--json', 'print the result as one JSON object')
     .action(async (bundlePath: string, options: { key: string; json?: boolean }) => {
       const result = await signBundle(path.resolve(bundlePath), path.resolve(options.key));

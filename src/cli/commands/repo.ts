@@ -2,8 +2,11 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { initFactoryRepo } from '../../repo/factory-repo.js';
 import { METADATA_FORMATS, type MetadataFormat } from '../../repo/metadata-format.js';
+import { FerryError } from '../../errors.js';
+import { ROLE_NAMES, type RoleName } from '../../tuf/sign-metadata.js';
+import { readSignerSpec, type SignerSpec } from '../../tuf/signers/signer-spec.js';
 import type { CommandContext } from '../command-context.js';
-import { positiveInteger } from '../shared-options.js';
+import { collect, positiveInteger } from '../shared-options.js';
 
 /** repo init: a new factory repository on the workstation. */
 export function registerRepoCommand(program: Command, { setReport }: CommandContext): void {
@@ -25,15 +28,36 @@ export function registerRepoCommand(program: Command, { setReport }: CommandCont
         .choices(METADATA_FORMATS)
         .default('ferry'),
     )
-    .action(async (dir: string, options: { rootExpiresInDays: number; factory: string; format: MetadataFormat }) => {
-      await initFactoryRepo(path.resolve(dir), {
-        rootExpiresInDays: options.rootExpiresInDays,
-        factory: options.factory,
-        metadataFormat: options.format,
-      });
-      setReport(
-        { outcome: 'OK', message: `created factory repository ${path.resolve(dir)} (${options.format} format)` },
-        false,
-      );
-    });
+    .option(
+      '--signer <role=file>',
+      "a role's key held outside the repository: a signer.json naming a PKCS#11 token (the key is made there, or taken by label) or a signing command (README: Keys in an HSM); repeat for other roles; the other roles get PEM files in keys/<role>/",
+      collect,
+    )
+    .action(
+      async (
+        dir: string,
+        options: { rootExpiresInDays: number; factory: string; format: MetadataFormat; signer?: string[] },
+      ) => {
+        const signers: Partial<Record<RoleName, SignerSpec>> = {};
+        for (const entry of options.signer ?? []) {
+          const [role, file] = [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)];
+          if (!(ROLE_NAMES as readonly string[]).includes(role) || file === '' || !entry.includes('='))
+            throw new FerryError(
+              'USAGE',
+              `--signer "${entry}": give <role>=<signer.json>, role one of ${ROLE_NAMES.join(', ')}`,
+            );
+          signers[role as RoleName] = await readSignerSpec(path.resolve(file));
+        }
+        await initFactoryRepo(path.resolve(dir), {
+          rootExpiresInDays: options.rootExpiresInDays,
+          factory: options.factory,
+          metadataFormat: options.format,
+          signers,
+        });
+        setReport(
+          { outcome: 'OK', message: `created factory repository ${path.resolve(dir)} (${options.format} format)` },
+          false,
+        );
+      },
+    );
 }
