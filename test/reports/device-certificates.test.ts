@@ -3,8 +3,14 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import { createCertificateRequest, parseCertificateRequest } from '../../src/ca/ed25519-x509.js';
-import { signReport, type ReportEnvelope } from '../../src/reports/signed-report.js';
+import fc from 'fast-check';
+import {
+  createCertificateRequest,
+  issueCertificate,
+  newSerial,
+  parseCertificateRequest,
+} from '../../src/ca/ed25519-x509.js';
+import { signReport, verifyReport, type ReportEnvelope } from '../../src/reports/signed-report.js';
 import { signingKeyFromPem } from '../../src/tuf/keys.js';
 import { cli, ferryProcessAt } from '../support/cli.js';
 import { buildFactory, exportTo, HARDWARE_ID, tempDir, type TestFactory } from '../support/factory.js';
@@ -110,6 +116,99 @@ describe('certificate requests and certificates for ed25519 keys (pure)', () => 
     assert.throws(() => parseCertificateRequest(Buffer.from('not a request')), /not a DER certificate request/);
     const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey;
     assert.throws(() => createCertificateRequest('x', rsa), /not ed25519/);
+  });
+});
+
+describe('requests and certificates changed anywhere (property, a counted number of runs)', () => {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const request = Buffer.from(
+    createCertificateRequest('line-7-unit-1', privateKey).replace(/-----[^-]+-----|\s/g, ''),
+    'base64',
+  );
+  /** Up to four bytes replaced, or the bytes cut short: what a damaged or hostile file can be. */
+  const damaged = (original: Buffer) =>
+    fc
+      .tuple(
+        fc.array(fc.tuple(fc.nat({ max: original.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.option(fc.nat({ max: original.length - 1 })),
+      )
+      .map(([changes, cut]) => {
+        const copy = Buffer.from(original);
+        for (const [at, value] of changes) copy[at] = value;
+        return cut === null ? copy : copy.subarray(0, cut);
+      });
+
+  test('a request is taken only if it is byte for byte the one its key signed; anything else is an Error with a reason', () => {
+    fc.assert(
+      fc.property(damaged(request), (bytes) => {
+        try {
+          parseCertificateRequest(bytes);
+        } catch (error) {
+          assert.ok(error instanceof Error && error.message !== '', String(error));
+          return;
+        }
+        assert.ok(bytes.equals(request), 'a changed request was taken');
+      }),
+      { numRuns: 500, seed: 20 },
+    );
+  });
+
+  test("a report's certificate changed anywhere is rejected with a reason, never an exception", () => {
+    const ca = generateKeyPairSync('ed25519');
+    const now = new Date();
+    const caPem = issueCertificate({
+      serial: newSerial(),
+      subject: 'test device CA',
+      publicKey: ca.publicKey,
+      notBefore: new Date(now.getTime() - 86_400_000),
+      notAfter: new Date(now.getTime() + 86_400_000),
+      ca: true,
+      signingKey: ca.privateKey,
+    });
+    const caCertificate = new X509Certificate(caPem);
+    const devicePem = issueCertificate({
+      serial: newSerial(),
+      subject: 'line-7-unit-1',
+      publicKey: createPublicKey(privateKey),
+      notBefore: new Date(now.getTime() - 3_600_000),
+      notAfter: new Date(now.getTime() + 3_600_000),
+      ca: false,
+      issuer: { certificate: caCertificate, commonName: 'test device CA' },
+      signingKey: ca.privateKey,
+    });
+    const certificateDer = new X509Certificate(devicePem).raw;
+    const report = {
+      _type: 'ferry-report' as const,
+      version: 1 as const,
+      device: 'line-7-unit-1',
+      step: 'run' as const,
+      target: null,
+      current: null,
+      exitCode: 0,
+      outcome: 'OK',
+      state: null,
+      error: null,
+      at: now.toISOString(),
+    };
+    const key = signingKeyFromPem(privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
+    const check = { ca: { certificate: caCertificate, revokedSerials: new Set<string>() }, now };
+    const verdictOf = (der: Buffer) => {
+      const pem = `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`;
+      return verifyReport(signReport(report, key, pem), 'line-7-unit-1', () => undefined, check);
+    };
+    assert.equal(verdictOf(certificateDer).valid, true, 'the certificate as issued is trusted');
+    fc.assert(
+      fc.property(damaged(certificateDer), (der) => {
+        const verdict = verdictOf(der);
+        if (der.equals(certificateDer)) return;
+        assert.equal(verdict.valid, false, 'a changed certificate was trusted');
+        assert.ok(!verdict.valid && verdict.reason !== '');
+      }),
+      { numRuns: 300, seed: 20 },
+    );
   });
 });
 
