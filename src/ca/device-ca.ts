@@ -135,7 +135,7 @@ export async function initDeviceCa(repoDir: string, days: number, now = new Date
       .digest('hex');
     const subject = `ferry device CA (${(await repo.settings()).factory}) ${keyHash.slice(0, 8)}`;
     const notAfter = new Date(now.getTime() + days * DAY_MS);
-    const pem = issueCertificate({
+    const pem = await issueCertificate({
       serial: newSerial(),
       subject,
       publicKey,
@@ -209,9 +209,9 @@ export async function certifyDevice(
   request: Uint8Array,
   options: { readonly days: number; readonly caKeyFile?: string | undefined; readonly now?: Date },
 ): Promise<Certification> {
-  let parsed: ReturnType<typeof parseCertificateRequest>;
+  let parsed: Awaited<ReturnType<typeof parseCertificateRequest>>;
   try {
-    parsed = parseCertificateRequest(request);
+    parsed = await parseCertificateRequest(request);
   } catch (error) {
     throw new FerryError('DEVICE_CERTIFICATE_INVALID', `the certificate request is refused: ${describeCause(error)}`, {
       cause: error,
@@ -232,7 +232,7 @@ export async function certifyDevice(
         'DEVICE_CA_UNAVAILABLE',
         `the device CA certificate ${paths.certificateFile} is not valid now (${caValidity.notBefore.toISOString()} to ${caValidity.notAfter.toISOString()})`,
       );
-    const pem = issueCertificate({
+    const pem = await issueCertificate({
       serial: newSerial(),
       subject: parsed.commonName,
       publicKey: parsed.publicKey,

@@ -30,7 +30,7 @@ async function readOptional(file: string): Promise<string | undefined> {
  */
 export async function writeDeviceRequest(paths: DevicePaths, key: DeviceKey): Promise<string> {
   const privateKey = createPrivateKey(await fs.readFile(paths.deviceKeyFile));
-  const request = createCertificateRequest(key.id, privateKey);
+  const request = await createCertificateRequest(key.id, privateKey);
   if ((await readOptional(paths.deviceRequestFile)) !== request)
     await writeFileAtomic(paths.deviceRequestFile, request);
   return request;

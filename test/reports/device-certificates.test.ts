@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import fc from 'fast-check';
 import {
   createCertificateRequest,
@@ -81,25 +83,29 @@ const reasonOf = (rows: Record<string, unknown>[], file: string): string => {
 };
 
 describe('certificate requests and certificates for ed25519 keys (pure)', () => {
-  test('a request names the device and proves its key; a changed byte, another key or a foreign name is refused', () => {
+  test('a request names the device and proves its key; a changed byte, another key or a foreign name is refused', async () => {
     const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-    const pem = createCertificateRequest('line-7-unit-1', privateKey);
-    const parsed = parseCertificateRequest(Buffer.from(pem));
+    const pem = await createCertificateRequest('line-7-unit-1', privateKey);
+    const parsed = await parseCertificateRequest(Buffer.from(pem));
     assert.equal(parsed.commonName, 'line-7-unit-1');
     assert.ok(
       parsed.publicKey
         .export({ format: 'der', type: 'spki' })
         .equals(publicKey.export({ format: 'der', type: 'spki' })),
     );
-    assert.equal(createCertificateRequest('line-7-unit-1', privateKey), pem, 'the same key and id: the same bytes');
+    assert.equal(
+      await createCertificateRequest('line-7-unit-1', privateKey),
+      pem,
+      'the same key and id: the same bytes',
+    );
 
     const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
     const flipped = Buffer.from(der);
     flipped[flipped.length - 1] ^= 1;
-    assert.throws(() => parseCertificateRequest(flipped), /signature is not by the key/);
+    await assert.rejects(parseCertificateRequest(flipped), /signature is not by the key/);
     // The key of another request put in this one: its signature no longer verifies.
     const other = Buffer.from(
-      createCertificateRequest('line-7-unit-1', generateKeyPairSync('ed25519').privateKey).replace(
+      (await createCertificateRequest('line-7-unit-1', generateKeyPairSync('ed25519').privateKey)).replace(
         /-----[^-]+-----|\s/g,
         '',
       ),
@@ -112,19 +118,32 @@ describe('certificate requests and certificates for ed25519 keys (pure)', () => 
       other.subarray(keyAt, keyAt + 44),
       der.subarray(keyAt + 44),
     ]);
-    assert.throws(() => parseCertificateRequest(swapped), /signature is not by the key/);
-    assert.throws(() => parseCertificateRequest(Buffer.from('not a request')), /not a DER certificate request/);
+    await assert.rejects(parseCertificateRequest(swapped), /signature is not by the key/);
+    // Outside the signed part: the signature's count of unused bits, and bytes after the request. A reader that
+    // decodes leniently would take both with a signature that verifies.
+    const unusedBits = Buffer.from(der);
+    assert.equal(unusedBits[unusedBits.length - 65], 0);
+    unusedBits[unusedBits.length - 65] = 3;
+    await assert.rejects(parseCertificateRequest(unusedBits), /not in the distinguished encoding/);
+    await assert.rejects(
+      parseCertificateRequest(Buffer.concat([der, Buffer.from([0])])),
+      /not in the distinguished encoding/,
+    );
+    await assert.rejects(parseCertificateRequest(Buffer.from('not a request')), /not a DER certificate request/);
     const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey;
-    assert.throws(() => createCertificateRequest('x', rsa), /not ed25519/);
+    await assert.rejects(createCertificateRequest('x', rsa), /not ed25519/);
   });
 });
 
 describe('requests and certificates changed anywhere (property, a counted number of runs)', () => {
   const { privateKey } = generateKeyPairSync('ed25519');
-  const request = Buffer.from(
-    createCertificateRequest('line-7-unit-1', privateKey).replace(/-----[^-]+-----|\s/g, ''),
-    'base64',
-  );
+  let request: Buffer;
+  before(async () => {
+    request = Buffer.from(
+      (await createCertificateRequest('line-7-unit-1', privateKey)).replace(/-----[^-]+-----|\s/g, ''),
+      'base64',
+    );
+  });
   /** Up to four bytes replaced, or the bytes cut short: what a damaged or hostile file can be. */
   const damaged = (original: Buffer) =>
     fc
@@ -141,11 +160,11 @@ describe('requests and certificates changed anywhere (property, a counted number
         return cut === null ? copy : copy.subarray(0, cut);
       });
 
-  test('a request is taken only if it is byte for byte the one its key signed; anything else is an Error with a reason', () => {
-    fc.assert(
-      fc.property(damaged(request), (bytes) => {
+  test('a request is taken only if it is byte for byte the one its key signed; anything else is an Error with a reason', async () => {
+    await fc.assert(
+      fc.asyncProperty(damaged(request), async (bytes) => {
         try {
-          parseCertificateRequest(bytes);
+          await parseCertificateRequest(bytes);
         } catch (error) {
           assert.ok(error instanceof Error && error.message !== '', String(error));
           return;
@@ -156,10 +175,10 @@ describe('requests and certificates changed anywhere (property, a counted number
     );
   });
 
-  test("a report's certificate changed anywhere is rejected with a reason, never an exception", () => {
+  test("a report's certificate changed anywhere is rejected with a reason, never an exception", async () => {
     const ca = generateKeyPairSync('ed25519');
     const now = new Date();
-    const caPem = issueCertificate({
+    const caPem = await issueCertificate({
       serial: newSerial(),
       subject: 'test device CA',
       publicKey: ca.publicKey,
@@ -169,7 +188,7 @@ describe('requests and certificates changed anywhere (property, a counted number
       signingKey: ca.privateKey,
     });
     const caCertificate = new X509Certificate(caPem);
-    const devicePem = issueCertificate({
+    const devicePem = await issueCertificate({
       serial: newSerial(),
       subject: 'line-7-unit-1',
       publicKey: createPublicKey(privateKey),
@@ -231,7 +250,7 @@ describe('the factory device CA and the station', () => {
     assert.equal(provisioned.code, 0, provisioned.stderr);
     const requestFile = path.join(storage, 'ferry', 'device.csr');
     assert.equal(JSON.parse(provisioned.stdout).requestFile, requestFile);
-    assert.equal(parseCertificateRequest(await fs.readFile(requestFile)).commonName, 'line-7-unit-9');
+    assert.equal((await parseCertificateRequest(await fs.readFile(requestFile))).commonName, 'line-7-unit-9');
 
     const printed = await cli('device', 'certify', '--repo', repo, requestFile, '--days', '30', '--json');
     assert.equal(printed.code, 0, printed.stderr);
@@ -293,6 +312,40 @@ describe('the factory device CA and the station', () => {
     assert.equal(await hashTree(bare), endedBefore);
   });
 
+  test('OpenSSL reads what ferry writes: the request verifies, and the device certificate chains to the CA (strict)', async () => {
+    const openssl = async (...args: string[]) => {
+      try {
+        const { stdout, stderr } = await promisify(execFile)('openssl', args);
+        return { code: 0, output: stdout + stderr };
+      } catch (error) {
+        const failed = error as { code?: number | string; stdout?: string; stderr?: string };
+        // openssl missing (ENOENT) is a failure of the test, never a pass.
+        if (typeof failed.code !== 'number') throw error;
+        return { code: failed.code, output: `${failed.stdout ?? ''}${failed.stderr ?? ''}` };
+      }
+    };
+    const { config, storage } = await freshConfig();
+    const provisioned = await cli('device', 'provision', '--config', config, '--id', 'line-7-unit-11');
+    assert.equal(provisioned.code, 0, provisioned.stderr);
+    const requestFile = path.join(storage, 'ferry', 'device.csr');
+    const request = await openssl('req', '-verify', '-noout', '-in', requestFile);
+    assert.equal(request.code, 0, request.output);
+    assert.match(request.output, /verify OK/);
+    const certificate = await certify(factory.repo.dir, requestFile);
+    const caFile = path.join(factory.repo.dir, 'ca', 'ca.crt');
+    const chained = await openssl('verify', '-x509_strict', '-CAfile', caFile, certificate);
+    assert.equal(chained.code, 0, chained.output);
+    assert.match(chained.output, /: OK\n/);
+    const text = await openssl('x509', '-noout', '-subject', '-ext', 'basicConstraints,keyUsage', '-in', certificate);
+    assert.equal(text.code, 0, text.output);
+    assert.match(text.output, /subject=CN ?= ?line-7-unit-11\n/);
+    assert.match(text.output, /critical\n\s+CA:FALSE/);
+    assert.match(text.output, /critical\n\s+Digital Signature\n/);
+    // A device certificate is no CA: nothing chains to it, itself included.
+    const selfChained = await openssl('verify', '-CAfile', certificate, certificate);
+    assert.notEqual(selfChained.code, 0, selfChained.output);
+  });
+
   test('the device keeps only a certificate for its own key and id (19 otherwise, its storage unchanged)', async () => {
     const { config, storage } = await freshConfig();
     const unprovisioned = await freshConfig();
@@ -300,7 +353,7 @@ describe('the factory device CA and the station', () => {
     assert.equal(mine.code, 0, mine.stderr);
     const { privateKey } = generateKeyPairSync('ed25519');
     const foreignRequest = path.join(path.dirname(config), 'foreign.csr');
-    await fs.writeFile(foreignRequest, createCertificateRequest('line-7-unit-10', privateKey));
+    await fs.writeFile(foreignRequest, await createCertificateRequest('line-7-unit-10', privateKey));
     const foreign = await certify(factory.repo.dir, foreignRequest);
     const before = await hashTree(storage);
     const refused = await cli('device', 'provision', '--config', config, '--certificate', foreign);
@@ -389,7 +442,10 @@ describe('reports trusted by certificate', () => {
     const renamedRequest = path.join(await tempDir('renamed'), 'renamed.csr');
     await fs.writeFile(
       renamedRequest,
-      createCertificateRequest('someone-else', createPrivateKey(await fs.readFile(device.device.paths.deviceKeyFile))),
+      await createCertificateRequest(
+        'someone-else',
+        createPrivateKey(await fs.readFile(device.device.paths.deviceKeyFile)),
+      ),
     );
     await write(
       'not-its-name.json',
