@@ -1,18 +1,4 @@
-// @peculiar/x509 resolves its algorithms through tsyringe, which needs the Reflect metadata API loaded first.
-import 'reflect-metadata';
-import {
-  AuthorityKeyIdentifierExtension,
-  BasicConstraintsExtension,
-  KeyUsageFlags,
-  KeyUsagesExtension,
-  Name,
-  PemConverter,
-  Pkcs10CertificateRequest,
-  Pkcs10CertificateRequestGenerator,
-  SubjectKeyIdentifierExtension,
-  X509CertificateGenerator,
-  cryptoProvider,
-} from '@peculiar/x509';
+import type { Name, Pkcs10CertificateRequest } from '@peculiar/x509';
 import { createHash, createPublicKey, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 
 /**
@@ -23,13 +9,29 @@ import { createHash, createPublicKey, randomBytes, webcrypto, X509Certificate, t
  * a request; node-forge's X.509 and PKCS#10 layer takes RSA keys only ("OID is not RSA"). Keys and bytes in, bytes out.
  */
 
-cryptoProvider.set(webcrypto as unknown as Crypto);
+type X509 = typeof import('@peculiar/x509');
+let library: Promise<X509> | undefined;
+
+/**
+ * The library, loaded on first use: loading it takes some 40 ms of CPU, which every command line would pay at
+ * start-up, while only the commands that make a CA, a request or a certificate use it.
+ */
+function x509(): Promise<X509> {
+  library ??= (async () => {
+    // The library resolves its algorithms through tsyringe, which needs the Reflect metadata API loaded first.
+    await import('reflect-metadata');
+    const loaded = await import('@peculiar/x509');
+    loaded.cryptoProvider.set(webcrypto as unknown as Crypto);
+    return loaded;
+  })();
+  return library;
+}
 
 const COMMON_NAME = '2.5.4.3';
 const ED25519 = { name: 'Ed25519' } as const;
 
 /** A name of one relative name holding one attribute, the common name: a device id, or the CA's name. */
-const nameOf = (commonName: string): Name => new Name([{ [COMMON_NAME]: [{ utf8String: commonName }] }]);
+const nameOf = (x: X509, commonName: string): Name => new x.Name([{ [COMMON_NAME]: [{ utf8String: commonName }] }]);
 
 const spkiOf = (publicKey: KeyObject): Buffer => publicKey.export({ format: 'der', type: 'spki' });
 
@@ -72,31 +74,39 @@ export interface CertificateRequest {
 /** A PKCS#10 request for `commonName`, signed by the key it asks a certificate for (the proof of possession). */
 export async function createCertificateRequest(commonName: string, privateKey: KeyObject): Promise<string> {
   requireEd25519(privateKey, 'the key');
-  const request = await Pkcs10CertificateRequestGenerator.create({
-    name: nameOf(commonName),
+  const x = await x509();
+  const request = await x.Pkcs10CertificateRequestGenerator.create({
+    name: nameOf(x, commonName),
     keys: await webKeysOf(privateKey),
     signingAlgorithm: ED25519,
   });
-  return PemConverter.encode(request.rawData, 'CERTIFICATE REQUEST').replace(/\r\n/g, '\n');
+  return x.PemConverter.encode(request.rawData, 'CERTIFICATE REQUEST').replace(/\r\n/g, '\n');
 }
 
 /** A request as read, with what the library keeps to itself: its version and its encoding done again. */
-class ReadRequest extends Pkcs10CertificateRequest {
-  get version(): number {
-    return this.asn.certificationRequestInfo.version;
-  }
-
+interface ReadRequest extends Pkcs10CertificateRequest {
+  readonly version: number;
   /** The request encoded again from what was read: the same bytes only when what was read was DER. */
-  get reencoded(): Buffer {
-    return Buffer.from(new Pkcs10CertificateRequest(this.asn).rawData);
-  }
+  readonly reencoded: Buffer;
+}
+
+function readRequest(x: X509, der: Uint8Array<ArrayBuffer>): ReadRequest {
+  return new (class extends x.Pkcs10CertificateRequest implements ReadRequest {
+    get version(): number {
+      return this.asn.certificationRequestInfo.version;
+    }
+
+    get reencoded(): Buffer {
+      return Buffer.from(new x.Pkcs10CertificateRequest(this.asn).rawData);
+    }
+  })(der);
 }
 
 /** The bytes of a PEM request, or the input itself, taken as DER. */
-function derOf(input: Uint8Array): Buffer {
+function derOf(x: X509, input: Uint8Array): Buffer {
   const text = Buffer.from(input).toString('latin1');
   if (!text.includes('-----BEGIN')) return Buffer.from(input);
-  const [block] = PemConverter.decodeWithHeaders(text).filter((pem) => pem.type === 'CERTIFICATE REQUEST');
+  const [block] = x.PemConverter.decodeWithHeaders(text).filter((pem) => pem.type === 'CERTIFICATE REQUEST');
   if (block === undefined) throw new Error('not a DER certificate request (no CERTIFICATE REQUEST block)');
   return Buffer.from(block.rawData);
 }
@@ -108,13 +118,14 @@ const messageOf = (error: unknown): string => (error instanceof Error ? error.me
  * key over the request, and a subject that is one common name. Throws with the reason otherwise.
  */
 export async function parseCertificateRequest(input: Uint8Array): Promise<CertificateRequest> {
-  const der = derOf(input);
+  const x = await x509();
+  const der = derOf(x, input);
   let request: ReadRequest;
   let reencoded: Buffer;
   try {
     // Only a SEQUENCE is DER: the library would take other bytes for hex or base64 text.
     if (der[0] !== 0x30) throw new Error('it does not start with a SEQUENCE');
-    request = new ReadRequest(new Uint8Array(der));
+    request = readRequest(x, new Uint8Array(der));
     reencoded = request.reencoded;
   } catch (error) {
     throw new Error(`not a DER certificate request (${messageOf(error)})`);
@@ -173,23 +184,24 @@ export async function issueCertificate(options: IssueOptions): Promise<string> {
   requireEd25519(options.publicKey, 'the subject key');
   requireEd25519(options.signingKey, 'the signing key');
   const issuerKey = options.issuer === undefined ? options.publicKey : options.issuer.certificate.publicKey;
-  const certificate = await X509CertificateGenerator.create({
+  const x = await x509();
+  const certificate = await x.X509CertificateGenerator.create({
     serialNumber: options.serial.toString('hex'),
-    subject: nameOf(options.subject),
-    issuer: nameOf(options.issuer?.commonName ?? options.subject),
+    subject: nameOf(x, options.subject),
+    issuer: nameOf(x, options.issuer?.commonName ?? options.subject),
     notBefore: options.notBefore,
     notAfter: options.notAfter,
     publicKey: new Uint8Array(spkiOf(options.publicKey)),
     signingKey: (await webKeysOf(options.signingKey)).privateKey,
     signingAlgorithm: ED25519,
     extensions: [
-      new BasicConstraintsExtension(options.ca, undefined, true),
-      new KeyUsagesExtension(
-        options.ca ? KeyUsageFlags.keyCertSign | KeyUsageFlags.cRLSign : KeyUsageFlags.digitalSignature,
+      new x.BasicConstraintsExtension(options.ca, undefined, true),
+      new x.KeyUsagesExtension(
+        options.ca ? x.KeyUsageFlags.keyCertSign | x.KeyUsageFlags.cRLSign : x.KeyUsageFlags.digitalSignature,
         true,
       ),
-      new SubjectKeyIdentifierExtension(keyIdentifierOf(options.publicKey)),
-      new AuthorityKeyIdentifierExtension(keyIdentifierOf(issuerKey)),
+      new x.SubjectKeyIdentifierExtension(keyIdentifierOf(options.publicKey)),
+      new x.AuthorityKeyIdentifierExtension(keyIdentifierOf(issuerKey)),
     ],
   });
   // Parsed back by node:crypto: what this writes is what every reader of the certificate will see.

@@ -4,6 +4,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import fc from 'fast-check';
 import {
@@ -500,5 +501,24 @@ describe('reports trusted by certificate', () => {
     const listed = await cli('reports', bundle, '--repo', factory.repo.dir, '--json');
     assert.equal(listed.code, 0, listed.stderr);
     assert.equal(rowsOf(listed.stdout)[0]!['valid'], true);
+  });
+});
+
+describe('the X.509 library, loaded only where it is used', () => {
+  test('a command line that makes no request or certificate never loads it; ca init does', async () => {
+    const ferry = fileURLToPath(new URL('../../src/cli/ferry.js', import.meta.url));
+    // reflect-metadata, which is loaded before the library, puts getMetadata on Reflect: the probe prints it at exit.
+    const probe =
+      'data:text/javascript,process.on("exit",()=>process.stderr.write(`Reflect.getMetadata: ${typeof Reflect.getMetadata}\\n`))';
+    const loadedBy = async (...args: string[]): Promise<boolean> => {
+      const { stderr } = await promisify(execFile)(process.execPath, ['--import', probe, ferry, ...args]);
+      const printed = /Reflect\.getMetadata: (\w+)\n/.exec(stderr);
+      assert.ok(printed, stderr);
+      return printed[1] === 'function';
+    };
+    assert.equal(await loadedBy('--version'), false, 'every command line starts without it');
+    const repo = path.join(await tempDir('lazy-ca'), 'repo');
+    assert.equal((await cli('repo', 'init', repo)).code, 0);
+    assert.equal(await loadedBy('ca', 'init', '--repo', repo), true);
   });
 });
