@@ -18,6 +18,8 @@ declare -A PACKAGES=(
   [time]=/usr/bin/time
   [faketime]=faketime
   [tmux]=tmux
+  # Reads the device CA's certificates and requests in the tests, as any other reader would.
+  [openssl]=openssl
   [dash]=dash
   [systemd]=systemd-analyze
   [exfat-fuse]=/usr/sbin/mount.exfat-fuse

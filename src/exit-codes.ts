@@ -49,6 +49,9 @@ const PATH_COMMANDS = [
   'sim rootfs',
   'sim image',
   'device register',
+  'ca init',
+  'device certify',
+  'device revoke',
 ] as const;
 
 export const OUTCOMES = {
@@ -371,7 +374,16 @@ export const OUTCOMES = {
   FACTORY_LOCKED: {
     exitCode: 35,
     kind: 'failure',
-    commands: ['target add', 'app add', 'export', 'keys rotate', 'keys add-offline'],
+    commands: [
+      'target add',
+      'app add',
+      'export',
+      'keys rotate',
+      'keys add-offline',
+      'ca init',
+      'device certify',
+      'device revoke',
+    ],
     meaning:
       'another ferry command is changing this factory repository (its versions, keys or targets); nothing was changed',
     next: 'wait for it (the message names its pid and command), then try again',
@@ -458,6 +470,9 @@ export const OUTCOMES = {
       'keys add-offline',
       'device register',
       'reports',
+      'ca init',
+      'device certify',
+      'device revoke',
     ],
     meaning: 'the factory repository is missing, incomplete or unreadable',
     next: 'check --repo (ferry repo init creates one)',
@@ -568,8 +583,9 @@ export const OUTCOMES = {
     exitCode: 53,
     kind: 'failure',
     commands: ['reports'],
-    meaning: 'a report on the media is rejected: a bad signature, an unknown device or unreadable content',
-    next: 'trust only the valid rows; register the device (ferry device register) or find out who wrote the others',
+    meaning:
+      'a report on the media is rejected: a bad signature, an unknown device, unreadable content, or a device certificate the factory CA did not issue, outside its validity or revoked',
+    next: 'trust only the valid rows; certify or register the device (ferry device certify, ferry device register) or find out who wrote the others',
   },
   REPORTS_UNREADABLE: {
     exitCode: 54,
@@ -591,6 +607,22 @@ export const OUTCOMES = {
     commands: ['device provision'],
     meaning: 'the device already has a key under another id; provisioning never changes them',
     next: 'leave out --id, or give the id the device has',
+  },
+  DEVICE_CERTIFICATE_INVALID: {
+    exitCode: 19,
+    kind: 'failure',
+    commands: ['device certify', 'device provision'],
+    meaning:
+      "a certificate request is not an ed25519 request signed by its own key for a valid device id, the CA key does not match the CA certificate, or a certificate given to the device is not for the device's key and id; nothing was written",
+    next: 'give the request the device wrote (<storage>/ferry/device.csr), the CA key of the repository, or the certificate issued for this device',
+  },
+  DEVICE_CA_UNAVAILABLE: {
+    exitCode: 21,
+    kind: 'failure',
+    commands: ['device certify', 'device revoke'],
+    meaning:
+      'the device CA of the factory repository cannot answer: there is none, its key is not where given, its certificate is not valid now, or it issued no certificate with the serial or device id given; nothing was written',
+    next: 'ferry ca init --repo <dir>; give the CA key with --ca-key; check the id or serial (<repo>/ca/issued/)',
   },
   DEVICE_KEY_INVALID: {
     exitCode: 57,

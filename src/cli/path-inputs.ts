@@ -54,7 +54,15 @@ export const PATH_INPUTS: Readonly<
   'sim reboot': { 'device-dir': { use: { reads: 'dir', writesInPlace: true } } },
   'sim rootfs': { ostreeRepo: { use: { creates: 'dir' } } },
   'sim image': { out: { use: { creates: 'dir' } } },
-  'device provision': { config: deviceConfig() },
+  'device provision': { config: deviceConfig(), certificate: certificateFile() },
+  'ca init': { repo: factoryRepo() },
+  'device certify': {
+    repo: factoryRepo(),
+    'csr-file': certificateFile(),
+    caKey: certificateFile(),
+    out: { use: { creates: 'file' } },
+  },
+  'device revoke': { repo: factoryRepo() },
   'device register': { repo: factoryRepo(), key: { use: { reads: 'file' }, unusable: 'DEVICE_KEY_INVALID' } },
   reports: {
     media: { use: { reads: 'dir' }, unusable: 'REPORTS_UNREADABLE' },
@@ -70,6 +78,10 @@ function bundle(): PathInput {
 }
 function deviceConfig(): PathInput {
   return { use: { reads: 'dir-or-file' }, unusable: 'CONFIG_INVALID' };
+}
+/** A certificate, a request or the CA key: a file that is not one is the certificate code's refusal. */
+function certificateFile(): PathInput {
+  return { use: { reads: 'file' }, unusable: 'DEVICE_CERTIFICATE_INVALID' };
 }
 function file(): PathInput {
   return { use: { reads: 'file' } };

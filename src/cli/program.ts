@@ -6,6 +6,7 @@ import { errorReport, type CommandReport } from '../command-report.js';
 import { quietAt, type CommandContext } from './command-context.js';
 import { registerAppCommand } from './commands/app.js';
 import { registerBundleCommand } from './commands/bundle.js';
+import { registerCaCommand } from './commands/ca.js';
 import { registerCheckCommand } from './commands/check.js';
 import { registerCurrentCommand } from './commands/current.js';
 import { registerDeviceCommand } from './commands/device.js';
@@ -76,6 +77,7 @@ export function buildProgram(
     registerBundleCommand(program, context);
     registerKeysCommand(program, context);
     registerSimCommand(program, context);
+    registerCaCommand(program, context);
     registerDeviceCommand(program, context);
     registerReportsCommand(program, context);
     offerJsonEverywhere(program);

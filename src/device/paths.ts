@@ -27,6 +27,10 @@ export interface DevicePaths {
   readonly devicePublicKeyFile: string;
   /** `<storage>/ferry/device-id`: the name the device signs its reports under. */
   readonly deviceIdFile: string;
+  /** `<storage>/ferry/device.csr`: the PKCS#10 request for a certificate of the device key, for the factory line. */
+  readonly deviceRequestFile: string;
+  /** `<storage>/ferry/device.crt`: the certificate the factory CA issued for the device key; every report carries it. */
+  readonly deviceCertificateFile: string;
   /** `<storage>/ferry/time-floor`: the newest verified signing time; expiry is never checked against less. */
   readonly timeFloorFile: string;
 }
@@ -47,6 +51,8 @@ export function devicePaths(config: DeviceConfig): DevicePaths {
     deviceKeyFile: path.join(ferryDir, 'device-key.pem'),
     devicePublicKeyFile: path.join(ferryDir, 'device-key.pub'),
     deviceIdFile: path.join(ferryDir, 'device-id'),
+    deviceRequestFile: path.join(ferryDir, 'device.csr'),
+    deviceCertificateFile: path.join(ferryDir, 'device.crt'),
     timeFloorFile: path.join(ferryDir, 'time-floor'),
   };
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { DevicePublicKey } from '../device/device-key.js';
 import { FerryError, describeCause } from '../errors.js';
 import { readSmallFile } from '../util/atomic-file.js';
+import type { CertificateCheck } from './certificate-trust.js';
 import { REPORT_MAX_BYTES, verifyReport, type ReportStep, type ReportTarget } from './signed-report.js';
 
 /** One report found on a stick: what it says if its signature holds, and only why it was rejected if not. */
@@ -23,10 +24,15 @@ export type ReportRow =
   | { readonly file: string; readonly device: string; readonly valid: false; readonly reason: string };
 
 /**
- * Reads `<media>/reports/<device>/*.json` and verifies each report against the registered key of its device.
+ * Reads `<media>/reports/<device>/*.json` and verifies each report against its device certificate (when it carries
+ * one and `certificates` names the factory's device CA) or the registered key of its device.
  * The stick is not trusted: files are read with a size cap, and links or other special files are rejected unread.
  */
-export async function readReports(media: string, keys: ReadonlyMap<string, DevicePublicKey>): Promise<ReportRow[]> {
+export async function readReports(
+  media: string,
+  keys: ReadonlyMap<string, DevicePublicKey>,
+  certificates: CertificateCheck | null = null,
+): Promise<ReportRow[]> {
   const root = path.resolve(media);
   try {
     if (!(await fs.stat(root)).isDirectory()) throw new Error('not a directory');
@@ -44,7 +50,7 @@ export async function readReports(media: string, keys: ReadonlyMap<string, Devic
     for (const entry of await listDir(deviceDir)) {
       if (!entry.name.endsWith('.json')) continue;
       const file = path.join(deviceDir, entry.name);
-      rows.push(await readOne(file, device.name, entry.isFile(), keys));
+      rows.push(await readOne(file, device.name, entry.isFile(), keys, certificates));
     }
   }
   return rows.sort(
@@ -69,6 +75,7 @@ async function readOne(
   device: string,
   regular: boolean,
   keys: ReadonlyMap<string, DevicePublicKey>,
+  certificates: CertificateCheck | null,
 ): Promise<ReportRow> {
   if (!regular) return { file, device, valid: false, reason: 'not a regular file' };
   let bytes: Buffer;
@@ -77,7 +84,7 @@ async function readOne(
   } catch (error) {
     return { file, device, valid: false, reason: `unreadable: ${describeCause(error)}` };
   }
-  const verdict = verifyReport(bytes, device, (id) => keys.get(id));
+  const verdict = verifyReport(bytes, device, (id) => keys.get(id), certificates);
   if (!verdict.valid) return { file, device, valid: false, reason: verdict.reason };
   const { step, target, current, exitCode, outcome, state, error, at } = verdict.report;
   return { file, device, valid: true, step, target, current, exitCode, outcome, state, error, at };

@@ -1,6 +1,7 @@
 import { verify } from 'node:crypto';
 import { canonicalize } from '@tufjs/canonical-json';
 import { isDeviceId, type DevicePublicKey } from '../device/device-key.js';
+import { keyFromCertificate, type CertificateCheck } from './certificate-trust.js';
 import type { DeviceStatus, TargetRef } from '../device/status-file.js';
 import { oneLine } from '../errors.js';
 import { OUTCOMES } from '../exit-codes.js';
@@ -14,7 +15,11 @@ import type { SigningKey } from '../tuf/keys.js';
  *
  *   {"signed": {"_type": "ferry-report", "version": 1, "device": …, "step": "install"|"run", "target": {…}|null,
  *               "current": {…}|null, "exitCode": …, "outcome": …, "state": …|null, "error": …|null, "at": …},
- *    "signature": {"keyid": <TUF key id of the device key>, "sig": <ed25519, hex>}}
+ *    "signature": {"keyid": <TUF key id of the device key>, "sig": <ed25519, hex>},
+ *    "certificate": <the device certificate, PEM>}      (only from a device the factory CA certified)
+ *
+ * The certificate is outside the signed part: the CA's signature vouches for it, and the report's signature must be
+ * by the key it certifies.
  *
  * Pure: bytes in, verified objects out.
  */
@@ -52,7 +57,11 @@ export interface SignedReport {
 export interface ReportEnvelope {
   readonly signed: SignedReport;
   readonly signature: { readonly keyid: string; readonly sig: string };
+  readonly certificate?: string;
 }
+
+/** A device certificate is a few hundred bytes; the cap keeps a report small whatever a stick holds. */
+const CERTIFICATE_MAX_CHARS = 8 * 1024;
 
 /** `2024-05-01T12-00-00-000Z-install.json`: UTC, sortable, and without the colons a FAT stick refuses. */
 export function reportFileName(at: Date, step: ReportStep, attempt = 0): string {
@@ -96,11 +105,12 @@ export function reportContent(
   };
 }
 
-/** Signs a report with the device key; returns the bytes of the report file. */
-export function signReport(signed: SignedReport, key: SigningKey): Buffer {
+/** Signs a report with the device key, carrying its certificate if it has one; returns the bytes of the file. */
+export function signReport(signed: SignedReport, key: SigningKey, certificate: string | null = null): Buffer {
   const envelope: ReportEnvelope = {
     signed,
     signature: { keyid: key.keyId, sig: key.signHex(Buffer.from(canonicalize(signed), 'utf8')) },
+    ...(certificate === null ? {} : { certificate }),
   };
   return Buffer.from(`${JSON.stringify(envelope, null, 2)}\n`, 'utf8');
 }
@@ -111,12 +121,15 @@ export type ReportVerdict =
 /**
  * Verifies one report file found under `reports/<dirDevice>/`. `registeredKey` looks up the key the workstation
  * registered for a device id (undefined: none). A report is trusted only if it parses, names the device its
- * directory names, and carries a valid signature by exactly that device's registered key.
+ * directory names, and carries a valid signature by exactly the device's key: the key its certificate certifies
+ * when the report carries one and the repository has a device CA (`certificates`; registration does not rescue a
+ * certificate that fails), the registered key otherwise.
  */
 export function verifyReport(
   bytes: Uint8Array,
   dirDevice: string,
   registeredKey: (id: string) => DevicePublicKey | undefined,
+  certificates: CertificateCheck | null = null,
 ): ReportVerdict {
   if (bytes.length > REPORT_MAX_BYTES) return reject(`larger than ${REPORT_MAX_BYTES} bytes`);
   let parsed: unknown;
@@ -127,12 +140,25 @@ export function verifyReport(
   }
   const shape = envelopeProblem(parsed);
   if (shape !== undefined) return reject(`not a report: ${shape}`);
-  const { signed, signature } = parsed as ReportEnvelope;
+  const { signed, signature, certificate } = parsed as ReportEnvelope;
   if (signed.device !== dirDevice)
     return reject(`filed under device "${dirDevice}" but names device "${signed.device}"`);
-  const key = registeredKey(signed.device);
-  if (key === undefined) return reject(`unknown device "${signed.device}": no key is registered for it`);
-  if (signature.keyid !== key.keyId) return reject(`signed by key ${signature.keyid}, not the device's registered key`);
+  let key: DevicePublicKey | undefined;
+  if (certificate !== undefined && certificates !== null) {
+    const verdict = keyFromCertificate(certificate, signed.device, new Date(signed.at), certificates);
+    if ('reason' in verdict) return reject(verdict.reason);
+    key = verdict.key;
+    if (signature.keyid !== key.keyId)
+      return reject(`signed by key ${signature.keyid}, not the key its certificate certifies`);
+  } else {
+    key = registeredKey(signed.device);
+    if (key === undefined)
+      return reject(
+        `unknown device "${signed.device}": no key is registered for it${certificate === undefined ? '' : ' (it carries a certificate, but the repository has no device CA)'}`,
+      );
+    if (signature.keyid !== key.keyId)
+      return reject(`signed by key ${signature.keyid}, not the device's registered key`);
+  }
   let good = false;
   try {
     good = verify(null, Buffer.from(canonicalize(signed), 'utf8'), key.key, Buffer.from(signature.sig, 'hex'));
@@ -177,7 +203,16 @@ const SIGNED_FIELDS: Record<keyof SignedReport, (value: unknown) => boolean> = {
 function envelopeProblem(value: unknown): string | undefined {
   if (!isObject(value) || !isObject(value['signed']) || !isObject(value['signature']))
     return 'no "signed" and "signature" objects';
-  if (Object.keys(value).length !== 2) return 'fields besides "signed" and "signature"';
+  const certificate = value['certificate'];
+  if (Object.keys(value).length !== (certificate === undefined ? 2 : 3))
+    return 'fields besides "signed", "signature" and "certificate"';
+  if (
+    certificate !== undefined &&
+    (typeof certificate !== 'string' ||
+      certificate.length > CERTIFICATE_MAX_CHARS ||
+      !certificate.startsWith('-----BEGIN CERTIFICATE-----'))
+  )
+    return 'a malformed certificate';
   const signature = value['signature'];
   if (
     Object.keys(signature).length !== 2 ||

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { loadDeviceCertificate } from '../device/device-certificate.js';
 import { loadDeviceKey } from '../device/device-key.js';
 import type { Device } from '../device/device.js';
 import type { DeviceStatus } from '../device/status-file.js';
@@ -60,7 +61,11 @@ export async function writeStepReport(
     where = path.join(where, key.id);
     // The media must still be there: a stick that is gone must not become a directory on the device.
     if (!(await fs.stat(media)).isDirectory()) throw new Error(`${media} is not a directory`);
-    const bytes = signReport(reportContent(key.id, step, report, await readStatus(device), at), key.signingKey);
+    const bytes = signReport(
+      reportContent(key.id, step, report, await readStatus(device), at),
+      key.signingKey,
+      await loadDeviceCertificate(device.paths),
+    );
     await mkdirOnce(path.dirname(where));
     await mkdirOnce(where);
     let file = path.join(where, reportFileName(at, step));

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { FerryError } from '../errors.js';
 import { bootControlFor, GRUB_VARIABLES, UBOOT_VARIABLES, type BootVariables } from '../device/bootloader-env.js';
 import { loadDeviceConfig, type DeviceConfig } from '../device/config.js';
+import { writeDeviceRequest } from '../device/device-certificate.js';
 import { provisionDeviceKey } from '../device/device-key.js';
 import { devicePaths, type DevicePaths } from '../device/paths.js';
 import { StatusFile, emptyStatus } from '../device/status-file.js';
@@ -113,7 +114,7 @@ export async function createSimDeviceFromCommit(
     reason: `provisioned from commit ${initial.commit}`,
     current: refOf(initial),
   });
-  await provisionDeviceKey(paths);
+  await writeDeviceRequest(paths, (await provisionDeviceKey(paths)).key);
   await bootSimDevice(root, config);
   return config;
 }
@@ -204,6 +205,7 @@ export async function provisionStorage(
     current: refOf(initial),
   });
   const { key } = await provisionDeviceKey(paths);
+  await writeDeviceRequest(paths, key);
   await registerDeviceKey(repo.dir, key.id, key.publicKey);
 }
 
