@@ -2,7 +2,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { certificateCommonName, createCertificateRequest } from '../ca/ed25519-x509.js';
 import { FerryError, describeCause } from '../errors.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { readTextIfPresent, writeFileAtomic } from '../util/atomic-file.js';
 import type { DeviceKey } from './device-key.js';
 import type { DevicePaths } from './paths.js';
 
@@ -15,15 +15,6 @@ import type { DevicePaths } from './paths.js';
 
 const CERTIFICATE_MAX_BYTES = 64 * 1024;
 
-async function readOptional(file: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
 /**
  * Writes the request for the device key, unless the same one is there. ed25519 signatures are deterministic, so the
  * request of a key and id is always the same bytes: writing it again changes nothing.
@@ -31,7 +22,7 @@ async function readOptional(file: string): Promise<string | undefined> {
 export async function writeDeviceRequest(paths: DevicePaths, key: DeviceKey): Promise<string> {
   const privateKey = createPrivateKey(await fs.readFile(paths.deviceKeyFile));
   const request = await createCertificateRequest(key.id, privateKey);
-  if ((await readOptional(paths.deviceRequestFile)) !== request)
+  if ((await readTextIfPresent(paths.deviceRequestFile)) !== request)
     await writeFileAtomic(paths.deviceRequestFile, request);
   return request;
 }
@@ -69,5 +60,5 @@ export async function saveDeviceCertificate(paths: DevicePaths, certificate: X50
 
 /** The device's certificate as PEM, or null when it has none. */
 export async function loadDeviceCertificate(paths: DevicePaths): Promise<string | null> {
-  return (await readOptional(paths.deviceCertificateFile)) ?? null;
+  return (await readTextIfPresent(paths.deviceCertificateFile)) ?? null;
 }

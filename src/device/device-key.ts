@@ -3,7 +3,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError, describeCause } from '../errors.js';
 import { generateSigningKey, keyIdOf, signingKeyFromPem, type SigningKey } from '../tuf/keys.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
+import { readTextIfPresent, writeFileAtomic } from '../util/atomic-file.js';
 import type { DevicePaths } from './paths.js';
 
 /**
@@ -78,15 +78,6 @@ export interface DeviceKey extends DeviceIdentity {
   readonly signingKey: SigningKey;
 }
 
-async function readOptional(file: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
-}
-
 function keyFromPrivatePem(pem: string, file: string): { signingKey: SigningKey; publicKey: DevicePublicKey } {
   try {
     const privateKey = createPrivateKey(pem);
@@ -101,10 +92,10 @@ function keyFromPrivatePem(pem: string, file: string): { signingKey: SigningKey;
 
 /** The device's key and id, or null when the device was never provisioned. Reads only. */
 export async function loadDeviceKey(paths: DevicePaths): Promise<DeviceKey | null> {
-  const pem = await readOptional(paths.deviceKeyFile);
+  const pem = await readTextIfPresent(paths.deviceKeyFile);
   if (pem === undefined) return null;
   const { signingKey, publicKey } = keyFromPrivatePem(pem, paths.deviceKeyFile);
-  const storedId = (await readOptional(paths.deviceIdFile))?.trim();
+  const storedId = (await readTextIfPresent(paths.deviceIdFile))?.trim();
   const id = storedId === undefined || storedId === '' ? defaultDeviceId(publicKey) : storedId;
   if (!isDeviceId(id)) throw new FerryError('DEVICE_KEY_INVALID', `${paths.deviceIdFile} holds no valid device id`);
   return { id, publicKey, signingKey };
@@ -135,7 +126,7 @@ export async function provisionDeviceKey(
   const { privatePem } = generateSigningKey();
   const { signingKey, publicKey } = keyFromPrivatePem(privatePem, paths.deviceKeyFile);
   // An id file without a key: a provisioning cut off after it wrote the id, or an id set by the factory line.
-  const storedId = (await readOptional(paths.deviceIdFile))?.trim();
+  const storedId = (await readTextIfPresent(paths.deviceIdFile))?.trim();
   const id = options.id ?? (storedId !== undefined && isDeviceId(storedId) ? storedId : defaultDeviceId(publicKey));
   const key: DeviceKey = { id, publicKey, signingKey };
   try {
@@ -157,8 +148,8 @@ export async function provisionDeviceKey(
 }
 
 async function writeIdentityFiles(paths: DevicePaths, key: DeviceKey): Promise<void> {
-  if ((await readOptional(paths.devicePublicKeyFile)) !== key.publicKey.pem)
+  if ((await readTextIfPresent(paths.devicePublicKeyFile)) !== key.publicKey.pem)
     await writeFileAtomic(paths.devicePublicKeyFile, key.publicKey.pem);
-  if ((await readOptional(paths.deviceIdFile))?.trim() !== key.id)
+  if ((await readTextIfPresent(paths.deviceIdFile))?.trim() !== key.id)
     await writeFileAtomic(paths.deviceIdFile, `${key.id}\n`);
 }

@@ -44,6 +44,16 @@ export async function pathExists(target: string): Promise<boolean> {
   }
 }
 
+/** A small text file's content, or undefined when there is no such file (any other error is thrown). */
+export async function readTextIfPresent(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
 /** Reads a file that must be small (metadata, state): a size cap before reading keeps a hostile file from eating memory. */
 export async function readSmallFile(file: string, maxBytes: number): Promise<Buffer> {
   const handle = await fs.open(file, 'r');
