@@ -16,7 +16,13 @@ import {
 import { signReport, verifyReport, type ReportEnvelope } from '../../src/reports/signed-report.js';
 import { signingKeyFromPem } from '../../src/tuf/keys.js';
 import { cli, ferryProcessAt } from '../support/cli.js';
-import { buildFactory, exportTo, HARDWARE_ID, tempDir, type TestFactory } from '../support/factory.js';
+import {
+  buildFactory,
+  exportTo,
+  freshDeviceConfig as freshConfig,
+  tempDir,
+  type TestFactory,
+} from '../support/factory.js';
 import { makeDevice, type TestDevice } from '../support/sim-device.js';
 import { hashTree } from '../support/tree-hash.js';
 
@@ -39,18 +45,6 @@ before(async () => {
 
 const deviceIdOf = async (device: TestDevice): Promise<string> =>
   (await fs.readFile(device.device.paths.deviceIdFile, 'utf8')).trim();
-
-/** A fresh board's configuration, with storage of its own and no key yet. */
-async function freshConfig(): Promise<{ config: string; storage: string }> {
-  const dir = await tempDir('certified');
-  const storage = path.join(dir, 'var', 'sota');
-  const config = path.join(dir, 'sota.toml');
-  await fs.writeFile(
-    config,
-    `[provision]\nprimary_ecu_hardware_id = "${HARDWARE_ID}"\n\n[storage]\npath = ${JSON.stringify(storage)}\n`,
-  );
-  return { config, storage };
-}
 
 /** Certifies a device's request with the CA of `repo`; returns the certificate file. */
 async function certify(repo: string, request: string, ...extra: string[]): Promise<string> {

@@ -9,7 +9,13 @@ import { parseDevicePublicKey } from '../../src/device/device-key.js';
 import { reportFileName, signReport, verifyReport, type SignedReport } from '../../src/reports/signed-report.js';
 import { signingKeyFromPem } from '../../src/tuf/keys.js';
 import { cli } from '../support/cli.js';
-import { buildFactory, exportTo, HARDWARE_ID, tempDir, type TestFactory } from '../support/factory.js';
+import {
+  buildFactory,
+  exportTo,
+  freshDeviceConfig as freshConfig,
+  tempDir,
+  type TestFactory,
+} from '../support/factory.js';
 import { makeDevice, statusOf, type TestDevice } from '../support/sim-device.js';
 import { flipSignatureBit } from '../support/tamper.js';
 import { hashTree } from '../support/tree-hash.js';
@@ -30,18 +36,6 @@ async function reportFiles(media: string): Promise<string[]> {
   for (const device of await fs.readdir(root).catch(() => [] as string[]))
     for (const name of await fs.readdir(path.join(root, device))) found.push(path.join(device, name));
   return found.sort();
-}
-
-/** A minimal device configuration with its own empty storage: what `device provision` needs on a fresh board. */
-async function freshConfig(): Promise<{ config: string; storage: string }> {
-  const dir = await tempDir('provision');
-  const storage = path.join(dir, 'var', 'sota');
-  const config = path.join(dir, 'sota.toml');
-  await fs.writeFile(
-    config,
-    `[provision]\nprimary_ecu_hardware_id = "${HARDWARE_ID}"\n\n[storage]\npath = ${JSON.stringify(storage)}\n`,
-  );
-  return { config, storage };
 }
 
 /** The report a device with another key would write for `device`: what a forger with a key of their own can do. */

@@ -35,6 +35,18 @@ export async function tempDir(prefix: string): Promise<string> {
   return dir;
 }
 
+/** A minimal device configuration with its own empty storage and no key yet: what `device provision` needs on a fresh board. */
+export async function freshDeviceConfig(): Promise<{ config: string; storage: string }> {
+  const dir = await tempDir('fresh-device');
+  const storage = path.join(dir, 'var', 'sota');
+  const config = path.join(dir, 'sota.toml');
+  await fs.writeFile(
+    config,
+    `[provision]\nprimary_ecu_hardware_id = "${HARDWARE_ID}"\n\n[storage]\npath = ${JSON.stringify(storage)}\n`,
+  );
+  return { config, storage };
+}
+
 export interface TestFactory {
   readonly dir: string;
   readonly repo: FactoryRepo;
