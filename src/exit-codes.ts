@@ -296,6 +296,24 @@ export const OUTCOMES = {
     meaning: 'a metadata file is missing from the bundle',
     next: 'export the bundle again',
   },
+  NOT_A_RECIPIENT: {
+    exitCode: 38,
+    kind: 'failure',
+    commands: ['install', 'check'],
+    meaning:
+      'the bundle is encrypted, and none of the keys this device holds (its own decryption key, the fleet keys it was given) is one it was encrypted to; nothing was decrypted or written',
+    next: "export the bundle again with --encrypt-to naming this device's decryption certificate (ferry device certify of <storage>/ferry/decryption.csr) or a fleet certificate whose key it holds",
+    aktualizrLite: 13,
+  },
+  ENCRYPTED_PAYLOAD_MISMATCH: {
+    exitCode: 39,
+    kind: 'failure',
+    commands: ['install', 'check', 'verify'],
+    meaning:
+      "an encrypted bundle's payload or key envelope does not match the length and SHA-256 its signed bundle-targets.json names, or the decrypted payload fails its AES-GCM authentication tag: the stick was changed after export; refused before anything was decrypted, or with everything decrypted removed",
+    next: 'do not use this bundle; export a new one',
+    aktualizrLite: 13,
+  },
   BUNDLE_ARCHIVE_INVALID: {
     exitCode: 17,
     kind: 'failure',
