@@ -9,8 +9,8 @@ export type ProgressEvent = ByteProgress | TestingProgress;
 
 /** A copy or a check, in bytes. A phase with nothing to do reports a total of 0. */
 export interface ByteProgress {
-  /** What is being done: `apps`, `rootfs`, `verify`. */
-  readonly phase: 'apps' | 'rootfs' | 'verify';
+  /** What is being done: `apps`, `rootfs`, `verify`, `decrypt` (an encrypted bundle's payload). */
+  readonly phase: 'apps' | 'rootfs' | 'verify' | 'decrypt';
   readonly bytes: number;
   readonly total: number;
   readonly target?: string;

@@ -58,7 +58,7 @@ export async function checkStick(device: Device, srcDir: string, now?: Date): Pr
   try {
     try {
       source = await openBundleSource(srcDir, path.dirname(device.paths.statusFile));
-      plan = await prepareInstall(device, recorder, source.bundle, { srcDir, ...(now ? { now } : {}) });
+      plan = await prepareInstall(device, recorder, source.bundle, { srcDir, ...(now ? { now } : {}) }, source.sealed);
     } catch (error) {
       await callBack(device, recorder, 'check-for-update-post', null, failedResult(error));
       throw error;

@@ -5,6 +5,8 @@ import { AppsDir } from '../apps/format/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/format/verify-apps.js';
 import { commitsPresent, type BundleDir } from '../bundle/format/bundle-dir.js';
 import { openBundleSource, type BundleSource } from '../bundle/format/bundle-source.js';
+import type { SealedBundle } from '../bundle/format/encrypted-bundle.js';
+import { loadDecryptionKeys } from '../device/decryption-keys.js';
 import { errorReport, type CommandReport } from '../command-report.js';
 import {
   readBootFlags,
@@ -84,7 +86,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     try {
       source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
       recorder.log(`bundle: ${source.kind} ${options.srcDir}`);
-      plan = await prepareInstall(device, recorder, source.bundle, options);
+      plan = await prepareInstall(device, recorder, source.bundle, options, source.sealed);
     } catch (error) {
       await callBack(device, recorder, 'check-for-update-post', null, failedResult(noSpaceOr(error)));
       throw error;
@@ -136,11 +138,18 @@ export async function prepareInstall(
   recorder: StatusRecorder,
   bundle: BundleDir,
   options: InstallOptions,
+  /** An encrypted bundle's payload, decrypted into `bundle` once its metadata verified. */
+  sealed?: SealedBundle,
 ): Promise<InstallPlan> {
   const status = recorder.status;
-  // The size of the rootfs objects, for the space check: counted while the metadata is verified.
-  const rootfsObjectBytes = treeBytesInBackground(path.join(bundle.ostreeRepo.path, 'objects'));
-  rootfsObjectBytes.catch(() => undefined);
+  // The size of the rootfs objects, for the space check: counted while the metadata is verified (an encrypted
+  // bundle's, once they are decrypted).
+  const countObjects = () => {
+    const counted = treeBytesInBackground(path.join(bundle.ostreeRepo.path, 'objects'));
+    counted.catch(() => undefined);
+    return counted;
+  };
+  let rootfsObjectBytes = sealed === undefined ? countObjects() : Promise.resolve(0);
   const booted = await readBooted(device);
   const flags = await readBootFlags(device);
   recorder.log(
@@ -167,6 +176,7 @@ export async function prepareInstall(
     if (options.media !== undefined)
       await recorder.phase('VERIFYING', `the bundle on ${options.media} verified`, null, { lastMedia: options.media });
     options.onBundleVerified?.();
+    if (await unsealContent(device, recorder, verified, sealed, options)) rootfsObjectBytes = countObjects();
     const selected = selectTarget({
       bundle: verified.bundle,
       targets: verified.targets,
@@ -201,6 +211,48 @@ export async function prepareInstall(
     await discardStickScratch(verified);
     throw error;
   }
+}
+
+/**
+ * Decrypts an encrypted bundle's payload, now that the metadata naming its digests verified; says whether it did. A
+ * bundle whose signed metadata names an encrypted payload is taken only as the encrypted file, and an encrypted file
+ * only with metadata that names its payload.
+ */
+async function unsealContent(
+  device: Device,
+  recorder: StatusRecorder,
+  verified: VerifiedStick,
+  sealed: SealedBundle | undefined,
+  options: InstallOptions,
+): Promise<boolean> {
+  const parts = verified.format === 'ferry' ? verified.bundle.encrypted : undefined;
+  if (sealed === undefined) {
+    if (parts === undefined) return false;
+    throw new FerryError(
+      'ENCRYPTED_PAYLOAD_MISMATCH',
+      `the signed bundle-targets.json names an encrypted payload, and ${options.srcDir} is not the encrypted bundle file it belongs to: install from the file export wrote`,
+    );
+  }
+  if (parts === undefined)
+    throw new FerryError(
+      'ENCRYPTED_PAYLOAD_MISMATCH',
+      `${options.srcDir} carries an encrypted payload that its signed bundle-targets.json does not name`,
+    );
+  const keys = await loadDecryptionKeys(device.paths);
+  for (const skipped of keys.skipped) recorder.log(`decryption key ${skipped} skipped: not a P-256 private key`);
+  if (keys.keys.length === 0)
+    throw new FerryError(
+      'NOT_A_RECIPIENT',
+      'the bundle is encrypted and this device holds no decryption key: provision it (ferry device provision), and export the bundle to its certificate',
+    );
+  await recorder.phase('VERIFYING', 'checking the encrypted payload against its signed digest, then decrypting it');
+  await sealed.unseal(
+    parts,
+    keys.keys.map((entry) => entry.key),
+    options.progress,
+  );
+  recorder.log(`encrypted payload checked and decrypted (${parts.payload.length} bytes)`);
+  return true;
 }
 
 /**

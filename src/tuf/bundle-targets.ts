@@ -24,7 +24,24 @@ export interface BundleTargetsSigned {
     base?: { target: string; commit: string };
     /** When the bundle was signed (YYYY-MM-DDTHH:MM:SSZ); a device raises its time floor to it. Older bundles lack it. */
     signedAt?: string;
+    /** An encrypted bundle (export --encrypt-to): the files that hold its key envelope and its encrypted content. */
+    encrypted?: EncryptedParts;
   };
+}
+
+/** The length and SHA-256 of one file of an encrypted bundle. */
+export interface SignedFileDigest {
+  readonly length: number;
+  readonly sha256: string;
+}
+
+/**
+ * What the signature of an encrypted bundle covers besides its targets: the key envelope and the ciphertext, so
+ * that a device refuses a changed stick before it decrypts a byte (src/bundle/format/encrypted-bundle.ts).
+ */
+export interface EncryptedParts {
+  readonly envelope: SignedFileDigest;
+  readonly payload: SignedFileDigest;
 }
 
 export interface BundleTargets {
@@ -41,6 +58,8 @@ export interface BundleTargets {
   readonly version: number;
   /** The signed signing time; undefined for bundles made before it existed. */
   readonly signedAt?: Date | undefined;
+  /** Set for an encrypted bundle: the digests of its key envelope and its ciphertext. */
+  readonly encrypted?: EncryptedParts | undefined;
 }
 
 export const BUNDLE_TARGETS_FILE = 'bundle-targets.json';
@@ -118,6 +137,8 @@ export function verifyBundleTargets(
     throw malformed(`x-ferry-bundle.signedAt ${JSON.stringify(info.signedAt)} is not YYYY-MM-DDTHH:MM:SSZ`);
   }
 
+  const encrypted = info.encrypted === undefined ? undefined : parseEncryptedParts(info.encrypted);
+
   const role = root.roles['targets'];
   if (role === undefined) throw new FerryError('SECURITY_ERROR', 'root.json defines no targets role');
   const valid = validSignatureKeyIds(root, 'targets', signed, signatures as unknown[]);
@@ -155,5 +176,26 @@ export function verifyBundleTargets(
     expires,
     version: body.version as number,
     signedAt,
+    ...(encrypted === undefined ? {} : { encrypted }),
   };
+}
+
+function parseFileDigest(value: unknown, what: string): SignedFileDigest {
+  const digest = value as { length?: unknown; sha256?: unknown } | null;
+  if (
+    typeof digest !== 'object' ||
+    digest === null ||
+    !Number.isSafeInteger(digest.length) ||
+    (digest.length as number) < 0 ||
+    typeof digest.sha256 !== 'string' ||
+    !/^[0-9a-f]{64}$/.test(digest.sha256)
+  )
+    throw malformed(`x-ferry-bundle.encrypted.${what} needs a length and a 64-hex sha256`);
+  return { length: digest.length as number, sha256: digest.sha256 };
+}
+
+function parseEncryptedParts(value: unknown): EncryptedParts {
+  if (typeof value !== 'object' || value === null) throw malformed('x-ferry-bundle.encrypted must be an object');
+  const parts = value as { envelope?: unknown; payload?: unknown };
+  return { envelope: parseFileDigest(parts.envelope, 'envelope'), payload: parseFileDigest(parts.payload, 'payload') };
 }

@@ -1,6 +1,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { BIG_READ_CHUNK, createSparseWriteStream } from './sparse-file.js';
@@ -10,7 +11,15 @@ export type TarMember =
   | { readonly type: 'directory'; readonly name: string; readonly mode?: number }
   | { readonly type: 'file'; readonly name: string; readonly mode?: number; readonly content: Buffer | string }
   | { readonly type: 'file-from'; readonly name: string; readonly mode?: number; readonly source: string }
-  | { readonly type: 'symlink'; readonly name: string; readonly target: string };
+  | { readonly type: 'symlink'; readonly name: string; readonly target: string }
+  /** A file whose content is made while it is written (an encrypted payload); `open` must give exactly `size` bytes. */
+  | {
+      readonly type: 'stream';
+      readonly name: string;
+      readonly mode?: number;
+      readonly size: number;
+      readonly open: () => Readable;
+    };
 
 const FIXED_TIME = new Date(0);
 
@@ -20,17 +29,21 @@ const FIXED_TIME = new Date(0);
  * the octal header field in base-256, as GNU tar does. The tar is written sparse: a member's holes stay holes.
  */
 export async function writeTar(file: string, members: readonly TarMember[], options: { gzip: boolean }): Promise<void> {
-  const pack = tar.pack();
+  const pack = packTar(members);
   const sink = createSparseWriteStream(file);
-  // The pipeline runs while the members are fed in, and it can fail at any await of that loop (the media fill up):
-  // both are awaited together, so its rejection is never left unhandled.
-  const output = options.gzip ? pipeline(pack, createGzip({ level: 6 }), sink) : pipeline(pack, sink);
-  const fed = feedMembers(pack, members).catch((error: unknown) => {
-    // The pipeline then fails with the first error: the sink's own (a full disk) if that came first.
+  await (options.gzip ? pipeline(pack, createGzip({ level: 6 }), sink) : pipeline(pack, sink));
+}
+
+/**
+ * The tar of `members` as a stream, fed while it is read. A member that fails (a file that cannot be read) fails the
+ * stream, so whoever consumes it sees the error; the consumer's own failure (a full disk) stops the feeding.
+ */
+export function packTar(members: readonly TarMember[]): Readable {
+  const pack = tar.pack();
+  feedMembers(pack, members).catch((error: unknown) => {
     pack.destroy(error as Error);
   });
-  const [written] = await Promise.allSettled([output, fed]);
-  if (written.status === 'rejected') throw written.reason;
+  return pack as unknown as Readable;
 }
 
 async function feedMembers(pack: tar.Pack, members: readonly TarMember[]): Promise<void> {
@@ -50,6 +63,11 @@ async function feedMembers(pack: tar.Pack, members: readonly TarMember[]): Promi
         const { size } = await fs.stat(member.source);
         const entry = pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644, size });
         await pipeline(createReadStream(member.source, { highWaterMark: BIG_READ_CHUNK }), entry);
+        break;
+      }
+      case 'stream': {
+        const entry = pack.entry({ ...base, type: 'file', mode: member.mode ?? 0o644, size: member.size });
+        await pipeline(member.open(), entry);
         break;
       }
     }

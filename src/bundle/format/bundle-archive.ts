@@ -117,13 +117,19 @@ class MemberWriter {
   /** The first member's name, to say what the archive holds instead of a bundle. */
   firstMember: string | undefined;
 
-  constructor(private readonly root: string | undefined) {}
+  constructor(
+    private readonly root: string | undefined,
+    /** False for an encrypted bundle's payload: its tuf/ is the one outside, verified before the payload was read. */
+    private readonly metadataAllowed = true,
+  ) {}
 
   /** Returns the relative path to write to, or null to skip the member. */
   admit(member: MemberInfo): string | null {
     this.firstMember ??= member.name;
     const relative = this.bundleRoot.place(member.name, memberParts(member.name));
     if (relative === null) return null;
+    if (!this.metadataAllowed && relative.startsWith('tuf'))
+      throw refuse(`member "${member.name}": the encrypted payload of a bundle carries no metadata`);
     if (++this.members > BUNDLE_ARCHIVE_LIMITS.maxMembers)
       throw refuse(`more than ${BUNDLE_ARCHIVE_LIMITS.maxMembers} members`);
     if (member.type === 'symlink' || member.type === 'hardlink') refuseLink(member, relative);
@@ -244,6 +250,10 @@ function tarType(type: string | null | undefined): MemberInfo['type'] {
 }
 
 async function extractTar(file: string, writer: MemberWriter): Promise<void> {
+  await extractTarStream(createReadStream(file, { highWaterMark: BIG_READ_CHUNK }), writer);
+}
+
+async function extractTarStream(input: Readable, writer: MemberWriter): Promise<void> {
   const extract = tar.extract();
   // The member being written: when it fails its check, it also breaks the tar stream, and its own refusal is the
   // one to report.
@@ -299,9 +309,7 @@ async function extractTar(file: string, writer: MemberWriter): Promise<void> {
       );
     });
   });
-  createReadStream(file, { highWaterMark: BIG_READ_CHUNK })
-    .on('error', (error) => extract.destroy(error))
-    .pipe(extract);
+  input.on('error', (error) => extract.destroy(error)).pipe(extract);
   await done;
 }
 
@@ -382,6 +390,14 @@ export async function unpackedBytesOf(file: string, kind: ArchiveKind): Promise<
 export async function extractBundleArchive(file: string, kind: ArchiveKind, stagingDir: string): Promise<void> {
   await fs.mkdir(stagingDir, { recursive: false, mode: 0o700 });
   await readArchive(file, kind, new MemberWriter(stagingDir));
+}
+
+/**
+ * Unpacks the decrypted payload of an encrypted bundle (a tar of its ostree_repo/ and apps/) into the directory that
+ * holds its verified tuf/ already, with every check of extractBundleArchive. A payload that carries tuf/ is refused.
+ */
+export async function extractPayloadTar(input: Readable, stagingDir: string): Promise<void> {
+  await extractTarStream(input, new MemberWriter(stagingDir, false));
 }
 
 /**

@@ -5,11 +5,17 @@ import { availableBytes } from '../../util/free-space.js';
 import { FerryError, describeCause } from '../../errors.js';
 import { archiveKindOf, extractBundleArchive, unpackedBytesOf } from './bundle-archive.js';
 import { openBundleDir, type BundleDir } from './bundle-dir.js';
+import { isEncryptedBundleFile, openSealedBundle, type SealedBundle } from './encrypted-bundle.js';
 
 export interface BundleSource {
   readonly bundle: BundleDir;
-  /** What the operator gave: a directory, a .tar or a .zip. */
-  readonly kind: 'directory' | 'tar' | 'zip';
+  /** What the operator gave: a directory, a .tar or a .zip, or an encrypted bundle (a tar of its own form). */
+  readonly kind: 'directory' | 'tar' | 'zip' | 'encrypted';
+  /**
+   * Set for an encrypted bundle: only its tuf/ is in `bundle` until unseal() decrypted the rest, which the caller does
+   * once the metadata that names the payload's digest verified.
+   */
+  readonly sealed?: SealedBundle | undefined;
   /** Removes whatever opening the bundle unpacked. */
   close(): Promise<void>;
 }
@@ -60,7 +66,8 @@ export async function locateBundle(source: string): Promise<BundleLocation> {
   const kind = stat.isFile() ? await archiveKindOf(source).catch(() => undefined) : undefined;
   if (kind === undefined)
     throw new FerryError('BUNDLE_UNREADABLE', `${source} is neither a bundle directory nor a tar or zip bundle`);
-  return { path: source, kind, media: path.dirname(source) };
+  const encrypted = kind === 'tar' && (await isEncryptedBundleFile(source));
+  return { path: source, kind: encrypted ? 'encrypted' : kind, media: path.dirname(source) };
 }
 
 /**
@@ -75,7 +82,9 @@ export async function openBundleSource(source: string, stagingParent: string): P
 
   await fs.mkdir(stagingParent, { recursive: true });
   const size = (await fs.stat(source)).size;
-  const needed = (await unpackedBytesOf(source, kind).catch(() => size)) + UNPACK_MARGIN_BYTES;
+  // An encrypted bundle's payload decrypts to a tar of its own length: the file's size bounds what it unpacks to.
+  const needed =
+    (kind === 'encrypted' ? size : await unpackedBytesOf(source, kind).catch(() => size)) + UNPACK_MARGIN_BYTES;
   const free = await availableBytes(stagingParent);
   if (needed > free.bytes) {
     throw new FerryError(
@@ -89,6 +98,11 @@ export async function openBundleSource(source: string, stagingParent: string): P
   const staging = path.join(stagingParent, `.bundle-${process.pid}-${randomBytes(4).toString('hex')}`);
   const close = () => fs.rm(staging, { recursive: true, force: true });
   try {
+    if (kind === 'encrypted') {
+      await fs.mkdir(staging, { recursive: false, mode: 0o700 });
+      const sealed = await openSealedBundle(source, staging);
+      return { bundle: await openBundleDir(staging), kind, sealed, close };
+    }
     await extractBundleArchive(source, kind, staging);
     return { bundle: await openBundleDir(staging), kind, close };
   } catch (error) {

@@ -1,3 +1,4 @@
+import type { X509Certificate } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError, describeCause } from '../../errors.js';
@@ -37,6 +38,11 @@ export interface ExportOptions {
   readonly readBack?: boolean | undefined;
   /** The TUF format of the stick; it must be the factory's (the default), whose keys and metadata follow it. */
   readonly format?: MetadataFormat | undefined;
+  /**
+   * Certificate files of the recipients (devices, fleets): the bundle is written as one encrypted file that only
+   * their keys open (src/bundle/format/encrypted-bundle.ts). Implies a tar archive.
+   */
+  readonly encryptTo?: readonly string[] | undefined;
   readonly now?: Date;
   /** Tells the filesystem of the media (tests stand in for a FAT32 stick with it). */
   readonly filesystemProbe?: FilesystemProbe | undefined;
@@ -62,6 +68,8 @@ export interface ExportPlan {
   readonly mode: 'new' | 'add-target' | 'tuf-only';
   /** The factory's TUF format, which the whole stick is written in. */
   readonly format: MetadataFormat;
+  /** The checked certificates of an encrypted bundle's recipients. */
+  readonly recipients: readonly X509Certificate[] | undefined;
   readonly now: Date;
   readonly media: MediaFilesystem;
   readonly targets: FactoryTargets;
@@ -112,6 +120,24 @@ export async function planExport(
       'METADATA_FORMAT_MISMATCH',
       `this factory signs in the ${format} format; a ${options.format}-format stick needs a factory made with \`ferry repo init --format ${options.format}\``,
     );
+  if (options.encryptTo !== undefined && format === 'fioctl')
+    throw new FerryError(
+      'METADATA_FORMAT_MISMATCH',
+      'an encrypted bundle is a ferry-format bundle: a fioctl-format stick is read by aktualizr-lite, which decrypts nothing',
+    );
+  if (options.encryptTo !== undefined && options.archive !== 'tar')
+    throw new FerryError('USAGE', '--encrypt-to writes one tar file: it takes no --archive zip');
+  if (options.encryptTo !== undefined && options.readBack === true)
+    throw new FerryError(
+      'USAGE',
+      "--read-back decrypts what it reads, which takes a recipient's key: check the written file with `ferry verify <file> --decryption-key <key>`",
+    );
+  // Every recipient is checked (issued by the factory's device CA, valid, not revoked, a P-256 key) before a byte is
+  // written.
+  const recipients =
+    options.encryptTo === undefined
+      ? undefined
+      : await (await import('../../ca/recipients.js')).checkRecipientCertificates(repo.dir, options.encryptTo, now);
   const targets = await repo.targets();
   const entry = taggedTarget(targets, options);
   const expires = expiresInDays(now, options.expiresInDays);
@@ -157,6 +183,7 @@ export async function planExport(
     options,
     mode,
     format,
+    recipients,
     now,
     media,
     targets,

@@ -10,6 +10,7 @@ import { extractBundleArchive } from '../format/bundle-archive.js';
 import { bundleLayout } from '../format/bundle-dir.js';
 import { planExport, type ExportOptions, type ExportPlan } from './export-plan.js';
 import { scratchDir } from './export-scratch.js';
+import { writeEncryptedBundle } from './export-encrypted.js';
 import {
   exportVerifyFailed,
   flushMedia,
@@ -35,9 +36,11 @@ export async function exportBundle(repo: FactoryRepo, options: ExportOptions): P
   const plan = await planExport(repo, options, media);
   await repo.keys.reach(['targets', 'snapshot', 'timestamp']);
   const written =
-    options.archive === undefined
-      ? await writeBundleTree(repo, plan, { destination: options.destination, scratchTree: false })
-      : await writeBundleArchive(repo, plan, options.archive);
+    plan.recipients !== undefined
+      ? await writeEncryptedBundle(repo, plan, plan.recipients)
+      : options.archive === undefined
+        ? await writeBundleTree(repo, plan, { destination: options.destination, scratchTree: false })
+        : await writeBundleArchive(repo, plan, options.archive);
   await recordFactoryVersions(repo, plan, written);
   return written.result;
 }

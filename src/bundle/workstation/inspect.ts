@@ -37,8 +37,8 @@ export interface TargetSummary {
   readonly hardwareIds: readonly string[];
   readonly tags: readonly string[];
   readonly commit: string;
-  /** Whether ostree_repo/ holds the commit object. */
-  readonly contentPresent: boolean;
+  /** Whether ostree_repo/ holds the commit object; null in an encrypted bundle, whose content no one sees without a key. */
+  readonly contentPresent: boolean | null;
   readonly apps: ReadonlyArray<{ readonly name: string; readonly uri: string; readonly statusGoal: string }>;
 }
 
@@ -59,6 +59,17 @@ export interface BundleSummary {
   /** A delta bundle's base: the target whose content a device must already hold. */
   readonly base: { readonly target: string; readonly commit: string } | null;
   readonly sizeBytes: number;
+  /** An encrypted bundle: who it is encrypted to (each certificate's issuer and serial), and its ciphertext's size. */
+  readonly encrypted: {
+    readonly recipients: ReadonlyArray<{ readonly issuer: string; readonly serialNumber: string }>;
+    readonly payloadBytes: number;
+  } | null;
+}
+
+/** What `show` knows of an encrypted bundle without a key: the envelope's recipients and the file. */
+export interface EncryptedBundleFacts {
+  readonly recipients: ReadonlyArray<{ readonly issuer: string; readonly serialNumber: string }>;
+  readonly fileBytes: number;
 }
 
 type Document = { signed: Record<string, unknown>; signatures: unknown[] };
@@ -151,7 +162,11 @@ function summarize(file: string, role: string, document: Document, count: Signat
  * signatures against the newest root it carries, and its targets. Nothing here is trusted: `ferry verify` (or a
  * device) walks the root chain from a trusted root.
  */
-export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): Promise<BundleSummary> {
+export async function inspectBundle(
+  bundle: BundleDir,
+  now: Date = new Date(),
+  encrypted?: EncryptedBundleFacts,
+): Promise<BundleSummary> {
   const rootVersions = await rootVersionsOf(bundle.tufDir);
   const newest = rootVersions[rootVersions.length - 1]!;
   const rootFile = `${newest}.root.json`;
@@ -183,6 +198,7 @@ export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): 
 
   const info = (bundleDocument.signed['x-fio-offline-bundle'] ?? bundleDocument.signed['x-ferry-bundle'] ?? {}) as {
     base?: { target?: unknown; commit?: unknown };
+    encrypted?: { payload?: { length?: unknown } };
     type?: unknown;
     tag?: unknown;
     tags?: unknown;
@@ -209,7 +225,7 @@ export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): 
       hardwareIds: target.hardwareIds,
       tags: target.tags,
       commit: target.commit,
-      contentPresent: await bundle.ostreeRepo.hasCommitObject(target.commit),
+      contentPresent: encrypted === undefined ? await bundle.ostreeRepo.hasCommitObject(target.commit) : null,
       apps: Object.entries(target.apps).map(([app, pin]) => ({
         name: app,
         uri: pin.uri,
@@ -246,7 +262,14 @@ export async function inspectBundle(bundle: BundleDir, now: Date = new Date()): 
       typeof info.base?.target === 'string' && typeof info.base.commit === 'string'
         ? { target: info.base.target, commit: info.base.commit }
         : null,
-    sizeBytes: await treeBytes(bundle.root),
+    sizeBytes: encrypted === undefined ? await treeBytes(bundle.root) : encrypted.fileBytes,
+    encrypted:
+      encrypted === undefined
+        ? null
+        : {
+            recipients: encrypted.recipients,
+            payloadBytes: typeof info.encrypted?.payload?.length === 'number' ? info.encrypted.payload.length : 0,
+          },
   };
 }
 
@@ -262,6 +285,11 @@ export function describeBundle(summary: BundleSummary): string {
       : [
           `a delta on top of ${summary.base.target} (commit ${summary.base.commit.slice(0, 12)}): devices must hold it`,
         ]),
+    ...(summary.encrypted === null
+      ? []
+      : [
+          `encrypted (AES-256-GCM, ${summary.encrypted.payloadBytes} bytes of ciphertext) to ${summary.encrypted.recipients.length} recipient(s): ${summary.encrypted.recipients.map((recipient) => `serial ${recipient.serialNumber} of ${recipient.issuer}`).join('; ')}`,
+        ]),
     `root versions ${summary.rootVersions.join(', ')}`,
     'metadata:',
     ...summary.roles.map(
@@ -275,7 +303,7 @@ export function describeBundle(summary: BundleSummary): string {
         ]),
     'targets:',
     ...summary.targets.flatMap((target) => [
-      `  ${target.name} version ${target.version}, hardware ${target.hardwareIds.join(', ')}, tags ${target.tags.join(', ')}, commit ${target.commit.slice(0, 12)}${target.contentPresent ? '' : ' (NOT on the stick)'}`,
+      `  ${target.name} version ${target.version}, hardware ${target.hardwareIds.join(', ')}, tags ${target.tags.join(', ')}, commit ${target.commit.slice(0, 12)}${target.contentPresent === null ? ' (content encrypted)' : target.contentPresent ? '' : ' (NOT on the stick)'}`,
       ...target.apps.map((app) => `    app ${app.name}: ${app.uri} (status goal: ${app.statusGoal})`),
     ]),
     summary.signaturesMissing > 0

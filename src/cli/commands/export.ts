@@ -4,7 +4,7 @@ import { exportBundle } from '../../bundle/workstation/export.js';
 import { withFactoryRepo } from '../../repo/factory-lock.js';
 import { METADATA_FORMATS, type MetadataFormat } from '../../repo/metadata-format.js';
 import { progressFor, type CommandContext } from '../command-context.js';
-import { positiveInteger, progressFdOption } from '../shared-options.js';
+import { collect, positiveInteger, progressFdOption } from '../shared-options.js';
 
 /** export: a bundle for the stick. */
 export function registerExportCommand(program: Command, { io, setReport }: CommandContext): void {
@@ -48,6 +48,14 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
         "the stick's TUF format and apps layout: ferry, or fioctl (what `fioctl targets offline-update` writes, apps in apps/apps/ beside apps/blobs/; which stock aklite-offline reads, see README: Foundries compatibility); it must be the factory's (`repo init --format`), the default; another ends in 29",
       ).choices(METADATA_FORMATS),
     )
+    .addOption(
+      new Option(
+        '--encrypt-to <certificate>',
+        "encrypt the bundle to a recipient (repeat for each): a device's decryption certificate or a fleet certificate, issued by the factory's device CA (`ferry device certify`, `ferry ca fleet-key`). Writes one tar file at <dst> whose content only the recipients' keys decrypt; its metadata stays readable (`ferry show`); signed digests cover the ciphertext",
+      )
+        .argParser(collect)
+        .conflicts(['allowMultipleTargets', 'tufOnly']),
+    )
     .addOption(progressFdOption())
     .option('--json', 'print the result as one JSON object')
     .action(
@@ -65,6 +73,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
           from?: string;
           readBack?: boolean;
           format?: MetadataFormat;
+          encryptTo?: string[];
           progressFd?: number;
           json?: boolean;
         },
@@ -77,7 +86,8 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
             tag: options.tag,
             type: options.prod ? 'prod' : 'ci',
             expiresInDays: options.expiresInDays,
-            archive: options.archive,
+            archive: options.encryptTo === undefined ? options.archive : (options.archive ?? 'tar'),
+            encryptTo: options.encryptTo?.map((file) => path.resolve(file)),
             mode: options.tufOnly ? 'tuf-only' : options.allowMultipleTargets ? 'add-target' : 'new',
             progress: progress.listener,
             fromTarget: options.from,
@@ -95,7 +105,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
         setReport(
           {
             outcome: 'OK',
-            message: `${what} (carries ${result.targets.join(', ')}; expires ${result.expires}); ${options.readBack ? 'read back and verified' : 'verified as written'}${missing}`,
+            message: `${what} (carries ${result.targets.join(', ')}; expires ${result.expires}${options.encryptTo === undefined ? '' : `; encrypted to ${options.encryptTo.length} recipient(s)`}); ${options.readBack ? 'read back and verified' : 'verified as written'}${missing}`,
             data: { ...result },
           },
           options.json ?? false,

@@ -1,3 +1,4 @@
+import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -16,7 +17,16 @@ export function registerShowCommand(program: Command, { setReport }: CommandCont
     .action(async (bundlePath: string, options: { json?: boolean }) => {
       const source = await openBundleSource(path.resolve(bundlePath), os.tmpdir());
       try {
-        const summary = await inspectBundle(source.bundle);
+        const summary = await inspectBundle(
+          source.bundle,
+          new Date(),
+          source.sealed === undefined
+            ? undefined
+            : {
+                recipients: await source.sealed.recipients(),
+                fileBytes: (await fs.stat(source.sealed.file)).size,
+              },
+        );
         setReport({ outcome: 'OK', message: describeBundle(summary), data: { ...summary } }, options.json ?? false);
       } finally {
         await source.close();
