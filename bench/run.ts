@@ -4,6 +4,9 @@
  *   export   vs  ostree init + ostree pull-local (archive -> archive) of the target commit + copying the app blobs
  *   install  vs  ostree pull-local --untrusted (bundle -> sysroot repo) + ostree admin deploy + sha256 of the blobs
  *   verify   vs  JSON.parse + canonicalize + one ed25519 verify of a targets.json of 10,000 targets
+ *   encrypted: install of an encrypted bundle  vs  install of the same bundle as a plain tar (both unpack beside the
+ *            device's storage; the encrypted one also hashes the ciphertext, then decrypts it), and its peak RSS for a
+ *            small and a large payload
  * and the size of a delta bundle (export --from) for a one-package change, against the full bundle.
  * Bundles are written to another filesystem than the factory (a tmpfs standing in for the stick), as in the field.
  * Wall time and peak RSS come from GNU time; each command runs several times (after one untimed warm-up copy), ferry
@@ -18,7 +21,9 @@ import { exportBundle } from '../src/bundle/workstation/export.js';
 import type { FactoryRepo } from '../src/repo/factory-repo.js';
 import { expiresInDays } from '../src/tuf/expires.js';
 import { discardScratch, verifyBundleMetadata } from '../src/tuf/verify-metadata.js';
-import { promises as fs, rmSync } from 'node:fs';
+import { promises as fs, rmSync, statSync } from 'node:fs';
+import { loadDeviceConfig } from '../src/device/config.js';
+import { devicePaths } from '../src/device/paths.js';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +44,7 @@ const APPS_MB = number('FERRY_BENCH_APPS_MB', 200);
 const TARGETS = number('FERRY_BENCH_TARGETS', 10_000);
 const PACKAGE = { files: 300, bytes: 20 * 1048576 };
 /** Which figures to measure (export and install go together): all by default. */
-const ONLY = new Set((process.env['FERRY_BENCH_ONLY'] ?? 'copy,delta,verify').split(','));
+const ONLY = new Set((process.env['FERRY_BENCH_ONLY'] ?? 'copy,delta,verify,encrypted').split(','));
 const MiB = 1048576;
 const ferryCli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'ferry.js');
 
@@ -267,6 +272,7 @@ async function main(): Promise<void> {
       await fs.rm(delta, { recursive: true });
     }
     if (ONLY.has('verify')) await benchVerifyTargets(work);
+    if (ONLY.has('encrypted')) await benchEncrypted(repo, media, devices);
   } finally {
     spawnSync('chattr', ['-R', '-i', work], { stdio: 'ignore' });
     rmSync(work, { recursive: true, force: true });
@@ -274,6 +280,68 @@ async function main(): Promise<void> {
     rmSync(devices, { recursive: true, force: true });
     rmSync(media, { recursive: true, force: true });
   }
+}
+
+function ferry(...args: string[]): void {
+  const result = spawnSync('node', [ferryCli, ...args], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`ferry ${args.join(' ')} failed (${result.status}): ${result.stderr}`);
+}
+
+/**
+ * Installing an encrypted bundle against installing the same bundle as a plain tar, each on a fresh device: both
+ * unpack it beside the device's storage and then install alike; the encrypted one also reads the ciphertext once to
+ * check it against its signed digest, and decrypts it while it unpacks. Peak RSS is also taken for a payload some
+ * hundred times smaller (the bare rootfs of bench-1): streamed, it should not grow with the payload.
+ */
+async function benchEncrypted(repo: FactoryRepo, media: string, devices: string): Promise<void> {
+  ferry('ca', 'init', '--repo', repo.dir);
+  const holder = path.join(devices, 'key-holder');
+  await createSimDevice(holder, repo, { target: 'bench-1' });
+  ferry('device', 'provision', '--config', simConfigDir(holder));
+  const holderPaths = devicePaths(await loadDeviceConfig([simConfigDir(holder)]));
+  const certificate = path.join(media, 'recipient.crt');
+  ferry('device', 'certify', '--repo', repo.dir, holderPaths.decryptionRequestFile, '--out', certificate);
+  const plain = path.join(media, 'plain.tar');
+  const sealed = path.join(media, 'sealed.bundle');
+  const sealedSmall = path.join(media, 'sealed-small.bundle');
+  ferry('export', '--repo', repo.dir, 'bench-2', plain, '--tag', 'main', '--archive', 'tar');
+  ferry('export', '--repo', repo.dir, 'bench-2', sealed, '--tag', 'main', '--encrypt-to', certificate);
+  ferry('export', '--repo', repo.dir, 'bench-1', sealedSmall, '--tag', 'main', '--encrypt-to', certificate);
+  /** A fresh device at bench-1 holding the recipient's key. */
+  const recipient = async (name: string): Promise<string> => {
+    const dir = path.join(devices, name);
+    await createSimDevice(dir, repo, { target: 'bench-1' });
+    const paths = devicePaths(await loadDeviceConfig([simConfigDir(dir)]));
+    await fs.mkdir(path.dirname(paths.decryptionKeyFile), { recursive: true });
+    await fs.copyFile(holderPaths.decryptionKeyFile, paths.decryptionKeyFile);
+    return dir;
+  };
+  const install = (dir: string, bundle: string) =>
+    measure('node', [ferryCli, 'install', '--config', simConfigDir(dir), '--src-dir', bundle]);
+  const plainRuns: Sample[] = [];
+  const sealedRuns: Sample[] = [];
+  const smallRuns: Sample[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    const plainDevice = await recipient(`plain-${run}`);
+    const sealedDevice = await recipient(`sealed-${run}`);
+    const smallDevice = await recipient(`small-${run}`);
+    const steps = [
+      () => plainRuns.push(install(plainDevice, plain)),
+      () => sealedRuns.push(install(sealedDevice, sealed)),
+    ];
+    for (const step of run % 2 === 0 ? steps : steps.reverse()) step();
+    smallRuns.push(install(smallDevice, sealedSmall));
+    for (const dir of [plainDevice, sealedDevice, smallDevice]) {
+      spawnSync('chattr', ['-R', '-i', dir], { stdio: 'ignore' });
+      await fs.rm(dir, { recursive: true });
+    }
+  }
+  const payloadMiB = (file: string) => ((statSync(file).size / MiB).toFixed(0));
+  report('encrypted', `install of the same bundle as a plain tar (${payloadMiB(plain)} MiB)`, sealedRuns, plainRuns);
+  console.log(
+    `${''.padEnd(8)} RSS   peak ${(median(sealedRuns).maxRssKb / 1024).toFixed(0)} MiB decrypting ${payloadMiB(sealed)} MiB, ${(median(smallRuns).maxRssKb / 1024).toFixed(0)} MiB decrypting ${payloadMiB(sealedSmall)} MiB (flat: streamed)`,
+  );
+  for (const file of [plain, sealed, sealedSmall, certificate]) await fs.rm(file);
 }
 
 /** The bytes of the regular files under `dir`. */

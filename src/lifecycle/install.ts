@@ -239,8 +239,9 @@ async function unsealContent(
       `${options.srcDir} carries an encrypted payload that its signed bundle-targets.json does not name`,
     );
   const keys = await loadDecryptionKeys(device.paths);
-  for (const skipped of keys.skipped) recorder.log(`decryption key ${skipped} skipped: not a P-256 private key`);
-  if (keys.keys.length === 0)
+  for (const skipped of keys.skipped)
+    recorder.log(`decryption key ${skipped.name} (${skipped.file}) skipped: ${skipped.reason}`);
+  if (keys.length === 0)
     throw new FerryError(
       'NOT_A_RECIPIENT',
       'the bundle is encrypted and this device holds no decryption key: provision it (ferry device provision), and export the bundle to its certificate',
@@ -248,7 +249,7 @@ async function unsealContent(
   await recorder.phase('VERIFYING', 'checking the encrypted payload against its signed digest, then decrypting it');
   await sealed.unseal(
     parts,
-    keys.keys.map((entry) => entry.key),
+    keys.map((entry) => entry.key),
     options.progress,
   );
   recorder.log(`encrypted payload checked and decrypted (${parts.payload.length} bytes)`);
