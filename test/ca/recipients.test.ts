@@ -3,8 +3,9 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { checkRecipientCertificates } from '../../src/ca/recipients.js';
-import { createCertificateRequest } from '../../src/ca/ed25519-x509.js';
+import { createCertificateRequest, parseCertificateRequest } from '../../src/ca/ed25519-x509.js';
 import { loadDeviceConfig } from '../../src/device/config.js';
 import { loadDecryptionKeys } from '../../src/device/decryption-keys.js';
 import { devicePaths, type DevicePaths } from '../../src/device/paths.js';
@@ -227,6 +228,42 @@ describe('device certify of a decryption request', () => {
       assert.match(refused.stderr, reason);
     }
     assert.equal(await hashTree(repo), before, 'nothing was issued or recorded');
+  });
+});
+
+describe('P-256 requests changed anywhere (property, a counted number of runs)', () => {
+  test('a request is taken only if it is byte for byte the one its key signed; anything else is an Error with a reason', async () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const request = Buffer.from(
+      (await createCertificateRequest('line-9-unit-9', privateKey)).replace(/-----[^-]+-----|\s/g, ''),
+      'base64',
+    );
+    /** Up to four bytes replaced, or the bytes cut short: what a damaged or hostile file can be. */
+    const damaged = fc
+      .tuple(
+        fc.array(fc.tuple(fc.nat({ max: request.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.option(fc.nat({ max: request.length - 1 })),
+      )
+      .map(([changes, cut]) => {
+        const copy = Buffer.from(request);
+        for (const [at, value] of changes) copy[at] = value;
+        return cut === null ? copy : copy.subarray(0, cut);
+      });
+    await fc.assert(
+      fc.asyncProperty(damaged, async (bytes) => {
+        try {
+          await parseCertificateRequest(bytes);
+        } catch (error) {
+          assert.ok(error instanceof Error && error.message !== '', String(error));
+          return;
+        }
+        assert.ok(bytes.equals(request), 'a changed request was taken');
+      }),
+      { numRuns: 300, seed: 20 },
+    );
   });
 });
 
