@@ -66,14 +66,15 @@ async function webKeysOf(privateKey: KeyObject): Promise<CryptoKeyPair> {
 }
 
 /**
- * The key identifier of RFC 5280 §4.2.1.2 method 1: the SHA-1 of the key's bits, which end the SubjectPublicKeyInfo
- * (the raw 32 bytes of an ed25519 key, the 65-byte uncompressed point of a P-256 key).
+ * The key identifier of RFC 5280 §4.2.1.2 method 1: the SHA-1 of the key's bits (the raw 32 bytes of an ed25519 key,
+ * the point of a P-256 key). The SubjectPublicKeyInfo of either is short enough for one-byte DER lengths:
+ * SEQUENCE { AlgorithmIdentifier, BIT STRING { unused-bits byte, key bits } }.
  */
 function keyIdentifierOf(publicKey: KeyObject): string {
   const der = spkiOf(publicKey);
-  const bits = subjectKeyTypeOf(publicKey) === 'p256' ? 65 : 32;
+  const bitStringAt = 4 + der[3]!;
   return createHash('sha1')
-    .update(der.subarray(der.length - bits))
+    .update(der.subarray(bitStringAt + 3))
     .digest('hex');
 }
 

@@ -1,5 +1,12 @@
 import assert from 'node:assert/strict';
-import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  X509Certificate,
+  type KeyObject,
+} from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -162,6 +169,14 @@ describe('device certify of a decryption request', () => {
     assert.match(usage.output, /critical\n\s+CA:FALSE/);
     const certificate = new X509Certificate(json.certificate);
     assert.ok(spki(certificate.publicKey).equals(spki(createPrivateKey(await fs.readFile(paths.decryptionKeyFile)))));
+    // The subject key identifier is the SHA-1 of the key's point (RFC 5280 method 1), as for the ed25519 keys.
+    const point = spki(certificate.publicKey).subarray(-65);
+    assert.equal(point[0], 0x04, 'an uncompressed point');
+    const keyId = (await openssl('x509', '-noout', '-ext', 'subjectKeyIdentifier', '-in', certificateFile)).output;
+    assert.equal(
+      /Subject Key Identifier: *\n\s*([0-9A-F:]+)/.exec(keyId)?.[1]?.replace(/:/g, '').toLowerCase(),
+      createHash('sha1').update(point).digest('hex'),
+    );
 
     const device = await cli('device', 'certify', '--repo', repo, paths.deviceRequestFile, '--json');
     assert.equal(device.code, 0, device.stderr);
