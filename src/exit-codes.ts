@@ -50,6 +50,7 @@ const PATH_COMMANDS = [
   'sim image',
   'device register',
   'ca init',
+  'ca fleet-key',
   'device certify',
   'device revoke',
 ] as const;
@@ -399,6 +400,7 @@ export const OUTCOMES = {
       'keys rotate',
       'keys add-offline',
       'ca init',
+      'ca fleet-key',
       'device certify',
       'device revoke',
     ],
@@ -489,6 +491,7 @@ export const OUTCOMES = {
       'device register',
       'reports',
       'ca init',
+      'ca fleet-key',
       'device certify',
       'device revoke',
     ],
@@ -526,7 +529,7 @@ export const OUTCOMES = {
   DESTINATION_NOT_EMPTY: {
     exitCode: 45,
     kind: 'failure',
-    commands: ['export', 'sim create', 'sim image', 'bundle pack'],
+    commands: ['export', 'sim create', 'sim image', 'bundle pack', 'ca fleet-key'],
     meaning: 'the destination directory exists and is not empty (for a file: it exists)',
     next: 'choose a new or empty directory',
   },
@@ -629,25 +632,26 @@ export const OUTCOMES = {
   DEVICE_CERTIFICATE_INVALID: {
     exitCode: 19,
     kind: 'failure',
-    commands: ['device certify', 'device provision'],
+    commands: ['device certify', 'device provision', 'ca fleet-key', 'export'],
     meaning:
-      "a certificate request is not an ed25519 request signed by its own key for a valid device id, the CA key does not match the CA certificate, or a certificate given to the device is not for the device's key and id; nothing was written",
-    next: 'give the request the device wrote (<storage>/ferry/device.csr), the CA key of the repository, or the certificate issued for this device',
+      "a certificate request is not an ed25519 or EC P-256 request signed by its own key for a valid device id, the CA key does not match the CA certificate, a certificate given to the device is not for the device's key and id, or a recipient certificate (--encrypt-to) cannot be read, holds no P-256 key, is not issued by the repository's device CA, is not valid now, is revoked or does not allow key agreement; nothing was written",
+    next: 'give the request the device wrote (<storage>/ferry/device.csr or decryption.csr), the CA key of the repository, the certificate issued for this device, or a current decryption or fleet certificate of this CA (ferry device certify, ferry ca fleet-key)',
   },
   DEVICE_CA_UNAVAILABLE: {
     exitCode: 21,
     kind: 'failure',
-    commands: ['device certify', 'device revoke'],
+    commands: ['device certify', 'device revoke', 'ca fleet-key', 'export'],
     meaning:
-      'the device CA of the factory repository cannot answer: there is none, its key is not where given, its certificate is not valid now, or it issued no certificate with the serial or device id given; nothing was written',
+      'the device CA of the factory repository cannot answer: there is none (to issue or revoke a certificate, or to check a recipient certificate by), its key is not where given, its certificate is not valid now, or it issued no certificate with the serial or device id given; nothing was written',
     next: 'ferry ca init --repo <dir>; give the CA key with --ca-key; check the id or serial (<repo>/ca/issued/)',
   },
   DEVICE_KEY_INVALID: {
     exitCode: 57,
     kind: 'failure',
     commands: ['device provision', 'device register'],
-    meaning: 'a device key cannot be read or is not an ed25519 key',
-    next: 'check the key file (--key, or <storage>/ferry/device-key.pem)',
+    meaning:
+      'a device key cannot be read or is not an ed25519 key, a decryption or fleet key (--fleet-key) is not an EC P-256 private key, or the device holds another fleet key of that name; nothing was written',
+    next: 'check the key file (--key, --fleet-key, <storage>/ferry/device-key.pem or decryption-key.pem); give a new fleet key another file name',
   },
 
   // ── files given on the command line that are there but are not what the command needs ─────────────────────────

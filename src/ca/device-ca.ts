@@ -11,24 +11,28 @@ import path from 'node:path';
 import { checkDeviceId } from '../device/device-key.js';
 import { FerryError, describeCause } from '../errors.js';
 import { withFactoryRepo } from '../repo/factory-lock.js';
-import { openFactoryRepo } from '../repo/factory-repo.js';
+import { openFactoryRepo, type FactoryRepo } from '../repo/factory-repo.js';
 import { pathExists, readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
 import {
   certificateCommonName,
+  endEntityUsageOf,
   issueCertificate,
   newSerial,
   parseCertificateRequest,
   validityOf,
+  type EndEntityUsage,
 } from './ed25519-x509.js';
 
 /**
  * The factory's device CA, kept in the factory repository:
  *
- *   <repo>/ca/ca.crt          the self-signed CA certificate: what `ferry reports` trusts device certificates by
- *   <repo>/ca/ca-key.pem      its ed25519 private key (0600); only `device certify` reads it, and may read it from
- *                             elsewhere (--ca-key), so that it can live on the factory line's station alone
- *   <repo>/ca/issued/<serial>.crt   every certificate issued, so that a device can be revoked by its id
- *   <repo>/ca/revoked.json    the revocation list: the serials `ferry reports` no longer trusts
+ *   <repo>/ca/ca.crt          the self-signed CA certificate: what `ferry reports` trusts device certificates by,
+ *                             and what `export --encrypt-to` takes recipient certificates by
+ *   <repo>/ca/ca-key.pem      its ed25519 private key (0600); only `device certify` and `ca fleet-key` read it, and
+ *                             may read it from elsewhere (--ca-key), so that it can live on the factory line's station
+ *   <repo>/ca/issued/<serial>.crt   every certificate issued (a device's two, for its device key and its decryption
+ *                             key; a fleet key's), so that a device can be revoked by its id
+ *   <repo>/ca/revoked.json    the revocation list: the serials `ferry reports` and `export` no longer trust
  *
  * The revocation list is a plain record of the repository, like the registered keys in devices/: whoever can write
  * the repository can already replace ca.crt, so a signature on the list would protect nothing more, and it would
@@ -158,7 +162,7 @@ export async function initDeviceCa(repoDir: string, days: number, now = new Date
   });
 }
 
-async function requireCaCertificate(repoDir: string): Promise<{ paths: CaPaths; certificate: X509Certificate }> {
+export async function requireCaCertificate(repoDir: string): Promise<{ paths: CaPaths; certificate: X509Certificate }> {
   const paths = caPathsOf(repoDir);
   const bytes = await readOptional(paths.certificateFile);
   if (bytes === undefined)
@@ -190,24 +194,84 @@ async function loadCaKey(file: string, certificate: X509Certificate): Promise<Ke
   return key;
 }
 
-export interface Certification {
-  readonly device: string;
+/** A certificate the CA issued, as recorded under issued/. */
+export interface IssuedCertificate {
+  /** Its subject's common name: a device id, or `fleet:<name>` for a fleet key. */
+  readonly subject: string;
   readonly serial: string;
   readonly notBefore: string;
   readonly notAfter: string;
+  /** What the certified key is for: signing reports (an ed25519 device key) or key agreement (a P-256 key). */
+  readonly keyUsage: EndEntityUsage;
   readonly certificate: string;
   /** Where the repository keeps it: `<repo>/ca/issued/<serial>.crt`. */
   readonly issuedFile: string;
 }
 
+export interface IssueUnderCaOptions {
+  readonly days: number;
+  readonly caKeyFile?: string | undefined;
+  readonly now?: Date | undefined;
+}
+
+/**
+ * Issues an end entity's certificate signed by the repository's device CA, valid for `days` (never past the CA's
+ * own end), and records it under issued/. The caller holds the repository's lock.
+ */
+export async function issueUnderCa(
+  repo: FactoryRepo,
+  subject: { readonly commonName: string; readonly publicKey: KeyObject },
+  options: IssueUnderCaOptions,
+): Promise<IssuedCertificate> {
+  const { paths, certificate: caCertificate } = await requireCaCertificate(repo.dir);
+  const caKey = await loadCaKey(options.caKeyFile ?? paths.keyFile, caCertificate);
+  const now = options.now ?? new Date();
+  const caValidity = validityOf(caCertificate);
+  if (now < caValidity.notBefore || now > caValidity.notAfter)
+    throw new FerryError(
+      'DEVICE_CA_UNAVAILABLE',
+      `the device CA certificate ${paths.certificateFile} is not valid now (${caValidity.notBefore.toISOString()} to ${caValidity.notAfter.toISOString()})`,
+    );
+  const pem = await issueCertificate({
+    serial: newSerial(),
+    subject: subject.commonName,
+    publicKey: subject.publicKey,
+    notBefore: now,
+    // A certificate ends with its CA at the latest: no reader would trust it longer.
+    notAfter: new Date(Math.min(now.getTime() + options.days * DAY_MS, caValidity.notAfter.getTime())),
+    ca: false,
+    issuer: { certificate: caCertificate, commonName: certificateCommonName(caCertificate) ?? '' },
+    signingKey: caKey,
+  });
+  const issued = new X509Certificate(pem);
+  const issuedFile = path.join(paths.issuedDir, `${issued.serialNumber}.crt`);
+  await fs.mkdir(paths.issuedDir, { recursive: true });
+  await writeFileAtomic(issuedFile, pem);
+  const { notBefore, notAfter } = validityOf(issued);
+  return {
+    subject: subject.commonName,
+    serial: issued.serialNumber,
+    notBefore: notBefore.toISOString(),
+    notAfter: notAfter.toISOString(),
+    keyUsage: endEntityUsageOf(subject.publicKey),
+    certificate: pem,
+    issuedFile,
+  };
+}
+
+export interface Certification extends Omit<IssuedCertificate, 'subject'> {
+  readonly device: string;
+}
+
 /**
  * The factory line's station: checks a device's request (its own key signed it; its name is a device id) and issues
- * the device certificate for `days`, recorded under issued/.
+ * the certificate for `days`, recorded under issued/: for an ed25519 request the device certificate its reports
+ * carry, for a P-256 request (the device's decryption key) one that encrypted bundles can be addressed to.
  */
 export async function certifyDevice(
   repoDir: string,
   request: Uint8Array,
-  options: { readonly days: number; readonly caKeyFile?: string | undefined; readonly now?: Date },
+  options: IssueUnderCaOptions,
 ): Promise<Certification> {
   let parsed: Awaited<ReturnType<typeof parseCertificateRequest>>;
   try {
@@ -223,39 +287,8 @@ export async function certifyDevice(
     throw new FerryError('DEVICE_CERTIFICATE_INVALID', describeCause(error), { cause: error });
   }
   return withFactoryRepo(repoDir, 'device certify', async (repo) => {
-    const { paths, certificate: caCertificate } = await requireCaCertificate(repo.dir);
-    const caKey = await loadCaKey(options.caKeyFile ?? paths.keyFile, caCertificate);
-    const now = options.now ?? new Date();
-    const caValidity = validityOf(caCertificate);
-    if (now < caValidity.notBefore || now > caValidity.notAfter)
-      throw new FerryError(
-        'DEVICE_CA_UNAVAILABLE',
-        `the device CA certificate ${paths.certificateFile} is not valid now (${caValidity.notBefore.toISOString()} to ${caValidity.notAfter.toISOString()})`,
-      );
-    const pem = await issueCertificate({
-      serial: newSerial(),
-      subject: parsed.commonName,
-      publicKey: parsed.publicKey,
-      notBefore: now,
-      // A device certificate ends with its CA at the latest: no reader would trust it longer.
-      notAfter: new Date(Math.min(now.getTime() + options.days * DAY_MS, caValidity.notAfter.getTime())),
-      ca: false,
-      issuer: { certificate: caCertificate, commonName: certificateCommonName(caCertificate) ?? '' },
-      signingKey: caKey,
-    });
-    const issued = new X509Certificate(pem);
-    const issuedFile = path.join(paths.issuedDir, `${issued.serialNumber}.crt`);
-    await fs.mkdir(paths.issuedDir, { recursive: true });
-    await writeFileAtomic(issuedFile, pem);
-    const { notBefore, notAfter } = validityOf(issued);
-    return {
-      device: parsed.commonName,
-      serial: issued.serialNumber,
-      notBefore: notBefore.toISOString(),
-      notAfter: notAfter.toISOString(),
-      certificate: pem,
-      issuedFile,
-    };
+    const { subject, ...issued } = await issueUnderCa(repo, parsed, options);
+    return { device: subject, ...issued };
   });
 }
 

@@ -2,11 +2,16 @@ import type { Name, Pkcs10CertificateRequest } from '@peculiar/x509';
 import { createHash, createPublicKey, randomBytes, webcrypto, X509Certificate, type KeyObject } from 'node:crypto';
 
 /**
- * X.509 certificates and PKCS#10 requests for ed25519 keys, the device keys' type.
+ * X.509 certificates and PKCS#10 requests of the factory's device CA, whose key is ed25519: the CA's own certificate,
+ * device certificates for ed25519 device keys (they sign reports), and certificates for EC P-256 keys, the keys an
+ * encrypted bundle's content key is wrapped for (a device's decryption key, a fleet key). A P-256 key is a
+ * key-agreement key and nothing else here: its certificate says keyAgreement, never digitalSignature, and its request
+ * is signed with ECDSA (SHA-256) by that key, the proof of possession an X25519 key could not give.
  *
- * @peculiar/x509 builds and reads them, and signs through WebCrypto, which is node:crypto's own ed25519. node:crypto
- * parses and checks every certificate ferry reads (X509Certificate.verify, checkIssued) but cannot build one or read
- * a request; node-forge's X.509 and PKCS#10 layer takes RSA keys only ("OID is not RSA"). Keys and bytes in, bytes out.
+ * @peculiar/x509 builds and reads them, and signs through WebCrypto, which is node:crypto's own ed25519 and ECDSA.
+ * node:crypto parses and checks every certificate ferry reads (X509Certificate.verify, checkIssued) but cannot build
+ * one or read a request; node-forge's X.509 and PKCS#10 layer takes RSA keys only ("OID is not RSA"). Keys and bytes
+ * in, bytes out.
  */
 
 type X509 = typeof import('@peculiar/x509');
@@ -29,6 +34,20 @@ function x509(): Promise<X509> {
 
 const COMMON_NAME = '2.5.4.3';
 const ED25519 = { name: 'Ed25519' } as const;
+const ECDSA_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+
+/** The two key types a certificate of the CA may hold: what each key is for decides what its certificate says. */
+type SubjectKeyType = 'ed25519' | 'p256';
+
+/** Whether `key` (private or public) is an EC key on the P-256 curve (prime256v1). */
+export function isP256Key(key: KeyObject): boolean {
+  return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+}
+
+function subjectKeyTypeOf(key: KeyObject): SubjectKeyType | undefined {
+  if (key.asymmetricKeyType === 'ed25519') return 'ed25519';
+  return isP256Key(key) ? 'p256' : undefined;
+}
 
 /** A name of one relative name holding one attribute, the common name: a device id, or the CA's name. */
 const nameOf = (x: X509, commonName: string): Name => new x.Name([{ [COMMON_NAME]: [{ utf8String: commonName }] }]);
@@ -37,25 +56,42 @@ const spkiOf = (publicKey: KeyObject): Buffer => publicKey.export({ format: 'der
 
 async function webKeysOf(privateKey: KeyObject): Promise<CryptoKeyPair> {
   const subtle = webcrypto.subtle;
+  const algorithm = subjectKeyTypeOf(privateKey) === 'p256' ? ECDSA_P256 : ED25519;
   return {
-    privateKey: await subtle.importKey('pkcs8', privateKey.export({ format: 'der', type: 'pkcs8' }), ED25519, false, [
+    privateKey: await subtle.importKey('pkcs8', privateKey.export({ format: 'der', type: 'pkcs8' }), algorithm, false, [
       'sign',
     ]),
-    publicKey: await subtle.importKey('spki', spkiOf(createPublicKey(privateKey)), ED25519, true, ['verify']),
+    publicKey: await subtle.importKey('spki', spkiOf(createPublicKey(privateKey)), algorithm, true, ['verify']),
   } as CryptoKeyPair;
 }
 
-/** The key identifier of RFC 5280 §4.2.1.2 method 1: the SHA-1 of the key's bits (the raw 32 bytes for ed25519). */
+/**
+ * The key identifier of RFC 5280 §4.2.1.2 method 1: the SHA-1 of the key's bits (the raw 32 bytes of an ed25519 key,
+ * the point of a P-256 key). The SubjectPublicKeyInfo of either is short enough for one-byte DER lengths:
+ * SEQUENCE { AlgorithmIdentifier, BIT STRING { unused-bits byte, key bits } }.
+ */
 function keyIdentifierOf(publicKey: KeyObject): string {
   const der = spkiOf(publicKey);
+  const bitStringAt = 4 + der[3]!;
   return createHash('sha1')
-    .update(der.subarray(der.length - 32))
+    .update(der.subarray(bitStringAt + 3))
     .digest('hex');
 }
 
 function requireEd25519(key: KeyObject, what: string): void {
   if (key.asymmetricKeyType !== 'ed25519')
     throw new Error(`${what} is an ${key.asymmetricKeyType ?? 'unknown'} key, not ed25519`);
+}
+
+function requireSubjectKey(key: KeyObject, what: string): SubjectKeyType {
+  const type = subjectKeyTypeOf(key);
+  if (type === undefined) {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    throw new Error(
+      `${what} is an ${key.asymmetricKeyType ?? 'unknown'}${curve === undefined ? '' : ` (${curve})`} key, not ed25519 or EC P-256`,
+    );
+  }
+  return type;
 }
 
 /** A serial number: 16 random bytes, positive and with no leading zero byte, so its DER is always 16 bytes. */
@@ -71,14 +107,17 @@ export interface CertificateRequest {
   readonly publicKey: KeyObject;
 }
 
-/** A PKCS#10 request for `commonName`, signed by the key it asks a certificate for (the proof of possession). */
+/**
+ * A PKCS#10 request for `commonName`, signed by the key it asks a certificate for (the proof of possession): with
+ * ed25519 by an ed25519 key, with ECDSA and SHA-256 by a P-256 key.
+ */
 export async function createCertificateRequest(commonName: string, privateKey: KeyObject): Promise<string> {
-  requireEd25519(privateKey, 'the key');
+  const type = requireSubjectKey(privateKey, 'the key');
   const x = await x509();
   const request = await x.Pkcs10CertificateRequestGenerator.create({
     name: nameOf(x, commonName),
     keys: await webKeysOf(privateKey),
-    signingAlgorithm: ED25519,
+    signingAlgorithm: type === 'p256' ? ECDSA_P256 : ED25519,
   });
   return x.PemConverter.encode(request.rawData, 'CERTIFICATE REQUEST').replace(/\r\n/g, '\n');
 }
@@ -113,9 +152,22 @@ function derOf(x: X509, input: Uint8Array): Buffer {
 
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+/** The signature algorithm a request must carry for its key: ed25519 for ed25519, ECDSA with SHA-256 for P-256. */
+function signedAsItsKeyRequires(request: ReadRequest, type: SubjectKeyType): boolean {
+  try {
+    const algorithm = request.signatureAlgorithm as Algorithm & { hash?: Algorithm };
+    return type === 'ed25519'
+      ? algorithm.name === ED25519.name
+      : algorithm.name === ECDSA_P256.name && algorithm.hash?.name === ECDSA_P256.hash;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * Reads a PEM (or DER) PKCS#10 request and checks it: DER exactly, an ed25519 key, an ed25519 signature by that
- * key over the request, and a subject that is one common name. Throws with the reason otherwise.
+ * Reads a PEM (or DER) PKCS#10 request and checks it: DER exactly, an ed25519 key signing with ed25519 or a P-256 key
+ * signing with ECDSA and SHA-256, a signature by that key over the request, and a subject that is one common name.
+ * Throws with the reason otherwise.
  */
 export async function parseCertificateRequest(input: Uint8Array): Promise<CertificateRequest> {
   const x = await x509();
@@ -133,20 +185,15 @@ export async function parseCertificateRequest(input: Uint8Array): Promise<Certif
   // The signature covers the request information only: equal bytes keep everything around it as its key made it.
   if (!reencoded.equals(der)) throw new Error('not in the distinguished encoding (DER)');
   if (request.version !== 0) throw new Error('not a version 1 request');
-  let signedWithEd25519: boolean;
-  try {
-    signedWithEd25519 = request.signatureAlgorithm.name === ED25519.name;
-  } catch {
-    signedWithEd25519 = false;
-  }
-  if (!signedWithEd25519) throw new Error('not signed with ed25519');
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: Buffer.from(request.publicKey.rawData), format: 'der', type: 'spki' });
   } catch (error) {
     throw new Error(`its public key cannot be read (${messageOf(error)})`);
   }
-  requireEd25519(publicKey, 'its public key');
+  const type = requireSubjectKey(publicKey, 'its public key');
+  if (!signedAsItsKeyRequires(request, type))
+    throw new Error(type === 'ed25519' ? 'not signed with ed25519' : 'not signed with ECDSA and SHA-256');
   let verified: boolean;
   try {
     verified = await request.verify(webcrypto as unknown as Crypto);
@@ -169,19 +216,31 @@ function commonNameOf(name: Name): string {
 export interface IssueOptions {
   readonly serial: Buffer;
   readonly subject: string;
+  /** ed25519 or P-256; a CA's is ed25519. */
   readonly publicKey: KeyObject;
   readonly notBefore: Date;
   readonly notAfter: Date;
-  /** A CA certificate (keyCertSign) or an end entity's (digitalSignature only). */
+  /**
+   * A CA certificate (keyCertSign), or an end entity's: digitalSignature for an ed25519 key (a device key signs
+   * reports), keyAgreement alone for a P-256 key (a decryption or fleet key only ever unwraps a bundle's content key).
+   */
   readonly ca: boolean;
   /** Absent for the CA's self-signed certificate. */
   readonly issuer?: { readonly certificate: X509Certificate; readonly commonName: string };
   readonly signingKey: KeyObject;
 }
 
+/** What an end entity's key is for, by its type. */
+export type EndEntityUsage = 'digitalSignature' | 'keyAgreement';
+
+export function endEntityUsageOf(publicKey: KeyObject): EndEntityUsage {
+  return requireSubjectKey(publicKey, 'the subject key') === 'p256' ? 'keyAgreement' : 'digitalSignature';
+}
+
 /** An X.509 v3 certificate signed with ed25519, as PEM. */
 export async function issueCertificate(options: IssueOptions): Promise<string> {
-  requireEd25519(options.publicKey, 'the subject key');
+  if (options.ca) requireEd25519(options.publicKey, 'the subject key');
+  const usage = endEntityUsageOf(options.publicKey);
   requireEd25519(options.signingKey, 'the signing key');
   const issuerKey = options.issuer === undefined ? options.publicKey : options.issuer.certificate.publicKey;
   const x = await x509();
@@ -197,7 +256,11 @@ export async function issueCertificate(options: IssueOptions): Promise<string> {
     extensions: [
       new x.BasicConstraintsExtension(options.ca, undefined, true),
       new x.KeyUsagesExtension(
-        options.ca ? x.KeyUsageFlags.keyCertSign | x.KeyUsageFlags.cRLSign : x.KeyUsageFlags.digitalSignature,
+        options.ca
+          ? x.KeyUsageFlags.keyCertSign | x.KeyUsageFlags.cRLSign
+          : usage === 'keyAgreement'
+            ? x.KeyUsageFlags.keyAgreement
+            : x.KeyUsageFlags.digitalSignature,
         true,
       ),
       new x.SubjectKeyIdentifierExtension(keyIdentifierOf(options.publicKey)),
@@ -206,6 +269,19 @@ export async function issueCertificate(options: IssueOptions): Promise<string> {
   });
   // Parsed back by node:crypto: what this writes is what every reader of the certificate will see.
   return new X509Certificate(Buffer.from(certificate.rawData)).toString();
+}
+
+/**
+ * The key usages a certificate's keyUsage extension lists (`keyAgreement`, `digitalSignature`…), or undefined when
+ * it has none. node:crypto's `keyUsage` is the extended key usage, so the library reads it.
+ */
+export async function keyUsagesOf(certificate: X509Certificate): Promise<string[] | undefined> {
+  const x = await x509();
+  const extension = new x.X509Certificate(new Uint8Array(certificate.raw)).getExtension(x.KeyUsagesExtension);
+  if (extension === null) return undefined;
+  return Object.entries(x.KeyUsageFlags)
+    .filter(([name, flag]) => typeof flag === 'number' && Number.isNaN(Number(name)) && (extension.usages & flag) !== 0)
+    .map(([name]) => name);
 }
 
 /** The common name of a certificate's subject as node:crypto prints it (`CN=<name>`), if that is all it holds. */

@@ -54,8 +54,13 @@ export const PATH_INPUTS: Readonly<
   'sim reboot': { 'device-dir': { use: { reads: 'dir', writesInPlace: true } } },
   'sim rootfs': { ostreeRepo: { use: { creates: 'dir' } } },
   'sim image': { out: { use: { creates: 'dir' } } },
-  'device provision': { config: deviceConfig(), certificate: certificateFile() },
+  'device provision': {
+    config: deviceConfig(),
+    certificate: certificateFile(),
+    fleetKey: { use: { reads: 'file' }, unusable: 'DEVICE_KEY_INVALID' },
+  },
   'ca init': { repo: factoryRepo() },
+  'ca fleet-key': { repo: factoryRepo(), out: { use: { creates: 'dir' } }, caKey: certificateFile() },
   'device certify': {
     repo: factoryRepo(),
     'csr-file': certificateFile(),

@@ -31,6 +31,15 @@ export interface DevicePaths {
   readonly deviceRequestFile: string;
   /** `<storage>/ferry/device.crt`: the certificate the factory CA issued for the device key; every report carries it. */
   readonly deviceCertificateFile: string;
+  /**
+   * `<storage>/ferry/decryption-key.pem`: the device's EC P-256 key (PKCS#8, 0600), made once at provisioning: an
+   * encrypted bundle's content key is wrapped for it.
+   */
+  readonly decryptionKeyFile: string;
+  /** `<storage>/ferry/decryption.csr`: the PKCS#10 request for a certificate of the decryption key (CN = device id). */
+  readonly decryptionRequestFile: string;
+  /** `<storage>/ferry/fleet-keys`: the fleet keys the device was given, `<name>.pem` each (P-256, 0600). */
+  readonly fleetKeysDir: string;
   /** `<storage>/ferry/time-floor`: the newest verified signing time; expiry is never checked against less. */
   readonly timeFloorFile: string;
 }
@@ -53,6 +62,9 @@ export function devicePaths(config: DeviceConfig): DevicePaths {
     deviceIdFile: path.join(ferryDir, 'device-id'),
     deviceRequestFile: path.join(ferryDir, 'device.csr'),
     deviceCertificateFile: path.join(ferryDir, 'device.crt'),
+    decryptionKeyFile: path.join(ferryDir, 'decryption-key.pem'),
+    decryptionRequestFile: path.join(ferryDir, 'decryption.csr'),
+    fleetKeysDir: path.join(ferryDir, 'fleet-keys'),
     timeFloorFile: path.join(ferryDir, 'time-floor'),
   };
 }

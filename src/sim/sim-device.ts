@@ -3,6 +3,7 @@ import path from 'node:path';
 import { FerryError } from '../errors.js';
 import { bootControlFor, GRUB_VARIABLES, UBOOT_VARIABLES, type BootVariables } from '../device/bootloader-env.js';
 import { loadDeviceConfig, type DeviceConfig } from '../device/config.js';
+import { provisionDecryptionKey } from '../device/decryption-keys.js';
 import { writeDeviceRequest } from '../device/device-certificate.js';
 import { provisionDeviceKey } from '../device/device-key.js';
 import { devicePaths, type DevicePaths } from '../device/paths.js';
@@ -114,7 +115,9 @@ export async function createSimDeviceFromCommit(
     reason: `provisioned from commit ${initial.commit}`,
     current: refOf(initial),
   });
-  await writeDeviceRequest(paths, (await provisionDeviceKey(paths)).key);
+  const { key } = await provisionDeviceKey(paths);
+  await writeDeviceRequest(paths, key);
+  await provisionDecryptionKey(paths, key.id);
   await bootSimDevice(root, config);
   return config;
 }
@@ -206,6 +209,7 @@ export async function provisionStorage(
   });
   const { key } = await provisionDeviceKey(paths);
   await writeDeviceRequest(paths, key);
+  await provisionDecryptionKey(paths, key.id);
   await registerDeviceKey(repo.dir, key.id, key.publicKey);
 }
 

@@ -23,6 +23,7 @@ import {
   tempDir,
   type TestFactory,
 } from '../support/factory.js';
+import { openssl } from '../support/openssl.js';
 import { makeDevice, type TestDevice } from '../support/sim-device.js';
 import { hashTree } from '../support/tree-hash.js';
 
@@ -308,17 +309,6 @@ describe('the factory device CA and the station', () => {
   });
 
   test('OpenSSL reads what ferry writes: the request verifies, and the device certificate chains to the CA (strict)', async () => {
-    const openssl = async (...args: string[]) => {
-      try {
-        const { stdout, stderr } = await promisify(execFile)('openssl', args);
-        return { code: 0, output: stdout + stderr };
-      } catch (error) {
-        const failed = error as { code?: number | string; stdout?: string; stderr?: string };
-        // openssl missing (ENOENT) is a failure of the test, never a pass.
-        if (typeof failed.code !== 'number') throw error;
-        return { code: failed.code, output: `${failed.stdout ?? ''}${failed.stderr ?? ''}` };
-      }
-    };
     const { config, storage } = await freshConfig();
     const provisioned = await cli('device', 'provision', '--config', config, '--id', 'line-7-unit-11');
     assert.equal(provisioned.code, 0, provisioned.stderr);

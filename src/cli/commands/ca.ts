@@ -1,10 +1,14 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { DEFAULT_CA_DAYS, initDeviceCa } from '../../ca/device-ca.js';
+import { DEFAULT_CA_DAYS, DEFAULT_DEVICE_DAYS, initDeviceCa } from '../../ca/device-ca.js';
+import { makeFleetKey } from '../../ca/fleet-key.js';
 import type { CommandContext } from '../command-context.js';
 import { positiveInteger } from '../shared-options.js';
 
-/** ca init: the factory's device CA, which the certificates of devices (and so their reports) chain to. */
+/**
+ * ca init: the factory's device CA, which the certificates of devices (and so their reports) chain to; ca fleet-key:
+ * a key many devices share, certified by that CA, that encrypted bundles can be addressed to.
+ */
 export function registerCaCommand(program: Command, { setReport }: CommandContext): void {
   const ca = program.command('ca').description("the factory's device CA on the workstation (<repo>/ca/)");
   ca.command('init')
@@ -29,4 +33,34 @@ export function registerCaCommand(program: Command, { setReport }: CommandContex
         options.json ?? false,
       );
     });
+
+  ca.command('fleet-key <name>')
+    .description(
+      'make a fleet key: an EC P-256 key for many devices (device provision --fleet-key) and its certificate (CN=fleet:<name>, keyUsage keyAgreement), signed by the device CA and recorded in <repo>/ca/issued/, for export --encrypt-to; writes <out>/<name>.pem (0600) and <out>/<name>.crt, never over existing files',
+    )
+    .requiredOption('--repo <dir>', 'the factory repository whose device CA signs (ferry ca init)')
+    .requiredOption('--out <dir>', 'where to write the key and the certificate')
+    .addOption(
+      new Option('--days <n>', 'how long the certificate stays valid')
+        .default(DEFAULT_DEVICE_DAYS)
+        .argParser(positiveInteger('--days')),
+    )
+    .option('--ca-key <file>', 'the device CA key, where it is kept instead of <repo>/ca/ca-key.pem')
+    .option('--json', 'print the result as one JSON object')
+    .action(
+      async (name: string, options: { repo: string; out: string; days: number; caKey?: string; json?: boolean }) => {
+        const fleetKey = await makeFleetKey(path.resolve(options.repo), name, path.resolve(options.out), {
+          days: options.days,
+          caKeyFile: options.caKey === undefined ? undefined : path.resolve(options.caKey),
+        });
+        setReport(
+          {
+            outcome: 'OK',
+            message: `made fleet key ${fleetKey.name}: ${fleetKey.keyFile} (give it to the fleet's devices: ferry device provision --fleet-key), certificate ${fleetKey.certificateFile} (serial ${fleetKey.serial}, valid until ${fleetKey.notAfter}; for export --encrypt-to)`,
+            data: { ...fleetKey },
+          },
+          options.json ?? false,
+        );
+      },
+    );
 }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { loadDeviceConfig } from '../../device/config.js';
 import { certifyDevice, DEFAULT_DEVICE_DAYS, revokeDevice } from '../../ca/device-ca.js';
+import { planDecryptionKey, planFleetKeys, saveFleetKeys, writeDecryptionKey } from '../../device/decryption-keys.js';
 import { checkDeviceCertificate, saveDeviceCertificate, writeDeviceRequest } from '../../device/device-certificate.js';
 import { loadDeviceKey, provisionDeviceKey } from '../../device/device-key.js';
 import { withDeviceLock } from '../../device/lock.js';
@@ -14,7 +15,7 @@ import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
 import { readSmallFile, writeFileAtomic } from '../../util/atomic-file.js';
 import { readKeyFile, registerDeviceKey } from '../../reports/device-registry.js';
 import type { CommandContext } from '../command-context.js';
-import { configOption, positiveInteger } from '../shared-options.js';
+import { collect, configOption, positiveInteger } from '../shared-options.js';
 
 const CERTIFICATE_FILE_MAX_BYTES = 64 * 1024;
 
@@ -32,7 +33,7 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
   device
     .command('provision')
     .description(
-      'create the device key (once: an existing key is never replaced); print the device id and public key; with --trusted-root, record the Foundries root the device trusts',
+      'create the device key and the decryption key (once each: an existing key is never replaced) and their certificate requests; print the device id and public key; with --fleet-key, keep fleet keys; with --trusted-root, record the Foundries root the device trusts',
     )
     .addOption(configOption())
     .option('--id <id>', 'the device id (default: the first 16 hex digits of the sha256 of the public key)')
@@ -44,6 +45,12 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
       '--certificate <file>',
       'the device certificate the factory CA issued for this device (ferry device certify): kept as <storage>/ferry/device.crt, and carried by every report; the device must be provisioned already',
     )
+    .addOption(
+      new Option(
+        '--fleet-key <file>',
+        'a fleet key (ferry ca fleet-key: an EC P-256 private key, PEM) the device opens encrypted bundles with, kept as <storage>/ferry/fleet-keys/<name>.pem (0600), <name> being the file name without .pem (repeatable)',
+      ).argParser(collect),
+    )
     .option('--json', 'print the result as one JSON object')
     .action(
       async (options: {
@@ -51,23 +58,31 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
         id?: string;
         trustedRoot?: string[];
         certificate?: string;
+        fleetKey?: string[];
         json?: boolean;
       }) => {
         const paths = devicePaths(await loadDeviceConfig(options.config ?? []));
         const provision = async () => {
-          // Every refusal of the root or the certificate comes before the key, the root or the certificate is written.
+          // Every refusal of the root, the certificate or a key comes before anything is written.
           const root =
             options.trustedRoot === undefined ? undefined : await planTrustedRoot(paths, options.trustedRoot);
           const certificate =
             options.certificate === undefined ? undefined : await planCertificate(paths, options.certificate);
+          const fleetKeys = await planFleetKeys(
+            paths,
+            (options.fleetKey ?? []).map((file) => path.resolve(file)),
+          );
+          const decryptionKey = await planDecryptionKey(paths);
           const provisioned = await provisionDeviceKey(paths, { id: options.id });
           const request = await writeDeviceRequest(paths, provisioned.key);
+          const decryptionRequest = await writeDecryptionKey(paths, decryptionKey, provisioned.key.id);
+          await saveFleetKeys(paths, fleetKeys);
           if (certificate !== undefined) await saveDeviceCertificate(paths, certificate);
           if (root?.action === 'trust') await saveFoundriesTrust(paths.foundriesTrustDir, { root: root.root });
-          return { ...provisioned, root, request, certificate };
+          return { ...provisioned, root, request, decryptionKey, decryptionRequest, fleetKeys, certificate };
         };
         // The trusted root is what an install verifies from, and promotes: never changed while one runs.
-        const { key, created, root, request, certificate } =
+        const { key, created, root, request, decryptionKey, decryptionRequest, fleetKeys, certificate } =
           options.trustedRoot === undefined
             ? await provision()
             : await withDeviceLock(paths.volatileDir, 'device provision', provision);
@@ -77,10 +92,14 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
             : root.action === 'already-trusted'
               ? `\nFoundries root: version ${root.version} is already trusted`
               : `\nFoundries root: version ${root.version} is trusted${root.from === undefined ? '' : ` (was version ${root.from})`}`;
+        const fleetLine =
+          fleetKeys.length === 0
+            ? ''
+            : `\nfleet keys: ${fleetKeys.map((fleetKey) => `${fleetKey.name}${fleetKey.held ? ' (held already)' : ''}`).join(', ')} kept in ${paths.fleetKeysDir}`;
         setReport(
           {
             outcome: 'OK',
-            message: `${created ? 'provisioned' : 'already provisioned'}: device id ${key.id}${rootLine}${certificate === undefined ? '' : `\ncertificate: serial ${certificate.serialNumber} kept in ${paths.deviceCertificateFile}`}\n${key.publicKey.pem.trimEnd()}`,
+            message: `${created ? 'provisioned' : 'already provisioned'}: device id ${key.id}${rootLine}${certificate === undefined ? '' : `\ncertificate: serial ${certificate.serialNumber} kept in ${paths.deviceCertificateFile}`}\n${key.publicKey.pem.trimEnd()}\ncertificate requests (ferry device certify): ${paths.deviceRequestFile} (device key, for reports), ${paths.decryptionRequestFile} (decryption key, for encrypted bundles)${fleetLine}`,
             data: {
               id: key.id,
               publicKey: key.publicKey.pem,
@@ -89,6 +108,15 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
               publicKeyFile: paths.devicePublicKeyFile,
               requestFile: paths.deviceRequestFile,
               request,
+              decryptionKeyFile: paths.decryptionKeyFile,
+              decryptionKeyCreated: decryptionKey.created,
+              decryptionRequestFile: paths.decryptionRequestFile,
+              decryptionRequest,
+              fleetKeys: fleetKeys.map((fleetKey) => ({
+                name: fleetKey.name,
+                file: fleetKey.file,
+                created: !fleetKey.held,
+              })),
               ...(certificate === undefined
                 ? {}
                 : { certificateFile: paths.deviceCertificateFile, serial: certificate.serialNumber }),
@@ -137,7 +165,7 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
   device
     .command('certify <csr-file>')
     .description(
-      "the factory line's station: check a device's certificate request (device.csr, which its own key signed) and issue its certificate, signed by the factory's device CA and recorded in <repo>/ca/issued/; prints it (PEM), or writes it to --out",
+      "the factory line's station: check a device's certificate request (device.csr or decryption.csr, which its own key signed) and issue its certificate, signed by the factory's device CA and recorded in <repo>/ca/issued/: for device.csr (ed25519) the device certificate its reports carry, for decryption.csr (EC P-256) a key-agreement certificate that export --encrypt-to takes; prints it (PEM), or writes it to --out",
     )
     .requiredOption('--repo <dir>', 'the factory repository whose device CA signs (ferry ca init)')
     .addOption(
@@ -172,7 +200,7 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
             message:
               options.out === undefined
                 ? issued.certificate.trimEnd()
-                : `issued the certificate of device ${issued.device} (serial ${issued.serial}, valid until ${issued.notAfter}): ${path.resolve(options.out)}`,
+                : `issued the ${issued.keyUsage === 'keyAgreement' ? 'decryption certificate' : 'certificate'} of device ${issued.device} (serial ${issued.serial}, valid until ${issued.notAfter}): ${path.resolve(options.out)}`,
             data: { ...issued, ...(options.out === undefined ? {} : { file: path.resolve(options.out) }) },
           },
           options.json ?? false,
@@ -183,7 +211,7 @@ export function registerDeviceCommand(program: Command, { setReport }: CommandCo
   device
     .command('revoke <id-or-serial>')
     .description(
-      "add a device's certificates (every one issued for the device id, or the one with the serial) to the revocation list of the factory repository (<repo>/ca/revoked.json): ferry reports rejects the reports they carry",
+      "add a device's certificates (every one issued for the device id: its device and decryption certificates; or the one with the serial; fleet:<name> for a fleet key's) to the revocation list of the factory repository (<repo>/ca/revoked.json): ferry reports rejects the reports they carry, and export --encrypt-to refuses them",
     )
     .requiredOption('--repo <dir>', 'the factory repository whose device CA issued them')
     .option('--json', 'print the result as one JSON object')
