@@ -336,7 +336,7 @@ async function benchEncrypted(repo: FactoryRepo, media: string, devices: string)
       await fs.rm(dir, { recursive: true });
     }
   }
-  const payloadMiB = (file: string) => ((statSync(file).size / MiB).toFixed(0));
+  const payloadMiB = (file: string) => (statSync(file).size / MiB).toFixed(0);
   report('encrypted', `install of the same bundle as a plain tar (${payloadMiB(plain)} MiB)`, sealedRuns, plainRuns);
   console.log(
     `${''.padEnd(8)} RSS   peak ${(median(sealedRuns).maxRssKb / 1024).toFixed(0)} MiB decrypting ${payloadMiB(sealed)} MiB, ${(median(smallRuns).maxRssKb / 1024).toFixed(0)} MiB decrypting ${payloadMiB(sealedSmall)} MiB (flat: streamed)`,

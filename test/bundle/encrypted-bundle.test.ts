@@ -6,7 +6,7 @@ import tar from 'tar-stream';
 import { createReadStream } from 'node:fs';
 import { openSealedBundle, PAYLOAD_MEMBER, ENVELOPE_MEMBER } from '../../src/bundle/format/encrypted-bundle.js';
 import { bundleTargetsOf } from '../support/encrypted.js';
-import { cli } from '../support/cli.js';
+import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, exportTo, tempDir, type TestFactory } from '../support/factory.js';
 import { assertRefused, makeDevice, statusOf, type TestDevice } from '../support/sim-device.js';
 import { hashTree } from '../support/tree-hash.js';
@@ -185,15 +185,17 @@ describe('a device installing an encrypted bundle', () => {
     ['the second recipient', () => recipientB],
     ['a device holding the fleet key', () => fleetDevice],
   ] as const) {
-    test(`${label}: 100, then run 0 after the reboot; the stick unchanged`, async () => {
-      const stickBefore = await hashTree(path.dirname(bundle));
+    test(`${label}: 100, then run 0 after the reboot; nothing but its reports written to the stick`, async () => {
+      // The device's reports go beside the bundle file (reports/); nothing else may.
+      const stickBefore = await hashTree(path.dirname(bundle), ['reports']);
       const install = await cli('install', '--config', device().configDir, '--src-dir', bundle);
       assert.equal(install.code, 100, install.stderr);
       assert.equal((await cli('sim', 'reboot', device().dir)).code, 0);
       const run = await cli('run', '--config', device().configDir);
       assert.equal(run.code, 0, run.stderr);
       assert.equal((await statusOf(device())).current.name, factory.v2);
-      assert.equal(await hashTree(path.dirname(bundle)), stickBefore, 'nothing written to the stick');
+      assert.equal(await hashTree(path.dirname(bundle), ['reports']), stickBefore, 'nothing written to the stick');
+      assert.deepEqual((await fs.readdir(path.dirname(bundle))).sort(), ['reports', 'update.bundle']);
     });
   }
 
@@ -229,6 +231,40 @@ describe('a device installing an encrypted bundle', () => {
       (error: Error & { outcome?: string }) => error.outcome === 'ENCRYPTED_PAYLOAD_MISMATCH',
     );
     assert.deepEqual(await fs.readdir(staging), ['tuf']);
+  });
+
+  test('aklite-offline check decrypts as install does: an update (36; 16 from the aklite-offline process) for a recipient, 38 for another device', async () => {
+    const device = await makeDevice(factory, factory.v1);
+    await fs.mkdir(path.dirname(device.device.paths.decryptionKeyFile), { recursive: true });
+    await fs.copyFile(keyOfA, device.device.paths.decryptionKeyFile);
+    const before = await device.fingerprint();
+    const check = await akliteOffline('check', '--config', device.configDir, '--src-dir', bundle);
+    assert.equal(check.code, 36, check.stderr);
+    assert.match(check.stdout, new RegExp(factory.v2));
+    const refused = await akliteOffline('check', '--config', stranger.configDir, '--src-dir', bundle);
+    assert.equal(refused.code, 38, refused.stderr);
+    assert.equal(await device.fingerprint(), before, 'check changed the device');
+  });
+
+  test('a payload whose bytes match the digest but not the GCM tag: 39 when decrypting ends', async () => {
+    // What no stick can do without a targets key: the digest is taken from the changed file itself, so that only the
+    // authentication tag is left to catch the change.
+    const offset = (await contentOffsetOf(bundle, PAYLOAD_MEMBER)) + 700;
+    const tampered = await copyWithFlippedByte(bundle, offset);
+    const signed = (await bundleTargetsOf(bundle))['x-ferry-bundle'].encrypted;
+    const { createHash, createPrivateKey } = await import('node:crypto');
+    const start = await contentOffsetOf(tampered, PAYLOAD_MEMBER);
+    const payload = (await fs.readFile(tampered)).subarray(start, start + signed.payload.length);
+    const parts = {
+      ...signed,
+      payload: { length: payload.length, sha256: createHash('sha256').update(payload).digest('hex') },
+    };
+    const sealed = await openSealedBundle(tampered, await tempDir('unpack'));
+    await assert.rejects(
+      sealed.unseal(parts, [createPrivateKey(await fs.readFile(keyOfA))]),
+      (error: Error & { outcome?: string }) =>
+        error.outcome === 'ENCRYPTED_PAYLOAD_MISMATCH' && /authentication tag/.test(error.message),
+    );
   });
 
   test('a flipped byte of the envelope: 39, the device unchanged', async () => {

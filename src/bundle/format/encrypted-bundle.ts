@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, type KeyObject } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { FerryError, describeCause } from '../../errors.js';
@@ -191,15 +191,20 @@ async function decryptPayload(
         authentication ??= error;
       });
       // A failed read of the stick fails the stream the tar reader reads.
-      payload.on('error', (error) => decipher.destroy(error));
       counter.on('error', (error) => decipher.destroy(error));
-      await extractPayloadTar(payload.pipe(counter).pipe(decipher), stagingDir);
+      // The member is a streamx stream (tar-stream's): read through Node's own Readable, so that pipe() forwards.
+      const source = Readable.from(payload, { objectMode: false });
+      source.on('error', (error) => decipher.destroy(error));
+      await extractPayloadTar(source.pipe(counter).pipe(decipher), stagingDir);
       // The tar's end may come before the cipher's: the rest of the stream is read, and the tag checked, here.
       if (!decipher.readableEnded) await pipeline(decipher, discard());
     });
   } catch (error) {
     if (authentication !== undefined)
       throw mismatch(`${PAYLOAD_MEMBER}: fails its AES-GCM authentication tag (${describeCause(authentication)})`);
+    // The tag is known only at the end, and a changed payload fails the tar reader (or a digest) first: the payload
+    // is read to its end once more, and a tag or digest that fails there is the cause to report.
+    await checkTag(file, opened, signed);
     throw error;
   }
   if (authentication !== undefined)
@@ -208,6 +213,27 @@ async function decryptPayload(
   if (read.sha256 !== signed.sha256 || read.length !== signed.length)
     throw mismatch(
       `${PAYLOAD_MEMBER}: changed while it was read (it hashed to sha256:${read.sha256} on the second read, the signed bundle-targets.json names sha256:${signed.sha256})`,
+    );
+}
+
+/** Decrypts the whole payload, keeping nothing: 39 if it fails its tag or no longer matches its signed digest. */
+async function checkTag(
+  file: string,
+  opened: { key: Buffer; nonce: Buffer; tag: Buffer },
+  signed: SignedFileDigest,
+): Promise<void> {
+  const counter = new DigestCounter();
+  const decipher = createDecipheriv(CONTENT_CIPHER, opened.key, opened.nonce, { authTagLength: 16 });
+  decipher.setAuthTag(opened.tag);
+  try {
+    await withPayload(file, (payload) => pipeline(payload, counter, decipher, discard()));
+  } catch (error) {
+    throw mismatch(`${PAYLOAD_MEMBER}: fails its AES-GCM authentication tag (${describeCause(error)})`);
+  }
+  const read = counter.digest();
+  if (read.sha256 !== signed.sha256)
+    throw mismatch(
+      `${PAYLOAD_MEMBER}: changed while it was read (it hashed to sha256:${read.sha256}, the signed bundle-targets.json names sha256:${signed.sha256})`,
     );
 }
 
@@ -291,10 +317,15 @@ async function walkMembers(file: string, visit: MemberVisit): Promise<void> {
     };
     extract.on('entry', (header, stream, next) => {
       stream.on('error', () => undefined);
+      // tar-stream's member streams are streamx streams, which keep no readableEnded: the end is tracked here.
+      let ended = false;
+      stream.on('end', () => {
+        ended = true;
+      });
       visit(header, stream as unknown as Readable).then(
         (decision) => {
           if (decision === 'stop') finish();
-          else if ((stream as unknown as Readable).readableEnded) next();
+          else if (ended) next();
           else {
             stream.on('end', () => next());
             stream.resume();
