@@ -300,9 +300,9 @@ export const OUTCOMES = {
   NOT_A_RECIPIENT: {
     exitCode: 38,
     kind: 'failure',
-    commands: ['install', 'check'],
+    commands: ['install', 'check', 'verify'],
     meaning:
-      'the bundle is encrypted, and none of the keys this device holds (its own decryption key, the fleet keys it was given) is one it was encrypted to; nothing was decrypted or written',
+      'the bundle is encrypted, and none of the keys this device holds (its own decryption key, the fleet keys it was given), or the key given to verify, is one it was encrypted to; nothing was decrypted or written',
     next: "export the bundle again with --encrypt-to naming this device's decryption certificate (ferry device certify of <storage>/ferry/decryption.csr) or a fleet certificate whose key it holds",
     aktualizrLite: 13,
   },

@@ -15,7 +15,7 @@ export function registerCheckCommand(program: Command, context: CommandContext):
       )
       .requiredOption(
         '-s, --src-dir <path>',
-        'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
+        'the bundle: a directory with tuf/, ostree_repo/ and apps/, a .tar or .zip of one, or an encrypted bundle (export --encrypt-to), which the device decrypts with its decryption key or a fleet key it holds',
       ),
   ).action(async (options: DeviceCommandOptions & { srcDir: string }) => {
     const device = await configuredDevice(options, context);

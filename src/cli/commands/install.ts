@@ -16,7 +16,7 @@ export function registerInstallCommand(program: Command, context: CommandContext
       .description('verify a bundle and stage its target; the device runs it after a reboot and `run`')
       .requiredOption(
         '-s, --src-dir <path>',
-        'the bundle: a directory with tuf/, ostree_repo/ and apps/, or a .tar or .zip of one',
+        'the bundle: a directory with tuf/, ostree_repo/ and apps/, a .tar or .zip of one, or an encrypted bundle (export --encrypt-to), which the device decrypts with its decryption key or a fleet key it holds',
       )
       .option('-t, --target <name>', 'install this target from the bundle instead of the highest version')
       .option(
