@@ -166,6 +166,15 @@ AsnProp({ type: AsnPropTypes.Integer, defaultValue: 12 })(GcmParameters.prototyp
 
 const FIELD = { recipientInfos: 1, authEncryptedContentInfo: 2, mac: 3 } as const;
 
+/** The DER of a value of `tag` whose content is `parts`, one after the other. */
+function derOf(tag: number, ...parts: Uint8Array[]): Buffer {
+  const length = parts.reduce((sum, part) => sum + part.length, 0);
+  const lengthBytes: number[] = [];
+  for (let rest = length; rest > 0; rest = Math.floor(rest / 256)) lengthBytes.unshift(rest % 256);
+  const header = length < 0x80 ? [tag, length] : [tag, 0x80 | lengthBytes.length, ...lengthBytes];
+  return Buffer.concat([Buffer.from(header), ...parts]);
+}
+
 /** The envelope in `der` with the field at `index` of its AuthEnvelopedData replaced by what `change` makes of it. */
 function rewriteField(der: Uint8Array, index: number, change: (field: ArrayBuffer) => ArrayBuffer): Buffer {
   const contentInfo = AsnConvert.parse(der, ContentInfo);
@@ -305,6 +314,39 @@ describe('the key envelope: sealed for certificates, opened by their keys', () =
       }
     }
     assert.deepEqual([...outcomes].sort(), ['BUNDLE_ARCHIVE_INVALID', 'NOT_A_RECIPIENT', 'opened']);
+  });
+});
+
+describe('the key envelope of a fleet: many recipients', () => {
+  test('sealed for 1,000 certificates, it is read back and opened by a recipient key, and refused to any other', () => {
+    const content = newContentKey();
+    const certificates = Array.from({ length: 1000 }, (_, index) => recipients[index % 3]!.certificate);
+    const envelope = parseKeyEnvelope(sealKeyEnvelope(certificates, content));
+    assert.equal(envelope.recipients.length, 1000);
+    assert.equal(envelope.recipients[999]!.serialNumber, recipients[0]!.certificate.serialNumber);
+    assert.ok(openKeyEnvelope(envelope, [recipients[2]!.key]).key.equals(content.key));
+    assert.match(
+      refusal('NOT_A_RECIPIENT', () => openKeyEnvelope(envelope, [outsider])),
+      /\(1000 recipients: CN=ferry device CA,O=Example Factory\/FF11, .*, …\)$/,
+    );
+  });
+
+  test('more than 100,000 recipient infos are refused before any is read', () => {
+    const sealed = sealKeyEnvelope([recipients[0]!.certificate], newContentKey());
+    const fields = AsnConvert.parse(AsnConvert.parse(sealed, ContentInfo).content, DerSequence);
+    const tooMany = Array.from({ length: 100_001 }, () => Buffer.from('a100', 'hex'));
+    const authEnveloped = derOf(
+      0x30,
+      Buffer.from(fields[0]!),
+      derOf(0x31, ...tooMany),
+      Buffer.from(fields[FIELD.authEncryptedContentInfo]!),
+      Buffer.from(fields[FIELD.mac]!),
+    );
+    const contentType = Buffer.from('060b2a864886f70d0109100117', 'hex'); // id-ct-authEnvelopedData
+    const message = refusal('BUNDLE_ARCHIVE_INVALID', () =>
+      parseKeyEnvelope(derOf(0x30, contentType, derOf(0xa0, authEnveloped))),
+    );
+    assert.equal(message, 'encrypted/envelope.der: 100001 recipient infos, more than the 100000 allowed');
   });
 });
 
