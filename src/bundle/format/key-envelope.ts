@@ -257,7 +257,7 @@ const ATTRIBUTE_NAMES: Record<string, string> = {
 /** RFC 4514 §2.4's escaping of an attribute value. */
 const escapeValue = (value: string): string =>
   value
-    .replace(/[\\,+"<>;=]/g, (character) => `\\${character}`)
+    .replace(/[\\,+"<>;]/g, (character) => `\\${character}`)
     .replace(/^[ #]/, (character) => `\\${character}`)
     .replace(/ $/, '\\ ');
 
