@@ -648,10 +648,10 @@ export const OUTCOMES = {
   DEVICE_KEY_INVALID: {
     exitCode: 57,
     kind: 'failure',
-    commands: ['device provision', 'device register'],
+    commands: ['device provision', 'device register', 'verify'],
     meaning:
-      'a device key cannot be read or is not an ed25519 key, a decryption or fleet key (--fleet-key) is not an EC P-256 private key, or the device holds another fleet key of that name; nothing was written',
-    next: 'check the key file (--key, --fleet-key, <storage>/ferry/device-key.pem or decryption-key.pem); give a new fleet key another file name',
+      'a device key cannot be read or is not an ed25519 key, a decryption or fleet key (--fleet-key, verify --decryption-key) is not an EC P-256 private key, or the device holds another fleet key of that name; nothing was written',
+    next: 'check the key file (--key, --fleet-key, --decryption-key, <storage>/ferry/device-key.pem or decryption-key.pem); give a new fleet key another file name',
   },
 
   // ── files given on the command line that are there but are not what the command needs ─────────────────────────

@@ -43,9 +43,14 @@ export const PATH_INPUTS: Readonly<
         : options['tufOnly']
           ? { use: { reads: 'dir', writesInPlace: true }, unusable: 'BUNDLE_UNREADABLE' }
           : { use: { creates: 'dir' } },
+    encryptTo: certificateFile(),
   },
   show: { bundle: bundle() },
-  verify: { bundle: bundle(), trustedRoot: { use: { reads: 'file' } } },
+  verify: {
+    bundle: bundle(),
+    trustedRoot: { use: { reads: 'file' } },
+    decryptionKey: { use: { reads: 'file' }, unusable: 'DEVICE_KEY_INVALID' },
+  },
   'bundle sign': { bundle: { use: { reads: 'dir', writesInPlace: true }, unusable: 'BUNDLE_UNREADABLE' }, key: file() },
   'bundle pack': { dir: { use: { reads: 'dir' }, unusable: 'BUNDLE_UNREADABLE' }, file: { use: { creates: 'file' } } },
   'keys rotate': { repo: factoryRepo(), signer: file() },

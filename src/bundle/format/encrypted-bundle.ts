@@ -89,7 +89,7 @@ export class DigestCounter extends Transform {
   }
 }
 
-export function digestOf(bytes: Uint8Array): SignedFileDigest {
+export function fileDigestOf(bytes: Uint8Array): SignedFileDigest {
   return { length: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') };
 }
 
@@ -128,7 +128,7 @@ export async function openSealedBundle(file: string, stagingDir: string): Promis
   const head = await readHead(file, stagingDir);
   const envelopeModule = () => import('./key-envelope.js');
   const checkEnvelope = (parts: EncryptedParts) => {
-    const envelopeDigest = digestOf(head.envelope);
+    const envelopeDigest = fileDigestOf(head.envelope);
     if (envelopeDigest.sha256 !== parts.envelope.sha256 || envelopeDigest.length !== parts.envelope.length)
       throw mismatch(
         `${ENVELOPE_MEMBER}: ${envelopeDigest.length} bytes hashing to sha256:${envelopeDigest.sha256}, the signed bundle-targets.json names ${parts.envelope.length} bytes and sha256:${parts.envelope.sha256}; nothing was decrypted`,

@@ -19,7 +19,7 @@ import {
   PAYLOAD_MAX_BYTES,
   PAYLOAD_MEMBER,
   contentCipher,
-  digestOf,
+  fileDigestOf,
   DigestCounter,
   type ContentKeyParams,
 } from '../format/encrypted-bundle.js';
@@ -69,7 +69,7 @@ export async function writeEncryptedBundle(
       );
     const { sealKeyEnvelope } = await import('../format/key-envelope.js');
     const envelope = sealKeyEnvelope(recipients, { ...params, tag: sealed.tag });
-    const parts: EncryptedParts = { envelope: digestOf(envelope), payload: sealed.digest };
+    const parts: EncryptedParts = { envelope: fileDigestOf(envelope), payload: sealed.digest };
     const tufDir = path.join(tree, 'tuf');
     await signEncryptedParts(repo, plan, tufDir, parts);
     // Checked again from the trusted root, as the device will: the bundle-targets.json it reads is this one.

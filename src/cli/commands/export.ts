@@ -50,7 +50,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
     )
     .addOption(
       new Option(
-        '--encrypt-to <certificate>',
+        '--encrypt-to <cert-file>',
         "encrypt the bundle to a recipient (repeat for each): a device's decryption certificate or a fleet certificate, issued by the factory's device CA (`ferry device certify`, `ferry ca fleet-key`). Writes one tar file at <dst> whose content only the recipients' keys decrypt; its metadata stays readable (`ferry show`); signed digests cover the ciphertext",
       )
         .argParser(collect)

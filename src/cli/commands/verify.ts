@@ -152,6 +152,11 @@ async function verifyEncrypted(
       },
     );
   }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new FerryError(
+      'DEVICE_KEY_INVALID',
+      `--decryption-key ${keyFile}: an ${key.asymmetricKeyType ?? 'unknown'} key, not an EC P-256 private key`,
+    );
   await sealed.unseal(parts, [key], options.progress);
   return { metadata, parts, content: true };
 }
