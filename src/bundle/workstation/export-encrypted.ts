@@ -12,7 +12,6 @@ import {
   type BundleTargetsSigned,
   type EncryptedParts,
 } from '../../tuf/bundle-targets.js';
-import { syncDirectory } from '../../util/atomic-file.js';
 import { membersOfDirectory, packTar, writeTar, type TarMember } from '../../util/tar-pack.js';
 import {
   ENVELOPE_MEMBER,
@@ -29,10 +28,9 @@ import type { ExportPlan } from './export-plan.js';
 import { scratchDir } from './export-scratch.js';
 import {
   exportVerifyFailed,
-  flushMedia,
   verifyExportMetadata,
   writeBundleTree,
-  writeFailure,
+  writeMediaFile,
   type WrittenTree,
 } from './export-tree.js';
 
@@ -97,26 +95,15 @@ export async function writeEncryptedBundle(
         },
       },
     ];
-    const partial = `${options.destination}.partial`;
-    await checkArchiveFitsMedia(
-      members.filter((member) => member.type !== 'stream').concat([]),
-      options.destination,
-      media,
-    );
-    try {
+    await checkArchiveFitsMedia([...tufMembers, ...payloadMembers], options.destination, media);
+    await writeMediaFile(options.destination, media, async (partial) => {
       await writeTar(partial, members, { gzip: false });
       if (second === undefined || second.digest.sha256 !== parts.payload.sha256 || !second.tag.equals(sealed.tag))
         throw exportVerifyFailed(
           new Error('the payload encrypted into the file differs from the one whose digest was signed'),
           'the encrypted bundle',
         );
-      await flushMedia(partial, media, partial);
-      await fs.rename(partial, options.destination);
-      await syncDirectory(path.dirname(options.destination));
-    } catch (error) {
-      await fs.rm(partial, { force: true });
-      throw writeFailure(error, media, path.dirname(options.destination));
-    }
+    });
     return { ...written, result: { ...written.result, destination: options.destination } };
   } finally {
     await fs.rm(tree, { recursive: true, force: true });

@@ -10,6 +10,7 @@ import { signFioDocument } from '../../tuf/foundries/fio-sign.js';
 import { isFileTooLarge, type MediaFilesystem } from '../../util/media-filesystem.js';
 import { isNoSpace } from '../../util/no-space.js';
 import { syncFilesystem } from '../../util/sync-filesystem.js';
+import { syncDirectory } from '../../util/atomic-file.js';
 import { bundleLayout, type BundleDir } from '../format/bundle-dir.js';
 import { copyApps } from './export-apps.js';
 import { baseLayers } from './export-delta.js';
@@ -292,6 +293,27 @@ async function syncFile(file: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * Writes a single-file bundle: `write` fills `<destination>.partial`, which is then flushed and renamed into place,
+ * so that the media never holds a half-written file under the bundle's name; a failure removes the partial file.
+ */
+export async function writeMediaFile(
+  destination: string,
+  media: MediaFilesystem | undefined,
+  write: (partial: string) => Promise<void>,
+): Promise<void> {
+  const partial = `${destination}.partial`;
+  try {
+    await write(partial);
+    await flushMedia(partial, media, partial);
+    await fs.rename(partial, destination);
+    await syncDirectory(path.dirname(destination));
+  } catch (error) {
+    await fs.rm(partial, { force: true });
+    throw writeFailure(error, media, path.dirname(destination));
   }
 }
 

@@ -1,9 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { membersOfDirectory } from '../../util/tar-pack.js';
 import type { FactoryRepo } from '../../repo/factory-repo.js';
-import { syncDirectory } from '../../util/atomic-file.js';
 import { probeMediaFilesystem } from '../../util/media-filesystem.js';
 import { checkArchiveFitsMedia, packBundle } from './archive-pack.js';
 import { extractBundleArchive } from '../format/bundle-archive.js';
@@ -13,11 +11,10 @@ import { scratchDir } from './export-scratch.js';
 import { writeEncryptedBundle } from './export-encrypted.js';
 import {
   exportVerifyFailed,
-  flushMedia,
   verifyExportContent,
   verifyExportMetadata,
   writeBundleTree,
-  writeFailure,
+  writeMediaFile,
   type ExportResult,
   type WrittenTree,
 } from './export-tree.js';
@@ -66,10 +63,9 @@ async function writeBundleArchive(repo: FactoryRepo, plan: ExportPlan, kind: 'ta
   const verifyDir = `${options.destination}.verify-${suffix}`;
   try {
     const written = await writeBundleTree(repo, plan, { destination: tree, scratchTree: true });
-    const partial = `${options.destination}.partial`;
     const members = await membersOfDirectory(tree);
     await checkArchiveFitsMedia(members, options.destination, media);
-    try {
+    await writeMediaFile(options.destination, media, async (partial) => {
       await packBundle(members, partial, kind);
       // With --read-back, verified as a device reads it: unpacked with every member check, then the whole bundle.
       if (options.readBack === true) {
@@ -86,13 +82,7 @@ async function writeBundleArchive(repo: FactoryRepo, plan: ExportPlan, kind: 'ta
         );
         await verifyExportContent(unpacked, metadata, true, undefined, options.progress);
       }
-      await flushMedia(partial, media, partial);
-      await fs.rename(partial, options.destination);
-      await syncDirectory(path.dirname(options.destination));
-    } catch (error) {
-      await fs.rm(partial, { force: true });
-      throw writeFailure(error, media, path.dirname(options.destination));
-    }
+    });
     return { ...written, result: { ...written.result, destination: options.destination } };
   } finally {
     await fs.rm(tree, { recursive: true, force: true });
