@@ -17,6 +17,7 @@ import { loadDeviceConfig } from '../../src/device/config.js';
 import { loadDecryptionKeys } from '../../src/device/decryption-keys.js';
 import { devicePaths, type DevicePaths } from '../../src/device/paths.js';
 import { FerryError } from '../../src/errors.js';
+import { damagedCopies } from '../support/hostile.js';
 import { cli } from '../support/cli.js';
 import { freshDeviceConfig, tempDir } from '../support/factory.js';
 import { openssl } from '../support/openssl.js';
@@ -253,20 +254,7 @@ describe('P-256 requests changed anywhere (property, a counted number of runs)',
       (await createCertificateRequest('line-9-unit-9', privateKey)).replace(/-----[^-]+-----|\s/g, ''),
       'base64',
     );
-    /** Up to four bytes replaced, or the bytes cut short: what a damaged or hostile file can be. */
-    const damaged = fc
-      .tuple(
-        fc.array(fc.tuple(fc.nat({ max: request.length - 1 }), fc.integer({ min: 0, max: 255 })), {
-          minLength: 1,
-          maxLength: 4,
-        }),
-        fc.option(fc.nat({ max: request.length - 1 })),
-      )
-      .map(([changes, cut]) => {
-        const copy = Buffer.from(request);
-        for (const [at, value] of changes) copy[at] = value;
-        return cut === null ? copy : copy.subarray(0, cut);
-      });
+    const damaged = damagedCopies(request);
     await fc.assert(
       fc.asyncProperty(damaged, async (bytes) => {
         try {

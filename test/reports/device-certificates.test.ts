@@ -25,6 +25,7 @@ import {
 } from '../support/factory.js';
 import { openssl } from '../support/openssl.js';
 import { makeDevice, type TestDevice } from '../support/sim-device.js';
+import { damagedCopies } from '../support/hostile.js';
 import { hashTree } from '../support/tree-hash.js';
 
 /**
@@ -140,25 +141,10 @@ describe('requests and certificates changed anywhere (property, a counted number
       'base64',
     );
   });
-  /** Up to four bytes replaced, or the bytes cut short: what a damaged or hostile file can be. */
-  const damaged = (original: Buffer) =>
-    fc
-      .tuple(
-        fc.array(fc.tuple(fc.nat({ max: original.length - 1 }), fc.integer({ min: 0, max: 255 })), {
-          minLength: 1,
-          maxLength: 4,
-        }),
-        fc.option(fc.nat({ max: original.length - 1 })),
-      )
-      .map(([changes, cut]) => {
-        const copy = Buffer.from(original);
-        for (const [at, value] of changes) copy[at] = value;
-        return cut === null ? copy : copy.subarray(0, cut);
-      });
 
   test('a request is taken only if it is byte for byte the one its key signed; anything else is an Error with a reason', async () => {
     await fc.assert(
-      fc.asyncProperty(damaged(request), async (bytes) => {
+      fc.asyncProperty(damagedCopies(request), async (bytes) => {
         try {
           await parseCertificateRequest(bytes);
         } catch (error) {
@@ -216,7 +202,7 @@ describe('requests and certificates changed anywhere (property, a counted number
     };
     assert.equal(verdictOf(certificateDer).valid, true, 'the certificate as issued is trusted');
     fc.assert(
-      fc.property(damaged(certificateDer), (der) => {
+      fc.property(damagedCopies(certificateDer), (der) => {
         const verdict = verdictOf(der);
         if (der.equals(certificateDer)) return;
         assert.equal(verdict.valid, false, 'a changed certificate was trusted');

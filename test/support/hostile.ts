@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import fc from 'fast-check';
 import path from 'node:path';
 import type { FactoryRepo } from '../../src/repo/factory-repo.js';
 import { signBundleTargets, type BundleTargetsSigned } from '../../src/tuf/bundle-targets.js';
@@ -143,4 +144,21 @@ export async function rewriteApp(
     signed['targets'][targetName]['custom']['docker_compose_apps'][app]['uri'] = uri;
     return signed;
   });
+}
+
+/** Copies of `original` with up to four bytes replaced, or cut short: what a damaged or hostile file can be. */
+export function damagedCopies(original: Buffer): fc.Arbitrary<Buffer> {
+  return fc
+    .tuple(
+      fc.array(fc.tuple(fc.nat({ max: original.length - 1 }), fc.integer({ min: 0, max: 255 })), {
+        minLength: 1,
+        maxLength: 4,
+      }),
+      fc.option(fc.nat({ max: original.length - 1 })),
+    )
+    .map(([changes, cut]) => {
+      const copy = Buffer.from(original);
+      for (const [at, value] of changes) copy[at] = value;
+      return cut === null ? copy : copy.subarray(0, cut);
+    });
 }
