@@ -55,6 +55,13 @@ export async function writeEncryptedBundle(
   const tree = await scratchDir(repo, 'tree');
   try {
     const written = await writeBundleTree(repo, plan, { destination: tree, scratchTree: true });
+    // Countersignatures are added to bundle-targets.json afterwards (bundle sign), which would change the signed file
+    // inside the encrypted one: such a bundle is refused here, with nothing written to the media.
+    if (written.result.offlineSignaturesMissing > 0)
+      throw new FerryError(
+        'USAGE',
+        `this production bundle needs ${written.result.offlineSignaturesMissing} more offline signature(s) (ferry bundle sign), which an encrypted bundle cannot take once written: export it without --encrypt-to`,
+      );
     const payloadMembers = (await membersOfDirectory(tree)).filter(
       (member) => member.name.startsWith('ostree_repo') || member.name.startsWith('apps'),
     );
