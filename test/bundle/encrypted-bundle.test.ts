@@ -308,4 +308,38 @@ describe('export --encrypt-to refuses, before writing anything', () => {
     }
     assert.equal(await hashTree(factory.repo.dir), before, 'the factory repository is unchanged');
   });
+
+  test('a production bundle that still needs offline countersignatures (2): no file, the factory unchanged', async () => {
+    const prod = await buildFactory();
+    assert.equal((await cli('ca', 'init', '--repo', prod.repo.dir)).code, 0);
+    const offline = await cli(
+      'keys',
+      'add-offline',
+      '--repo',
+      prod.repo.dir,
+      '--out',
+      path.join(await tempDir('offline'), 'keys'),
+    );
+    assert.equal(offline.code, 0, offline.stderr);
+    const fleetDir = await tempDir('fleet');
+    assert.equal((await cli('ca', 'fleet-key', 'prod', '--repo', prod.repo.dir, '--out', fleetDir)).code, 0);
+    const before = await hashTree(prod.repo.dir);
+    const destination = path.join(await tempDir('refused'), 'update.bundle');
+    const result = await cli(
+      'export',
+      '--repo',
+      prod.repo.dir,
+      prod.v2,
+      destination,
+      '--tag',
+      'main',
+      '--prod',
+      '--encrypt-to',
+      path.join(fleetDir, 'prod.crt'),
+    );
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /^ferry: this production bundle needs 1 more offline signature\(s\)/);
+    await assert.rejects(fs.stat(destination));
+    assert.equal(await hashTree(prod.repo.dir), before, 'the factory repository is unchanged');
+  });
 });
