@@ -43,10 +43,18 @@ export interface ExportOptions {
    * their keys open (src/bundle/format/encrypted-bundle.ts). Implies a tar archive.
    */
   readonly encryptTo?: readonly string[] | undefined;
+  /**
+   * How the rootfs travels: ostree_repo/, an archive repo of its objects (the default, the fioctl layout), or
+   * static-delta, one self-contained `ostree static-delta` file under rootfs/ (fewer, larger files for FAT media).
+   */
+  readonly rootfs?: RootfsForm | undefined;
   readonly now?: Date;
   /** Tells the filesystem of the media (tests stand in for a FAT32 stick with it). */
   readonly filesystemProbe?: FilesystemProbe | undefined;
 }
+
+export const ROOTFS_FORMS = ['ostree-repo', 'static-delta'] as const;
+export type RootfsForm = (typeof ROOTFS_FORMS)[number];
 
 export type FactoryTargets = Awaited<ReturnType<FactoryRepo['targets']>>;
 export type FactoryTarget = FactoryTargets[string];
@@ -68,6 +76,8 @@ export interface ExportPlan {
   readonly mode: 'new' | 'add-target' | 'tuf-only';
   /** The factory's TUF format, which the whole stick is written in. */
   readonly format: MetadataFormat;
+  /** How the rootfs travels on the stick. */
+  readonly rootfs: RootfsForm;
   /** The checked certificates of an encrypted bundle's recipients. */
   readonly recipients: readonly X509Certificate[] | undefined;
   readonly now: Date;
@@ -124,6 +134,17 @@ export async function planExport(
     throw new FerryError(
       'METADATA_FORMAT_MISMATCH',
       'an encrypted bundle is a ferry-format bundle: a fioctl-format stick is read by aktualizr-lite, which decrypts nothing',
+    );
+  const rootfs = options.rootfs ?? 'ostree-repo';
+  if (rootfs === 'static-delta' && format === 'fioctl')
+    throw new FerryError(
+      'METADATA_FORMAT_MISMATCH',
+      'a fioctl-format stick carries its rootfs as ostree_repo/, the layout aktualizr-lite reads: --rootfs static-delta is for ferry-format bundles',
+    );
+  if (rootfs === 'static-delta' && mode !== 'new')
+    throw new FerryError(
+      'USAGE',
+      '--rootfs static-delta writes a new bundle with one target: it does not add to one (--allow-multiple-targets) or refresh one (--tuf-only)',
     );
   if (options.encryptTo !== undefined && options.archive !== 'tar')
     throw new FerryError('USAGE', '--encrypt-to writes one tar file: it takes no --archive zip');
@@ -183,6 +204,7 @@ export async function planExport(
     options,
     mode,
     format,
+    rootfs,
     recipients,
     now,
     media,

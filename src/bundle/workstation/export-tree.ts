@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FerryError, describeCause } from '../../errors.js';
 import type { ProgressListener } from '../../progress.js';
 import type { FactoryRepo, SignedRelease } from '../../repo/factory-repo.js';
-import { BUNDLE_TARGETS_FILE, signBundleTargets } from '../../tuf/bundle-targets.js';
+import { BUNDLE_TARGETS_FILE, signBundleTargets, type StaticDeltaRootfs } from '../../tuf/bundle-targets.js';
 import { formatExpires } from '../../tuf/expires.js';
 import { serializeIn } from '../../repo/metadata-format.js';
 import { signFioDocument } from '../../tuf/foundries/fio-sign.js';
@@ -16,6 +16,8 @@ import { copyApps } from './export-apps.js';
 import { baseLayers } from './export-delta.js';
 import type { ExportPlan } from './export-plan.js';
 import { copyRootfs } from './export-rootfs.js';
+import { writeStaticDelta } from './export-static-delta.js';
+import { staticDeltaName } from '../format/static-delta.js';
 import { scratchDir } from './export-scratch.js';
 import { verifyBundleContent, verifyBundleMetadataOf, type VerifiedBundleMetadata } from './verify-bundle.js';
 
@@ -61,18 +63,26 @@ export async function writeBundleTree(
   await fs.mkdir(nextTuf, { recursive: true });
   // The base's objects, pulled beside the factory repo (hard links, not copies): what the delta leaves out, and what
   // its check pulls on top of. Never on the media, which gets only the delta.
-  const baseScratch = plan.base === undefined ? undefined : await scratchDir(repo, 'base');
+  // A static delta is generated from the factory's own repo, and checked on top of the base pulled from there.
+  const baseScratch =
+    plan.base === undefined || plan.rootfs === 'static-delta' ? undefined : await scratchDir(repo, 'base');
   try {
     // The rootfs copy is the long pole, so it starts first; the metadata is signed and checked from the trusted
     // root while ostree copies, and the app blobs are copied (hashed on the way) on the other core. Everything
     // settles before a failure is handled: nothing may still be writing while a failed export is cleared away.
-    const copies =
-      mode === 'tuf-only' ? [] : copyContent(repo, bundle, plan, { media, scratchTree: tree.scratchTree, baseScratch });
-    const signed = signBundleMetadata(repo, nextTuf, plan).then(async ({ rootVersions, release }) => ({
-      rootVersions,
-      release,
-      verified: await verifyExportMetadata(repo, { ...bundle, tufDir: nextTuf }, options.targetName, commit, now),
-    }));
+    // A static delta's length and SHA-256 are signed with the rest of bundle-targets.json: the metadata waits for it.
+    const content =
+      mode === 'tuf-only'
+        ? { rootfs: Promise.resolve(undefined), copies: [] }
+        : copyContent(repo, bundle, plan, { media, scratchTree: tree.scratchTree, baseScratch });
+    const { copies } = content;
+    const signed = content.rootfs
+      .then((staticDelta) => signBundleMetadata(repo, nextTuf, plan, staticDelta))
+      .then(async ({ rootVersions, release }) => ({
+        rootVersions,
+        release,
+        verified: await verifyExportMetadata(repo, { ...bundle, tufDir: nextTuf }, options.targetName, commit, now),
+      }));
     const [metadata, ...copied] = await Promise.allSettled([signed, ...copies]);
     for (const outcome of [metadata!, ...copied]) if (outcome.status === 'rejected') throw outcome.reason;
     const { rootVersions, release, verified } = (metadata as PromiseFulfilledResult<Awaited<typeof signed>>).value;
@@ -81,14 +91,19 @@ export async function writeBundleTree(
     // is read back once it is packed, not here.
     const readBack = options.readBack === true && options.archive === undefined;
     const checked = await Promise.allSettled([
-      mode === 'tuf-only' ? undefined : bundle.ostreeRepo.setRef(options.targetName, commit),
+      mode === 'tuf-only' || plan.rootfs === 'static-delta'
+        ? undefined
+        : bundle.ostreeRepo.setRef(options.targetName, commit),
       verifyExportContent(
         { ...bundle, tufDir: nextTuf },
         verified,
         readBack,
-        baseScratch === undefined
+        plan.base === undefined
           ? undefined
-          : { ostreeRepo: path.join(baseScratch, 'repo'), hasLayer: (digest) => repo.apps.blobs.has(digest) },
+          : {
+              ostreeRepo: baseScratch === undefined ? repo.ostree.path : path.join(baseScratch, 'repo'),
+              hasLayer: (digest) => repo.apps.blobs.has(digest),
+            },
         // Only a read-back checks bytes: without it there is nothing to show.
         readBack ? options.progress : undefined,
       ),
@@ -96,7 +111,14 @@ export async function writeBundleTree(
     for (const outcome of checked) if (outcome.status === 'rejected') throw outcome.reason;
     // ostree and the blob copies wrote without syncing each file: the media is flushed once, here, before the
     // bundle counts as written. A scratch tree is not the media; its archive is flushed when it is packed.
-    if (!tree.scratchTree) await flushMedia(tree.destination, media, path.join(bundle.ostreeRepo.path, 'config'));
+    if (!tree.scratchTree)
+      await flushMedia(
+        tree.destination,
+        media,
+        plan.rootfs === 'static-delta'
+          ? path.join(tree.destination, staticDeltaName(commit))
+          : path.join(bundle.ostreeRepo.path, 'config'),
+      );
     if (previous !== undefined) await swapDirectory(nextTuf, bundle.tufDir);
     return {
       result: {
@@ -120,26 +142,34 @@ export async function writeBundleTree(
   }
 }
 
-/** The rootfs and the apps of the plan's target, copied at the same time; for a delta, without what the base has. */
+/**
+ * The rootfs and the apps of the plan's target, copied at the same time; for a delta, without what the base has.
+ * `rootfs` settles with the static delta's signed entry (undefined for ostree_repo/); `copies` are every copy, the
+ * rootfs's among them.
+ */
 function copyContent(
   repo: FactoryRepo,
   bundle: BundleDir,
   plan: ExportPlan,
   context: { media: MediaFilesystem | undefined; scratchTree: boolean; baseScratch: string | undefined },
-): Promise<void>[] {
+): { rootfs: Promise<StaticDeltaRootfs | undefined>; copies: Promise<void>[] } {
   const { options, base } = plan;
-  const rootfs = copyRootfs(
-    repo,
-    bundle,
-    { name: options.targetName, commit: plan.commit },
-    {
-      newRepo: plan.previous === undefined,
-      media: context.media,
-      progress: options.progress,
-      scratchTree: context.scratchTree,
-      base: base === undefined ? undefined : { commit: base.commit, scratch: context.baseScratch! },
-    },
-  );
+  const target = { name: options.targetName, commit: plan.commit };
+  const rootfs: Promise<StaticDeltaRootfs | undefined> =
+    plan.rootfs === 'static-delta'
+      ? writeStaticDelta(repo, bundle, target, {
+          media: context.media,
+          progress: options.progress,
+          scratchTree: context.scratchTree,
+          base,
+        })
+      : copyRootfs(repo, bundle, target, {
+          newRepo: plan.previous === undefined,
+          media: context.media,
+          progress: options.progress,
+          scratchTree: context.scratchTree,
+          base: base === undefined ? undefined : { commit: base.commit, scratch: context.baseScratch! },
+        }).then(() => undefined);
   const skipLayers =
     base === undefined ? Promise.resolve(new Set<string>()) : baseLayers(repo, base.target, plan.targets[base.target]!);
   const apps = skipLayers.then((skip) =>
@@ -155,7 +185,7 @@ function copyContent(
       },
     ),
   );
-  return [rootfs, apps];
+  return { rootfs, copies: [rootfs.then(() => undefined), apps] };
 }
 
 /**
@@ -167,6 +197,7 @@ async function signBundleMetadata(
   repo: FactoryRepo,
   tufDir: string,
   plan: ExportPlan,
+  staticDelta: StaticDeltaRootfs | undefined,
 ): Promise<{ rootVersions: number; release: SignedRelease }> {
   const rootFiles = await repo.rootFiles();
   for (const file of rootFiles) await fs.copyFile(file, path.join(tufDir, path.basename(file)));
@@ -201,6 +232,7 @@ async function signBundleMetadata(
               ...(plan.tags.length > 1 ? { tags: [...plan.tags] } : {}),
               targets: [...plan.names],
               ...base,
+              ...(staticDelta === undefined ? {} : { rootfs: staticDelta }),
               // Signed with the rest: devices without a working clock take it as a lower bound for the time.
               signedAt: formatExpires(plan.now),
             },
