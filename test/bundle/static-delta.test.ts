@@ -7,10 +7,11 @@ import { addTarget } from '../../src/repo/add-target.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
 import { signBundleTargets } from '../../src/tuf/bundle-targets.js';
 import { serializeMetadata } from '../../src/tuf/sign-metadata.js';
-import { cli } from '../support/cli.js';
+import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, HARDWARE_ID, TAG, tempDir, type TestFactory } from '../support/factory.js';
 import { assertRefused, makeDevice, statusOf } from '../support/sim-device.js';
 import { hashTree } from '../support/tree-hash.js';
+import { mountExfatStick } from '../support/exfat-stick.js';
 
 /**
  * The rootfs as one self-contained OSTree static delta (export --rootfs static-delta): generated from nothing or
@@ -79,7 +80,13 @@ describe('export --rootfs static-delta', () => {
     assert.equal(shown.code, 0, shown.stderr);
     assert.match(shown.stdout, new RegExp(`rootfs as one OSTree static delta: rootfs/${commit}\\.delta`));
     assert.doesNotMatch(shown.stdout, /NOT on the stick/);
-    await installRebootRun(await makeDevice(factory, factory.v1), bundle, factory.v2);
+    const device = await makeDevice(factory, factory.v1);
+    // check reads the stick as install does: the delta file is the target's content on it.
+    const checked = await akliteOffline('check', '--config', device.configDir, '--src-dir', bundle, '--json');
+    assert.equal(checked.code, 36, checked.stderr);
+    const selected = JSON.parse(checked.stdout).targets.find((target: any) => target.name === factory.v2);
+    assert.equal(selected.commitOnStick, true);
+    await installRebootRun(device, bundle, factory.v2);
   });
 
   test('a delta bundle (--from) signs its base, verifies, and installs on a device at the base', async () => {
@@ -119,6 +126,7 @@ describe('export --rootfs static-delta', () => {
     await assertRefused(device, bundle, 66, /^ferry: rootfs\/[0-9a-f]{64}\.delta hashes to [0-9a-f]{64}; the signed/);
     const verified = await cli('verify', bundle);
     assert.equal(verified.code, 66, verified.stderr);
+    assert.equal((await akliteOffline('check', '--config', device.configDir, '--src-dir', bundle)).code, 66);
     // Cut short: its length alone gives it away.
     await fs.truncate(file, bytes.length - 1);
     const truncated = await cli('verify', bundle);
@@ -194,5 +202,30 @@ describe('a static delta that matches its signed digest but not its target', () 
     assert.equal(install.code, 67, install.stderr);
     assert.match(install.stderr, /^ferry: applying rootfs\/[0-9a-f]{64}\.delta \(target "[^"]+"\) failed/);
     assert.equal(await device.fingerprint(), before, 'a delta ostree cannot read writes nothing');
+  });
+});
+
+describe('a static-delta bundle on an exFAT stick (exfat-fuse)', () => {
+  test('exported onto it with plain writes (one file under rootfs/), verified, installed and run from it', async (t) => {
+    const stick = await mountExfatStick(64);
+    if (stick === undefined) return t.skip('this machine cannot mount an exFAT stick');
+    t.after(() => stick.unmount());
+    const dst = path.join(stick.mountPoint, 'bundle');
+    const exported = await cli(
+      'export',
+      factory.v2,
+      dst,
+      '--repo',
+      factory.repo.dir,
+      '--tag',
+      TAG,
+      '--rootfs',
+      'static-delta',
+      '--read-back',
+    );
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.deepEqual(await fs.readdir(path.join(dst, 'rootfs')), [`${factory.commits[factory.v2]}.delta`]);
+    assert.equal((await cli('verify', dst)).code, 0);
+    await installRebootRun(await makeDevice(factory, factory.v1), dst, factory.v2);
   });
 });
