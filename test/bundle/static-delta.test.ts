@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -227,5 +228,43 @@ describe('a static-delta bundle on an exFAT stick (exfat-fuse)', () => {
     assert.deepEqual(await fs.readdir(path.join(dst, 'rootfs')), [`${factory.commits[factory.v2]}.delta`]);
     assert.equal((await cli('verify', dst)).code, 0);
     await installRebootRun(await makeDevice(factory, factory.v1), dst, factory.v2);
+  });
+});
+
+describe('an encrypted static-delta bundle (--encrypt-to)', () => {
+  test('the delta file travels inside the ciphertext, and a recipient installs it', async () => {
+    assert.equal((await cli('ca', 'init', '--repo', factory.repo.dir)).code, 0);
+    const device = await makeDevice(factory, factory.v1);
+    assert.equal((await cli('device', 'provision', '--config', device.configDir)).code, 0);
+    const certificate = path.join(await tempDir('static-delta-cert'), 'decryption.crt');
+    const certify = await cli(
+      'device',
+      'certify',
+      '--repo',
+      factory.repo.dir,
+      device.device.paths.decryptionRequestFile,
+      '--out',
+      certificate,
+    );
+    assert.equal(certify.code, 0, certify.stderr);
+    const file = path.join(await tempDir('static-delta-encrypted'), 'update.bundle');
+    const exported = await cli(
+      'export',
+      factory.v2,
+      file,
+      '--repo',
+      factory.repo.dir,
+      '--tag',
+      TAG,
+      '--rootfs',
+      'static-delta',
+      '--encrypt-to',
+      certificate,
+    );
+    assert.equal(exported.code, 0, exported.stderr);
+    const members = execFileSync('tar', ['-tf', file], { encoding: 'utf8' }).split('\n');
+    assert.ok(members.includes('tuf/bundle-targets.json'), members.join(' '));
+    assert.ok(!members.some((name) => name.startsWith('rootfs')), `no plain rootfs member: ${members.join(' ')}`);
+    await installRebootRun(device, file, factory.v2);
   });
 });
