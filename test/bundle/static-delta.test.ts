@@ -268,3 +268,38 @@ describe('an encrypted static-delta bundle (--encrypt-to)', () => {
     await installRebootRun(device, file, factory.v2);
   });
 });
+
+describe('an existing static-delta bundle: --tuf-only and --allow-multiple-targets', () => {
+  test('keeps the delta and its base, signed anew once the delta is seen to write the target; a device takes it', async () => {
+    const bundle = await exportStaticDelta(v5, '--from', factory.v2);
+    const before = await bundleInfo(bundle);
+    const refreshed = await cli('export', v5, bundle, '--repo', factory.repo.dir, '--tag', TAG, '--tuf-only');
+    assert.equal(refreshed.code, 0, refreshed.stderr);
+    const after = await bundleInfo(bundle);
+    assert.deepEqual(after.rootfs, before.rootfs);
+    assert.deepEqual(after.base, before.base);
+    assert.ok(after.signedAt >= before.signedAt);
+    assert.equal((await cli('verify', bundle)).code, 0);
+    await installRebootRun(await makeDevice(factory, factory.v2), bundle, v5);
+  });
+
+  test('a delta file that does not write the target is not signed again: 48, the bundle as it was', async () => {
+    const bundle = await exportStaticDelta(factory.v2);
+    await fs.writeFile(path.join(bundle, 'rootfs', `${factory.commits[factory.v2]}.delta`), 'not a delta\n');
+    const before = await hashTree(bundle);
+    const refreshed = await cli('export', factory.v2, bundle, '--repo', factory.repo.dir, '--tag', TAG, '--tuf-only');
+    assert.equal(refreshed.code, 48, refreshed.stderr);
+    assert.match(refreshed.stderr, /does not apply/);
+    assert.equal(await hashTree(bundle), before);
+  });
+
+  test('--allow-multiple-targets onto a static-delta bundle: 2, the bundle as it was', async () => {
+    const bundle = await exportStaticDelta(factory.v2);
+    const before = await hashTree(bundle);
+    const args = ['--repo', factory.repo.dir, '--tag', TAG, '--allow-multiple-targets'];
+    const added = await cli('export', factory.v1, bundle, ...args);
+    assert.equal(added.code, 2, added.stderr);
+    assert.match(added.stderr, /carries its rootfs as one static delta, for one target/);
+    assert.equal(await hashTree(bundle), before);
+  });
+});

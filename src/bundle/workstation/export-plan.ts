@@ -65,6 +65,11 @@ export interface ExistingBundle {
   readonly type: BundleType;
   readonly tags: readonly string[];
   readonly targets: readonly string[];
+  /**
+   * A static-delta bundle's delta file and the base it starts from, as its bundle-targets.json names them: a --tuf-only
+   * refresh keeps them, once the file is seen to write the target's commit (see writeBundleTree).
+   */
+  readonly staticDelta?: { readonly file: string; readonly base: { target: string; commit: string } | undefined };
 }
 
 /**
@@ -177,6 +182,11 @@ export async function planExport(
       'METADATA_FORMAT_MISMATCH',
       `${options.destination} holds a ${previous.format}-format bundle; this factory signs in the ${format} format`,
     );
+  if (mode === 'add-target' && previous?.staticDelta !== undefined)
+    throw new FerryError(
+      'USAGE',
+      `${options.destination} carries its rootfs as one static delta, for one target: export the other target to a bundle of its own`,
+    );
   const commit = entry.hashes['sha256'] ?? '';
   if (!(await repo.ostree.hasCommitObject(commit))) {
     throw new FerryError(
@@ -186,7 +196,13 @@ export async function planExport(
   }
   if (options.fromTarget !== undefined && mode !== 'new')
     throw new FerryError('USAGE', '--from makes a new delta bundle: it does not add to one');
-  const base = options.fromTarget === undefined ? undefined : await baseOf(repo, targets, options.fromTarget);
+  const base =
+    options.fromTarget === undefined
+      ? // A refreshed static-delta bundle keeps the base its delta starts from.
+        mode === 'tuf-only'
+        ? previous?.staticDelta?.base
+        : undefined
+      : await baseOf(repo, targets, options.fromTarget);
   const names = [...new Set([...(previous?.targets ?? []), options.targetName])];
   for (const name of names) {
     if (targets[name] === undefined)
@@ -204,7 +220,7 @@ export async function planExport(
     options,
     mode,
     format,
-    rootfs,
+    rootfs: mode === 'tuf-only' && previous?.staticDelta !== undefined ? 'static-delta' : rootfs,
     recipients,
     now,
     media,
@@ -273,7 +289,14 @@ async function destinationBundle(
 
 /** What an existing bundle says it carries: read from our own stick, and checked again by the verification after. */
 async function existingBundle(destination: string): Promise<ExistingBundle> {
-  type BundleInfo = { type?: unknown; tag?: unknown; tags?: unknown; targets?: unknown };
+  type BundleInfo = {
+    type?: unknown;
+    tag?: unknown;
+    tags?: unknown;
+    targets?: unknown;
+    base?: { target?: unknown; commit?: unknown };
+    rootfs?: { form?: unknown; file?: unknown };
+  };
   let document: { signed?: { 'x-ferry-bundle'?: BundleInfo; 'x-fio-offline-bundle'?: BundleInfo } };
   try {
     document = JSON.parse(await fs.readFile(path.join(destination, 'tuf', BUNDLE_TARGETS_FILE), 'utf8'));
@@ -292,11 +315,18 @@ async function existingBundle(destination: string): Promise<ExistingBundle> {
   if ((info.type !== 'ci' && info.type !== 'prod') || typeof info.tag !== 'string')
     throw new FerryError('BUNDLE_UNREADABLE', `${destination}/tuf/${BUNDLE_TARGETS_FILE} has no type and tag`);
   const tags = strings(info.tags);
+  const base =
+    typeof info.base?.target === 'string' && typeof info.base.commit === 'string'
+      ? { target: info.base.target, commit: info.base.commit }
+      : undefined;
   return {
     format: fio === undefined ? 'ferry' : 'fioctl',
     type: info.type,
     tags: tags.length > 0 ? tags : [info.tag],
     targets: strings(info.targets),
+    ...(info.rootfs?.form === 'static-delta' && typeof info.rootfs.file === 'string'
+      ? { staticDelta: { file: info.rootfs.file, base } }
+      : {}),
   };
 }
 

@@ -17,7 +17,7 @@ import { baseLayers } from './export-delta.js';
 import type { ExportPlan } from './export-plan.js';
 import { copyRootfs } from './export-rootfs.js';
 import { writeStaticDelta } from './export-static-delta.js';
-import { staticDeltaName } from '../format/static-delta.js';
+import { fileDigest, staticDeltaName } from '../format/static-delta.js';
 import { scratchDir } from './export-scratch.js';
 import { verifyBundleContent, verifyBundleMetadataOf, type VerifiedBundleMetadata } from './verify-bundle.js';
 
@@ -73,7 +73,7 @@ export async function writeBundleTree(
     // A static delta's length and SHA-256 are signed with the rest of bundle-targets.json: the metadata waits for it.
     const content =
       mode === 'tuf-only'
-        ? { rootfs: Promise.resolve(undefined), copies: [] }
+        ? { rootfs: keptStaticDelta(bundle, plan), copies: [] }
         : copyContent(repo, bundle, plan, { media, scratchTree: tree.scratchTree, baseScratch });
     const { copies } = content;
     const signed = content.rootfs
@@ -89,7 +89,10 @@ export async function writeBundleTree(
 
     // The ref is set while the content is checked; both settle before a failure is handled, as above. An archive
     // is read back once it is packed, not here.
-    const readBack = options.readBack === true && options.archive === undefined;
+    // A refreshed static-delta bundle signs its delta file anew: only once it is seen to write the target's commit.
+    const readBack =
+      (options.readBack === true && options.archive === undefined) ||
+      (mode === 'tuf-only' && plan.rootfs === 'static-delta');
     const checked = await Promise.allSettled([
       mode === 'tuf-only' || plan.rootfs === 'static-delta'
         ? undefined
@@ -186,6 +189,31 @@ function copyContent(
     ),
   );
   return { rootfs, copies: [rootfs.then(() => undefined), apps] };
+}
+
+/**
+ * The entry a --tuf-only refresh signs for the static delta the bundle carries: its length and SHA-256 measured now,
+ * not taken from the old metadata, which is not verified here. The check after signing applies the file on top of
+ * the base and compares the commit it writes with the factory's target: a file that does not is never signed.
+ */
+async function keptStaticDelta(bundle: BundleDir, plan: ExportPlan): Promise<StaticDeltaRootfs | undefined> {
+  const kept = plan.previous?.staticDelta;
+  if (kept === undefined) return undefined;
+  const file = staticDeltaName(plan.commit);
+  if (kept.file !== file)
+    throw new FerryError(
+      'EXPORT_VERIFY_FAILED',
+      `the bundle names ${kept.file} as its rootfs, not ${file} of target "${plan.options.targetName}"`,
+    );
+  const digest = await fileDigest(path.join(bundle.root, ...file.split('/'))).catch((error: unknown) => {
+    throw new FerryError('EXPORT_VERIFY_FAILED', `${file}: ${describeCause(error)}`, { cause: error });
+  });
+  return {
+    form: 'static-delta',
+    file,
+    ...digest,
+    ...(plan.base === undefined ? {} : { from: plan.base.commit }),
+  };
 }
 
 /**
