@@ -147,8 +147,8 @@ export async function writeBundleTree(
 
 /**
  * The rootfs and the apps of the plan's target, copied at the same time; for a delta, without what the base has.
- * `rootfs` settles with the static delta's signed entry (undefined for ostree_repo/); `copies` are every copy, the
- * rootfs's among them.
+ * `rootfs` settles with the static delta's signed entry once it is written (at once, undefined, for ostree_repo/);
+ * `copies` are every copy, the rootfs's among them.
  */
 function copyContent(
   repo: FactoryRepo,
@@ -158,7 +158,7 @@ function copyContent(
 ): { rootfs: Promise<StaticDeltaRootfs | undefined>; copies: Promise<void>[] } {
   const { options, base } = plan;
   const target = { name: options.targetName, commit: plan.commit };
-  const rootfs: Promise<StaticDeltaRootfs | undefined> =
+  const staticDelta =
     plan.rootfs === 'static-delta'
       ? writeStaticDelta(repo, bundle, target, {
           media: context.media,
@@ -166,13 +166,16 @@ function copyContent(
           scratchTree: context.scratchTree,
           base,
         })
-      : copyRootfs(repo, bundle, target, {
-          newRepo: plan.previous === undefined,
-          media: context.media,
-          progress: options.progress,
-          scratchTree: context.scratchTree,
-          base: base === undefined ? undefined : { commit: base.commit, scratch: context.baseScratch! },
-        }).then(() => undefined);
+      : undefined;
+  const rootfs =
+    staticDelta?.then(() => undefined) ??
+    copyRootfs(repo, bundle, target, {
+      newRepo: plan.previous === undefined,
+      media: context.media,
+      progress: options.progress,
+      scratchTree: context.scratchTree,
+      base: base === undefined ? undefined : { commit: base.commit, scratch: context.baseScratch! },
+    });
   const skipLayers =
     base === undefined ? Promise.resolve(new Set<string>()) : baseLayers(repo, base.target, plan.targets[base.target]!);
   const apps = skipLayers.then((skip) =>
@@ -188,7 +191,8 @@ function copyContent(
       },
     ),
   );
-  return { rootfs, copies: [rootfs.then(() => undefined), apps] };
+  // ostree_repo/ needs no entry: its metadata is signed while the objects are copied.
+  return { rootfs: staticDelta ?? Promise.resolve(undefined), copies: [rootfs, apps] };
 }
 
 /**
