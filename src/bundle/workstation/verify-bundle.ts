@@ -299,8 +299,13 @@ async function verifyStaticDeltaContent(
     path.join(baseRepo === undefined ? os.tmpdir() : path.dirname(baseRepo), '.static-delta-check-'),
   );
   try {
-    // bare-user, not archive: ostree 2022.7 aborts applying a delta's binary diffs into an archive repo.
-    const repo = await OstreeRepo.create(path.join(scratch, 'repo'), 'bare-user');
+    // A delta from a base may carry binary diffs, which ostree 2022.7 aborts on when it applies them into an archive
+    // repo: it goes into a bare-user one, beside the factory. A delta from nothing has none, and an archive repo needs
+    // no user xattrs of the scratch filesystem (a tmpfs before Linux 6.6 has none).
+    const repo = await OstreeRepo.create(
+      path.join(scratch, 'repo'),
+      rootfs.from === undefined ? 'archive' : 'bare-user',
+    );
     if (rootfs.from !== undefined)
       await repo.pullLocal(baseRepo!, rootfs.from, { untrusted: false, disableFsync: true });
     try {
