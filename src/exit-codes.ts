@@ -415,6 +415,23 @@ export const OUTCOMES = {
     meaning: 'the content pulled from the bundle does not match the signed target',
     next: 'do not use this bundle; export a new one',
   },
+  STATIC_DELTA_MISMATCH: {
+    exitCode: 66,
+    kind: 'failure',
+    commands: ['install', 'check', 'verify'],
+    meaning:
+      'the rootfs static delta file (rootfs/<commit>.delta) does not match the length and SHA-256 its signed bundle-targets.json names: the stick was changed after export; refused before anything was written',
+    next: 'do not use this bundle; export a new one',
+    aktualizrLite: 13,
+  },
+  STATIC_DELTA_APPLY_FAILED: {
+    exitCode: 67,
+    kind: 'failure',
+    commands: ['install', 'verify'],
+    meaning:
+      "`ostree static-delta apply-offline` refused or failed on the rootfs static delta, or the commit it wrote is not the signed target's; what it wrote was left unreferenced and nothing was deployed",
+    next: 'do not use this bundle; export a new one (verify it with `ferry verify`)',
+  },
   NO_SPACE: {
     exitCode: 60,
     kind: 'failure',

@@ -23,7 +23,7 @@ import { HealthCheckDir, type HealthChecksPort } from './health-checks.js';
 /** The sysroot's OSTree repository: what install pulls into and checks. */
 export interface OstreeRepoPort extends Pick<
   OstreeRepo,
-  'path' | 'hasCommitObject' | 'resolve' | 'pullLocal' | 'fileObjectsUnder'
+  'path' | 'hasCommitObject' | 'resolve' | 'pullLocal' | 'applyStaticDelta' | 'fileObjectsUnder'
 > {}
 
 /** The OSTree sysroot: its deployments, and deploying or removing one. */

@@ -8,7 +8,7 @@ import type { Target } from '../tuf/target.js';
 import { pathExists } from '../util/atomic-file.js';
 import { callBack, failedResult } from './callbacks.js';
 import { plannedTarget, prepareInstall, stickApps, type InstallPlan } from './install.js';
-import { discardStickScratch, type VerifiedStick } from './stick-trust.js';
+import { discardStickScratch, staticDeltaOf, type VerifiedStick } from './stick-trust.js';
 import { currentTargetOf } from './plan.js';
 import { loadDeviceStatus } from './rebuild-status.js';
 import { fitsDevice } from './select-target.js';
@@ -103,6 +103,7 @@ async function describeTargets(
   const onStick = await commitsPresent(
     bundle,
     targets.map((target) => target.commit),
+    staticDeltaOf(verified),
   );
   const appsOnStick = stickApps(bundle, verified);
   const described: CheckedTarget[] = [];

@@ -27,7 +27,15 @@ import { availableBytes, treeBytesInBackground } from '../util/free-space.js';
 import { FerryError, describeCause } from '../errors.js';
 import type { AppPin } from '../tuf/target.js';
 import { describeTime, effectiveTime } from '../tuf/time-floor.js';
-import { discardStickScratch, promoteStickTrust, verifyStick, type VerifiedStick } from './stick-trust.js';
+import {
+  discardStickScratch,
+  promoteStickTrust,
+  staticDeltaOf,
+  verifyStick,
+  type VerifiedStick,
+} from './stick-trust.js';
+import { checkStaticDelta, staticDeltaPath } from '../bundle/format/static-delta.js';
+import type { StaticDeltaRootfs } from '../tuf/bundle-targets.js';
 import {
   describeDamagedObject,
   describeMissingObject,
@@ -177,6 +185,9 @@ export async function prepareInstall(
       await recorder.phase('VERIFYING', `the bundle on ${options.media} verified`, null, { lastMedia: options.media });
     options.onBundleVerified?.();
     if (await unsealContent(device, recorder, verified, sealed, options)) rootfsObjectBytes = countObjects();
+    // A static delta's file stands in for the objects it writes: it holds every one of them, compressed.
+    const staticDelta = staticDeltaOf(verified);
+    if (staticDelta !== undefined) rootfsObjectBytes = Promise.resolve(staticDelta.length);
     const selected = selectTarget({
       bundle: verified.bundle,
       targets: verified.targets,
@@ -185,6 +196,7 @@ export async function prepareInstall(
       commitsInBundle: await commitsPresent(
         bundle,
         verified.targets.map((target) => target.commit),
+        staticDelta,
       ),
       requestedName: options.targetName,
     });
@@ -286,9 +298,16 @@ async function checkStaging(
       `this is a delta bundle on top of target "${base.target}" (commit ${base.commit}), which this device does not have: install "${base.target}" first, or use a full bundle`,
     );
   }
+  // A static delta is checked whole against its signed length and SHA-256 (66) before a byte is written; ostree then
+  // checks every object it writes against its checksum.
+  const staticDelta = staticDeltaOf(verified);
+  if (transition.rootfsChanged && staticDelta !== undefined) {
+    await recorder.phase('VERIFYING', `checking ${staticDelta.file} against its signed digest`);
+    await checkStaticDelta(bundle, staticDelta, target);
+  }
   // Every object the commit reaches must be on the device or in the bundle (8), found by walking the objects, before
   // a byte is written. Whether each one matches its checksum the pull checks as it copies (70, undone).
-  if (transition.rootfsChanged) {
+  else if (transition.rootfsChanged) {
     const missing = await findMissingObject(target.commit, [device.sysroot.repo.path, bundle.ostreeRepo.path]);
     if (missing !== undefined)
       throw new FerryError(
@@ -416,6 +435,36 @@ async function pullRootfs(device: Device, bundle: BundleDir, name: string, commi
   }
 }
 
+/**
+ * Applies the bundle's static delta into the device's repo: ostree checks every object it writes against its
+ * checksum, and the commit it leaves must be the signed target's. A failure deploys nothing; objects it wrote stay
+ * unreferenced until ostree prunes them.
+ */
+async function applyRootfsDelta(
+  device: Device,
+  bundle: BundleDir,
+  rootfs: StaticDeltaRootfs,
+  name: string,
+  commit: string,
+): Promise<void> {
+  const repo = device.sysroot.repo;
+  try {
+    await repo.applyStaticDelta(staticDeltaPath(bundle, rootfs));
+  } catch (error) {
+    if (isNoSpace(error)) throw noSpaceOr(error);
+    throw new FerryError(
+      'STATIC_DELTA_APPLY_FAILED',
+      `applying ${rootfs.file} (target "${name}") failed: ${describeCause(error)}`,
+      { cause: error },
+    );
+  }
+  if (!(await repo.hasCommitObject(commit)) || (await repo.resolve(commit)) !== commit)
+    throw new FerryError(
+      'STATIC_DELTA_APPLY_FAILED',
+      `after applying ${rootfs.file}, the device repo does not hold commit ${commit} of target "${name}"`,
+    );
+}
+
 /** ostree's default `core.min-free-space-percent`. */
 const OSTREE_MIN_FREE_FRACTION = 0.03;
 
@@ -503,7 +552,20 @@ async function copyUpdate(
     return prepared;
   });
   try {
-    if (transition.rootfsChanged) {
+    const staticDelta = staticDeltaOf(plan.verified);
+    if (transition.rootfsChanged && staticDelta !== undefined) {
+      await journal.step(
+        'install.rootfs-pull',
+        async () => {
+          const report = (bytes: number) =>
+            progress?.({ phase: 'rootfs', bytes, total: staticDelta.length, target: target.name });
+          report(0);
+          await applyRootfsDelta(device, bundle, staticDelta, target.name, target.commit);
+          report(staticDelta.length);
+        },
+        target.commit,
+      );
+    } else if (transition.rootfsChanged) {
       await journal.step(
         'install.rootfs-pull',
         async () =>

@@ -39,7 +39,7 @@ export const STEPS = {
     command: 'install',
     path: 'update',
     kinds: rootfs,
-    does: 'pulls the target commit into the device repo, every object checked',
+    does: 'pulls the target commit into the device repo (or applies its static delta), every object checked',
   },
   'install.apps-commit': {
     command: 'install',

@@ -1,7 +1,7 @@
 import type { DevicePaths } from '../device/paths.js';
 import { loadFoundriesTrust, saveFoundriesTrust } from '../device/foundries-trust-file.js';
 import { FerryError } from '../errors.js';
-import type { BundleType } from '../tuf/bundle-targets.js';
+import type { BundleType, StaticDeltaRootfs } from '../tuf/bundle-targets.js';
 import { verifyFoundriesStick, type VerifiedFoundriesMetadata } from '../tuf/foundries/fio-verify-stick.js';
 import { detectStickFormat, type StickFormat } from '../tuf/foundries/stick-format.js';
 import { readStickMetadataFiles } from '../tuf/stick-files.js';
@@ -82,4 +82,9 @@ export async function promoteStickTrust(verified: VerifiedStick, paths: DevicePa
 /** Removes what the verification left in scratch space (the ferry format's working copy). */
 export async function discardStickScratch(verified: VerifiedStick): Promise<void> {
   if (verified.format === 'ferry') await discardScratch(verified);
+}
+
+/** The signed static delta entry of a ferry-format stick whose rootfs is one delta file; undefined otherwise. */
+export function staticDeltaOf(verified: VerifiedStick): StaticDeltaRootfs | undefined {
+  return verified.format === 'ferry' ? verified.bundle.rootfs : undefined;
 }

@@ -26,6 +26,8 @@ export interface BundleTargetsSigned {
     signedAt?: string;
     /** An encrypted bundle (export --encrypt-to): the files that hold its key envelope and its encrypted content. */
     encrypted?: EncryptedParts;
+    /** The rootfs carried as one OSTree static delta file (export --rootfs static-delta) instead of ostree_repo/. */
+    rootfs?: StaticDeltaRootfs;
   };
 }
 
@@ -44,6 +46,17 @@ export interface EncryptedParts {
   readonly payload: SignedFileDigest;
 }
 
+/** How a bundle carries its rootfs as one static delta file: where it is, its length and SHA-256, and its base. */
+export interface StaticDeltaRootfs {
+  readonly form: 'static-delta';
+  /** `rootfs/<commit>.delta`, relative to the bundle's root. */
+  readonly file: string;
+  readonly length: number;
+  readonly sha256: string;
+  /** The commit the delta starts from (a delta bundle's base); absent for a delta from nothing. */
+  readonly from?: string | undefined;
+}
+
 export interface BundleTargets {
   readonly type: BundleType;
   readonly tag: string;
@@ -60,6 +73,8 @@ export interface BundleTargets {
   readonly signedAt?: Date | undefined;
   /** Set for an encrypted bundle: the digests of its key envelope and its ciphertext. */
   readonly encrypted?: EncryptedParts | undefined;
+  /** Set when the rootfs is one static delta file rather than ostree_repo/. */
+  readonly rootfs?: StaticDeltaRootfs | undefined;
 }
 
 export const BUNDLE_TARGETS_FILE = 'bundle-targets.json';
@@ -138,6 +153,7 @@ export function verifyBundleTargets(
   }
 
   const encrypted = info.encrypted === undefined ? undefined : parseEncryptedParts(info.encrypted);
+  const rootfs = info.rootfs === undefined ? undefined : parseStaticDeltaRootfs(info.rootfs, info.targets, base);
 
   const role = root.roles['targets'];
   if (role === undefined) throw new FerryError('SECURITY_ERROR', 'root.json defines no targets role');
@@ -177,10 +193,15 @@ export function verifyBundleTargets(
     version: body.version as number,
     signedAt,
     ...(encrypted === undefined ? {} : { encrypted }),
+    ...(rootfs === undefined ? {} : { rootfs }),
   };
 }
 
 function parseFileDigest(value: unknown, what: string): SignedFileDigest {
+  return fileDigest(value, `x-ferry-bundle.encrypted.${what}`);
+}
+
+function fileDigest(value: unknown, what: string): SignedFileDigest {
   const digest = value as { length?: unknown; sha256?: unknown } | null;
   if (
     typeof digest !== 'object' ||
@@ -190,7 +211,7 @@ function parseFileDigest(value: unknown, what: string): SignedFileDigest {
     typeof digest.sha256 !== 'string' ||
     !/^[0-9a-f]{64}$/.test(digest.sha256)
   )
-    throw malformed(`x-ferry-bundle.encrypted.${what} needs a length and a 64-hex sha256`);
+    throw malformed(`${what} needs a length and a 64-hex sha256`);
   return { length: digest.length as number, sha256: digest.sha256 };
 }
 
@@ -198,4 +219,33 @@ function parseEncryptedParts(value: unknown): EncryptedParts {
   if (typeof value !== 'object' || value === null) throw malformed('x-ferry-bundle.encrypted must be an object');
   const parts = value as { envelope?: unknown; payload?: unknown };
   return { envelope: parseFileDigest(parts.envelope, 'envelope'), payload: parseFileDigest(parts.payload, 'payload') };
+}
+
+/**
+ * The static delta entry: its file is named after the one target's commit (a static-delta bundle carries one target),
+ * and a delta bundle's starts from its signed base. Anything else is no export's doing.
+ */
+function parseStaticDeltaRootfs(
+  value: unknown,
+  targets: readonly string[],
+  base: { commit?: unknown } | undefined,
+): StaticDeltaRootfs {
+  if (typeof value !== 'object' || value === null) throw malformed('x-ferry-bundle.rootfs must be an object');
+  const entry = value as { form?: unknown; file?: unknown; from?: unknown };
+  if (entry.form !== 'static-delta')
+    throw malformed(`x-ferry-bundle.rootfs.form ${JSON.stringify(entry.form)} is not "static-delta"`);
+  if (typeof entry.file !== 'string' || !/^rootfs\/[0-9a-f]{64}\.delta$/.test(entry.file))
+    throw malformed('x-ferry-bundle.rootfs.file must be rootfs/<64-hex commit>.delta');
+  if (targets.length !== 1) throw malformed('a bundle whose rootfs is a static delta carries exactly one target');
+  if (entry.from !== undefined && (typeof entry.from !== 'string' || !/^[0-9a-f]{64}$/.test(entry.from)))
+    throw malformed('x-ferry-bundle.rootfs.from must be a 64-hex commit');
+  if ((entry.from ?? undefined) !== (base?.commit ?? undefined))
+    throw malformed('x-ferry-bundle.rootfs.from must be the commit of x-ferry-bundle.base');
+  const digest = fileDigest(value, 'x-ferry-bundle.rootfs');
+  return {
+    form: 'static-delta',
+    file: entry.file,
+    ...digest,
+    ...(entry.from === undefined ? {} : { from: entry.from as string }),
+  };
 }

@@ -56,6 +56,7 @@ export class FakeSysroot implements SysrootPort {
       hasCommitObject: async (commit) => this.commits.includes(commit),
       resolve: async (commit) => commit,
       pullLocal: refuse,
+      applyStaticDelta: refuse,
       fileObjectsUnder: async () => [],
     };
   }

@@ -94,3 +94,50 @@ describe('bundle-targets.json', () => {
     });
   }
 });
+
+describe('bundle-targets.json: a rootfs carried as a static delta', () => {
+  const commit = 'c'.repeat(64);
+  const base = { target: 'sim-lmp-1', commit: 'b'.repeat(64) };
+  const entry = { form: 'static-delta', file: `rootfs/${commit}.delta`, length: 1234, sha256: 'd'.repeat(64) };
+  const withRootfs = (rootfs: unknown, extra: Record<string, unknown> = {}) =>
+    signBundleTargets(
+      signed({
+        'x-ferry-bundle': {
+          type: 'ci',
+          tag: 'main',
+          targets: ['sim-lmp-2'],
+          ...extra,
+          ...(rootfs === undefined ? {} : { rootfs }),
+        } as never,
+      }),
+      [a, b],
+    );
+  const root = rootWith([a, b], 2, other);
+
+  test('a well-formed entry is exposed as signed, with its base commit for a delta', () => {
+    assert.deepEqual(verifyBundleTargets(withRootfs(entry), root, now).rootfs, entry);
+    const delta = { ...entry, from: base.commit };
+    assert.deepEqual(verifyBundleTargets(withRootfs(delta, { base }), root, now).rootfs, delta);
+    assert.equal(verifyBundleTargets(withRootfs(undefined), root, now).rootfs, undefined);
+  });
+
+  const malformed: Array<[string, unknown, Record<string, unknown>?]> = [
+    ['another form', { ...entry, form: 'ostree-repo' }],
+    ['a file outside rootfs/', { ...entry, file: `../${commit}.delta` }],
+    ['a file not named after a commit', { ...entry, file: 'rootfs/x.delta' }],
+    ['a negative length', { ...entry, length: -1 }],
+    ['a sha256 that is not 64 hex', { ...entry, sha256: 'abc' }],
+    ['a from without a signed base', { ...entry, from: base.commit }],
+    ['a from that is not the base', { ...entry, from: 'e'.repeat(64) }, { base }],
+    ['a delta bundle without its from', entry, { base }],
+    ['more than one target', entry, { targets: ['sim-lmp-2', 'sim-lmp-3'] }],
+  ];
+  for (const [name, rootfs, extra] of malformed) {
+    test(`${name}: 16`, () => {
+      assert.equal(
+        outcomeOf(() => verifyBundleTargets(withRootfs(rootfs, extra), root, now)),
+        'METADATA_MALFORMED',
+      );
+    });
+  }
+});

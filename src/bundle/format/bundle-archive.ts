@@ -24,7 +24,7 @@ export const BUNDLE_ARCHIVE_LIMITS = {
   maxCompressionRatio: 200,
 } as const;
 
-const TOP_LEVEL = new Set(['tuf', 'ostree_repo', 'apps']);
+const TOP_LEVEL = new Set(['tuf', 'ostree_repo', 'rootfs', 'apps']);
 
 function refuse(message: string): FerryError {
   return new FerryError('BUNDLE_ARCHIVE_INVALID', message);

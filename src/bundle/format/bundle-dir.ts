@@ -2,6 +2,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError, describeCause } from '../../errors.js';
 import { OstreeRepo } from '../../ostree/ostree-repo.js';
+import type { StaticDeltaRootfs } from '../../tuf/bundle-targets.js';
+import { staticDeltaPresent } from './static-delta.js';
 
 /** The three parts of a bundle on the media (reference §1). */
 export interface BundleDir {
@@ -39,10 +41,23 @@ export async function openBundleDir(root: string): Promise<BundleDir> {
   return layout;
 }
 
-/** Which of the given commits have their commit object in the bundle's ostree_repo/. */
-export async function commitsPresent(bundle: BundleDir, commits: readonly string[]): Promise<Set<string>> {
+/**
+ * Which of the given commits the bundle carries: their commit object in its ostree_repo/, or, when the signed
+ * metadata says the rootfs is a static delta, that delta's file.
+ */
+export async function commitsPresent(
+  bundle: BundleDir,
+  commits: readonly string[],
+  rootfs?: StaticDeltaRootfs | undefined,
+): Promise<Set<string>> {
   const present = new Set<string>();
-  for (const commit of commits) if (await bundle.ostreeRepo.hasCommitObject(commit)) present.add(commit);
+  for (const commit of commits) {
+    const there =
+      rootfs === undefined
+        ? await bundle.ostreeRepo.hasCommitObject(commit)
+        : await staticDeltaPresent(bundle, rootfs, commit);
+    if (there) present.add(commit);
+  }
   return present;
 }
 

@@ -31,7 +31,7 @@ export interface BundleLocation {
 }
 
 /** The parts of a bundle directory: a path that ends in one of them is a mistyped path to the bundle. */
-const BUNDLE_PARTS = new Set(['tuf', 'ostree_repo', 'apps']);
+const BUNDLE_PARTS = new Set(['tuf', 'ostree_repo', 'rootfs', 'apps']);
 
 async function isDirectory(dir: string): Promise<boolean> {
   return fs.stat(dir).then(

@@ -63,7 +63,8 @@ export async function writeEncryptedBundle(
         `this production bundle needs ${written.result.offlineSignaturesMissing} more offline signature(s) (ferry bundle sign), which an encrypted bundle cannot take once written: export it without --encrypt-to`,
       );
     const payloadMembers = (await membersOfDirectory(tree)).filter(
-      (member) => member.name.startsWith('ostree_repo') || member.name.startsWith('apps'),
+      (member) =>
+        member.name.startsWith('ostree_repo') || member.name.startsWith('rootfs') || member.name.startsWith('apps'),
     );
     const params: ContentKeyParams = { key: randomBytes(32), nonce: randomBytes(12) };
     const sealed = await encryptPayload(payloadMembers, params, new Writable({ write: (_c, _e, done) => done() }));

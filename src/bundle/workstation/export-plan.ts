@@ -43,10 +43,18 @@ export interface ExportOptions {
    * their keys open (src/bundle/format/encrypted-bundle.ts). Implies a tar archive.
    */
   readonly encryptTo?: readonly string[] | undefined;
+  /**
+   * How the rootfs travels: ostree_repo/, an archive repo of its objects (the default, the fioctl layout), or
+   * static-delta, one self-contained `ostree static-delta` file under rootfs/ (fewer, larger files for FAT media).
+   */
+  readonly rootfs?: RootfsForm | undefined;
   readonly now?: Date;
   /** Tells the filesystem of the media (tests stand in for a FAT32 stick with it). */
   readonly filesystemProbe?: FilesystemProbe | undefined;
 }
+
+export const ROOTFS_FORMS = ['ostree-repo', 'static-delta'] as const;
+export type RootfsForm = (typeof ROOTFS_FORMS)[number];
 
 export type FactoryTargets = Awaited<ReturnType<FactoryRepo['targets']>>;
 export type FactoryTarget = FactoryTargets[string];
@@ -57,6 +65,11 @@ export interface ExistingBundle {
   readonly type: BundleType;
   readonly tags: readonly string[];
   readonly targets: readonly string[];
+  /**
+   * A static-delta bundle's delta file and the base it starts from, as its bundle-targets.json names them: a --tuf-only
+   * refresh keeps them, once the file is seen to write the target's commit (see writeBundleTree).
+   */
+  readonly staticDelta?: { readonly file: string; readonly base: { target: string; commit: string } | undefined };
 }
 
 /**
@@ -68,6 +81,8 @@ export interface ExportPlan {
   readonly mode: 'new' | 'add-target' | 'tuf-only';
   /** The factory's TUF format, which the whole stick is written in. */
   readonly format: MetadataFormat;
+  /** How the rootfs travels on the stick. */
+  readonly rootfs: RootfsForm;
   /** The checked certificates of an encrypted bundle's recipients. */
   readonly recipients: readonly X509Certificate[] | undefined;
   readonly now: Date;
@@ -125,6 +140,17 @@ export async function planExport(
       'METADATA_FORMAT_MISMATCH',
       'an encrypted bundle is a ferry-format bundle: a fioctl-format stick is read by aktualizr-lite, which decrypts nothing',
     );
+  const rootfs = options.rootfs ?? 'ostree-repo';
+  if (rootfs === 'static-delta' && format === 'fioctl')
+    throw new FerryError(
+      'METADATA_FORMAT_MISMATCH',
+      'a fioctl-format stick carries its rootfs as ostree_repo/, the layout aktualizr-lite reads: --rootfs static-delta is for ferry-format bundles',
+    );
+  if (rootfs === 'static-delta' && mode !== 'new')
+    throw new FerryError(
+      'USAGE',
+      '--rootfs static-delta writes a new bundle with one target: it does not add to one (--allow-multiple-targets) or refresh one (--tuf-only)',
+    );
   if (options.encryptTo !== undefined && options.archive !== 'tar')
     throw new FerryError('USAGE', '--encrypt-to writes one tar file: it takes no --archive zip');
   if (options.encryptTo !== undefined && options.readBack === true)
@@ -156,6 +182,11 @@ export async function planExport(
       'METADATA_FORMAT_MISMATCH',
       `${options.destination} holds a ${previous.format}-format bundle; this factory signs in the ${format} format`,
     );
+  if (mode === 'add-target' && previous?.staticDelta !== undefined)
+    throw new FerryError(
+      'USAGE',
+      `${options.destination} carries its rootfs as one static delta, for one target: export the other target to a bundle of its own`,
+    );
   const commit = entry.hashes['sha256'] ?? '';
   if (!(await repo.ostree.hasCommitObject(commit))) {
     throw new FerryError(
@@ -165,7 +196,13 @@ export async function planExport(
   }
   if (options.fromTarget !== undefined && mode !== 'new')
     throw new FerryError('USAGE', '--from makes a new delta bundle: it does not add to one');
-  const base = options.fromTarget === undefined ? undefined : await baseOf(repo, targets, options.fromTarget);
+  const base =
+    options.fromTarget === undefined
+      ? // A refreshed static-delta bundle keeps the base its delta starts from.
+        mode === 'tuf-only'
+        ? previous?.staticDelta?.base
+        : undefined
+      : await baseOf(repo, targets, options.fromTarget);
   const names = [...new Set([...(previous?.targets ?? []), options.targetName])];
   for (const name of names) {
     if (targets[name] === undefined)
@@ -183,6 +220,7 @@ export async function planExport(
     options,
     mode,
     format,
+    rootfs: mode === 'tuf-only' && previous?.staticDelta !== undefined ? 'static-delta' : rootfs,
     recipients,
     now,
     media,
@@ -251,7 +289,14 @@ async function destinationBundle(
 
 /** What an existing bundle says it carries: read from our own stick, and checked again by the verification after. */
 async function existingBundle(destination: string): Promise<ExistingBundle> {
-  type BundleInfo = { type?: unknown; tag?: unknown; tags?: unknown; targets?: unknown };
+  type BundleInfo = {
+    type?: unknown;
+    tag?: unknown;
+    tags?: unknown;
+    targets?: unknown;
+    base?: { target?: unknown; commit?: unknown };
+    rootfs?: { form?: unknown; file?: unknown };
+  };
   let document: { signed?: { 'x-ferry-bundle'?: BundleInfo; 'x-fio-offline-bundle'?: BundleInfo } };
   try {
     document = JSON.parse(await fs.readFile(path.join(destination, 'tuf', BUNDLE_TARGETS_FILE), 'utf8'));
@@ -270,11 +315,18 @@ async function existingBundle(destination: string): Promise<ExistingBundle> {
   if ((info.type !== 'ci' && info.type !== 'prod') || typeof info.tag !== 'string')
     throw new FerryError('BUNDLE_UNREADABLE', `${destination}/tuf/${BUNDLE_TARGETS_FILE} has no type and tag`);
   const tags = strings(info.tags);
+  const base =
+    typeof info.base?.target === 'string' && typeof info.base.commit === 'string'
+      ? { target: info.base.target, commit: info.base.commit }
+      : undefined;
   return {
     format: fio === undefined ? 'ferry' : 'fioctl',
     type: info.type,
     tags: tags.length > 0 ? tags : [info.tag],
     targets: strings(info.targets),
+    ...(info.rootfs?.form === 'static-delta' && typeof info.rootfs.file === 'string'
+      ? { staticDelta: { file: info.rootfs.file, base } }
+      : {}),
   };
 }
 

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FerryError, describeCause } from '../../errors.js';
 import type { ProgressListener } from '../../progress.js';
 import type { FactoryRepo, SignedRelease } from '../../repo/factory-repo.js';
-import { BUNDLE_TARGETS_FILE, signBundleTargets } from '../../tuf/bundle-targets.js';
+import { BUNDLE_TARGETS_FILE, signBundleTargets, type StaticDeltaRootfs } from '../../tuf/bundle-targets.js';
 import { formatExpires } from '../../tuf/expires.js';
 import { serializeIn } from '../../repo/metadata-format.js';
 import { signFioDocument } from '../../tuf/foundries/fio-sign.js';
@@ -16,6 +16,8 @@ import { copyApps } from './export-apps.js';
 import { baseLayers } from './export-delta.js';
 import type { ExportPlan } from './export-plan.js';
 import { copyRootfs } from './export-rootfs.js';
+import { writeStaticDelta } from './export-static-delta.js';
+import { fileDigest, staticDeltaName } from '../format/static-delta.js';
 import { scratchDir } from './export-scratch.js';
 import { verifyBundleContent, verifyBundleMetadataOf, type VerifiedBundleMetadata } from './verify-bundle.js';
 
@@ -61,34 +63,50 @@ export async function writeBundleTree(
   await fs.mkdir(nextTuf, { recursive: true });
   // The base's objects, pulled beside the factory repo (hard links, not copies): what the delta leaves out, and what
   // its check pulls on top of. Never on the media, which gets only the delta.
-  const baseScratch = plan.base === undefined ? undefined : await scratchDir(repo, 'base');
+  // A static delta is generated from the factory's own repo, and checked on top of the base pulled from there.
+  const baseScratch =
+    plan.base === undefined || plan.rootfs === 'static-delta' ? undefined : await scratchDir(repo, 'base');
   try {
     // The rootfs copy is the long pole, so it starts first; the metadata is signed and checked from the trusted
     // root while ostree copies, and the app blobs are copied (hashed on the way) on the other core. Everything
     // settles before a failure is handled: nothing may still be writing while a failed export is cleared away.
-    const copies =
-      mode === 'tuf-only' ? [] : copyContent(repo, bundle, plan, { media, scratchTree: tree.scratchTree, baseScratch });
-    const signed = signBundleMetadata(repo, nextTuf, plan).then(async ({ rootVersions, release }) => ({
-      rootVersions,
-      release,
-      verified: await verifyExportMetadata(repo, { ...bundle, tufDir: nextTuf }, options.targetName, commit, now),
-    }));
+    // A static delta's length and SHA-256 are signed with the rest of bundle-targets.json: the metadata waits for it.
+    const content =
+      mode === 'tuf-only'
+        ? { rootfs: keptStaticDelta(bundle, plan), copies: [] }
+        : copyContent(repo, bundle, plan, { media, scratchTree: tree.scratchTree, baseScratch });
+    const { copies } = content;
+    const signed = content.rootfs
+      .then((staticDelta) => signBundleMetadata(repo, nextTuf, plan, staticDelta))
+      .then(async ({ rootVersions, release }) => ({
+        rootVersions,
+        release,
+        verified: await verifyExportMetadata(repo, { ...bundle, tufDir: nextTuf }, options.targetName, commit, now),
+      }));
     const [metadata, ...copied] = await Promise.allSettled([signed, ...copies]);
     for (const outcome of [metadata!, ...copied]) if (outcome.status === 'rejected') throw outcome.reason;
     const { rootVersions, release, verified } = (metadata as PromiseFulfilledResult<Awaited<typeof signed>>).value;
 
     // The ref is set while the content is checked; both settle before a failure is handled, as above. An archive
     // is read back once it is packed, not here.
-    const readBack = options.readBack === true && options.archive === undefined;
+    // A refreshed static-delta bundle signs its delta file anew: only once it is seen to write the target's commit.
+    const readBack =
+      (options.readBack === true && options.archive === undefined) ||
+      (mode === 'tuf-only' && plan.rootfs === 'static-delta');
     const checked = await Promise.allSettled([
-      mode === 'tuf-only' ? undefined : bundle.ostreeRepo.setRef(options.targetName, commit),
+      mode === 'tuf-only' || plan.rootfs === 'static-delta'
+        ? undefined
+        : bundle.ostreeRepo.setRef(options.targetName, commit),
       verifyExportContent(
         { ...bundle, tufDir: nextTuf },
         verified,
         readBack,
-        baseScratch === undefined
+        plan.base === undefined
           ? undefined
-          : { ostreeRepo: path.join(baseScratch, 'repo'), hasLayer: (digest) => repo.apps.blobs.has(digest) },
+          : {
+              ostreeRepo: baseScratch === undefined ? repo.ostree.path : path.join(baseScratch, 'repo'),
+              hasLayer: (digest) => repo.apps.blobs.has(digest),
+            },
         // Only a read-back checks bytes: without it there is nothing to show.
         readBack ? options.progress : undefined,
       ),
@@ -96,7 +114,14 @@ export async function writeBundleTree(
     for (const outcome of checked) if (outcome.status === 'rejected') throw outcome.reason;
     // ostree and the blob copies wrote without syncing each file: the media is flushed once, here, before the
     // bundle counts as written. A scratch tree is not the media; its archive is flushed when it is packed.
-    if (!tree.scratchTree) await flushMedia(tree.destination, media, path.join(bundle.ostreeRepo.path, 'config'));
+    if (!tree.scratchTree)
+      await flushMedia(
+        tree.destination,
+        media,
+        plan.rootfs === 'static-delta'
+          ? path.join(tree.destination, staticDeltaName(commit))
+          : path.join(bundle.ostreeRepo.path, 'config'),
+      );
     if (previous !== undefined) await swapDirectory(nextTuf, bundle.tufDir);
     return {
       result: {
@@ -120,26 +145,37 @@ export async function writeBundleTree(
   }
 }
 
-/** The rootfs and the apps of the plan's target, copied at the same time; for a delta, without what the base has. */
+/**
+ * The rootfs and the apps of the plan's target, copied at the same time; for a delta, without what the base has.
+ * `rootfs` settles with the static delta's signed entry once it is written (at once, undefined, for ostree_repo/);
+ * `copies` are every copy, the rootfs's among them.
+ */
 function copyContent(
   repo: FactoryRepo,
   bundle: BundleDir,
   plan: ExportPlan,
   context: { media: MediaFilesystem | undefined; scratchTree: boolean; baseScratch: string | undefined },
-): Promise<void>[] {
+): { rootfs: Promise<StaticDeltaRootfs | undefined>; copies: Promise<void>[] } {
   const { options, base } = plan;
-  const rootfs = copyRootfs(
-    repo,
-    bundle,
-    { name: options.targetName, commit: plan.commit },
-    {
+  const target = { name: options.targetName, commit: plan.commit };
+  const staticDelta =
+    plan.rootfs === 'static-delta'
+      ? writeStaticDelta(repo, bundle, target, {
+          media: context.media,
+          progress: options.progress,
+          scratchTree: context.scratchTree,
+          base,
+        })
+      : undefined;
+  const rootfs =
+    staticDelta?.then(() => undefined) ??
+    copyRootfs(repo, bundle, target, {
       newRepo: plan.previous === undefined,
       media: context.media,
       progress: options.progress,
       scratchTree: context.scratchTree,
       base: base === undefined ? undefined : { commit: base.commit, scratch: context.baseScratch! },
-    },
-  );
+    });
   const skipLayers =
     base === undefined ? Promise.resolve(new Set<string>()) : baseLayers(repo, base.target, plan.targets[base.target]!);
   const apps = skipLayers.then((skip) =>
@@ -155,7 +191,33 @@ function copyContent(
       },
     ),
   );
-  return [rootfs, apps];
+  // ostree_repo/ needs no entry: its metadata is signed while the objects are copied.
+  return { rootfs: staticDelta ?? Promise.resolve(undefined), copies: [rootfs, apps] };
+}
+
+/**
+ * The entry a --tuf-only refresh signs for the static delta the bundle carries: its length and SHA-256 measured now,
+ * not taken from the old metadata, which is not verified here. The check after signing applies the file on top of
+ * the base and compares the commit it writes with the factory's target: a file that does not is never signed.
+ */
+async function keptStaticDelta(bundle: BundleDir, plan: ExportPlan): Promise<StaticDeltaRootfs | undefined> {
+  const kept = plan.previous?.staticDelta;
+  if (kept === undefined) return undefined;
+  const file = staticDeltaName(plan.commit);
+  if (kept.file !== file)
+    throw new FerryError(
+      'EXPORT_VERIFY_FAILED',
+      `the bundle names ${kept.file} as its rootfs, not ${file} of target "${plan.options.targetName}"`,
+    );
+  const digest = await fileDigest(path.join(bundle.root, ...file.split('/'))).catch((error: unknown) => {
+    throw new FerryError('EXPORT_VERIFY_FAILED', `${file}: ${describeCause(error)}`, { cause: error });
+  });
+  return {
+    form: 'static-delta',
+    file,
+    ...digest,
+    ...(plan.base === undefined ? {} : { from: plan.base.commit }),
+  };
 }
 
 /**
@@ -167,6 +229,7 @@ async function signBundleMetadata(
   repo: FactoryRepo,
   tufDir: string,
   plan: ExportPlan,
+  staticDelta: StaticDeltaRootfs | undefined,
 ): Promise<{ rootVersions: number; release: SignedRelease }> {
   const rootFiles = await repo.rootFiles();
   for (const file of rootFiles) await fs.copyFile(file, path.join(tufDir, path.basename(file)));
@@ -201,6 +264,7 @@ async function signBundleMetadata(
               ...(plan.tags.length > 1 ? { tags: [...plan.tags] } : {}),
               targets: [...plan.names],
               ...base,
+              ...(staticDelta === undefined ? {} : { rootfs: staticDelta }),
               // Signed with the rest: devices without a working clock take it as a lower bound for the time.
               signedAt: formatExpires(plan.now),
             },

@@ -12,7 +12,8 @@ import { detectStickFormat } from '../../tuf/foundries/stick-format.js';
 import { readStickMetadataFiles } from '../../tuf/stick-files.js';
 import { targetFromMetadata } from '../../tuf/target.js';
 import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
-import { readSmallFile } from '../../util/atomic-file.js';
+import { pathExists, readSmallFile } from '../../util/atomic-file.js';
+import { staticDeltaName } from '../format/static-delta.js';
 import { rootVersionsOf, type BundleDir } from '../format/bundle-dir.js';
 import { treeBytes } from '../../util/free-space.js';
 
@@ -58,6 +59,8 @@ export interface BundleSummary {
   readonly offline: { readonly valid: number; readonly threshold: number; readonly missing: number } | null;
   /** A delta bundle's base: the target whose content a device must already hold. */
   readonly base: { readonly target: string; readonly commit: string } | null;
+  /** Set when the rootfs travels as one static delta file (export --rootfs static-delta) instead of ostree_repo/. */
+  readonly rootfs: { readonly form: 'static-delta'; readonly file: string; readonly length: number } | null;
   readonly sizeBytes: number;
   /** An encrypted bundle: who it is encrypted to (each certificate's issuer and serial), and its ciphertext's size. */
   readonly encrypted: {
@@ -199,6 +202,7 @@ export async function inspectBundle(
   const info = (bundleDocument.signed['x-fio-offline-bundle'] ?? bundleDocument.signed['x-ferry-bundle'] ?? {}) as {
     base?: { target?: unknown; commit?: unknown };
     encrypted?: { payload?: { length?: unknown } };
+    rootfs?: { form?: unknown; file?: unknown; length?: unknown };
     type?: unknown;
     tag?: unknown;
     tags?: unknown;
@@ -207,6 +211,14 @@ export async function inspectBundle(
   const names = Array.isArray(info.targets)
     ? info.targets.filter((name): name is string => typeof name === 'string')
     : [];
+  // A static delta's file, read as the metadata names it: `show` trusts nothing (verify checks it).
+  const rootfs =
+    info.rootfs?.form === 'static-delta' &&
+    typeof info.rootfs.file === 'string' &&
+    /^rootfs\/[0-9a-f]{64}\.delta$/.test(info.rootfs.file) &&
+    typeof info.rootfs.length === 'number'
+      ? { form: 'static-delta' as const, file: info.rootfs.file, length: info.rootfs.length }
+      : null;
   const allTargets = (documents['targets']!.signed['targets'] ?? {}) as Record<
     string,
     { hashes?: Record<string, string>; custom?: Record<string, unknown> }
@@ -225,7 +237,12 @@ export async function inspectBundle(
       hardwareIds: target.hardwareIds,
       tags: target.tags,
       commit: target.commit,
-      contentPresent: encrypted === undefined ? await bundle.ostreeRepo.hasCommitObject(target.commit) : null,
+      contentPresent:
+        encrypted !== undefined
+          ? null
+          : rootfs === null
+            ? await bundle.ostreeRepo.hasCommitObject(target.commit)
+            : rootfs.file === staticDeltaName(target.commit) && (await pathExists(path.join(bundle.root, rootfs.file))),
       apps: Object.entries(target.apps).map(([app, pin]) => ({
         name: app,
         uri: pin.uri,
@@ -262,6 +279,7 @@ export async function inspectBundle(
       typeof info.base?.target === 'string' && typeof info.base.commit === 'string'
         ? { target: info.base.target, commit: info.base.commit }
         : null,
+    rootfs,
     sizeBytes: encrypted === undefined ? await treeBytes(bundle.root) : encrypted.fileBytes,
     encrypted:
       encrypted === undefined
@@ -285,6 +303,9 @@ export function describeBundle(summary: BundleSummary): string {
       : [
           `a delta on top of ${summary.base.target} (commit ${summary.base.commit.slice(0, 12)}): devices must hold it`,
         ]),
+    ...(summary.rootfs === null
+      ? []
+      : [`rootfs as one OSTree static delta: ${summary.rootfs.file} (${summary.rootfs.length} bytes)`]),
     ...(summary.encrypted === null
       ? []
       : [

@@ -13,7 +13,7 @@ import { checkArchiveFitsMedia, packBundle } from './archive-pack.js';
 import { membersOfDirectory, type TarMember } from '../../util/tar-pack.js';
 
 /** The parts of a bundle directory that go into its archive; anything else on the stick (reports/…) stays out. */
-const BUNDLE_PARTS = ['tuf', 'ostree_repo', 'apps'] as const;
+const BUNDLE_PARTS = ['tuf', 'ostree_repo', 'rootfs', 'apps'] as const;
 
 export interface PackOptions {
   /** Tells the filesystem of the archive's media (tests stand in for a FAT32 stick with it). */

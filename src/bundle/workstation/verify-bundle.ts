@@ -7,7 +7,8 @@ import { AppsDir } from '../../apps/format/apps-dir.js';
 import { verifyApps } from '../../apps/format/verify-apps.js';
 import { treeBytes } from '../../util/free-space.js';
 import { FerryError, describeCause } from '../../errors.js';
-import type { BundleTargets } from '../../tuf/bundle-targets.js';
+import type { BundleTargets, StaticDeltaRootfs } from '../../tuf/bundle-targets.js';
+import { checkStaticDelta, staticDeltaPath } from '../format/static-delta.js';
 import { detectStickFormat, type StickFormat } from '../../tuf/foundries/stick-format.js';
 import { verifyFoundriesStick } from '../../tuf/foundries/fio-verify-stick.js';
 import { readStickMetadataFiles } from '../../tuf/stick-files.js';
@@ -196,30 +197,13 @@ export async function verifyBundleContent(
   verified: VerifiedBundleMetadata,
   options: BundleContentOptions,
 ): Promise<BundleVerification> {
-  for (const target of verified.targets) {
-    if (!(await bundle.ostreeRepo.hasCommitObject(target.commit)))
-      throw new FerryError('CONTENT_MISSING', `ostree_repo/ lacks commit ${target.commit} of target "${target.name}"`);
-  }
   const base = verified.bundle.base;
   const readBack = options.readBack ?? true;
-  // An object the bundle lacks (8) is told from one that is damaged (70) by the objects on disk, not by ostree's
-  // words; and before fsck, which would mark the commit partial on the stick.
-  if (base === undefined && readBack) await refuseMissingObjects(verified.targets, [bundle.ostreeRepo.path]);
-  try {
-    if (base === undefined) {
-      if (readBack) await bundle.ostreeRepo.fsck();
-    } else await verifyDeltaObjects(bundle, verified.targets, base.commit, options.baseContent?.ostreeRepo);
-  } catch (error) {
-    // A delta's base, when at hand, holds what the delta leaves out; without it, only damage can be told.
-    const baseRepo = options.baseContent?.ostreeRepo;
-    if (base !== undefined && baseRepo !== undefined)
-      await refuseMissingObjects(verified.targets, [bundle.ostreeRepo.path, baseRepo], error);
-    throw new FerryError(
-      'CONTENT_VERIFICATION_FAILED',
-      `ostree_repo/ failed ${base === undefined ? 'fsck' : 'verification'}: ${describeCause(error)}`,
-      { cause: error },
-    );
-  }
+  const baseRepo = options.baseContent?.ostreeRepo;
+  const staticDelta = verified.bundle.rootfs;
+  if (staticDelta !== undefined)
+    await verifyStaticDeltaContent(bundle, verified.targets, staticDelta, readBack, baseRepo);
+  else await verifyRepoContent(bundle, verified.targets, base?.commit, readBack, baseRepo);
   const layerElsewhere = base === undefined ? undefined : (options.baseContent?.hasLayer ?? (async () => true));
   const apps = new AppsDir(bundle.appsDir, undefined, verified.stickFormat === 'foundries' ? 'foundries' : 'ferry');
   const checked = new Set<string>();
@@ -262,6 +246,91 @@ export async function verifyBundleContent(
     blobsChecked: checked.size,
     sizeBytes: readBack ? await treeBytes(bundle.root) : undefined,
   };
+}
+
+/** The rootfs as ostree_repo/: every target's commit there, and (read back) every object sound. */
+async function verifyRepoContent(
+  bundle: BundleDir,
+  targets: readonly Target[],
+  baseCommit: string | undefined,
+  readBack: boolean,
+  baseRepo: string | undefined,
+): Promise<void> {
+  for (const target of targets) {
+    if (!(await bundle.ostreeRepo.hasCommitObject(target.commit)))
+      throw new FerryError('CONTENT_MISSING', `ostree_repo/ lacks commit ${target.commit} of target "${target.name}"`);
+  }
+  // An object the bundle lacks (8) is told from one that is damaged (70) by the objects on disk, not by ostree's
+  // words; and before fsck, which would mark the commit partial on the stick.
+  if (baseCommit === undefined && readBack) await refuseMissingObjects(targets, [bundle.ostreeRepo.path]);
+  try {
+    if (baseCommit === undefined) {
+      if (readBack) await bundle.ostreeRepo.fsck();
+    } else await verifyDeltaObjects(bundle, targets, baseCommit, baseRepo);
+  } catch (error) {
+    // A delta's base, when at hand, holds what the delta leaves out; without it, only damage can be told.
+    if (baseCommit !== undefined && baseRepo !== undefined)
+      await refuseMissingObjects(targets, [bundle.ostreeRepo.path, baseRepo], error);
+    throw new FerryError(
+      'CONTENT_VERIFICATION_FAILED',
+      `ostree_repo/ failed ${baseCommit === undefined ? 'fsck' : 'verification'}: ${describeCause(error)}`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * The rootfs as one static delta file: there, and of its signed length (and, read back, SHA-256); read back, it is
+ * also applied into a scratch repo (on top of the base, for a delta bundle whose base is at hand), which
+ * checks every object against its checksum, and that repo is fscked. A delta bundle checked without its base is
+ * checked against its signed digest alone: what it leaves to the base is the device's to have.
+ */
+async function verifyStaticDeltaContent(
+  bundle: BundleDir,
+  targets: readonly Target[],
+  rootfs: StaticDeltaRootfs,
+  readBack: boolean,
+  baseRepo: string | undefined,
+): Promise<void> {
+  for (const target of targets) await checkStaticDelta(bundle, rootfs, target, { hash: readBack });
+  if (!readBack || (rootfs.from !== undefined && baseRepo === undefined)) return;
+  // Beside the base's copy (an export's scratch, by the factory) when there is one; never on the media.
+  const scratch = await fs.mkdtemp(
+    path.join(baseRepo === undefined ? os.tmpdir() : path.dirname(baseRepo), '.static-delta-check-'),
+  );
+  try {
+    // A delta from a base may carry binary diffs, which ostree 2022.7 aborts on when it applies them into an archive
+    // repo: it goes into a bare-user one, beside the factory. A delta from nothing has none, and an archive repo needs
+    // no user xattrs of the scratch filesystem (a tmpfs before Linux 6.6 has none).
+    const repo = await OstreeRepo.create(
+      path.join(scratch, 'repo'),
+      rootfs.from === undefined ? 'archive' : 'bare-user',
+    );
+    if (rootfs.from !== undefined)
+      await repo.pullLocal(baseRepo!, rootfs.from, { untrusted: false, disableFsync: true });
+    try {
+      await repo.applyStaticDelta(staticDeltaPath(bundle, rootfs));
+    } catch (error) {
+      throw new FerryError('STATIC_DELTA_APPLY_FAILED', `${rootfs.file} does not apply: ${describeCause(error)}`, {
+        cause: error,
+      });
+    }
+    for (const target of targets)
+      if (!(await repo.hasCommitObject(target.commit)))
+        throw new FerryError(
+          'STATIC_DELTA_APPLY_FAILED',
+          `${rootfs.file} applied, but it did not write commit ${target.commit} of target "${target.name}"`,
+        );
+    try {
+      await repo.fsck();
+    } catch (error) {
+      throw new FerryError('CONTENT_VERIFICATION_FAILED', `${rootfs.file} failed fsck: ${describeCause(error)}`, {
+        cause: error,
+      });
+    }
+  } finally {
+    await fs.rm(scratch, { recursive: true, force: true });
+  }
 }
 
 /** Refuses (8) the first target whose commit reaches an object none of `repos` holds, naming the object. */

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { exportBundle } from '../../bundle/workstation/export.js';
+import { ROOTFS_FORMS, type RootfsForm } from '../../bundle/workstation/export-plan.js';
 import { withFactoryRepo } from '../../repo/factory-lock.js';
 import { METADATA_FORMATS, type MetadataFormat } from '../../repo/metadata-format.js';
 import { progressFor, type CommandContext } from '../command-context.js';
@@ -10,7 +11,9 @@ import { collect, positiveInteger, progressFdOption } from '../shared-options.js
 export function registerExportCommand(program: Command, { io, setReport }: CommandContext): void {
   program
     .command('export <target> <dst>')
-    .description('write a bundle for <target> into <dst>: tuf/ (re-signed, expiring in N days) and ostree_repo/')
+    .description(
+      'write a bundle for <target> into <dst>: tuf/ (re-signed, expiring in N days), the rootfs (ostree_repo/, or rootfs/ with --rootfs static-delta) and apps/',
+    )
     .requiredOption('--repo <dir>', 'the factory repository')
     .requiredOption('--tag <tag>', 'the tag the bundle is for; the target must carry it')
     .option('--prod', 'a production bundle (only production devices take it)')
@@ -50,6 +53,12 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
     )
     .addOption(
       new Option(
+        '--rootfs <form>',
+        'how the rootfs travels: ostree-repo (the default: ostree_repo/, an object per file, the fioctl layout) or static-delta (one self-contained `ostree static-delta` file, rootfs/<commit>.delta, from nothing or from --from: fewer, larger files, for FAT media); static-delta is for a new ferry-format bundle of one target (with --format fioctl: 29; with --allow-multiple-targets or --tuf-only: 2)',
+      ).choices(ROOTFS_FORMS),
+    )
+    .addOption(
+      new Option(
         '--encrypt-to <cert-file>',
         "encrypt the bundle to a recipient (repeat for each): a device's decryption certificate or a fleet certificate, issued by the factory's device CA (`ferry device certify`, `ferry ca fleet-key`). Writes one tar file at <dst> whose content only the recipients' keys decrypt; its metadata stays readable (`ferry show`); signed digests cover the ciphertext",
       )
@@ -74,6 +83,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
           readBack?: boolean;
           format?: MetadataFormat;
           encryptTo?: string[];
+          rootfs?: RootfsForm;
           progressFd?: number;
           json?: boolean;
         },
@@ -93,6 +103,7 @@ export function registerExportCommand(program: Command, { io, setReport }: Comma
             fromTarget: options.from,
             readBack: options.readBack,
             format: options.format,
+            rootfs: options.rootfs,
           }),
         ).finally(() => progress.stop());
         const what = options.tufOnly
