@@ -5,7 +5,7 @@ import { before, describe, test } from 'node:test';
 import tar from 'tar-stream';
 import { createReadStream } from 'node:fs';
 import { openSealedBundle, PAYLOAD_MEMBER, ENVELOPE_MEMBER } from '../../src/bundle/format/encrypted-bundle.js';
-import { bundleTargetsOf } from '../support/encrypted.js';
+import { bundleTargetsOf, certifiedRecipient } from '../support/encrypted.js';
 import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, exportTo, tempDir, type TestFactory } from '../support/factory.js';
 import { assertRefused, makeDevice, statusOf, type TestDevice } from '../support/sim-device.js';
@@ -26,25 +26,6 @@ let recipientB: TestDevice;
 let fleetDevice: TestDevice;
 let stranger: TestDevice;
 let keyOfA: string;
-
-/** A device provisioned with its decryption key; returns it with the certificate the CA issued for that key. */
-async function certifiedRecipient(extra: readonly string[] = []): Promise<{ device: TestDevice; certificate: string }> {
-  const device = await makeDevice(factory, factory.v1);
-  const provision = await cli('device', 'provision', '--config', device.configDir, ...extra);
-  assert.equal(provision.code, 0, provision.stderr);
-  const certificate = path.join(await tempDir('cert'), 'decryption.crt');
-  const certify = await cli(
-    'device',
-    'certify',
-    '--repo',
-    factory.repo.dir,
-    device.device.paths.decryptionRequestFile,
-    '--out',
-    certificate,
-  );
-  assert.equal(certify.code, 0, certify.stderr);
-  return { device, certificate };
-}
 
 /** The members of a tar, in order. */
 async function membersOf(file: string): Promise<string[]> {
@@ -89,8 +70,8 @@ before(async () => {
   factory = await buildFactory();
   const init = await cli('ca', 'init', '--repo', factory.repo.dir);
   assert.equal(init.code, 0, init.stderr);
-  const a = await certifiedRecipient();
-  const b = await certifiedRecipient();
+  const a = await certifiedRecipient(factory);
+  const b = await certifiedRecipient(factory);
   recipientA = a.device;
   recipientB = b.device;
   keyOfA = recipientA.device.paths.decryptionKeyFile;
@@ -107,7 +88,7 @@ before(async () => {
     path.join(fleetDir, 'fleet-a.pem'),
   );
   assert.equal(given.code, 0, given.stderr);
-  stranger = (await certifiedRecipient()).device;
+  stranger = (await certifiedRecipient(factory)).device;
 
   bundle = path.join(await tempDir('stick'), 'update.bundle');
   const exported = await cli(

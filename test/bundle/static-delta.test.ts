@@ -8,6 +8,7 @@ import { addTarget } from '../../src/repo/add-target.js';
 import { commitSimRootfs } from '../../src/sim/rootfs.js';
 import { signBundleTargets } from '../../src/tuf/bundle-targets.js';
 import { serializeMetadata } from '../../src/tuf/sign-metadata.js';
+import { certifiedRecipient } from '../support/encrypted.js';
 import { akliteOffline, cli } from '../support/cli.js';
 import { buildFactory, HARDWARE_ID, TAG, tempDir, type TestFactory } from '../support/factory.js';
 import { assertRefused, makeDevice, statusOf } from '../support/sim-device.js';
@@ -234,19 +235,7 @@ describe('a static-delta bundle on an exFAT stick (exfat-fuse)', () => {
 describe('an encrypted static-delta bundle (--encrypt-to)', () => {
   test('the delta file travels inside the ciphertext, and a recipient installs it', async () => {
     assert.equal((await cli('ca', 'init', '--repo', factory.repo.dir)).code, 0);
-    const device = await makeDevice(factory, factory.v1);
-    assert.equal((await cli('device', 'provision', '--config', device.configDir)).code, 0);
-    const certificate = path.join(await tempDir('static-delta-cert'), 'decryption.crt');
-    const certify = await cli(
-      'device',
-      'certify',
-      '--repo',
-      factory.repo.dir,
-      device.device.paths.decryptionRequestFile,
-      '--out',
-      certificate,
-    );
-    assert.equal(certify.code, 0, certify.stderr);
+    const { device, certificate } = await certifiedRecipient(factory);
     const file = path.join(await tempDir('static-delta-encrypted'), 'update.bundle');
     const exported = await cli(
       'export',
