@@ -64,3 +64,50 @@ export async function writeTree(root: string, spec: TreeSpec): Promise<void> {
     );
   }
 }
+
+export interface RebuildSpec {
+  /** The directory (under the tree root) whose binaries are rebuilt, e.g. `usr/share/bench`. */
+  readonly under: string;
+  /** How many binaries change. */
+  readonly files: number;
+  readonly seed: string;
+}
+
+const PAGE = 4096;
+
+/**
+ * A package upgrade that rebuilds libraries: `spec.files` of the binaries that `writeTree` wrote under `spec.under`
+ * (picked by a seeded PRNG from their sorted paths) keep their size and change one byte in every 4 KiB page, as a
+ * relinked binary does (shifted addresses, a new build id). Each changed file is written beside and renamed over the
+ * old one: the old file may share its inode with something else (a hardlinked checkout), which must stay as it was.
+ * Returns the changed files' paths (relative to `root`) and their bytes.
+ */
+export async function rebuildBinaries(root: string, spec: RebuildSpec): Promise<{ files: string[]; bytes: number }> {
+  const binaries: string[] = [];
+  for (const dir of (await fs.readdir(path.join(root, spec.under))).sort())
+    for (const name of (await fs.readdir(path.join(root, spec.under, dir))).sort())
+      if (name.startsWith('b')) binaries.push(path.join(spec.under, dir, name));
+  const next = random(Number.parseInt(createHash('sha256').update(spec.seed).digest('hex').slice(0, 8), 16));
+  // A partial Fisher-Yates shuffle: the first `spec.files` entries are the pick, each binary at most once.
+  const count = Math.min(spec.files, binaries.length);
+  for (let i = 0; i < count; i++) {
+    const j = i + Math.floor(next() * (binaries.length - i));
+    [binaries[i], binaries[j]] = [binaries[j]!, binaries[i]!];
+  }
+  const picked = binaries.slice(0, count).sort();
+  let bytes = 0;
+  for (const file of picked) {
+    const full = path.join(root, file);
+    const content = await fs.readFile(full);
+    for (let page = 0; page < content.length; page += PAGE) {
+      const at = page + Math.floor(next() * Math.min(PAGE, content.length - page));
+      // XOR with 1..255: the byte always changes.
+      content[at] = content[at]! ^ (1 + Math.floor(next() * 255));
+    }
+    const partial = `${full}.rebuilt`;
+    await fs.writeFile(partial, content);
+    await fs.rename(partial, full);
+    bytes += content.length;
+  }
+  return { files: picked, bytes };
+}
