@@ -5,7 +5,7 @@ import { AppsDir } from '../apps/format/apps-dir.js';
 import { verifyApps, type VerifiedApp } from '../apps/format/verify-apps.js';
 import { commitsPresent, type BundleDir } from '../bundle/format/bundle-dir.js';
 import { openBundleSource, type BundleSource } from '../bundle/format/bundle-source.js';
-import type { SealedBundle } from '../bundle/format/encrypted-bundle.js';
+import { signedPartsOf, type SealedBundle } from '../bundle/format/encrypted-bundle.js';
 import { loadDecryptionKeys } from '../device/decryption-keys.js';
 import { errorReport, type CommandReport } from '../command-report.js';
 import {
@@ -245,11 +245,6 @@ async function unsealContent(
       `the signed bundle-targets.json names an encrypted payload, and ${options.srcDir} is not the encrypted bundle file it belongs to: install from the file export wrote`,
     );
   }
-  if (parts === undefined)
-    throw new FerryError(
-      'ENCRYPTED_PAYLOAD_MISMATCH',
-      `${options.srcDir} carries an encrypted payload that its signed bundle-targets.json does not name`,
-    );
   const keys = await loadDecryptionKeys(device.paths);
   for (const skipped of keys.skipped)
     recorder.log(`decryption key ${skipped.name} (${skipped.file}) skipped: ${skipped.reason}`);
@@ -260,11 +255,11 @@ async function unsealContent(
     );
   await recorder.phase('VERIFYING', 'checking the encrypted payload against its signed digest, then decrypting it');
   await sealed.unseal(
-    parts,
+    signedPartsOf(parts, options.srcDir),
     keys.map((entry) => entry.key),
     options.progress,
   );
-  recorder.log(`encrypted payload checked and decrypted (${parts.payload.length} bytes)`);
+  recorder.log(`encrypted payload checked and decrypted (${sealed.file})`);
   return true;
 }
 

@@ -337,7 +337,15 @@ async function extractZip(file: string, writer: MemberWriter): Promise<void> {
               ? 'file'
               : 'other';
       const linkname =
-        type === 'symlink' ? (await readAll(await zip.openReadStreamPromise(entry), 4096)).toString('utf8') : undefined;
+        type === 'symlink'
+          ? (
+              await readMemberCapped(
+                await zip.openReadStreamPromise(entry),
+                4096,
+                `member "${entry.fileName}": a symlink target`,
+              )
+            ).toString('utf8')
+          : undefined;
       const relative = writer.admit({ name: entry.fileName, type, linkname });
       if (relative === null) continue;
       if (type === 'directory') {
@@ -362,12 +370,13 @@ async function extractZip(file: string, writer: MemberWriter): Promise<void> {
   }
 }
 
-async function readAll(stream: Readable, max: number): Promise<Buffer> {
+/** A member's whole content, refused (17, with `what` in the line) past `max` bytes. */
+export async function readMemberCapped(stream: Readable, max: number, what: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of stream) {
     size += (chunk as Buffer).length;
-    if (size > max) throw refuse('a symlink target longer than 4 KiB');
+    if (size > max) throw refuse(`${what}: more than the ${max} bytes allowed`);
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);

@@ -9,7 +9,7 @@ import type { ProgressListener } from '../../progress.js';
 import type { EncryptedParts, SignedFileDigest } from '../../tuf/bundle-targets.js';
 import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
 import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
-import { extractPayloadTar, memberParts } from './bundle-archive.js';
+import { extractPayloadTar, memberParts, readMemberCapped } from './bundle-archive.js';
 import type { EnvelopeRecipient } from './key-envelope.js';
 
 /**
@@ -46,6 +46,16 @@ function damaged(message: string): FerryError {
 
 function mismatch(message: string): FerryError {
   return new FerryError('ENCRYPTED_PAYLOAD_MISMATCH', message);
+}
+
+/**
+ * The digests an encrypted bundle is checked by: its signed bundle-targets.json must name them. An encrypted file
+ * whose metadata does not (another bundle's tuf/ put beside a payload) is refused, never decrypted.
+ */
+export function signedPartsOf(parts: EncryptedParts | undefined, file: string): EncryptedParts {
+  if (parts === undefined)
+    throw mismatch(`${file} carries an encrypted payload that its signed bundle-targets.json does not name`);
+  return parts;
 }
 
 /** Tells an encrypted bundle from a plain tar by its first member's name (ustar's first 100 bytes). */
@@ -262,11 +272,11 @@ async function readHead(file: string, stagingDir: string): Promise<BundleHead> {
       return 'stop';
     }
     if (name === ENVELOPE_MEMBER) {
-      envelope = await readCapped(stream, ENVELOPE_MAX_BYTES, name);
+      envelope = await readMemberCapped(stream, ENVELOPE_MAX_BYTES, name);
       return 'next';
     }
     if (parts.length === 2 && parts[0] === 'tuf') {
-      const bytes = await readCapped(stream, METADATA_MAX_BYTES, name);
+      const bytes = await readMemberCapped(stream, METADATA_MAX_BYTES, name);
       await fs.writeFile(path.join(tufDir, parts[1]!), bytes, { mode: 0o644 });
       return 'next';
     }
@@ -339,15 +349,4 @@ async function walkMembers(file: string, visit: MemberVisit): Promise<void> {
     input.on('error', (error) => finish(error));
     input.pipe(extract);
   });
-}
-
-async function readCapped(stream: Readable, max: number, name: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw damaged(`${name}: more than the ${max} bytes allowed`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
 }

@@ -11,7 +11,8 @@ import {
   type VerifiedBundleMetadata,
 } from '../../bundle/workstation/verify-bundle.js';
 import type { BundleDir } from '../../bundle/format/bundle-dir.js';
-import type { SealedBundle } from '../../bundle/format/encrypted-bundle.js';
+import { signedPartsOf, type SealedBundle } from '../../bundle/format/encrypted-bundle.js';
+import { isP256Key } from '../../ca/ed25519-x509.js';
 import { FerryError, describeCause } from '../../errors.js';
 import type { ProgressListener } from '../../progress.js';
 import type { EncryptedParts } from '../../tuf/bundle-targets.js';
@@ -130,12 +131,7 @@ async function verifyEncrypted(
   keyFile: string | undefined,
 ): Promise<{ metadata: VerifiedBundleMetadata; parts: EncryptedParts; content: boolean }> {
   const metadata = await verifyBundleMetadataOf(bundle, options);
-  const parts = metadata.bundle.encrypted;
-  if (parts === undefined)
-    throw new FerryError(
-      'ENCRYPTED_PAYLOAD_MISMATCH',
-      `${sealed.file} carries an encrypted payload that its signed bundle-targets.json does not name`,
-    );
+  const parts = signedPartsOf(metadata.bundle.encrypted, sealed.file);
   if (keyFile === undefined) {
     await sealed.checkCiphertext(parts, options.progress);
     return { metadata, parts, content: false };
@@ -152,7 +148,7 @@ async function verifyEncrypted(
       },
     );
   }
-  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+  if (!isP256Key(key))
     throw new FerryError(
       'DEVICE_KEY_INVALID',
       `--decryption-key ${keyFile}: an ${key.asymmetricKeyType ?? 'unknown'} key, not an EC P-256 private key`,
