@@ -1,9 +1,8 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FerryError, describeCause } from '../../errors.js';
 import type { StaticDeltaRootfs } from '../../tuf/bundle-targets.js';
-import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
+import { fileDigest } from '../../util/file-digest.js';
 import type { BundleDir } from './bundle-dir.js';
 
 /**
@@ -36,17 +35,6 @@ export async function staticDeltaPresent(
     (stat) => stat.isFile(),
     () => false,
   );
-}
-
-/** The length and SHA-256 of a file, read once. */
-export async function fileDigest(file: string): Promise<{ length: number; sha256: string }> {
-  const hash = createHash('sha256');
-  let length = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: BIG_READ_CHUNK })) {
-    hash.update(chunk as Buffer);
-    length += (chunk as Buffer).length;
-  }
-  return { length, sha256: hash.digest('hex') };
 }
 
 /**

@@ -8,7 +8,8 @@ import type { StaticDeltaRootfs } from '../../tuf/bundle-targets.js';
 import { checkFitsMedia, type MediaFilesystem } from '../../util/media-filesystem.js';
 import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
 import type { BundleDir } from '../format/bundle-dir.js';
-import { fileDigest, staticDeltaName } from '../format/static-delta.js';
+import { staticDeltaName } from '../format/static-delta.js';
+import { fileDigest } from '../../util/file-digest.js';
 import { scratchDir } from './export-scratch.js';
 
 /**

@@ -17,7 +17,8 @@ import { baseLayers } from './export-delta.js';
 import type { ExportPlan } from './export-plan.js';
 import { copyRootfs } from './export-rootfs.js';
 import { writeStaticDelta } from './export-static-delta.js';
-import { fileDigest, staticDeltaName } from '../format/static-delta.js';
+import { staticDeltaName } from '../format/static-delta.js';
+import { fileDigest } from '../../util/file-digest.js';
 import { scratchDir } from './export-scratch.js';
 import { verifyBundleContent, verifyBundleMetadataOf, type VerifiedBundleMetadata } from './verify-bundle.js';
 

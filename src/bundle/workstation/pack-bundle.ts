@@ -1,11 +1,10 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fileDigest } from '../../util/file-digest.js';
 import { FerryError, describeCause } from '../../errors.js';
 import { pathExists, syncDirectory } from '../../util/atomic-file.js';
 import { isFileTooLarge, probeMediaFilesystem, type FilesystemProbe } from '../../util/media-filesystem.js';
 import { isNoSpace } from '../../util/no-space.js';
-import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
 import { syncFilesystem } from '../../util/sync-filesystem.js';
 import { readBackBundleArchive, type ArchiveContent, type ArchiveKind } from '../format/bundle-archive.js';
 import { openBundleDir } from '../format/bundle-dir.js';
@@ -93,8 +92,10 @@ async function bundleContent(root: string): Promise<ArchiveContent> {
     )) {
       const name = `${relative}/${entry.name}`;
       if (entry.isDirectory()) await walk(name);
-      else if (entry.isFile()) content.set(name, await hashFile(path.join(root, name)));
-      else
+      else if (entry.isFile()) {
+        const { length, sha256 } = await fileDigest(path.join(root, name));
+        content.set(name, { size: length, sha256 });
+      } else
         throw new FerryError(
           'BUNDLE_ARCHIVE_INVALID',
           `${name} in ${root} is ${entry.isSymbolicLink() ? 'a symlink' : 'a special file'}: a bundle holds only files and directories, and install refuses anything else`,
@@ -103,16 +104,6 @@ async function bundleContent(root: string): Promise<ArchiveContent> {
   }
   for (const part of BUNDLE_PARTS) if (await pathExists(path.join(root, part))) await walk(part);
   return content;
-}
-
-async function hashFile(file: string): Promise<{ size: number; sha256: string }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of createReadStream(file, { highWaterMark: BIG_READ_CHUNK })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { size, sha256: hash.digest('hex') };
 }
 
 /** Reads the written archive back as install reads it, and compares it with the directory file by file. */
