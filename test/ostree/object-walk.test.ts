@@ -62,6 +62,19 @@ describe('walking an OSTree commit from its own objects', () => {
     assert.ok(reached.length > 1500);
   });
 
+  test('finds objects by listing each prefix directory once per repo, not by a stat per object', async (t) => {
+    const lstat = t.mock.method(fs, 'lstat');
+    const readdir = t.mock.method(fs, 'readdir');
+    const empty = path.join(await tempDir('object-walk-empty'), 'repo');
+    await OstreeRepo.create(empty, 'bare-user');
+    let reached = 0;
+    // The device's repo first, as install asks: every object is looked for there, then found in the bundle's.
+    assert.equal(await walkCommit(commit, [empty, repo.path], () => reached++), undefined);
+    assert.ok(reached > 1500);
+    assert.equal(lstat.mock.callCount(), 0);
+    assert.ok(readdir.mock.callCount() <= 2 * 256, `${readdir.mock.callCount()} directory reads`);
+  });
+
   for (const [label, pick] of [
     ['a file object in the large dirtree', (o: ReachedObject) => o.kind === 'file' && o.where.startsWith('/large/')],
     ['a nested dirtree', (o: ReachedObject) => o.kind === 'dirtree' && o.where === '/small/nested/deeper'],
