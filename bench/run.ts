@@ -396,19 +396,32 @@ async function benchCopy(
   console.log(`peak     RSS   ${peak.toFixed(0).padStart(6)} MiB of ferry, at most (goal: 150 MiB)`);
 }
 
-/** The size of the delta bundle of `target` from bench-2 (export --from), against its full bundle. */
+/**
+ * The size of the delta bundle of `target` from bench-2 (export --from) against its full bundle, and of the same delta
+ * with the rootfs as a static delta (--rootfs static-delta: binary diffs of changed files) against the object-level one.
+ */
 function benchDelta(repo: FactoryRepo, media: string, target: string, change: string): void {
   const full = path.join(media, `full-${target}`);
   const delta = path.join(media, `delta-${target}`);
-  measure('node', [ferryCli, 'export', '--repo', repo.dir, target, full, '--tag', 'main']);
-  measure('node', [ferryCli, 'export', '--repo', repo.dir, target, delta, '--tag', 'main', '--from', 'bench-2']);
-  const fullBytes = treeBytesSync(full);
-  const deltaBytes = treeBytesSync(delta);
+  const staticDelta = path.join(media, `static-delta-${target}`);
+  const exportTo = (to: string, ...args: string[]) =>
+    measure('node', [ferryCli, 'export', '--repo', repo.dir, target, to, '--tag', 'main', ...args]);
+  exportTo(full);
+  exportTo(delta, '--from', 'bench-2');
+  exportTo(staticDelta, '--from', 'bench-2', '--rootfs', 'static-delta');
+  const [fullBytes, deltaBytes, staticBytes] = [full, delta, staticDelta].map(treeBytesSync) as [
+    number,
+    number,
+    number,
+  ];
+  const mib = (bytes: number) => (bytes / MiB).toFixed(1);
   console.log(
-    `delta    size  ${((100 * deltaBytes) / fullBytes).toFixed(1).padStart(6)}%  (${target} export --from bench-2: ${(deltaBytes / MiB).toFixed(1)} MiB of the full ${(fullBytes / MiB).toFixed(1)} MiB, for ${change})`,
+    `delta    size  ${((100 * deltaBytes) / fullBytes).toFixed(1).padStart(6)}%  (${target} export --from bench-2: ${mib(deltaBytes)} MiB of the full ${mib(fullBytes)} MiB, for ${change})`,
   );
-  rmSync(full, { recursive: true });
-  rmSync(delta, { recursive: true });
+  console.log(
+    `${''.padEnd(8)} size  ${((100 * staticBytes) / deltaBytes).toFixed(1).padStart(6)}%  (the same with --rootfs static-delta: ${mib(staticBytes)} MiB of the object-level ${mib(deltaBytes)} MiB)`,
+  );
+  for (const dir of [full, delta, staticDelta]) rmSync(dir, { recursive: true });
 }
 
 function ferry(...args: string[]): void {
