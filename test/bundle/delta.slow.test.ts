@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -50,6 +51,22 @@ describe('delta bundles (export --from)', () => {
     assert.equal(verified.code, 0, verified.stderr);
     const shown = await cli('show', delta);
     assert.match(shown.stdout, new RegExp(`a delta on top of ${factory.v2} \\(commit [0-9a-f]{12}\\)`));
+  });
+
+  test('a delta fits a stick too small for the whole target: only what the base lacks is ever written there', async (t) => {
+    const full = await exportTo(factory, v5);
+    const fullObjects = await treeBytes(path.join(full, 'ostree_repo', 'objects'));
+    const stick = await tempDir('small-stick');
+    // A quarter of the full rootfs: the target's objects never all fit at once, the delta's easily do.
+    const size = Math.floor(fullObjects / 4 / 4096) * 4096;
+    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', stick], { encoding: 'utf8' });
+    assert.equal(mount.status, 0, `cannot mount a tmpfs: ${mount.stderr}`);
+    t.after(() => spawnSync('umount', [stick]));
+    const delta = path.join(stick, 'bundle');
+    const result = await cli('export', v5, delta, '--repo', factory.repo.dir, '--tag', TAG, '--from', factory.v2);
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok((await treeBytes(delta)) < size, `the delta fills ${await treeBytes(delta)} B of ${size} B`);
+    assert.equal((await cli('verify', delta)).code, 0);
   });
 
   test('installed on a device at the base: 100, reboot, run 0', async () => {

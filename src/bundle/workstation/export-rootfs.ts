@@ -35,9 +35,12 @@ export async function copyRootfs(
   // Objects a bundle already holds are not copied again: targets share what they can.
   if (context.newRepo) await OstreeRepo.create(bundle.ostreeRepo.path, 'archive');
   // ostree writes its objects with hard links and rename flags that FAT32, exFAT and FUSE filesystems lack: there it
-  // pulls beside the factory, and the objects are copied onto the media with plain writes.
+  // pulls beside the factory, and the objects are copied onto the media with plain writes. A delta is made beside
+  // the factory too (unless the whole tree is): the pull there only links, and only what the base lacks is then
+  // written to the media, not the whole target written and most of it removed again.
   const plainWrites = context.media?.hardLinks === false;
-  const rootfsScratch = plainWrites ? await scratchDir(repo, 'rootfs') : undefined;
+  const deltaOntoMedia = context.base !== undefined && !context.scratchTree;
+  const rootfsScratch = plainWrites || deltaOntoMedia ? await scratchDir(repo, 'rootfs') : undefined;
   const progress = context.progress;
   const reportRootfs =
     progress && ((bytes: number, total: number) => progress({ phase: 'rootfs', bytes, total, target: target.name }));
@@ -56,7 +59,7 @@ export async function copyRootfs(
       await removeObjectsOf(path.join(baseRepo.path, 'objects'), path.join(into.path, 'objects'), commit);
     }
     if (rootfsScratch !== undefined)
-      await copyObjectsOntoMedia(into, bundle.ostreeRepo, context.media!, (bytes, total) =>
+      await copyObjectsOntoMedia(into, bundle.ostreeRepo, context.media, (bytes, total) =>
         reportRootfs?.(bytes, total),
       );
     // On the same filesystem ostree hard-links objects: the stick must never share an inode with the factory.
@@ -75,7 +78,7 @@ export async function copyRootfs(
 async function copyObjectsOntoMedia(
   from: OstreeRepo,
   to: OstreeRepo,
-  media: MediaFilesystem,
+  media: MediaFilesystem | undefined,
   progress: (bytes: number, total: number) => void,
 ): Promise<void> {
   const objectsDir = path.join(from.path, 'objects');
@@ -89,11 +92,12 @@ async function copyObjectsOntoMedia(
       copies.push({ source, target: path.join(to.path, relative), file: { name: `ostree_repo/${relative}`, bytes } });
     }
   }
-  checkFitsMedia(
-    media,
-    to.path,
-    copies.map((copy) => copy.file),
-  );
+  if (media !== undefined)
+    checkFitsMedia(
+      media,
+      to.path,
+      copies.map((copy) => copy.file),
+    );
   const total = copies.reduce((sum, copy) => sum + copy.file.bytes, 0);
   let bytes = 0;
   let reported = 0;
