@@ -54,6 +54,8 @@ const UPGRADE = { files: 40 };
 /** Which figures to measure (export and install go together): all by default. */
 const ONLY = new Set((process.env['FERRY_BENCH_ONLY'] ?? 'copy,delta,verify,encrypted').split(','));
 const MiB = 1048576;
+/** FERRY_BENCH_DEVICES_FS=tmpfs: the devices on a tmpfs, where an fsync costs nothing (the issue's tmpfs figures). */
+const DEVICES_ON_TMPFS = process.env['FERRY_BENCH_DEVICES_FS'] === 'tmpfs';
 const ferryCli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'ferry.js');
 
 interface Sample {
@@ -143,6 +145,7 @@ interface DeviceFilesystem {
  * An ext4 filesystem for the devices: a sparse image of `sizeMiB` under `parent` (FERRY_BENCH_DEVICES, else the temp
  * directory beside the factory), made with mkfs.ext4 and loop-mounted. On a tmpfs an fsync costs nothing; on ext4 it
  * costs a journal commit and a flush of the disk below, and both sides of the install pay it. Mounting needs root.
+ * With FERRY_BENCH_DEVICES_FS=tmpfs the devices go on a tmpfs instead.
  */
 function mountDeviceFilesystem(parent: string, sizeMiB: number): DeviceFilesystem {
   const home = mkdtempSync(path.join(parent, 'ferry-bench-devices-'));
@@ -160,21 +163,30 @@ function mountDeviceFilesystem(parent: string, sizeMiB: number): DeviceFilesyste
   };
   try {
     mkdirSync(dir);
-    writeFileSync(image, '');
-    truncateSync(image, sizeMiB * MiB);
-    runOrThrow('mkfs.ext4', ['-q', '-F', image]);
-    // noinit_itable: the kernel does not zero the inode tables in the background, during the timed runs.
-    const mount = spawnSync('mount', ['-o', 'loop,noinit_itable', image, dir], { encoding: 'utf8' });
+    let mount;
+    if (DEVICES_ON_TMPFS) {
+      mount = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m`, 'tmpfs', dir], { encoding: 'utf8' });
+    } else {
+      writeFileSync(image, '');
+      truncateSync(image, sizeMiB * MiB);
+      runOrThrow('mkfs.ext4', ['-q', '-F', image]);
+      // noinit_itable: the kernel does not zero the inode tables in the background, during the timed runs.
+      mount = spawnSync('mount', ['-o', 'loop,noinit_itable', image, dir], { encoding: 'utf8' });
+    }
     if (mount.status !== 0)
       throw new Error(
-        `could not loop-mount the devices' ext4 image (the bench needs root): ${(mount.stderr || String(mount.error)).trim()}`,
+        `could not mount the devices' filesystem (the bench needs root): ${(mount.stderr || String(mount.error)).trim()}`,
       );
     mounted = true;
   } catch (error) {
     release();
     throw error;
   }
-  console.log(`devices: on ext4, a ${(sizeMiB / 1024).toFixed(1)} GiB image loop-mounted from ${parent}`);
+  console.log(
+    DEVICES_ON_TMPFS
+      ? `devices: on a tmpfs of ${(sizeMiB / 1024).toFixed(1)} GiB (FERRY_BENCH_DEVICES_FS=tmpfs)`
+      : `devices: on ext4, a ${(sizeMiB / 1024).toFixed(1)} GiB image loop-mounted from ${parent}`,
+  );
   return { dir, release };
 }
 
@@ -391,7 +403,7 @@ async function benchCopy(
     trimDeviceFilesystem(devices);
   }
   report('export', 'baseline export above, onto the tmpfs', exportFerry, exportBase);
-  report('install', 'baseline install above, on ext4', installFerry, installBase);
+  report('install', `baseline install above, on ${DEVICES_ON_TMPFS ? 'a tmpfs' : 'ext4'}`, installFerry, installBase);
   const peak = Math.max(...[...exportFerry, ...installFerry].map((sample) => sample.maxRssKb)) / 1024;
   console.log(`peak     RSS   ${peak.toFixed(0).padStart(6)} MiB of ferry, at most (goal: 150 MiB)`);
 }
