@@ -5,7 +5,6 @@ import { OstreeRepo } from '../../ostree/ostree-repo.js';
 import { withPullProgress } from '../../ostree/pull-progress.js';
 import type { ProgressListener } from '../../progress.js';
 import type { FactoryRepo } from '../../repo/factory-repo.js';
-import { pathExists } from '../../util/atomic-file.js';
 import { checkFitsMedia, type MediaFile, type MediaFilesystem } from '../../util/media-filesystem.js';
 import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
 import type { BundleDir } from '../format/bundle-dir.js';
@@ -84,9 +83,12 @@ async function copyObjectsOntoMedia(
   const objectsDir = path.join(from.path, 'objects');
   const copies: { source: string; target: string; file: MediaFile }[] = [];
   for (const prefix of await fs.readdir(objectsDir)) {
+    // What the media holds already (another target's objects), listed once per directory: a lookup per object is
+    // tens of thousands of them on a stick.
+    const present = new Set(await fs.readdir(path.join(to.path, 'objects', prefix)).catch(() => []));
     for (const name of await fs.readdir(path.join(objectsDir, prefix))) {
+      if (present.has(name)) continue;
       const relative = path.join('objects', prefix, name);
-      if (await pathExists(path.join(to.path, relative))) continue;
       const source = path.join(from.path, relative);
       const bytes = (await fs.stat(source)).size;
       copies.push({ source, target: path.join(to.path, relative), file: { name: `ostree_repo/${relative}`, bytes } });
