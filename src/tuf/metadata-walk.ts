@@ -65,10 +65,11 @@ function olderThanTrusted(
  * Walks a stick's metadata from the device's trusted set in the TUF client workflow, as tuf-js's Updater does
  * (roots one version at a time, timestamp, snapshot, targets), with tuf-js's TrustedMetadataStore making every
  * check: signatures and thresholds, versions and rollback, hashes and lengths, expiry against the real clock. The
- * Updater itself is not used because it is also the I/O: it reads the trusted files from a directory it then
- * writes each accepted file into, so that a device would need a scratch copy of its trusted set, and it re-reads
- * each file it is given. Here the bytes come from memory (each file read once, by the caller) and the accepted ones
- * go back to the caller, who keeps them only once the install goes ahead.
+ * Updater itself is not used because it is also the I/O: it reads the device's trusted files from a directory and
+ * writes each file it accepts into that same directory (so it had to work on a scratch copy of the trusted set),
+ * and it fetches each file of the stick itself, after ferry's own checks had read it already. Here the bytes come
+ * from memory (each file read once, by the caller) and the accepted ones go back to the caller, who makes them the
+ * device's only once the install goes ahead.
  *
  * One difference from the Updater, on purpose: the device's trusted targets.json is never loaded. The Updater tries
  * it first as a cache of the stick's (with a full parse and signature check, which is most of the cost of a
