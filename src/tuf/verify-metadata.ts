@@ -1,11 +1,11 @@
 import './models-patch.js';
-import { promises as fs } from 'node:fs';
+import { promises as fs, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 // Not re-exported from the package index: the pure half of tuf-js (bytes in, verified metadata out).
 import { TrustedMetadataStore } from 'tuf-js/dist/store.js';
 import { FerryError, describeCause } from '../errors.js';
-import { readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
+import { readSmallFileSync, writeFileAtomic } from '../util/atomic-file.js';
 import { BUNDLE_TARGETS_FILE, verifyBundleTargets, type BundleTargets, type BundleType } from './bundle-targets.js';
 import { classifyTufError } from './classify-error.js';
 import { formatExpires, parseExpires } from './expires.js';
@@ -76,12 +76,12 @@ function checkExpiry(store: TrustedMetadataStore, time: EffectiveTime): void {
 }
 
 /** The device's trusted files; root.json must be there, the others are there once a stick was taken. */
-async function readTrustedFiles(trustedDir: string): Promise<Map<string, Uint8Array>> {
+function readTrustedFiles(trustedDir: string): Map<string, Uint8Array> {
   const files = new Map<string, Uint8Array>();
   // The trusted targets.json is not read: the walk checks the stick's own (see walkBundleMetadata).
   for (const name of TRUSTED_FILES.filter((file) => file !== 'targets.json')) {
     try {
-      files.set(name, await readSmallFile(path.join(trustedDir, name), METADATA_MAX_BYTES));
+      files.set(name, readSmallFileSync(path.join(trustedDir, name), METADATA_MAX_BYTES));
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || name === 'root.json') {
         throw new FerryError(
@@ -117,7 +117,7 @@ export async function verifyBundleMetadata(options: {
   const now = asEffectiveTime(options.now ?? new Date());
   const files = options.bundleFiles ?? (await readStickMetadataFiles(options.bundleTufDir));
   precheckBundleFiles(files);
-  const trusted = await readTrustedFiles(options.trustedDir);
+  const trusted = readTrustedFiles(options.trustedDir);
 
   let store: TrustedMetadataStore;
   // The store reads the real clock once, when it is made: this is the time its own expiry checks use.
@@ -170,9 +170,10 @@ export async function verifyBundleMetadata(options: {
     if ('invalid' in target) unusable.push(target.invalid);
     else targets.push(target);
   }
-  const scratchDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-tuf-'));
+  // Written without the event loop, as the files were read (readSmallFileSync): four small files.
+  const scratchDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-tuf-'));
   try {
-    for (const [name, bytes] of accepted) await fs.writeFile(path.join(scratchDir, name), bytes);
+    for (const [name, bytes] of accepted) writeFileSync(path.join(scratchDir, name), bytes);
   } catch (error) {
     await fs.rm(scratchDir, { recursive: true, force: true });
     throw error;
