@@ -16,7 +16,6 @@ import { asEffectiveTime, assertNotExpired, type EffectiveTime } from './time-fl
 
 /** Every metadata file is read with a cap before it is parsed. */
 export const METADATA_MAX_BYTES = 4 * 1024 * 1024;
-export { TRUSTED_FILES };
 
 export interface VerifiedMetadata {
   readonly rootVersion: number;
