@@ -51,6 +51,7 @@ export async function verifyStick(options: {
     const verified = await verifyBundleMetadata({
       trustedDir: options.paths.trustedMetadataDir,
       bundleTufDir: options.tufDir,
+      bundleFiles: files,
       now: options.time,
       expectedType: options.expectedType,
     });

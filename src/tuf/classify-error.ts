@@ -89,11 +89,15 @@ function ruleFor(error: unknown, text: string): { outcome: Outcome; check: strin
 
 const RUNTIME_FALLBACK = { outcome: 'SECURITY_ERROR' as const, check: 'metadata check failed' };
 
-export function classifyTufError(error: unknown): FerryError {
+/**
+ * `step`: the metadata file being read when it failed, for a message that names none (a parse error); a message
+ * that names a role is about that role (reading timestamp.json fails when the newest root has expired).
+ */
+export function classifyTufError(error: unknown, step?: string): FerryError {
   if (error instanceof FerryError) return error;
   const text = describeCause(error);
   const rule = ruleFor(error, text);
-  const file = fileOf(text);
+  const file = fileOf(text) ?? step;
   return new FerryError(rule.outcome, `${file ? `tuf/${file}: ` : ''}${rule.check}: ${innerMessage(text)}`, {
     cause: error,
   });

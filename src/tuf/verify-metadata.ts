@@ -1,22 +1,21 @@
 import './models-patch.js';
-import { promises as fs } from 'node:fs';
+import { promises as fs, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Metadata, MetadataKind, type Root } from '@tufjs/models';
-import { Updater } from 'tuf-js';
-import { BadVersionError } from 'tuf-js/dist/error.js';
+// Not re-exported from the package index: the pure half of tuf-js (bytes in, verified metadata out).
+import { TrustedMetadataStore } from 'tuf-js/dist/store.js';
 import { FerryError, describeCause } from '../errors.js';
-import { readSmallFile, writeFileAtomic } from '../util/atomic-file.js';
-import { BUNDLE_METADATA_URL, BundleFetcher } from './bundle-fetcher.js';
+import { readSmallFileSync, writeFileAtomic } from '../util/atomic-file.js';
 import { BUNDLE_TARGETS_FILE, verifyBundleTargets, type BundleTargets, type BundleType } from './bundle-targets.js';
 import { classifyTufError } from './classify-error.js';
 import { formatExpires, parseExpires } from './expires.js';
+import { TRUSTED_FILES, walkBundleMetadata, type TrustedFile } from './metadata-walk.js';
+import { readStickMetadataFiles } from './stick-files.js';
 import { targetFromMetadata, type Target } from './target.js';
 import { asEffectiveTime, assertNotExpired, type EffectiveTime } from './time-floor.js';
 
 /** Every metadata file is read with a cap before it is parsed. */
 export const METADATA_MAX_BYTES = 4 * 1024 * 1024;
-export const TRUSTED_FILES = ['root.json', 'timestamp.json', 'snapshot.json', 'targets.json'] as const;
 
 export interface VerifiedMetadata {
   readonly rootVersion: number;
@@ -31,96 +30,83 @@ export interface VerifiedMetadata {
 
 /**
  * Checks what tuf-js cannot: each file parses, and each expiry is in the only format TUF allows. @tufjs/models takes
- * "expires": "not-a-date" as never expiring, so this runs before the Updater sees a byte.
+ * "expires": "not-a-date" as never expiring, so this runs before tuf-js sees a byte. targets.json, the one file that
+ * grows with the factory (10,000 targets are megabytes), is parsed once, by tuf-js; its expiry is checked as soon as
+ * tuf-js has read it (checkExpiry), before anything is made of it.
  */
-async function precheckBundleFiles(tufDir: string): Promise<void> {
-  let names: string[];
-  try {
-    names = await fs.readdir(tufDir);
-  } catch (error) {
-    throw new FerryError('BUNDLE_UNREADABLE', `cannot read ${tufDir}: ${describeCause(error)}`, { cause: error });
-  }
-  for (const name of names.filter((entry) => entry.endsWith('.json')).sort()) {
+function precheckBundleFiles(files: ReadonlyMap<string, Uint8Array>): void {
+  for (const [name, bytes] of files) {
+    if (/^(\d+\.)?targets\.json$/.test(name)) continue;
     let json: unknown;
     try {
-      json = JSON.parse((await readSmallFile(path.join(tufDir, name), METADATA_MAX_BYTES)).toString('utf8'));
+      json = JSON.parse(Buffer.from(bytes).toString('utf8'));
     } catch (error) {
       throw new FerryError('METADATA_MALFORMED', `tuf/${name}: ${describeCause(error)}`, { cause: error });
     }
-    const expires = (json as { signed?: { expires?: unknown } } | null)?.signed?.expires;
-    if (parseExpires(expires) === undefined) {
-      throw new FerryError(
-        'METADATA_MALFORMED',
-        `tuf/${name}: expires ${JSON.stringify(expires)} is not YYYY-MM-DDTHH:MM:SSZ`,
-      );
-    }
+    checkExpiresFormat(name, (json as { signed?: { expires?: unknown } } | null)?.signed?.expires);
   }
 }
 
-async function readJson(file: string): Promise<unknown> {
-  return JSON.parse((await readSmallFile(file, METADATA_MAX_BYTES)).toString('utf8'));
+function checkExpiresFormat(name: string, expires: unknown): Date {
+  const date = parseExpires(expires);
+  if (date === undefined) {
+    throw new FerryError(
+      'METADATA_MALFORMED',
+      `tuf/${name}: expires ${JSON.stringify(expires)} is not YYYY-MM-DDTHH:MM:SSZ`,
+    );
+  }
+  return date;
 }
 
 /**
  * tuf-js checks expiry against the real clock only, so a device whose clock reads 1970 would take expired metadata.
- * This checks what tuf-js accepted (each role as it now stands in the scratch copy) against the effective time.
+ * This checks what tuf-js accepted (each role as it now stands) against the effective time.
  */
-async function checkExpiry(scratchDir: string, time: EffectiveTime): Promise<void> {
-  for (const name of TRUSTED_FILES) {
-    const expires = ((await readJson(path.join(scratchDir, name))) as { signed?: { expires?: unknown } } | null)?.signed
-      ?.expires;
-    const date = parseExpires(expires);
-    if (date === undefined) {
-      throw new FerryError(
-        'METADATA_MALFORMED',
-        `tuf/${name}: expires ${JSON.stringify(expires)} is not YYYY-MM-DDTHH:MM:SSZ`,
-      );
+function checkExpiry(store: TrustedMetadataStore, time: EffectiveTime): void {
+  const roles = {
+    'root.json': store.root,
+    'timestamp.json': store.timestamp,
+    'snapshot.json': store.snapshot,
+    'targets.json': store.targets,
+  };
+  for (const [name, role] of Object.entries(roles)) {
+    assertNotExpired(`tuf/${name}`, checkExpiresFormat(name, role?.signed.expires), time);
+  }
+}
+
+/** The device's trusted files; root.json must be there, the others are there once a stick was taken. */
+function readTrustedFiles(trustedDir: string): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  // The trusted targets.json is not read: the walk checks the stick's own (see walkBundleMetadata).
+  for (const name of TRUSTED_FILES.filter((file) => file !== 'targets.json')) {
+    try {
+      files.set(name, readSmallFileSync(path.join(trustedDir, name), METADATA_MAX_BYTES));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || name === 'root.json') {
+        throw new FerryError(
+          'DEVICE_STATE_UNREADABLE',
+          `trusted metadata: cannot read ${name}: ${describeCause(error)}`,
+          {
+            cause: error,
+          },
+        );
+      }
     }
-    assertNotExpired(`tuf/${name}`, date, time);
   }
-}
-
-async function timestampVersionOf(file: string): Promise<number | undefined> {
-  try {
-    const version = ((await readJson(file)) as { signed?: { version?: unknown } } | null)?.signed?.version;
-    return Number.isSafeInteger(version) ? (version as number) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Every export raises the metadata versions, so a stick exported before the newest one a device has taken carries
- * an older timestamp.json. tuf-js refuses it (rollback protection), as it must, but only after the old timestamp's
- * signatures verified against the trusted root: this is an honest older stick (or a replayed one, which is the same
- * thing to the device), not a forgery, and it gets its own answer. A timestamp whose signatures do not verify fails
- * earlier, and stays a security error.
- */
-async function olderThanTrusted(
-  error: unknown,
-  trustedDir: string,
-  bundleTufDir: string,
-): Promise<FerryError | undefined> {
-  if (!(error instanceof BadVersionError) || !/timestamp/i.test(error.message)) return undefined;
-  const trusted = await timestampVersionOf(path.join(trustedDir, 'timestamp.json'));
-  const offered = await timestampVersionOf(path.join(bundleTufDir, 'timestamp.json'));
-  if (trusted === undefined || offered === undefined || offered >= trusted) return undefined;
-  return new FerryError(
-    'METADATA_OLDER_THAN_TRUSTED',
-    `tuf/timestamp.json: this stick is older than the metadata this device trusts (timestamp ${offered} < ${trusted}): export a fresh stick`,
-    { cause: error },
-  );
+  return files;
 }
 
 /**
  * Verifies a bundle's metadata from the device's trusted set: walks the root chain, then timestamp, snapshot and
- * targets with tuf-js, then bundle-targets.json with the newest root. tuf-js writes what it accepts straight into
- * its metadata directory, so it works on a scratch copy: the device's trusted set changes only through promote().
+ * targets with tuf-js, then bundle-targets.json with the newest root. Nothing is written to the device's trusted
+ * set: what was accepted goes to a scratch directory, which only promote() makes the device's.
  * `now` is the time expiry is checked against; a device passes its effective time (clock and time floor).
  */
 export async function verifyBundleMetadata(options: {
   trustedDir: string;
   bundleTufDir: string;
+  /** The stick's tuf/ files, when the caller has read them already (readStickMetadataFiles). */
+  bundleFiles?: ReadonlyMap<string, Uint8Array>;
   now?: Date | EffectiveTime;
   /** `count`: a production bundle still missing offline countersignatures verifies, and says how many it lacks. */
   offlineSignatures?: 'require' | 'count';
@@ -128,97 +114,70 @@ export async function verifyBundleMetadata(options: {
   expectedType?: BundleType;
 }): Promise<VerifiedMetadata> {
   const now = asEffectiveTime(options.now ?? new Date());
-  await precheckBundleFiles(options.bundleTufDir);
+  const files = options.bundleFiles ?? (await readStickMetadataFiles(options.bundleTufDir));
+  precheckBundleFiles(files);
+  const trusted = readTrustedFiles(options.trustedDir);
 
-  const scratchDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-tuf-'));
+  let store: TrustedMetadataStore;
+  // The store reads the real clock once, when it is made: this is the time its own expiry checks use.
+  const tufClock = new Date();
   try {
-    for (const name of TRUSTED_FILES) {
-      try {
-        await fs.copyFile(path.join(options.trustedDir, name), path.join(scratchDir, name));
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || name === 'root.json') {
-          throw new FerryError(
-            'DEVICE_STATE_UNREADABLE',
-            `trusted metadata: cannot read ${name}: ${describeCause(error)}`,
-            {
-              cause: error,
-            },
-          );
-        }
-      }
-    }
-    let updater: Updater;
-    // The Updater reads the real clock once, when it is made: this is the time its own expiry checks use.
-    const tufClock = new Date();
-    try {
-      updater = new Updater({
-        metadataDir: scratchDir,
-        metadataBaseUrl: BUNDLE_METADATA_URL,
-        fetcher: new BundleFetcher(options.bundleTufDir),
-        config: {
-          rootMaxLength: METADATA_MAX_BYTES,
-          timestampMaxLength: METADATA_MAX_BYTES,
-          snapshotMaxLength: METADATA_MAX_BYTES,
-          targetsMaxLength: METADATA_MAX_BYTES,
-        },
-      });
-    } catch (error) {
-      throw new FerryError('DEVICE_STATE_UNREADABLE', `the trusted root.json is not valid: ${describeCause(error)}`, {
-        cause: error,
-      });
-    }
-    try {
-      await updater.refresh();
-    } catch (error) {
-      const older = await olderThanTrusted(error, options.trustedDir, options.bundleTufDir);
-      if (older !== undefined) throw older;
-      const refused = classifyTufError(error);
-      if (refused.outcome !== 'METADATA_EXPIRED') throw refused;
-      throw new FerryError(
-        'METADATA_EXPIRED',
-        `${refused.message} (time used: the device clock ${formatExpires(tufClock)})`,
-        { cause: error },
-      );
-    }
-    await checkExpiry(scratchDir, now);
-
-    const root = Metadata.fromJSON(
-      MetadataKind.Root,
-      (await readJson(path.join(scratchDir, 'root.json'))) as never,
-    ) as Metadata<Root>;
-    let bundleJson: unknown;
-    try {
-      bundleJson = await readJson(path.join(options.bundleTufDir, BUNDLE_TARGETS_FILE));
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new FerryError('METADATA_NOT_FOUND', `tuf/${BUNDLE_TARGETS_FILE} is missing from the bundle`);
-      }
-      throw new FerryError('METADATA_MALFORMED', `tuf/${BUNDLE_TARGETS_FILE}: ${describeCause(error)}`, {
-        cause: error,
-      });
-    }
-    const bundle = verifyBundleTargets(bundleJson, root.signed, now, {
-      offlineSignatures: options.offlineSignatures ?? 'require',
-      expectedType: options.expectedType,
+    store = new TrustedMetadataStore(Buffer.from(trusted.get('root.json')!));
+  } catch (error) {
+    throw new FerryError('DEVICE_STATE_UNREADABLE', `the trusted root.json is not valid: ${describeCause(error)}`, {
+      cause: error,
     });
+  }
+  let accepted: ReadonlyMap<TrustedFile, Uint8Array>;
+  try {
+    accepted = walkBundleMetadata(store, trusted, files, METADATA_MAX_BYTES).accepted;
+  } catch (error) {
+    const refused = classifyTufError(error);
+    if (refused.outcome !== 'METADATA_EXPIRED') throw refused;
+    throw new FerryError(
+      'METADATA_EXPIRED',
+      `${refused.message} (time used: the device clock ${formatExpires(tufClock)})`,
+      {
+        cause: error,
+      },
+    );
+  }
+  checkExpiry(store, now);
 
-    const targets: Target[] = [];
-    const unusable: string[] = [];
-    for (const name of bundle.targets) {
-      const info = await updater.getTargetInfo(name);
-      if (info === undefined) {
-        unusable.push(`${name}: not in targets.json`);
-        continue;
-      }
-      const target = targetFromMetadata(name, info.hashes, info.custom);
-      if ('invalid' in target) unusable.push(target.invalid);
-      else targets.push(target);
+  const root = store.root;
+  const bundleBytes = files.get(BUNDLE_TARGETS_FILE);
+  if (bundleBytes === undefined) {
+    throw new FerryError('METADATA_NOT_FOUND', `tuf/${BUNDLE_TARGETS_FILE} is missing from the bundle`);
+  }
+  // Parsed by the precheck already, which refuses a file that is not JSON.
+  const bundleJson: unknown = JSON.parse(Buffer.from(bundleBytes).toString('utf8'));
+  const bundle = verifyBundleTargets(bundleJson, root.signed, now, {
+    offlineSignatures: options.offlineSignatures ?? 'require',
+    expectedType: options.expectedType,
+  });
+
+  const targets: Target[] = [];
+  const unusable: string[] = [];
+  const listed = store.targets!.signed.targets;
+  for (const name of bundle.targets) {
+    const info = Object.hasOwn(listed, name) ? listed[name] : undefined;
+    if (info === undefined) {
+      unusable.push(`${name}: not in targets.json`);
+      continue;
     }
-    return { rootVersion: root.signed.version, bundle, targets, unusable, scratchDir };
+    const target = targetFromMetadata(name, info.hashes, info.custom);
+    if ('invalid' in target) unusable.push(target.invalid);
+    else targets.push(target);
+  }
+  // Written without the event loop, as the files were read (readSmallFileSync): four small files.
+  const scratchDir = mkdtempSync(path.join(os.tmpdir(), 'ferry-tuf-'));
+  try {
+    for (const [name, bytes] of accepted) writeFileSync(path.join(scratchDir, name), bytes);
   } catch (error) {
     await fs.rm(scratchDir, { recursive: true, force: true });
     throw error;
   }
+  return { rootVersion: root.signed.version, bundle, targets, unusable, scratchDir };
 }
 
 /** Makes the verified metadata the device's trusted set, one file at a time, each replaced atomically. */

@@ -157,7 +157,7 @@ describe('fuzz: the metadata loader', () => {
     );
   });
 
-  test('metadata files replaced by random JSON or bytes: the Updater walk ends in a refusal with a code', async () => {
+  test('metadata files replaced by random JSON or bytes: the metadata walk ends in a refusal with a code', async () => {
     const trusted = await tempDir('fuzz-trusted');
     await fs.copyFile(path.join(bundle, 'tuf', '1.root.json'), path.join(trusted, 'root.json'));
     const files = ['timestamp.json', 'snapshot.json', 'targets.json', 'bundle-targets.json', '2.root.json'];

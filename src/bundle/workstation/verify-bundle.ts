@@ -81,14 +81,16 @@ export async function verifyBundleMetadataOf(
   bundle: BundleDir,
   options: BundleMetadataOptions,
 ): Promise<VerifiedBundleMetadata> {
-  const foundries = await foundriesFiles(bundle);
-  if (foundries !== undefined) return verifyFoundriesMetadata(bundle, foundries, options);
+  // Read once, for both the format check and the verifier; a stick that cannot be read is refused by the latter.
+  const files = await readStickMetadataFiles(bundle.tufDir).catch(() => undefined);
+  if (files !== undefined && isFoundriesStick(files)) return verifyFoundriesMetadata(bundle, files, options);
   const trustedDir = await fs.mkdtemp(path.join(os.tmpdir(), 'ferry-verify-'));
   try {
     await fs.writeFile(path.join(trustedDir, 'root.json'), await readTrustedRoot(bundle, options.trustedRoot));
     const verified = await verifyBundleMetadata({
       trustedDir,
       bundleTufDir: bundle.tufDir,
+      ...(files !== undefined ? { bundleFiles: files } : {}),
       ...(options.now ? { now: options.now } : {}),
       offlineSignatures: options.offlineSignatures ?? 'require',
     });
@@ -101,15 +103,14 @@ export async function verifyBundleMetadataOf(
 }
 
 /**
- * The stick's tuf/ files when they are in the Foundries format. A stick whose format cannot be told goes to ferry's
+ * Whether the stick's tuf/ files are in the Foundries format. A stick whose format cannot be told goes to ferry's
  * verifier, which refuses it with the codes it always gave.
  */
-async function foundriesFiles(bundle: BundleDir): Promise<Map<string, Uint8Array> | undefined> {
+function isFoundriesStick(files: ReadonlyMap<string, Uint8Array>): boolean {
   try {
-    const files = await readStickMetadataFiles(bundle.tufDir);
-    return detectStickFormat(files) === 'foundries' ? files : undefined;
+    return detectStickFormat(files) === 'foundries';
   } catch {
-    return undefined;
+    return false;
   }
 }
 
