@@ -201,15 +201,16 @@ async function benchFilesystem(
     const bytes = data.bundleBytes[form];
     const rate = (runs: Sample[]) => (bytes / 1e6 / median(runs).seconds).toFixed(1);
     console.log(`${label} stick, --rootfs ${form}: ${files[form]} files, ${(bytes / MiB).toFixed(1)} MiB on the stick`);
-    report('export', `the same bytes as one file, ${rate(exportFloor)} MB/s`, exportFerry, exportFloor, { rss: false });
+    report('export', `the same bytes as one file, ${rate(exportFloor)} MB/s`, exportFerry, exportFloor, {
+      rss: false,
+      against: 'floor',
+    });
     report(
       'install',
       `one sequential read (${rate(installFloorRead)} MB/s) + ostree + blobs`,
       installFerry,
       installFloor,
-      {
-        rss: false,
-      },
+      { rss: false, against: 'floor' },
     );
   }
 }
@@ -294,7 +295,9 @@ async function timed(
     const log = await vm.run('tail -c 3000 /tmp/step.log');
     throw vm.failure(`\`${command}\` exited with ${match[3]}, not ${expectedCode}:\n${log.output}`);
   }
-  return { seconds: Number(match[2]) - Number(match[1]), maxRssKb: 0 };
+  const seconds = Number(match[2]) - Number(match[1]);
+  console.log(`  ${seconds.toFixed(2).padStart(8)} s  ${command}`);
+  return { seconds, maxRssKb: 0 };
 }
 
 /** One sparse stick image per form, room for the bundle and the floor file beside it. */

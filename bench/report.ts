@@ -16,15 +16,17 @@ export function median(samples: Sample[]): Sample {
 
 /**
  * The median of each side and their ratio; the spread of the runs beside it, since this machine is noisy. The RSS
- * line is left out when `rss` is false (a figure whose peak RSS was not measured).
+ * line is left out when `rss` is false (a figure whose peak RSS was not measured); `against` names the other side
+ * (`baseline` unless told).
  */
 export function report(
   name: string,
   baselineName: string,
   ferryRuns: Sample[],
   baselineRuns: Sample[],
-  options: { readonly rss?: boolean } = {},
+  options: { readonly rss?: boolean; readonly against?: string } = {},
 ): void {
+  const against = options.against ?? 'baseline';
   const [ferry, baseline] = [median(ferryRuns), median(baselineRuns)];
   const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : 'n/a');
   const spread = (runs: Sample[]) => {
@@ -32,7 +34,7 @@ export function report(
     return `${Math.min(...seconds).toFixed(2)}–${Math.max(...seconds).toFixed(2)}`;
   };
   console.log(
-    `${name.padEnd(8)} time  ${ratio(ferry.seconds, baseline.seconds).padStart(6)}x  (ferry ${ferry.seconds.toFixed(2)} s [${spread(ferryRuns)}], baseline ${baseline.seconds.toFixed(2)} s [${spread(baselineRuns)}]: ${baselineName})`,
+    `${name.padEnd(8)} time  ${ratio(ferry.seconds, baseline.seconds).padStart(6)}x  (ferry ${ferry.seconds.toFixed(2)} s [${spread(ferryRuns)}], ${against} ${baseline.seconds.toFixed(2)} s [${spread(baselineRuns)}]: ${baselineName})`,
   );
   if (options.rss === false) return;
   console.log(
