@@ -33,14 +33,13 @@ import { devicePaths } from '../src/device/paths.js';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { addApp } from '../src/apps/workstation/add-app.js';
-import { buildImage, busyboxLayer } from '../src/apps/workstation/build-image.js';
-import type { TarMember } from '../src/util/tar-pack.js';
 import { addTarget } from '../src/repo/add-target.js';
 import { initFactoryRepo, openFactoryRepo } from '../src/repo/factory-repo.js';
 import { commitSimRootfs } from '../src/sim/rootfs.js';
 import { createSimDevice, simConfigDir } from '../src/sim/sim-device.js';
-import { deterministicBytes, rebuildBinaries, writeTree } from './data.js';
+import { benchApp } from './app.js';
+import { rebuildBinaries, writeTree } from './data.js';
+import { median, report, type Sample } from './report.js';
 
 const number = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const RUNS = number('FERRY_BENCH_RUNS', 7);
@@ -57,11 +56,6 @@ const MiB = 1048576;
 /** FERRY_BENCH_DEVICES_FS=tmpfs: the devices on a tmpfs, where an fsync costs nothing (the issue's tmpfs figures). */
 const DEVICES_ON_TMPFS = process.env['FERRY_BENCH_DEVICES_FS'] === 'tmpfs';
 const ferryCli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'ferry.js');
-
-interface Sample {
-  seconds: number;
-  maxRssKb: number;
-}
 
 function measure(command: string, args: string[], env: Record<string, string> = {}): Sample {
   // What earlier steps left unwritten (a device built, a tree removed) is flushed first, outside the timing: the
@@ -101,27 +95,6 @@ const INSTALL_BASELINE =
   'cp -r "$BUNDLE/apps/blobs" "$DEVICE/app-blobs" && sha256sum "$DEVICE"/app-blobs/sha256/* >/dev/null && ' +
   'ostree --repo="$SYSROOT/ostree/repo" pull-local --untrusted "$BUNDLE/ostree_repo" "$COMMIT" && ' +
   'ostree admin --sysroot="$SYSROOT" deploy --os=lmp "$COMMIT" && sync --file-system "$DEVICE"';
-
-function median(samples: Sample[]): Sample {
-  const pick = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  return { seconds: pick(samples.map((s) => s.seconds)), maxRssKb: pick(samples.map((s) => s.maxRssKb)) };
-}
-
-/** The median of each side and their ratio; the spread of the runs beside it, since this machine is noisy. */
-function report(name: string, baselineName: string, ferryRuns: Sample[], baselineRuns: Sample[]): void {
-  const [ferry, baseline] = [median(ferryRuns), median(baselineRuns)];
-  const ratio = (a: number, b: number) => (b > 0 ? (a / b).toFixed(2) : 'n/a');
-  const spread = (runs: Sample[]) => {
-    const seconds = runs.map((sample) => sample.seconds);
-    return `${Math.min(...seconds).toFixed(2)}–${Math.max(...seconds).toFixed(2)}`;
-  };
-  console.log(
-    `${name.padEnd(8)} time  ${ratio(ferry.seconds, baseline.seconds).padStart(6)}x  (ferry ${ferry.seconds.toFixed(2)} s [${spread(ferryRuns)}], baseline ${baseline.seconds.toFixed(2)} s [${spread(baselineRuns)}]: ${baselineName})`,
-  );
-  console.log(
-    `${''.padEnd(8)} RSS   ${ratio(ferry.maxRssKb, baseline.maxRssKb).padStart(6)}x  (ferry peak ${(ferry.maxRssKb / 1024).toFixed(0)} MiB, baseline ${(baseline.maxRssKb / 1024).toFixed(0)} MiB)`,
-  );
-}
 
 /** Where bundles go: a filesystem other than the factory's, as a stick is. */
 async function mediaDir(): Promise<string> {
@@ -202,34 +175,6 @@ function runOrThrow(command: string, args: string[]): void {
     throw new Error(`${command} ${args.join(' ')} failed (${result.status}): ${result.stderr || String(result.error)}`);
 }
 
-/** An app of one image: busybox, then four layers of binaries that make up APPS_MB. */
-async function benchApp(work: string, repo: FactoryRepo): Promise<string> {
-  const layers: TarMember[][] = [busyboxLayer()];
-  const files = path.join(work, 'app-files');
-  await fs.mkdir(files);
-  const perLayer = Math.floor((APPS_MB * MiB) / 4);
-  for (let layer = 0; layer < 4; layer++) {
-    const members: TarMember[] = [{ type: 'directory', name: `opt/layer${layer}` }];
-    for (let i = 0; i < 16; i++) {
-      const file = path.join(files, `l${layer}-${i}`);
-      await fs.writeFile(file, deterministicBytes(`app ${layer}/${i}`, Math.floor(perLayer / 16)));
-      members.push({ type: 'file-from', name: `opt/layer${layer}/f${i}`, source: file });
-    }
-    layers.push(members);
-  }
-  const image = path.join(work, 'app-image');
-  await buildImage({ ref: 'ferry.local/bench/app:1', outDir: image, cmd: ['/bin/sh'], layers });
-  const compose = path.join(work, 'app-compose');
-  await fs.mkdir(compose);
-  await fs.writeFile(
-    path.join(compose, 'docker-compose.yml'),
-    'services:\n  main:\n    image: ferry.local/bench/app:1\n    command: ["/bin/sh", "-c", "sleep 3600"]\n',
-  );
-  await addApp(repo, { name: 'bench', composeDir: compose, images: [image] });
-  await fs.rm(files, { recursive: true });
-  return 'bench';
-}
-
 /** What target 4's package upgrade changed: how many binaries, and their bytes. */
 interface Upgrade {
   readonly files: number;
@@ -284,7 +229,7 @@ async function benchFactory(dir: string): Promise<{ repo: FactoryRepo; upgrade: 
   runOrThrow('rm', ['-rf', tree]);
 
   const repo = await initFactoryRepo(factory, { rootExpiresInDays: 365 });
-  const app = await benchApp(dir, repo);
+  const app = await benchApp(dir, repo, APPS_MB);
   const target = (version: string, ref: string, apps: Array<{ name: string }>) =>
     addTarget(repo, { name: 'bench', version, hardwareIds: ['bench'], tags: ['main'], ref, ostreeRepo: build, apps });
   await target('1', 'bench/v1', []);

@@ -21,11 +21,46 @@ export interface VmOptions {
   readonly disk: string;
   /** The patched qemu-x86 U-Boot ROM; the BIOS for `uboot`, unused for `grub` (SeaBIOS loads GRUB from the MBR). */
   readonly ubootRom: string;
-  /** Disks attached from power-on as further virtio disks (/dev/vdb, …): sticks already inserted. */
-  readonly sticks?: readonly string[];
+  /**
+   * Disks attached from power-on as further virtio disks (/dev/vdb, … in this order): sticks already inserted, as an
+   * image path or with a throttle that makes the disk as slow as a real stick.
+   */
+  readonly sticks?: readonly StickDrive[];
   /** Everything the serial console prints is appended here. */
   readonly logFile: string;
   readonly memoryMiB?: number;
+}
+
+/** QEMU's I/O throttling of one drive (`-drive …,throttling.*`): bytes per second and write requests per second. */
+export interface IoThrottle {
+  readonly writeBytesPerSecond: number;
+  readonly readBytesPerSecond: number;
+  readonly writeRequestsPerSecond: number;
+}
+
+/**
+ * A USB flash stick as technicians carry them: 20 MB/s sequential write, 40 MB/s read, 300 write requests a second
+ * (flash rewrites a whole erase block for a small write, so many small files cost requests, not bytes).
+ */
+export const USB_STICK_THROTTLE: IoThrottle = {
+  writeBytesPerSecond: 20_000_000,
+  readBytesPerSecond: 40_000_000,
+  writeRequestsPerSecond: 300,
+};
+
+/** A disk attached from power-on: an image, optionally throttled. */
+export type StickDrive = string | { readonly image: string; readonly throttle: IoThrottle };
+
+/** The value of QEMU's `-drive` option for a disk of the machine: a raw image on virtio, throttled if asked. */
+export function driveArgument(drive: StickDrive): string {
+  if (typeof drive === 'string') return `file=${drive},format=raw,if=virtio`;
+  const { throttle } = drive;
+  return [
+    `file=${drive.image},format=raw,if=virtio`,
+    `throttling.bps-write=${throttle.writeBytesPerSecond}`,
+    `throttling.bps-read=${throttle.readBytesPerSecond}`,
+    `throttling.iops-write=${throttle.writeRequestsPerSecond}`,
+  ].join(',');
 }
 
 export interface BootInfo {
@@ -105,8 +140,8 @@ export class Vm {
       `unix:${this.monitorSocket},server,nowait`,
       ...(this.options.bootloader === 'uboot' ? ['-bios', this.options.ubootRom] : []),
       '-drive',
-      `file=${this.options.disk},format=raw,if=virtio`,
-      ...(this.options.sticks ?? []).flatMap((stick) => ['-drive', `file=${stick},format=raw,if=virtio`]),
+      driveArgument(this.options.disk),
+      ...(this.options.sticks ?? []).flatMap((stick) => ['-drive', driveArgument(stick)]),
     ];
     this.note(`qemu-system-x86_64 ${args.join(' ')}`);
     const qemu = spawn('qemu-system-x86_64', args, { stdio: ['pipe', 'pipe', 'pipe'] });
