@@ -9,14 +9,14 @@ import { checkFitsMedia, type MediaFilesystem } from '../../util/media-filesyste
 import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
 import type { BundleDir } from '../format/bundle-dir.js';
 import { staticDeltaName } from '../format/static-delta.js';
-import { fileDigest } from '../../util/file-digest.js';
-import { scratchDir } from './export-scratch.js';
+import { staticDeltaFor } from '../../repo/static-delta-cache.js';
 
 /**
  * The rootfs of an export --rootfs static-delta: one `ostree static-delta generate` file to the target's commit, from
- * nothing or from the base of a delta bundle, written beside the factory and then onto the media with plain writes
- * (ostree's own writes need what FAT and FUSE filesystems lack). Returns the entry bundle-targets.json signs: its
- * name, length and SHA-256, measured on the file ostree wrote.
+ * nothing or from the base of a delta bundle, made beside the factory (and kept there for the next export of the same
+ * change: src/repo/static-delta-cache.ts) and then copied onto the media with plain writes (ostree's own writes need
+ * what FAT and FUSE filesystems lack). Returns the entry bundle-targets.json signs: its name, length and SHA-256,
+ * measured on the file ostree wrote.
  */
 export async function writeStaticDelta(
   repo: FactoryRepo,
@@ -31,30 +31,31 @@ export async function writeStaticDelta(
   },
 ): Promise<StaticDeltaRootfs> {
   const name = staticDeltaName(target.commit);
-  const scratch = await scratchDir(repo, 'rootfs');
-  try {
-    const generated = path.join(scratch, path.basename(name));
-    await repo.ostree.generateStaticDelta({ to: target.commit, from: context.base?.commit, file: generated });
-    const digest = await fileDigest(generated);
-    if (context.media !== undefined) checkFitsMedia(context.media, bundle.root, [{ name, bytes: digest.length }]);
-    const destination = path.join(bundle.root, ...name.split('/'));
-    await fs.mkdir(path.dirname(destination), { recursive: true });
-    const report = (bytes: number) =>
-      context.progress?.({ phase: 'rootfs', bytes, total: digest.length, target: target.name });
-    report(0);
-    if (context.scratchTree) await fs.rename(generated, destination);
-    else await copyWithProgress(generated, destination, digest.length, report);
-    report(digest.length);
-    return {
-      form: 'static-delta',
-      file: name,
-      length: digest.length,
-      sha256: digest.sha256,
-      ...(context.base === undefined ? {} : { from: context.base.commit }),
-    };
-  } finally {
-    await fs.rm(scratch, { recursive: true, force: true });
-  }
+  // Made once per change and kept in the factory: the generation is minutes of compression, the copy seconds.
+  const delta = await staticDeltaFor(repo, { to: target.commit, from: context.base?.commit });
+  if (context.media !== undefined) checkFitsMedia(context.media, bundle.root, [{ name, bytes: delta.length }]);
+  const destination = path.join(bundle.root, ...name.split('/'));
+  await fs.mkdir(path.dirname(destination), { recursive: true });
+  const report = (bytes: number) =>
+    context.progress?.({ phase: 'rootfs', bytes, total: delta.length, target: target.name });
+  report(0);
+  // A scratch tree is beside the factory, on its filesystem: a hard link to the kept file, which nothing writes.
+  if (
+    !context.scratchTree ||
+    !(await fs.link(delta.file, destination).then(
+      () => true,
+      () => false,
+    ))
+  )
+    await copyWithProgress(delta.file, destination, delta.length, report);
+  report(delta.length);
+  return {
+    form: 'static-delta',
+    file: name,
+    length: delta.length,
+    sha256: delta.sha256,
+    ...(context.base === undefined ? {} : { from: context.base.commit }),
+  };
 }
 
 async function copyWithProgress(
