@@ -364,6 +364,11 @@ async function benchData(images: RealbootImages, work: string): Promise<BenchDat
   console.log(
     `on the host (no emulation, no throttle), ferry export took ${FORMS.map((form) => `${hostSeconds[form].toFixed(1)} s with --rootfs ${form}`).join(', ')}`,
   );
+  // The factory keeps the static delta that export made (src/repo/static-delta-cache.ts), and the factory disk is
+  // made from it: the guest's exports are later exports of the same change, which check and copy the kept delta.
+  console.log(
+    'the static delta made by that export is kept in the factory: the exports in the guest copy it, as every export after the first of a change does (the first one also pays `ostree static-delta generate`, timed alone below)',
+  );
   return { target, commit, dataDisk, bundleBytes };
 }
 
