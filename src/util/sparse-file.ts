@@ -11,6 +11,14 @@ export const SPARSE_BLOCK = 64 * 1024;
 /** Read size for big files: fewer, larger chunks through the hashing streams. */
 export const BIG_READ_CHUNK = 1024 * 1024;
 
+/**
+ * Read size for an archive whose chunks are handed on through a chain of streams (an unpacked tar's members): each
+ * read is a fresh buffer, and a chunk still on its way to disk when V8 collects the young generation is promoted,
+ * freed only by a full collection. With 1 MiB chunks, unpacking an archive's app blobs left some 35 MiB of them
+ * waiting; with 64 KiB ones, a sixteenth of that, at no measurable cost in time.
+ */
+export const STREAM_READ_CHUNK = 64 * 1024;
+
 const ZEROS = Buffer.alloc(SPARSE_BLOCK);
 
 /**

@@ -8,7 +8,7 @@ import yauzl from 'yauzl';
 import { FerryError, describeCause } from '../../errors.js';
 import { ArchiveFileObjectHasher } from '../../ostree/archive-object.js';
 import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
-import { BIG_READ_CHUNK, createSparseWriteStream } from '../../util/sparse-file.js';
+import { createSparseWriteStream, STREAM_READ_CHUNK } from '../../util/sparse-file.js';
 
 /**
  * Single-file bundles: a tar (read as a stream with tar-stream) or a zip (read with yauzl) of the bundle tree.
@@ -250,7 +250,7 @@ function tarType(type: string | null | undefined): MemberInfo['type'] {
 }
 
 async function extractTar(file: string, writer: MemberWriter): Promise<void> {
-  await extractTarStream(createReadStream(file, { highWaterMark: BIG_READ_CHUNK }), writer);
+  await extractTarStream(createReadStream(file, { highWaterMark: STREAM_READ_CHUNK }), writer);
 }
 
 async function extractTarStream(input: Readable, writer: MemberWriter): Promise<void> {
