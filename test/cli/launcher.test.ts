@@ -4,12 +4,12 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { NODE_FLAGS } from '../../tools/cli-launcher.js';
+import { MALLOC_MMAP_THRESHOLD, NODE_FLAGS } from '../../tools/cli-launcher.js';
 import { tempDir } from '../support/factory.js';
 
 /**
  * Run by name (a symlink on the PATH), the command lines start node with NODE_FLAGS: the young generation kept small,
- * which is a third of an install's peak memory otherwise. The file stays a module node runs as `node ferry.js` too.
+ * and glibc's mmap threshold fixed, which together are more than half of an install's peak memory otherwise. The file stays a module node runs as `node ferry.js` too.
  */
 
 const ENTRIES = {
@@ -34,16 +34,18 @@ function run(
 }
 
 /** A module node loads first (NODE_OPTIONS), which writes the flags node was started with to `out`. */
-async function flagRecorder(dir: string): Promise<{ env: Record<string, string>; flags: () => Promise<string[]> }> {
+async function flagRecorder(
+  dir: string,
+): Promise<{ env: Record<string, string>; started: () => Promise<{ flags: string[]; mmapThreshold?: string }> }> {
   const out = path.join(dir, 'exec-argv.json');
   const recorder = path.join(dir, 'record.cjs');
   await fs.writeFile(
     recorder,
-    `require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.execArgv));\n`,
+    `require('node:fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify({ flags: process.execArgv, mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_ }));\n`,
   );
   return {
     env: { NODE_OPTIONS: `--require ${recorder}`, PATH: `${path.dirname(process.execPath)}:${process.env['PATH']}` },
-    flags: async () => JSON.parse(await fs.readFile(out, 'utf8')) as string[],
+    started: async () => JSON.parse(await fs.readFile(out, 'utf8')) as { flags: string[]; mmapThreshold?: string },
   };
 }
 
@@ -56,9 +58,19 @@ for (const [name, entry] of Object.entries(ENTRIES)) {
     const result = await run(link, ['--version'], recorder.env);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stdout, /^\d+\.\d+\.\d+/);
-    for (const flag of NODE_FLAGS) assert.ok((await recorder.flags()).includes(flag), `node started without ${flag}`);
+    const started = await recorder.started();
+    for (const flag of NODE_FLAGS) assert.ok(started.flags.includes(flag), `node started without ${flag}`);
+    assert.equal(started.mmapThreshold, String(MALLOC_MMAP_THRESHOLD));
   });
 }
+
+test('a malloc threshold already in the environment is kept', async () => {
+  const dir = await tempDir('launcher-env');
+  const recorder = await flagRecorder(dir);
+  const result = await run(ENTRIES.ferry, ['--version'], { ...recorder.env, MALLOC_MMAP_THRESHOLD_: '131072' });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal((await recorder.started()).mmapThreshold, '131072');
+});
 
 test('an argument with spaces and quotes reaches ferry as one argument', async () => {
   const dir = await tempDir('launcher-args');
