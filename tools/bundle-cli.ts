@@ -8,6 +8,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import { LAUNCHER } from './cli-launcher.js';
 
 const cliDir = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli');
 
@@ -30,5 +31,11 @@ await build({
   logLevel: 'warning',
 });
 
-// Executable, so that a symlink on the PATH (or `npm link`) runs them as `ferry` and `aklite-offline`.
-for (const entry of entryPoints) await fs.chmod(entry, 0o755);
+for (const entry of entryPoints) {
+  const code = await fs.readFile(entry, 'utf8');
+  const firstLine = code.indexOf('\n') + 1;
+  if (!code.startsWith('#!')) throw new Error(`${entry} does not start with a #! line`);
+  await fs.writeFile(entry, LAUNCHER + code.slice(firstLine));
+  // Executable, so that a symlink on the PATH (or `npm link`) runs them as `ferry` and `aklite-offline`.
+  await fs.chmod(entry, 0o755);
+}

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { removeTree } from '../util/remove-tree.js';
 import type { DevicePaths } from './paths.js';
 
 /**
@@ -35,7 +36,7 @@ export async function removeLeftovers(paths: DevicePaths): Promise<string[]> {
     for (const name of names) {
       // This command's own scratch (an archive bundle it unpacked) is in use.
       if (!SCRATCH.test(name) || ownedByThisProcess(name)) continue;
-      await fs.rm(path.join(dir, name), { recursive: true, force: true });
+      await removeTree(path.join(dir, name));
       removed.push(path.join(dir, name));
     }
   }

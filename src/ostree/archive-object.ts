@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createInflateRaw, type InflateRaw } from 'node:zlib';
+import { createInflateRaw, inflateRawSync, type InflateRaw } from 'node:zlib';
 
 /**
  * Computes the OSTree checksum of a file object of an archive-mode repo (`.filez`) from its bytes as they stream
@@ -31,22 +31,65 @@ export class ArchiveFileObjectHasher {
     if (this.failure) return undefined;
     if (this.inflate === undefined) {
       this.buffered = Buffer.concat([this.buffered, chunk]);
-      if (this.buffered.length < 8) return undefined;
-      const headerLength = this.buffered.readUInt32BE(0);
-      if (headerLength < 26 || headerLength > ArchiveFileObjectHasher.MAX_HEADER) {
-        this.failure = new Error(`a file object header of ${headerLength} bytes`);
-        return undefined;
-      }
-      if (this.buffered.length < 8 + headerLength) return undefined;
-      this.start(this.buffered.subarray(8, 8 + headerLength));
-      const rest = this.buffered.subarray(8 + headerLength);
+      const rest = this.takeHeader();
+      if (rest === undefined || this.failure) return undefined;
       this.buffered = Buffer.alloc(0);
+      this.start();
       return rest.length > 0 ? this.feed(rest) : undefined;
     }
     return this.feed(chunk);
   }
 
-  private start(header: Buffer): void {
+  /**
+   * The checksum of an object whose bytes are all in `bytes` (a small one), its content inflated in one call rather
+   * than through a stream of its own: the same checks as update() and digest(), without a zlib stream and its
+   * buffers for each of the tens of thousands of small objects of a rootfs. Undefined when the header declares more
+   * than `maxInflated` bytes of content: such an object goes through update() and digest().
+   */
+  static digestWhole(bytes: Buffer, maxInflated: number): string | Error | undefined {
+    const hasher = new ArchiveFileObjectHasher();
+    hasher.buffered = bytes;
+    const rest = hasher.takeHeader();
+    if (hasher.failure) return hasher.failure;
+    if (rest === undefined) return new Error('a truncated file object header');
+    if (!hasher.isRegular)
+      return rest.length > 0 ? new Error('a symlink object with content') : hasher.hash.digest('hex');
+    if (hasher.declaredSize > maxInflated) return undefined;
+    let content: Buffer;
+    try {
+      // One byte more than declared may come out, so that content past the declared size is told apart.
+      content = inflateRawSync(rest, { maxOutputLength: hasher.declaredSize + 1 });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'ERR_BUFFER_TOO_LARGE')
+        return new Error(`the content inflates past its declared ${hasher.declaredSize} bytes`);
+      return new Error(`the content does not inflate: ${(error as Error).message}`);
+    }
+    if (content.length > hasher.declaredSize)
+      return new Error(`the content inflates past its declared ${hasher.declaredSize} bytes`);
+    if (content.length !== hasher.declaredSize)
+      return new Error(`the content is ${content.length} bytes, its header says ${hasher.declaredSize}`);
+    hasher.hash.update(content);
+    return hasher.hash.digest('hex');
+  }
+
+  /**
+   * Reads the header from the bytes buffered so far and hashes it: the bytes after it, or undefined while the header
+   * is incomplete (or malformed: then `failure` says why).
+   */
+  private takeHeader(): Buffer | undefined {
+    if (this.buffered.length < 8) return undefined;
+    const headerLength = this.buffered.readUInt32BE(0);
+    if (headerLength < 26 || headerLength > ArchiveFileObjectHasher.MAX_HEADER) {
+      this.failure = new Error(`a file object header of ${headerLength} bytes`);
+      return undefined;
+    }
+    if (this.buffered.length < 8 + headerLength) return undefined;
+    this.readHeader(this.buffered.subarray(8, 8 + headerLength));
+    return this.buffered.subarray(8 + headerLength);
+  }
+
+  private readHeader(header: Buffer): void {
     this.declaredSize = Number(header.readBigUInt64BE(0));
     const mode = header.readUInt32BE(16);
     this.isRegular = (mode & 0o170000) === 0o100000;
@@ -66,6 +109,10 @@ export class ArchiveFileObjectHasher {
     prefix.writeUInt32BE(fileHeader.length, 0);
     this.hash.update(prefix);
     this.hash.update(fileHeader);
+  }
+
+  /** Starts inflating the content, once the header is read. */
+  private start(): void {
     const inflate = createInflateRaw();
     this.inflate = inflate;
     this.inflateDone = new Promise<void>((resolve) => {

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
 import { writeTar } from '../../src/util/tar-pack.js';
-import { createSparseWriteStream, SPARSE_BLOCK } from '../../src/util/sparse-file.js';
+import { carryBuffersAllocated, createSparseWriteStream, SPARSE_BLOCK } from '../../src/util/sparse-file.js';
 import { tempDir } from '../support/factory.js';
 
 const MiB = 1024 * 1024;
@@ -92,5 +92,18 @@ describe('sparse writes', () => {
     await assert.rejects(writeTar(tar, [{ type: 'file-from', name: 'big', source }], { gzip: false }), {
       code: 'EEXIST',
     });
+  });
+
+  test('files written one after another reuse one carry buffer, and each holds its own bytes', async () => {
+    // Unpacking a bundle writes tens of thousands of small files: a fresh block-sized buffer for each piles up as
+    // garbage (native memory) faster than V8 collects it.
+    const dir = await tempDir('sparse-carry');
+    const contents = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 7919) % (2 * SPARSE_BLOCK))));
+    const before = carryBuffersAllocated();
+    for (const [i, content] of contents.entries())
+      await pipeline(chunked(content, i + 1), createSparseWriteStream(path.join(dir, `f${i}`)));
+    assert.ok(carryBuffersAllocated() - before <= 1, `${carryBuffersAllocated() - before} carry buffers for 200 files`);
+    for (const [i, content] of contents.entries())
+      assert.ok((await fs.readFile(path.join(dir, `f${i}`))).equals(content), `f${i} holds what was written`);
   });
 });

@@ -8,7 +8,7 @@ import yauzl from 'yauzl';
 import { FerryError, describeCause } from '../../errors.js';
 import { ArchiveFileObjectHasher } from '../../ostree/archive-object.js';
 import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
-import { BIG_READ_CHUNK, createSparseWriteStream } from '../../util/sparse-file.js';
+import { createSparseWriteStream, STREAM_READ_CHUNK } from '../../util/sparse-file.js';
 
 /**
  * Single-file bundles: a tar (read as a stream with tar-stream) or a zip (read with yauzl) of the bundle tree.
@@ -155,11 +155,16 @@ class MemberWriter {
     }
   }
 
-  async file(relative: string, source: Readable): Promise<void> {
+  /** Writes one member; `declaredSize` is the size its header declares (the reader checks it holds that many). */
+  async file(relative: string, source: Readable, declaredSize: number): Promise<void> {
     const target = this.root === undefined ? undefined : path.join(this.root, relative);
     if (target !== undefined) await fs.mkdir(path.dirname(target), { recursive: true });
     const expected = expectedDigestOf(relative);
     const fileObject = /^ostree_repo\/objects\/([0-9a-f]{2})\/([0-9a-f]{62})\.filez$/.exec(relative);
+    if (declaredSize <= SMALL_MEMBER_BYTES) {
+      const bytes = await readMemberCapped(source, SMALL_MEMBER_BYTES, `member "${relative}"`);
+      return this.smallFile(relative, target, bytes, expected, fileObject);
+    }
     const objectHasher = fileObject ? new ArchiveFileObjectHasher() : undefined;
     const cap = relative.startsWith('tuf/') ? METADATA_MAX_BYTES : undefined;
     // Unpacking hashes only what names its digest; reading back (no directory) hashes every file, to compare.
@@ -192,31 +197,69 @@ class MemberWriter {
     );
     const actual = hashed ? hash.digest('hex') : '';
     if (target === undefined) this.content.set(relative, { size, sha256: actual });
-    if (expected !== undefined) {
-      if (actual !== expected.hex) {
-        throw new FerryError(
-          expected.outcome,
-          `${relative}: content hashes to sha256:${actual}, its name says ${expected.hex}`,
-        );
+    checkDigest(relative, expected, actual);
+    if (fileObject !== null && objectHasher !== undefined)
+      checkObjectChecksum(relative, fileObject, await objectHasher.digest());
+  }
+
+  /**
+   * A member of at most SMALL_MEMBER_BYTES, with every check of file(), read whole and written in one call: no
+   * streams, hash transform, sparse writer or zlib stream of its own for each of the tens of thousands of small
+   * files of a rootfs, which came to tens of MiB of garbage at a time.
+   */
+  private async smallFile(
+    relative: string,
+    target: string | undefined,
+    bytes: Buffer,
+    expected: ReturnType<typeof expectedDigestOf>,
+    fileObject: RegExpExecArray | null,
+  ): Promise<void> {
+    if (relative.startsWith('tuf/') && bytes.length > METADATA_MAX_BYTES)
+      throw new FerryError(
+        'METADATA_MALFORMED',
+        `${relative}: more than the ${METADATA_MAX_BYTES} bytes allowed for metadata`,
+      );
+    if (target !== undefined) await fs.writeFile(target, bytes, { flag: 'wx', mode: 0o644 });
+    const hashed = expected !== undefined || target === undefined;
+    const actual = hashed ? createHash('sha256').update(bytes).digest('hex') : '';
+    if (target === undefined) this.content.set(relative, { size: bytes.length, sha256: actual });
+    checkDigest(relative, expected, actual);
+    if (fileObject !== null) {
+      let checksum = ArchiveFileObjectHasher.digestWhole(bytes, SMALL_OBJECT_CONTENT_BYTES);
+      if (checksum === undefined) {
+        // Its content is larger than it is worth inflating at once (a member this small that inflates that far
+        // is hostile): streamed, as a big object is.
+        const hasher = new ArchiveFileObjectHasher();
+        await hasher.update(bytes);
+        checksum = await hasher.digest();
       }
-    }
-    if (fileObject !== null && objectHasher !== undefined) {
-      const checksum = await objectHasher.digest();
-      const name = fileObject[1]! + fileObject[2]!;
-      if (checksum instanceof Error) {
-        throw new FerryError(
-          'CONTENT_VERIFICATION_FAILED',
-          `${relative}: not an OSTree file object: ${checksum.message}`,
-        );
-      }
-      if (checksum !== name) {
-        throw new FerryError(
-          'CONTENT_VERIFICATION_FAILED',
-          `${relative}: the object's checksum is ${checksum}, its name says ${name}`,
-        );
-      }
+      checkObjectChecksum(relative, fileObject, checksum);
     }
   }
+}
+
+/** Members up to this size are read whole and written in one call (see MemberWriter.smallFile). */
+const SMALL_MEMBER_BYTES = 64 * 1024;
+/** A small file object whose content declares more than this is inflated as a stream, not at once. */
+const SMALL_OBJECT_CONTENT_BYTES = 1024 * 1024;
+
+function checkDigest(relative: string, expected: ReturnType<typeof expectedDigestOf>, actual: string): void {
+  if (expected !== undefined && actual !== expected.hex)
+    throw new FerryError(
+      expected.outcome,
+      `${relative}: content hashes to sha256:${actual}, its name says ${expected.hex}`,
+    );
+}
+
+function checkObjectChecksum(relative: string, fileObject: RegExpExecArray, checksum: string | Error): void {
+  const name = fileObject[1]! + fileObject[2]!;
+  if (checksum instanceof Error)
+    throw new FerryError('CONTENT_VERIFICATION_FAILED', `${relative}: not an OSTree file object: ${checksum.message}`);
+  if (checksum !== name)
+    throw new FerryError(
+      'CONTENT_VERIFICATION_FAILED',
+      `${relative}: the object's checksum is ${checksum}, its name says ${name}`,
+    );
 }
 
 /** Members whose name is their SHA-256: app blobs, and OSTree metadata objects (stored as-is in archive repos). */
@@ -250,7 +293,7 @@ function tarType(type: string | null | undefined): MemberInfo['type'] {
 }
 
 async function extractTar(file: string, writer: MemberWriter): Promise<void> {
-  await extractTarStream(createReadStream(file, { highWaterMark: BIG_READ_CHUNK }), writer);
+  await extractTarStream(createReadStream(file, { highWaterMark: STREAM_READ_CHUNK }), writer);
 }
 
 async function extractTarStream(input: Readable, writer: MemberWriter): Promise<void> {
@@ -288,7 +331,7 @@ async function extractTarStream(input: Readable, writer: MemberWriter): Promise<
           ? skip()
           : member.type === 'directory'
             ? writer.directory(relative).then(skip)
-            : writer.file(relative, stream as unknown as Readable);
+            : writer.file(relative, stream as unknown as Readable, header.size ?? 0);
       current = work;
       work.then(
         () => next(),
@@ -361,7 +404,7 @@ async function extractZip(file: string, writer: MemberWriter): Promise<void> {
         );
       }
       // validateEntrySizes makes yauzl fail a member whose data is longer or shorter than its header declares.
-      await writer.file(relative, await zip.openReadStreamPromise(entry));
+      await writer.file(relative, await zip.openReadStreamPromise(entry), entry.uncompressedSize);
     }
   } catch (error) {
     zip.close();

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { availableBytes } from '../../util/free-space.js';
+import { removeTree } from '../../util/remove-tree.js';
 import { FerryError, describeCause } from '../../errors.js';
 import { archiveKindOf, extractBundleArchive, unpackedBytesOf } from './bundle-archive.js';
 import { openBundleDir, type BundleDir } from './bundle-dir.js';
@@ -96,7 +97,8 @@ export async function openBundleSource(source: string, stagingParent: string): P
     );
   }
   const staging = path.join(stagingParent, `.bundle-${process.pid}-${randomBytes(4).toString('hex')}`);
-  const close = () => fs.rm(staging, { recursive: true, force: true });
+  // One directory at a time: the unpacked objects of a big bundle are tens of thousands of files.
+  const close = () => removeTree(staging);
   try {
     if (kind === 'encrypted') {
       await fs.mkdir(staging, { recursive: false, mode: 0o700 });

@@ -8,7 +8,7 @@ import { FerryError, describeCause } from '../../errors.js';
 import type { ProgressListener } from '../../progress.js';
 import type { EncryptedParts, SignedFileDigest } from '../../tuf/bundle-targets.js';
 import { METADATA_MAX_BYTES } from '../../tuf/verify-metadata.js';
-import { BIG_READ_CHUNK } from '../../util/sparse-file.js';
+import { STREAM_READ_CHUNK } from '../../util/sparse-file.js';
 import { extractPayloadTar, memberParts, readMemberCapped } from './bundle-archive.js';
 import type { EnvelopeRecipient } from './key-envelope.js';
 
@@ -310,7 +310,7 @@ type MemberVisit = (header: tar.Header, stream: Readable) => Promise<'next' | 's
  * member left unread is skipped. A broken tar, a failing read or a failing visit ends the walk with that error.
  */
 async function walkMembers(file: string, visit: MemberVisit): Promise<void> {
-  const input = createReadStream(file, { highWaterMark: BIG_READ_CHUNK });
+  const input = createReadStream(file, { highWaterMark: STREAM_READ_CHUNK });
   const extract = tar.extract();
   await new Promise<void>((resolve, reject) => {
     let settled = false;

@@ -1,4 +1,5 @@
 import { randomBytes, type X509Certificate } from 'node:crypto';
+import { removeTree } from '../../util/remove-tree.js';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -114,7 +115,7 @@ export async function writeEncryptedBundle(
     });
     return { ...written, result: { ...written.result, destination: options.destination } };
   } finally {
-    await fs.rm(tree, { recursive: true, force: true });
+    await removeTree(tree);
   }
 }
 

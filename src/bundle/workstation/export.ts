@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { promises as fs } from 'node:fs';
+import { removeTree } from '../../util/remove-tree.js';
 import { membersOfDirectory } from '../../util/tar-pack.js';
 import type { FactoryRepo } from '../../repo/factory-repo.js';
 import { probeMediaFilesystem } from '../../util/media-filesystem.js';
@@ -85,7 +85,7 @@ async function writeBundleArchive(repo: FactoryRepo, plan: ExportPlan, kind: 'ta
     });
     return { ...written, result: { ...written.result, destination: options.destination } };
   } finally {
-    await fs.rm(tree, { recursive: true, force: true });
-    await fs.rm(verifyDir, { recursive: true, force: true });
+    await removeTree(tree);
+    await removeTree(verifyDir);
   }
 }

@@ -1,4 +1,5 @@
 import '../../tuf/models-patch.js';
+import { removeTree } from '../../util/remove-tree.js';
 import { promises as fs } from 'node:fs';
 import { Metadata, MetadataKind } from '@tufjs/models';
 import os from 'node:os';
@@ -330,7 +331,7 @@ async function verifyStaticDeltaContent(
       });
     }
   } finally {
-    await fs.rm(scratch, { recursive: true, force: true });
+    await removeTree(scratch);
   }
 }
 
@@ -371,6 +372,6 @@ async function verifyDeltaObjects(
     for (const target of targets)
       await repo.pullLocal(bundle.ostreeRepo.path, target.commit, { untrusted: true, disableFsync: true });
   } finally {
-    await fs.rm(scratch, { recursive: true, force: true });
+    await removeTree(scratch);
   }
 }
