@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { availableBytes } from '../../util/free-space.js';
 import { FerryError, describeCause } from '../../errors.js';
 import { archiveKindOf, extractBundleArchive, unpackedBytesOf } from './bundle-archive.js';
 import { openBundleDir, type BundleDir } from './bundle-dir.js';
+import { bundleScratchPath } from './bundle-scratch.js';
 import { isEncryptedBundleFile, openSealedBundle, type SealedBundle } from './encrypted-bundle.js';
 
 export interface BundleSource {
@@ -95,7 +95,7 @@ export async function openBundleSource(source: string, stagingParent: string): P
       },
     );
   }
-  const staging = path.join(stagingParent, `.bundle-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const staging = bundleScratchPath(stagingParent);
   const close = () => fs.rm(staging, { recursive: true, force: true });
   try {
     if (kind === 'encrypted') {
