@@ -4,9 +4,9 @@ import { removeTree } from '../util/remove-tree.js';
 import type { DevicePaths } from './paths.js';
 
 /**
- * What a killed command leaves behind: staging directories (apps, unpacked archive bundles), the app store's
- * trash, and the temp files of atomic writes. All of it is ferry's own scratch, never a record: with the device
- * lock held, no other ferry process can be using it.
+ * What a killed command leaves behind: staging directories (apps, unpacked archive bundles, a static delta copied
+ * off the stick), the app store's trash, and the temp files of atomic writes. All of it is ferry's own scratch, never
+ * a record: with the device lock held, no other ferry process can be using it.
  */
 const SCRATCH = /^\.(apps-staging-|bundle-|trash-)|^\..+\.\d+\.[0-9a-f]{8}\.tmp$/;
 /** The pid a scratch name carries, if it carries one. */

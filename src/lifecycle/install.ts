@@ -34,8 +34,12 @@ import {
   verifyStick,
   type VerifiedStick,
 } from './stick-trust.js';
-import { checkStaticDelta, staticDeltaPath } from '../bundle/format/static-delta.js';
-import type { StaticDeltaRootfs } from '../tuf/bundle-targets.js';
+import {
+  checkStaticDelta,
+  copyStaticDelta,
+  staticDeltaInPlace,
+  type StaticDeltaFile,
+} from '../bundle/format/static-delta.js';
 import {
   describeDamagedObject,
   describeMissingObject,
@@ -94,7 +98,14 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     try {
       source = await openBundleSource(options.srcDir, path.dirname(device.paths.statusFile));
       recorder.log(`bundle: ${source.kind} ${options.srcDir}`);
-      plan = await prepareInstall(device, recorder, source.bundle, options, source.sealed);
+      plan = await prepareInstall(
+        device,
+        recorder,
+        source.bundle,
+        options,
+        source.sealed,
+        source.kind === 'directory' ? 'copy' : 'in-place',
+      );
     } catch (error) {
       await callBack(device, recorder, 'check-for-update-post', null, failedResult(noSpaceOr(error)));
       throw error;
@@ -108,6 +119,7 @@ export async function installFromBundle(device: Device, options: InstallOptions)
     return report;
   } finally {
     if (plan) await discardStickScratch(plan.verified);
+    if (plan?.action === 'stage') await plan.rootfsDelta?.discard();
     await source?.close();
     await journal.end(report?.outcome ?? 'INTERNAL_ERROR');
   }
@@ -132,14 +144,25 @@ export type InstallPlan =
       /** The apps the store lacks, verified along their digest chain in the bundle. */
       readonly apps: readonly VerifiedApp[];
       readonly needs: SpaceNeeds;
+      /** The static delta file to apply, checked against its signed digest, when the rootfs changes by one. */
+      readonly rootfsDelta: StaticDeltaFile | undefined;
       /** The time floor the metadata was checked against; it rises once the install goes ahead. */
       readonly timeFloor: Date | undefined;
     };
 
 /**
+ * How an install reads a bundle's static delta: `copy` takes it off the stick into scratch beside the device's
+ * storage, hashed as it is copied, and applies the copy; `in-place` hashes it where it is and applies it from there
+ * (a bundle unpacked from a .tar or decrypted is in that scratch already; `check` writes nothing).
+ */
+export type StaticDeltaReading = 'copy' | 'in-place';
+
+/**
  * Every check of an install, in the order a device can answer them: the metadata from the trusted root, the target
- * it selects, the decision against what the device runs, a delta's base, the apps' digest chains and the space. Only
- * reads (the status record reports the phases): a refusal is thrown from here, and leaves the device as it was.
+ * it selects, the decision against what the device runs, a delta's base, the apps' digest chains, the space, and a
+ * static delta's digest. Only reads (the status record reports the phases), but for scratch beside the storage (an
+ * encrypted payload decrypted, a static delta copied off the stick): a refusal is thrown from here, and leaves the
+ * device as it was.
  */
 export async function prepareInstall(
   device: Device,
@@ -148,6 +171,7 @@ export async function prepareInstall(
   options: InstallOptions,
   /** An encrypted bundle's payload, decrypted into `bundle` once its metadata verified. */
   sealed?: SealedBundle,
+  deltaReading: StaticDeltaReading = 'in-place',
 ): Promise<InstallPlan> {
   const status = recorder.status;
   // The size of the rootfs objects, for the space check: counted while the metadata is verified (an encrypted
@@ -217,8 +241,16 @@ export async function prepareInstall(
       case 'already-installed':
         return { action: 'already-installed', target: decision.target, verified };
     }
-    const { apps, needs } = await checkStaging(device, recorder, bundle, verified, decision, rootfsObjectBytes);
-    return { action: 'stage', decision, verified, apps, needs, timeFloor: floor.floor };
+    const { apps, needs, rootfsDelta } = await checkStaging(
+      device,
+      recorder,
+      bundle,
+      verified,
+      decision,
+      rootfsObjectBytes,
+      deltaReading,
+    );
+    return { action: 'stage', decision, verified, apps, needs, rootfsDelta, timeFloor: floor.floor };
   } catch (error) {
     await discardStickScratch(verified);
     throw error;
@@ -282,7 +314,8 @@ async function checkStaging(
   verified: VerifiedStick,
   decision: Extract<InstallDecision, { action: 'stage' }>,
   rootfsObjectBytes: Promise<number>,
-): Promise<{ apps: readonly VerifiedApp[]; needs: SpaceNeeds }> {
+  deltaReading: StaticDeltaReading,
+): Promise<{ apps: readonly VerifiedApp[]; needs: SpaceNeeds; rootfsDelta: StaticDeltaFile | undefined }> {
   const { target, transition } = decision;
   // A delta bundle holds only what its target adds to its base: the device must hold the base, checked before a
   // byte is written (the untrusted pull would find out too, but only half-way).
@@ -294,11 +327,13 @@ async function checkStaging(
     );
   }
   // A static delta is checked whole against its signed length and SHA-256 (66) before a byte is written; ostree then
-  // checks every object it writes against its checksum.
-  const staticDelta = staticDeltaOf(verified);
-  if (transition.rootfsChanged && staticDelta !== undefined) {
-    await recorder.phase('VERIFYING', `checking ${staticDelta.file} against its signed digest`);
-    await checkStaticDelta(bundle, staticDelta, target);
+  // checks every object it writes against its checksum. One to be copied off the stick is hashed as it is copied,
+  // once the space check passed: here only its length is.
+  const staticDelta = transition.rootfsChanged ? staticDeltaOf(verified) : undefined;
+  const copyDelta = staticDelta !== undefined && deltaReading === 'copy';
+  if (staticDelta !== undefined) {
+    if (!copyDelta) await recorder.phase('VERIFYING', `checking ${staticDelta.file} against its signed digest`);
+    await checkStaticDelta(bundle, staticDelta, target, { hash: !copyDelta });
   }
   // Every object the commit reaches must be on the device or in the bundle (8), found by walking the objects, before
   // a byte is written. Whether each one matches its checksum the pull checks as it copies (70, undone).
@@ -320,9 +355,18 @@ async function checkStaging(
     'apps/',
     base === undefined ? undefined : (digest) => device.appStore.apps.blobs.has(digest),
   );
-  const needs = await checkSpace(device, apps, transition.rootfsChanged ? rootfsObjectBytes : undefined);
+  const needs = await checkSpace(
+    device,
+    apps,
+    transition.rootfsChanged ? rootfsObjectBytes : undefined,
+    copyDelta ? staticDelta.length : 0,
+  );
   recorder.log(`space: ${needs.appBytes} B of apps, ${needs.rootfsBytes} B of rootfs objects`);
-  return { apps, needs };
+  if (staticDelta === undefined) return { apps, needs, rootfsDelta: undefined };
+  if (!copyDelta) return { apps, needs, rootfsDelta: staticDeltaInPlace(bundle, staticDelta) };
+  await recorder.phase('VERIFYING', `copying ${staticDelta.file} off the stick, checked against its signed digest`);
+  const rootfsDelta = await copyStaticDelta(bundle, staticDelta, target, path.dirname(device.paths.statusFile));
+  return { apps, needs, rootfsDelta };
 }
 
 /**
@@ -435,16 +479,11 @@ async function pullRootfs(device: Device, bundle: BundleDir, name: string, commi
  * checksum, and the commit it leaves must be the signed target's. A failure deploys nothing; objects it wrote stay
  * unreferenced until ostree prunes them.
  */
-async function applyRootfsDelta(
-  device: Device,
-  bundle: BundleDir,
-  rootfs: StaticDeltaRootfs,
-  name: string,
-  commit: string,
-): Promise<void> {
+async function applyRootfsDelta(device: Device, delta: StaticDeltaFile, name: string, commit: string): Promise<void> {
+  const { rootfs } = delta;
   const repo = device.sysroot.repo;
   try {
-    await repo.applyStaticDelta(staticDeltaPath(bundle, rootfs));
+    await repo.applyStaticDelta(delta.path);
   } catch (error) {
     if (isNoSpace(error)) throw noSpaceOr(error);
     throw new FerryError(
@@ -480,6 +519,8 @@ async function checkSpace(
   apps: readonly VerifiedApp[],
   /** The bytes of the bundle's rootfs objects, when the rootfs changes. */
   rootfsObjectBytes: Promise<number> | undefined,
+  /** The bytes of a static delta copied off the stick into scratch beside the storage before it is applied. */
+  deltaCopyBytes: number,
 ): Promise<SpaceNeeds> {
   const appBytes =
     (await device.appStore.missingBlobs(apps)).reduce((sum, blob) => sum + blob.size, 0) +
@@ -487,6 +528,9 @@ async function checkSpace(
       (sum, app) => sum + 2 * app.archive.length + app.files.reduce((total, file) => total + file.content.length, 0),
       0,
     );
+  // The copy of a static delta stays on the storage filesystem until ostree has written every object out of it: on
+  // one filesystem the delta counts twice (its copy, and the objects it holds, compressed), never once.
+  const storageBytes = appBytes + deltaCopyBytes;
   const storage = await availableBytes(device.config.storagePath);
   const sysroot = await availableBytes(device.config.sysroot);
   // ostree refuses to write once less than min-free-space-percent (3 % by default) of its filesystem would be left.
@@ -496,9 +540,9 @@ async function checkSpace(
       : (await rootfsObjectBytes) + Math.ceil(OSTREE_MIN_FREE_FRACTION * sysroot.totalBytes);
   const needs =
     storage.device === sysroot.device
-      ? [{ where: device.config.storagePath, required: appBytes + rootfsBytes, available: storage.bytes }]
+      ? [{ where: device.config.storagePath, required: storageBytes + rootfsBytes, available: storage.bytes }]
       : [
-          { where: device.config.storagePath, required: appBytes, available: storage.bytes },
+          { where: device.config.storagePath, required: storageBytes, available: storage.bytes },
           { where: device.config.sysroot, required: rootfsBytes, available: sysroot.bytes },
         ];
   for (const need of needs) {
@@ -547,16 +591,21 @@ async function copyUpdate(
     return prepared;
   });
   try {
-    const staticDelta = staticDeltaOf(plan.verified);
-    if (transition.rootfsChanged && staticDelta !== undefined) {
+    const rootfsDelta = plan.rootfsDelta;
+    if (rootfsDelta !== undefined) {
       await journal.step(
         'install.rootfs-pull',
         async () => {
           const report = (bytes: number) =>
-            progress?.({ phase: 'rootfs', bytes, total: staticDelta.length, target: target.name });
+            progress?.({ phase: 'rootfs', bytes, total: rootfsDelta.rootfs.length, target: target.name });
           report(0);
-          await applyRootfsDelta(device, bundle, staticDelta, target.name, target.commit);
-          report(staticDelta.length);
+          try {
+            await applyRootfsDelta(device, rootfsDelta, target.name, target.commit);
+          } finally {
+            // Applied or not, the copy has served: its space is the storage's again before the deployment.
+            await rootfsDelta.discard();
+          }
+          report(rootfsDelta.rootfs.length);
         },
         target.commit,
       );

@@ -18,7 +18,7 @@ import type { FactoryRepo } from './factory-repo.js';
 
 export const STATIC_DELTA_CACHE_DIR = 'static-deltas';
 
-export interface StaticDeltaFile {
+export interface KeptStaticDelta {
   /** The delta's file in the factory's cache: read it, never change it. */
   readonly file: string;
   readonly length: number;
@@ -36,7 +36,7 @@ interface Record {
 export async function staticDeltaFor(
   repo: FactoryRepo,
   delta: { readonly to: string; readonly from?: string | undefined },
-): Promise<StaticDeltaFile> {
+): Promise<KeptStaticDelta> {
   const dir = path.join(repo.dir, STATIC_DELTA_CACHE_DIR);
   const file = path.join(dir, `${delta.from ?? 'empty'}-${delta.to}.delta`);
   const recordFile = `${file}.json`;

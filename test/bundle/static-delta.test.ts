@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -9,9 +9,10 @@ import { commitSimRootfs } from '../../src/sim/rootfs.js';
 import { signBundleTargets } from '../../src/tuf/bundle-targets.js';
 import { serializeMetadata } from '../../src/tuf/sign-metadata.js';
 import { certifiedRecipient } from '../support/encrypted.js';
-import { akliteOffline, cli } from '../support/cli.js';
+import { akliteOffline, cli, ferryProcess, startFerryProcess, waitUntilStopped } from '../support/cli.js';
 import { buildFactory, HARDWARE_ID, TAG, tempDir, type TestFactory } from '../support/factory.js';
-import { assertRefused, makeDevice, statusOf } from '../support/sim-device.js';
+import { createSimDevice } from '../../src/sim/sim-device.js';
+import { assertRefused, makeDevice, openTestDevice, statusOf } from '../support/sim-device.js';
 import { hashTree } from '../support/tree-hash.js';
 import { mountExfatStick } from '../support/exfat-stick.js';
 
@@ -126,6 +127,8 @@ describe('export --rootfs static-delta', () => {
     const device = await makeDevice(factory, factory.v1);
     // The whole device but its status record, hashed before and after (the sysroot's repo among it).
     await assertRefused(device, bundle, 66, /^ferry: rootfs\/[0-9a-f]{64}\.delta hashes to [0-9a-f]{64}; the signed/);
+    // The copy it hashed off the stick went with the refusal (the fingerprint above covers it too).
+    assert.deepEqual(await deltaCopies(device), []);
     const verified = await cli('verify', bundle);
     assert.equal(verified.code, 66, verified.stderr);
     assert.equal((await akliteOffline('check', '--config', device.configDir, '--src-dir', bundle)).code, 66);
@@ -160,6 +163,96 @@ describe('export --rootfs static-delta', () => {
     }
     assert.equal(await hashTree(existing), before);
     await assert.rejects(fs.access(path.join(dir, 'fioctl', 'tuf')));
+  });
+});
+
+/** The static delta copies (ferry's `.bundle-*` scratch) beside the device's storage. */
+async function deltaCopies(device: Awaited<ReturnType<typeof makeDevice>>): Promise<string[]> {
+  const scratchParent = path.dirname(device.device.paths.statusFile);
+  return (await fs.readdir(scratchParent)).filter((name) => name.startsWith('.bundle-'));
+}
+
+describe('install reads the static delta off the stick once', () => {
+  test('a stick that serves other bytes after the digest check: the checked bytes are applied (100), no copy kept', async () => {
+    const bundle = await exportStaticDelta(factory.v2);
+    const file = path.join(bundle, 'rootfs', `${factory.commits[factory.v2]}.delta`);
+    const checked = await fs.readFile(file);
+    const device = await makeDevice(factory, factory.v1);
+    // Paused after every check, just before the delta is applied: the stick's file becomes bytes of the same length
+    // that are no delta at all, as a stick (or a device pretending to be one) may serve on a second read.
+    const child = startFerryProcess(['install', '--config', device.configDir, '--src-dir', bundle], {
+      FERRY_PAUSE_AT: 'install.rootfs-pull',
+    });
+    await waitUntilStopped(child.pid);
+    const copies = await deltaCopies(device);
+    await fs.writeFile(file, Buffer.alloc(checked.length, 0x5a));
+    process.kill(child.pid, 'SIGCONT');
+    const install = await child.result;
+    assert.equal(install.code, 100, `stdout: ${install.stdout}\nstderr: ${install.stderr}`);
+    assert.equal(copies.length, 1, 'the delta was copied off the stick before the apply');
+    assert.deepEqual(await deltaCopies(device), [], 'the copy is removed once applied');
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    const run = await cli('run', '--config', device.configDir);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal((await statusOf(device))['current'].name, factory.v2);
+  });
+
+  test('a copy a killed install left is removed by the next install, which goes through', async () => {
+    const bundle = await exportStaticDelta(factory.v2);
+    const device = await makeDevice(factory, factory.v1);
+    const args = ['install', '--config', device.configDir, '--src-dir', bundle];
+    const killed = await ferryProcess(args, { FERRY_CRASH_AT: 'install.rootfs-pull' });
+    assert.equal(killed.signal, 'SIGKILL', `${killed.stdout}${killed.stderr}`);
+    const left = await deltaCopies(device);
+    assert.equal(left.length, 1, 'the killed install left its copy');
+    const install = await cli(...args);
+    assert.equal(install.code, 100, install.stderr);
+    assert.deepEqual(await deltaCopies(device), [], 'the install removed the copy the killed one left');
+    assert.equal((await cli('sim', 'reboot', device.dir)).code, 0);
+    assert.equal((await cli('run', '--config', device.configDir)).code, 0);
+  });
+});
+
+describe('the space an install of a static delta needs', () => {
+  test('the copy counts beside the objects: room for the objects alone is 60 with the device unchanged; then it installs', async (t) => {
+    // A rootfs with 8 MiB of random bytes, which no delta compresses: the delta file is that large, and so are the
+    // objects it writes.
+    const dir = await tempDir('static-delta-space');
+    const bulk = path.join(dir, 'bulk.bin');
+    await fs.writeFile(bulk, randomBytes(8 * 1024 * 1024));
+    await commitSimRootfs({ repo: path.join(dir, 'build'), branch: 'test/bulky', version: '6', busybox: bulk });
+    const bulky = await addTarget(factory.repo, {
+      name: 'sim-lmp',
+      version: '6',
+      hardwareIds: [HARDWARE_ID],
+      tags: [TAG],
+      ref: 'test/bulky',
+      ostreeRepo: path.join(dir, 'build'),
+    });
+    const bundle = await exportStaticDelta(bulky.name);
+    const length = (await bundleInfo(bundle)).rootfs.length as number;
+    // The device on a small filesystem of its own.
+    const mountPoint = path.join(dir, 'small-fs');
+    await fs.mkdir(mountPoint);
+    const size = 48 * 1024 * 1024;
+    const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mountPoint], { encoding: 'utf8' });
+    if (mount.status !== 0) {
+      assert.notEqual(process.env['CI'], 'true', `cannot mount a tmpfs in CI: ${mount.stderr}`);
+      return t.skip('this machine cannot mount a tmpfs');
+    }
+    t.after(() => spawnSync('umount', ['-l', mountPoint]));
+    await createSimDevice(path.join(mountPoint, 'device'), factory.repo, { target: factory.v1 });
+    const device = await openTestDevice(path.join(mountPoint, 'device'));
+    // Room for the objects, ostree's 3 % and the margin, and half the delta again: not for the copy as well.
+    const free = (await fs.statfs(mountPoint)).bavail * (await fs.statfs(mountPoint)).bsize;
+    const leave = length + Math.ceil(0.03 * size) + 1024 * 1024 + length / 2;
+    const filler = path.join(mountPoint, 'filler');
+    const fill = spawnSync('fallocate', ['-l', String(free - leave), filler], { encoding: 'utf8' });
+    assert.equal(fill.status, 0, fill.stderr);
+    await assertRefused(device, bundle, 60, /^ferry: space required \d+ B, available \d+ B/);
+    assert.deepEqual(await deltaCopies(device), []);
+    await fs.rm(filler);
+    await installRebootRun(device, bundle, bulky.name);
   });
 });
 

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { availableBytes } from '../../util/free-space.js';
@@ -6,6 +5,7 @@ import { removeTree } from '../../util/remove-tree.js';
 import { FerryError, describeCause } from '../../errors.js';
 import { archiveKindOf, extractBundleArchive, unpackedBytesOf } from './bundle-archive.js';
 import { openBundleDir, type BundleDir } from './bundle-dir.js';
+import { bundleScratchPath } from './bundle-scratch.js';
 import { isEncryptedBundleFile, openSealedBundle, type SealedBundle } from './encrypted-bundle.js';
 
 export interface BundleSource {
@@ -96,7 +96,7 @@ export async function openBundleSource(source: string, stagingParent: string): P
       },
     );
   }
-  const staging = path.join(stagingParent, `.bundle-${process.pid}-${randomBytes(4).toString('hex')}`);
+  const staging = bundleScratchPath(stagingParent);
   // One directory at a time: the unpacked objects of a big bundle are tens of thousands of files.
   const close = () => removeTree(staging);
   try {
